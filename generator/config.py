@@ -1,0 +1,69 @@
+"""The one settings object. Every knob is an environment variable ``PUSHGEN_<NAME>`` (or a constructor argument)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGED = Path(__file__).resolve().parent / "_data"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "pushgen"
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[0]
+
+
+class Settings(BaseSettings):
+    """pushgen configuration.
+
+    Defaults are the *embedded* set-up: SQLite in the user's data folder, in-process execution, no services.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PUSHGEN_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{_default_home() / 'pushgen.db'}",
+        description="SQLAlchemy URL of the store. SQLite by default; e.g. postgresql+psycopg://host/db.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "pushgen",
+        description="Where dequantised GGUF models (safetensors) and other derived artefacts are cached.",
+    )
+    adapters_dir: Path = Field(
+        default_factory=lambda: _default_home() / "adapters",
+        description="Registry folder of trained LoRA adapters.",
+    )
+    scorers_dir: Path = Field(
+        default_factory=lambda: _default_home() / "scorers",
+        description="Folder of fine-tuned scorers; the one named 'default' is used when present.",
+    )
+    prompts_dir: Path = Field(
+        default_factory=lambda: _first_existing(REPO_ROOT / "prompts", _PACKAGED / "prompts"),
+        description="Folder of the Jinja prompt templates.",
+    )
+    shop_dir: Path = Field(
+        default_factory=lambda: _first_existing(REPO_ROOT / "examples" / "shop", _PACKAGED / "shop"),
+        description="The sample shop used by `pushgen demo`.",
+    )
+    generator_model: str = Field(default="smollm2-135m", description="Registry name, HF id or folder.")
+    scorer_model: str = Field(default="minilm", description="Registry name, HF id or folder.")
+    device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
+    batch_size: int = Field(default=16, ge=1, description="Rows per generation batch.")
+    max_new_tokens: int = Field(default=48, ge=1, description="Cap on generated tokens per message.")
+    seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,215 @@
+"""The store: SQLAlchemy 2 models, migrated by Alembic. SQLite by default, PostgreSQL via PUSHGEN_DATABASE_URL.
+
+Writes of generated messages are idempotent, keyed by ``(job_id, user_id, variant)``: writing the same message
+twice (a retried task, a redelivered chunk) leaves one row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from generator.config import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Job(Base):
+    """One generation run for an audience (a demo, a campaign, an API job)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    kind: Mapped[str] = mapped_column(String(32), default="campaign")
+    campaign_type: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/running/done/failed
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    messages: Mapped[list[Message]] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class Message(Base):
+    """One generated push for one user (and variant) of a job, with its guardrail verdicts."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("job_id", "user_id", "variant", name="uq_message_job_user_variant"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    variant: Mapped[int] = mapped_column(Integer, default=0)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    deep_link: Mapped[str | None] = mapped_column(Text)
+    item_ids: Mapped[list[Any]] = mapped_column(default=list)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    template: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # passed / flagged / fallback
+    guardrails: Mapped[list[Any]] = mapped_column(default=list)  # [{name, passed, reason}]
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    ranked_items: Mapped[list[Any]] = mapped_column(default=list)  # [{item_id, title, price, score, why}]
+    ctr_score: Mapped[float | None] = mapped_column(Float)
+    review_status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    job: Mapped[Job] = relationship(back_populates="messages")
+
+
+class ItemEmbedding(Base):
+    """Scorer embeddings of item texts, keyed by (encoder, content hash): unchanged items are never re-encoded."""
+
+    __tablename__ = "item_embeddings"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+MESSAGE_FIELDS = ("title", "body", "deep_link", "item_ids", "prompt", "template", "adapter", "status",
+                  "guardrails", "candidates", "ranked_items", "ctr_score")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()
+
+
+class Store:
+    """Access to the database: migrations, jobs, messages and the embedding cache."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True):
+        self.url = url or get_settings().database_url
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(self.url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with Alembic (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as s:
+            yield s
+
+    # jobs -------------------------------------------------------------------------------------------------
+    def create_job(self, **fields: Any) -> Job:
+        with self.session() as s:
+            job = Job(**fields)
+            s.add(job)
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self.session() as s:
+            return s.get(Job, job_id)
+
+    def set_job_status(self, job_id: str, status: str) -> None:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            job.status = status
+            if status in ("done", "failed", "cancelled"):
+                job.finished_at = utcnow()
+
+    # messages ---------------------------------------------------------------------------------------------
+    def save_messages(self, job_id: str, messages: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace messages keyed by (job_id, user_id, variant) in one transaction; returns count."""
+        n = 0
+        with self.session() as s:
+            for m in messages:
+                variant = int(m.get("variant", 0))
+                row = s.scalar(select(Message).where(Message.job_id == job_id, Message.user_id == m["user_id"],
+                                                     Message.variant == variant))
+                if row is None:
+                    row = Message(job_id=job_id, user_id=m["user_id"], variant=variant)
+                    s.add(row)
+                for f in MESSAGE_FIELDS:
+                    if f in m:
+                        setattr(row, f, m[f])
+                n += 1
+        return n
+
+    def list_messages(self, job_id: str, *, offset: int = 0, limit: int | None = None) -> list[Message]:
+        with self.session() as s:
+            q = select(Message).where(Message.job_id == job_id).order_by(Message.user_id, Message.variant)
+            if offset:
+                q = q.offset(offset)
+            if limit is not None:
+                q = q.limit(limit)
+            return list(s.scalars(q))
+
+    # embedding cache --------------------------------------------------------------------------------------
+    def get_embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached vectors for those content hashes that have one (queried in chunks)."""
+        out: dict[str, np.ndarray] = {}
+        with self.session() as s:
+            for i in range(0, len(hashes), 500):
+                chunk = list(hashes[i:i + 500])
+                q = select(ItemEmbedding).where(ItemEmbedding.model == model,
+                                                ItemEmbedding.content_hash.in_(chunk))
+                for row in s.scalars(q):
+                    out[row.content_hash] = np.frombuffer(row.vector, dtype=np.float32).copy()
+        return out
+
+    def put_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors (float32) by content hash; existing ones are left alone."""
+        if not vectors:
+            return
+        have = self.get_embeddings(model, list(vectors))
+        with self.session() as s:
+            for h, v in vectors.items():
+                if h not in have:
+                    v32 = np.asarray(v, dtype=np.float32)
+                    s.add(ItemEmbedding(model=model, content_hash=h, dim=int(v32.shape[-1]), vector=v32.tobytes()))
