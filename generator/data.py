@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from generator.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".parquet")
+_UMASK = os.umask(0o022)  # read once: written tables get normal permissions, not mkstemp's 0600
+os.umask(_UMASK)
 
 
 class Contract(BaseModel):
@@ -316,6 +318,7 @@ def write_table(path: str | Path, rows: Sequence[Contract] | Iterable[dict[str, 
             pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in recs]), tmp)
         else:
             raise DataError(str(path), None, None, f"unsupported file type {suffix!r}")
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

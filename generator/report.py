@@ -1,0 +1,53 @@
+"""Demo and campaign outputs: ``messages.csv`` and a self-contained ``review.html``.
+
+Every text in the HTML comes from shoppers or the model, so the page is rendered with autoescaping on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from generator.campaign import UserMessage
+from generator.data import write_table
+from generator.prompts import format_price
+
+MESSAGE_COLUMNS = ("user_id", "locale", "item_ids", "template", "title", "body", "deep_link", "status", "reasons")
+
+
+def message_rows(messages: Sequence[UserMessage]) -> list[dict[str, str]]:
+    return [{
+        "user_id": m.user.user_id,
+        "locale": m.user.locale,
+        "item_ids": " ".join(r.item.item_id for r in m.ranked),
+        "template": m.template,
+        "title": m.chosen.title if m.chosen else "",
+        "body": m.chosen.body if m.chosen else "",
+        "deep_link": m.deep_link,
+        "status": m.status,
+        "reasons": "; ".join(m.reasons),
+    } for m in messages]
+
+
+def write_messages_csv(messages: Sequence[UserMessage], path: Path) -> Path:
+    return write_table(path, message_rows(messages), columns=MESSAGE_COLUMNS)
+
+
+def render_review_html(messages: Sequence[UserMessage], *, title: str, job_id: str | None = None) -> str:
+    env = Environment(loader=PackageLoader("generator", "templates"), autoescape=select_autoescape(default=True))
+    env.filters["money"] = lambda item: format_price(item.current_price, item.currency)
+    env.filters["old_money"] = lambda item: format_price(item.price, item.currency)
+    passed = sum(m.status == "passed" for m in messages)
+    return env.get_template("review.html").render(
+        title=title, job_id=job_id, messages=messages, passed=passed,
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def write_review_html(messages: Sequence[UserMessage], path: Path, *, title: str, job_id: str | None = None) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_review_html(messages, title=title, job_id=job_id), encoding="utf-8")
+    tmp.replace(path)
+    return path

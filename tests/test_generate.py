@@ -1,0 +1,77 @@
+"""Batched generation: parsing, stop rules, and batched output identical to one-at-a-time (tiny model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.generate import GenerationRequest, Generator, parse_title_body
+from generator.models import load_causal_lm
+
+
+@pytest.mark.parametrize(("completion", "title", "body"), [
+    (" Camp in comfort\nBody: The Trailblazer Tent is $149.00.\n", "Camp in comfort",
+     "The Trailblazer Tent is $149.00."),
+    (' "Camp in comfort"\n**Body:** Tent now $149.00', "Camp in comfort", "Tent now $149.00"),
+    (" 帐篷降价啦\nBody：Trailblazer 帐篷现价 $149.00\n", "帐篷降价啦", "Trailblazer 帐篷现价 $149.00"),
+    (" Only a title", "Only a title", ""),
+    (" A title\nThe body without its label\n", "A title", "The body without its label"),
+])
+def test_parse_title_body(completion: str, title: str, body: str) -> None:
+    assert parse_title_body(completion) == (title, body)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama: Path) -> Generator:
+    model, tok = load_causal_lm(str(tiny_llama), device="cpu")
+    return Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12)
+
+
+PROMPTS = ["Write a push about tents.\nTitle:", "Short\nTitle:",
+           "A much longer prompt about a coffee set, mugs, kettles and a lot of other things.\nTitle:",
+           "Sale!\nTitle:", "Lanterns for camping trips in the mountains\nTitle:"]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny: Generator) -> None:
+    reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
+    batched = tiny.generate(reqs)
+    single = [tiny.generate([r])[0] for r in reqs]
+    assert [c[0].raw for c in batched] == [c[0].raw for c in single]
+    assert all(c[0].new_tokens <= 12 for c in batched)
+
+
+def test_sampling_is_reproducible_under_a_seed(tiny: Generator) -> None:
+    reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
+    a = tiny.generate(reqs, n_candidates=3, seed=5)
+    b = tiny.generate(reqs, n_candidates=3, seed=5)
+    assert [[c.raw for c in row] for row in a] == [[c.raw for c in row] for row in b]
+    assert all(len(row) == 3 and not row[0].sampled and row[1].sampled for row in a)
+
+
+def test_rows_stop_after_the_body_line_or_at_the_limit(tiny: Generator) -> None:
+    reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
+    for row in tiny.generate(reqs, n_candidates=2, seed=1):
+        for c in row:
+            newlines = c.raw.count("\n")
+            assert newlines <= 2 and c.new_tokens <= 12
+            assert c.finished == (newlines == 2 or c.new_tokens < 12 or c.raw.endswith("\n"))
+
+
+def test_shared_prefix_gives_the_same_output_as_the_whole_prompt(tiny: Generator) -> None:
+    shared = "You write push notifications.\n\nExample: Title: Tents\nBody: Tents are here.\n\n"
+    whole = [GenerationRequest(key=str(i), prompt=shared + p) for i, p in enumerate(PROMPTS)]
+    split = [GenerationRequest(key=str(i), prompt=p, prefix=shared) for i, p in enumerate(PROMPTS)]
+    rows = tiny._prepare(split)
+    assert sum(bool(r.prefix) for r in rows) >= 3  # the prefix is really shared for most prompts
+    assert [c[0].raw for c in tiny.generate(whole)] == [c[0].raw for c in tiny.generate(split)]
+
+
+def test_greedy_matches_hugging_face_generate(tiny: Generator) -> None:
+    reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
+    ours = tiny.generate(reqs)
+    for r, c in zip(reqs, ours, strict=True):
+        enc = tiny.tokenizer(r.prompt, return_tensors="pt", add_special_tokens=False)
+        ref = tiny.model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tiny.tokenizer.pad_token_id)
+        text = tiny.tokenizer.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
+        assert text.startswith(c[0].raw)

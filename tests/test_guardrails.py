@@ -1,0 +1,116 @@
+"""Guardrails: lengths in grapheme clusters, exact prices and discounts, payload bytes, item mention."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from generator.data import Item
+from generator.guardrails import (
+    GuardContext,
+    check_lengths,
+    check_mentions_item,
+    check_payload_size,
+    check_percentages,
+    check_prices,
+    graphemes,
+    run_checks,
+)
+
+TENT = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
+            price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
+MUG = Item(item_id="B2", title="Aurora Ceramic Mug", brand="Aurora", price=Decimal("12.50"), currency="USD",
+           in_stock=True, url="u")
+CTX = GuardContext(items=[TENT, MUG])
+
+
+def test_graphemes_count_emoji_and_chinese_as_one() -> None:
+    assert graphemes("👍🏽") == 1 and graphemes("👨‍👩‍👧") == 1 and graphemes("帐篷") == 2 and graphemes("e\u0301") == 1
+
+
+@pytest.mark.parametrize(("title", "ok"), [
+    ("🏕️" * 50, True), ("🏕️" * 51, False),
+    ("帐" * 50, True), ("帐" * 51, False),
+    ("", False),
+])
+def test_title_limit_at_the_edge_in_graphemes(title: str, ok: bool) -> None:
+    [t, _] = check_lengths(title, "body", CTX)
+    assert t.passed is ok
+
+
+def test_body_limit_uses_strictest_platform() -> None:
+    assert check_lengths("t", "x" * 150, CTX)[1].passed
+    assert not check_lengths("t", "x" * 151, CTX)[1].passed
+    assert check_lengths("t", "x" * 200, GuardContext(items=[TENT], platforms=("android",)))[1].passed
+
+
+@pytest.mark.parametrize(("body", "ok"), [
+    ("Trailblazer tent now $149.00!", True),
+    ("Trailblazer tent now $149!", True),
+    ("Was $189.00, now $149.00", True),
+    ("Mug for $12.50", True),
+    ("Only $99.00 today", False),
+    ("Only 149.00 EUR", False),
+    ("Now €149.00", False),
+    ("Now 149.00", True),
+    ("Now 149.01", False),
+    ("现价 149.00 美元", True),
+    ("现价 ¥149.00", False),
+])
+def test_prices_must_be_exact_and_in_the_right_currency(body: str, ok: bool) -> None:
+    assert check_prices("t", body, CTX).passed is ok
+
+
+@pytest.mark.parametrize(("body", "ok"), [
+    ("21% off the tent", True), ("save 21 percent", True), ("50% off", False), ("21.5% off", False),
+    ("优惠 21％", True), ("no discount talk", True),
+])
+def test_percentages_must_be_real_discounts(body: str, ok: bool) -> None:
+    assert check_percentages("t", body, CTX).passed is ok
+
+
+def test_no_discount_claims_when_nothing_is_discounted() -> None:
+    r = check_percentages("t", "10% off", GuardContext(items=[MUG]))
+    assert not r.passed and "no item is discounted" in r.reason
+
+
+def test_payload_limit_is_bytes_after_json_encoding() -> None:
+    assert check_payload_size("t", "帐" * 1300, CTX).passed  # 3,900 bytes of UTF-8 plus the envelope
+    r = check_payload_size("t", "帐" * 1400, CTX)
+    assert not r.passed and "bytes, limit 4096" in r.reason
+    assert not check_payload_size("t", '"' * 2100, CTX).passed  # JSON escaping doubles quotes
+
+
+def test_copy_must_name_a_ranked_item() -> None:
+    assert check_mentions_item("Camp night", "The Trailblazer backpacking tent is back", CTX).passed
+    assert check_mentions_item("", "Aurora Ceramic Mug: cosy mornings", CTX).passed
+    assert not check_mentions_item("Big news", "Something great is waiting", CTX).passed
+    assert not check_mentions_item("", "A tent for you", CTX).passed  # one generic word is not a name
+
+
+def test_run_checks_collects_every_failure() -> None:
+    results = run_checks("", "Only $5.00, 90% off", CTX)
+    failed = {r.name for r in results if not r.passed}
+    assert failed == {"title_length", "prices", "percentages", "mentions_item"}
+
+
+@pytest.mark.parametrize(("locale", "title", "body", "ok"), [
+    ("zh_CN", "帐篷降价啦", "Trailblazer 帐篷现价 $149.00，立减 21%！", True),
+    ("zh_CN", "Tent sale", "Northwind Trailblazer Tent now $149.00", False),
+    ("zh_CN", "降价", "Northwind Trailblazer Backpacking Tent now $149.00", False),
+    ("en_US", "Tent sale", "Trailblazer tent now $149.00", True),
+    ("en_US", "Tent sale 帐篷", "Trailblazer tent now $149.00", False),
+])
+def test_language_matches_locale(locale: str, title: str, body: str, ok: bool) -> None:
+    from generator.guardrails import check_language
+
+    assert check_language(title, body, GuardContext(items=[TENT], locale=locale)).passed is ok
+
+
+def test_broken_characters_fail() -> None:
+    from generator.guardrails import check_well_formed
+
+    assert check_well_formed("帐篷", "现价 $149.00", CTX).passed
+    assert not check_well_formed("帐\ufffd", "body", CTX).passed
+    assert not check_well_formed("title", "bo\x07dy", CTX).passed
