@@ -1,6 +1,10 @@
-"""Run a campaign end to end: rank items per user, render prompts, generate in batches, check, store.
+"""Run a campaign end to end: rank items per user, render prompts, generate in batches, check, choose, store.
 
-This is the one path every entry point uses (``pushgen demo``, ``pushgen generate``, the workers).
+This is the one path every entry point uses (``pushgen demo``, ``pushgen generate``, the workers). For each user:
+the scorer ranks items under the campaign's rules; the featured item (rank 1, or the user's abandoned cart
+item) fills the campaign's template; the model writes N candidates; every candidate is checked; passing ones
+are ranked by predicted click-through. Users with no passing candidate are retried (bounded, with fresh
+samples); after that they get the deterministic template-only message, flagged as a fallback.
 """
 
 from __future__ import annotations
@@ -9,65 +13,118 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from generator.data import Shop, User
-from generator.errors import PushgenError
+from generator.data import EventType, Item, Shop, User
+from generator.errors import DataError, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
-from generator.guardrails import CheckResult, GuardContext, run_checks
+from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
 from generator.store import Store
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
+CAMPAIGN_TYPES = ("back_in_stock", "price_drop", "abandoned_cart", "new_arrivals", "coupon",
+                  "content_recommendation", "re_engagement")
+
+
+class Audience(BaseModel):
+    """Who gets the campaign: explicit user ids, or every opted-in user matching the filters."""
+
+    user_ids: list[str] | None = None
+    locales: list[str] | None = Field(default=None, description="e.g. ['zh_CN']; None = every locale")
+    limit: int | None = Field(default=None, ge=1, description="At most this many users (sorted by id).")
 
 
 class Campaign(BaseModel):
-    """What to send: the campaign type (``auto`` picks price_drop for discounted items, else a
-    recommendation), template (default: by type and the user's locale), adapter, and candidates per user."""
+    """A campaign as the campaign tool describes it (the YAML of ``pushgen generate --campaign``)."""
 
-    name: str = "demo"
-    type: str = AUTO
-    template: str | None = None
+    name: str = "campaign"
+    type: str = Field(default=AUTO, description=f"One of {', '.join(CAMPAIGN_TYPES)}, or 'auto' (price_drop "
+                                                "for discounted featured items, else content_recommendation).")
+    template: str | None = Field(default=None, description="Template name; default: by type and user locale.")
     adapter: str | None = None
-    locale: str | None = None
+    locale: str | None = Field(default=None, description="Force one locale's template for every user.")
     brand: str = "Northwind Home & Outdoor"
-    candidates: int = Field(default=3, ge=1, le=16)
+    facts: dict[str, Any] = Field(default_factory=dict,
+                                  description="Campaign facts the copy may state, e.g. coupon_code, coupon_pct.")
+    item_ids: list[str] | None = Field(default=None, description="Only these items (back in stock, new arrivals).")
+    audience: Audience = Field(default_factory=Audience)
+    variants: int = Field(default=1, ge=1, le=8, description="Distinct messages per user (A/B variants).")
+    candidates: int = Field(default=3, ge=1, le=16, description="Generated candidates per user and round.")
+    retries: int = Field(default=1, ge=0, le=5, description="Extra rounds for users with no passing candidate.")
     top_k: int = Field(default=5, ge=1, le=50)
+    policy: BrandPolicy = Field(default_factory=BrandPolicy)
     utm_source: str = "push"
+
+    @model_validator(mode="after")
+    def _known_type(self) -> Campaign:
+        if self.type != AUTO and self.type not in CAMPAIGN_TYPES:
+            raise ValueError(f"type: unknown campaign type {self.type!r}; use one of {', '.join(CAMPAIGN_TYPES)}")
+        if self.type == "coupon" and not {"coupon_code", "coupon_pct"} <= set(self.facts):
+            raise ValueError("facts: a coupon campaign needs facts.coupon_code and facts.coupon_pct")
+        return self
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign YAML file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise DataError(str(path), None, None, "file not found") from None
+    except yaml.YAMLError as exc:
+        raise DataError(str(path), None, None, f"not valid YAML: {exc}") from exc
+    try:
+        return Campaign.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc is None and ":" in msg:
+            loc, _, msg = msg.partition(": ")
+        raise DataError(str(path), None, loc, msg) from None
 
 
 @dataclass
 class UserMessage:
-    """The outcome for one user: the chosen copy, every candidate, and what the scorer ranked."""
+    """The outcome for one user and variant: the chosen copy, every candidate, and what the scorer ranked."""
 
     user: User
     ranked: list[RankedItem]
+    campaign_type: str
     template: str
     prompt: str
+    variant: int = 0
     candidates: list[Candidate] = field(default_factory=list)
     chosen: Candidate | None = None
+    fallback: bool = False
     deep_link: str = ""
+    quoted: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "passed" if self.chosen is not None and self.chosen.passed else "flagged"
+        if self.chosen is None or not self.chosen.passed:
+            return "flagged"
+        return "fallback" if self.fallback else "passed"
 
     @property
     def reasons(self) -> list[str]:
         if self.chosen is None:
-            return ["no candidate was generated"]
+            return ["no item to talk about (nothing ranked for this user)"]
         return [f"{c['name']}: {c['reason']}" for c in self.chosen.checks if not c["passed"]]
 
     def as_record(self) -> dict[str, Any]:
         c = self.chosen
         return {
             "user_id": self.user.user_id,
-            "variant": 0,
+            "variant": self.variant,
             "title": c.title if c else "",
             "body": c.body if c else "",
             "deep_link": self.deep_link,
@@ -76,8 +133,10 @@ class UserMessage:
             "template": self.template,
             "status": self.status,
             "guardrails": c.checks if c else [],
+            "ctr_score": c.ctr if c else None,
             "candidates": [{"title": x.title, "body": x.body, "sampled": x.sampled, "passed": x.passed,
-                            "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks if not k["passed"]]}
+                            "ctr": x.ctr, "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks
+                                                      if not k["passed"]]}
                            for x in self.candidates],
             "ranked_items": [r.to_dict() for r in self.ranked],
         }
@@ -94,85 +153,217 @@ def _progress(enabled: bool = True) -> Progress:
                     disable=not enabled)
 
 
-def choose(candidates: Sequence[Candidate]) -> Candidate | None:
-    """The best candidate: passing ones first (by predicted click-through when known, else greedy first),
-    then the one with the fewest failed checks."""
+def choose(candidates: Sequence[Candidate], taken: Sequence[str] = ()) -> Candidate | None:
+    """The best candidate: passing ones first, then not a near-duplicate of copy already chosen for another
+    user, then by predicted click-through (when known), then greedy before sampled."""
     if not candidates:
         return None
-    order = sorted(range(len(candidates)), key=lambda i: (
-        not candidates[i].passed,
-        sum(not c["passed"] for c in candidates[i].checks),
-        -(candidates[i].ctr or 0.0),
-        i,
-    ))
-    return candidates[order[0]]
+
+    def key(i: int) -> tuple[Any, ...]:
+        c = candidates[i]
+        dup = any(near_duplicate(f"{c.title} {c.body}", t) for t in taken)
+        return (not c.passed, dup, sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
+
+    return candidates[min(range(len(candidates)), key=key)]
+
+
+def select_audience(shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None = None) -> list[str]:
+    """User ids to message: the given ones (or the campaign's), else opted-in users matching its filters."""
+    by_id = {u.user_id: u for u in shop.users}
+    ids = list(user_ids or campaign.audience.user_ids or [])
+    if ids:
+        unknown = [u for u in ids if u not in by_id]
+        if unknown:
+            raise PushgenError(f"unknown user ids: {unknown[:5]}")
+        return ids
+    users = [u for u in shop.users if u.push_opt_in]
+    if campaign.audience.locales:
+        users = [u for u in users if u.locale in campaign.audience.locales]
+    out = sorted(u.user_id for u in users)
+    return out[:campaign.audience.limit] if campaign.audience.limit else out
+
+
+def _abandoned_cart_items(shop: Shop) -> dict[str, str]:
+    """Per user, the most recent carted item not purchased afterwards."""
+    last_cart: dict[str, tuple[Any, str]] = {}
+    bought_after: set[tuple[str, str]] = set()
+    for e in sorted(shop.events, key=lambda e: (e.timestamp, e.user_id, e.item_id)):
+        if e.event_type == EventType.cart:
+            last_cart[e.user_id] = (e.timestamp, e.item_id)
+            bought_after.discard((e.user_id, e.item_id))
+        elif e.event_type == EventType.purchase:
+            bought_after.add((e.user_id, e.item_id))
+    return {u: item for u, (_, item) in last_cart.items() if (u, item) not in bought_after}
+
+
+def _review_for(shop: Shop, item: Item) -> str | None:
+    """The best-rated review of an item (social proof; enters prompts only quoted)."""
+    reviews = sorted((r for r in shop.reviews if r.item_id == item.item_id and r.text),
+                     key=lambda r: (-r.rating, r.timestamp, r.user_id))
+    return reviews[0].text if reviews else None
+
+
+class CampaignRunner:
+    """Holds the loaded models so many campaigns (or chunks of one) reuse them."""
+
+    def __init__(self, *, generator: Generator | None = None, scorer: Scorer | None = None,
+                 prompts: PromptLibrary | None = None, store: Store | None = None, ctr: Any = None):
+        self.store = store
+        self.prompts = prompts or default_library()
+        self._generator, self._scorer, self._ctr = generator, scorer, ctr
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = Generator()
+        return self._generator
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer.load(store=self.store)
+        return self._scorer
+
+    def _score_ctr(self, candidates: Sequence[Candidate]) -> None:
+        if self._ctr is False:
+            return
+        if self._ctr is None:
+            try:
+                from generator.ctr import CtrModel
+            except ImportError:  # the click-through model is optional
+                self._ctr = False
+                return
+            self._ctr = CtrModel.load() or False
+            if self._ctr is False:
+                return
+        passing = [c for c in candidates if c.passed]
+        if passing:
+            for c, s in zip(passing, self._ctr.score([f"{c.title}\n{c.body}" for c in passing]), strict=True):
+                c.ctr = float(s)
+
+    def _check(self, m: UserMessage, ctx: GuardContext) -> None:
+        for cand in m.candidates:
+            if cand.checks:
+                continue
+            results = run_checks(cand.title, cand.body, ctx)
+            if not cand.finished:
+                results.append(CheckResult("complete", False, "cut off at the generation length limit"))
+            cand.checks = [r.as_dict() for r in results]
+
+    def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
+        lang = (campaign.locale or m.user.locale).replace("-", "_").split("_")[0]
+        name = f"fallback.{lang}" if (self.prompts.folder / f"fallback.{lang}.j2").exists() else "fallback.en"
+        r = self.prompts.render(name, campaign_type=m.campaign_type, item=item_facts(m.ranked[0].item),
+                                campaign=campaign.facts)
+        cand = Candidate(title=r.title, body=r.user, raw="", sampled=False)
+        cand.checks = [x.as_dict() for x in run_checks(cand.title, cand.body, ctx)]
+        return cand
+
+    def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
+            job_kind: str = "campaign", job_id: str | None = None, show_progress: bool = True,
+            seed: int = 0) -> tuple[str | None, list[UserMessage]]:
+        """Generate, check, choose and (with a store) save ``variants`` messages per user.
+        Returns the job id (None without a store) and the messages, in audience order."""
+        t0 = time.perf_counter()
+        audience = select_audience(shop, campaign, user_ids)
+        users = {u.user_id: u for u in shop.users}
+        items = shop.items_by_id
+        carts = _abandoned_cart_items(shop) if campaign.type == "abandoned_cart" else {}
+        rules = RankRules(k=campaign.top_k, campaign_type=None if campaign.type == AUTO else campaign.type,
+                          only_item_ids=frozenset(campaign.item_ids) if campaign.item_ids else None)
+        ranked = self.scorer.rank(shop, list(audience), rules, progress=show_progress)
+        gen = self.generator
+
+        messages: list[UserMessage] = []
+        contexts: dict[str, GuardContext] = {}
+        requests: list[GenerationRequest] = []
+        for uid in audience:
+            user, top = users[uid], list(ranked.get(uid, []))
+            if uid in carts and items[carts[uid]].in_stock:
+                cart_item = items[carts[uid]]
+                top = [RankedItem(cart_item, 1.0, 1, ["left in the cart"])] + [
+                    r for r in top if r.item.item_id != cart_item.item_id][:campaign.top_k - 1]
+            elif campaign.type == "abandoned_cart":
+                top = []
+            if not top:
+                messages.append(UserMessage(user=user, ranked=[], campaign_type=campaign.type, template="", prompt=""))
+                continue
+            featured = top[0]
+            ctype = campaign_type_for(campaign, featured)
+            locale = campaign.locale or user.locale
+            template = campaign.template or self.prompts.resolve(ctype, locale)
+            review = _review_for(shop, featured.item)
+            available = {"brand": campaign.brand, "item": item_facts(featured.item), "campaign": campaign.facts,
+                         "review": review, "campaign_type": ctype}
+            declared = self.prompts.get(template).variables
+            rendered = self.prompts.render(template, **{k: available.get(k) for k in declared})
+            shared, own = prompt_parts(gen.tokenizer, rendered)
+            sep = "&" if "?" in featured.item.url else "?"
+            link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
+            quoted = [review] if review and "review" in declared else []
+            for v in range(campaign.variants):
+                messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,
+                                            prompt=shared + own, variant=v, deep_link=link, quoted=quoted))
+            contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
+                                         catalog=shop.items, quoted_texts=quoted, policy=campaign.policy)
+            requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=campaign.adapter))
+
+        by_user: dict[str, list[UserMessage]] = {}
+        for m in messages:
+            by_user.setdefault(m.user.user_id, []).append(m)
+        n_cand = max(campaign.candidates, campaign.variants)
+        pending = requests
+        with _progress(show_progress) as bar:
+            for attempt in range(campaign.retries + 1):
+                if not pending:
+                    break
+                task = bar.add_task("generating" if attempt == 0 else f"retry {attempt}", total=len(pending))
+                outputs = gen.generate(pending, n_candidates=n_cand, seed=seed + 1000 * attempt,
+                                       progress=lambda n, t=task: bar.advance(t, n))
+                for req, cands in zip(pending, outputs, strict=True):
+                    if attempt:  # a retry's greedy candidate repeats the first round's: keep the samples
+                        cands = [c for c in cands if c.sampled]
+                    for m in by_user[req.key]:
+                        m.candidates.extend(cands)
+                        self._check(m, contexts[req.key])
+                    self._score_ctr(by_user[req.key][0].candidates)
+                pending = [r for r in pending
+                           if sum(c.passed for c in by_user[r.key][0].candidates) < campaign.variants]
+
+        taken: list[str] = []
+        for uid, ms in by_user.items():
+            if not ms[0].ranked:
+                continue
+            pool = list(ms[0].candidates)
+            for m in ms:
+                m.candidates = list(pool) if m.variant == 0 else []
+                best = choose(pool, taken)
+                if best is None or not best.passed:
+                    m.chosen, m.fallback = self._fallback(m, campaign, contexts[uid]), True
+                else:
+                    m.chosen = best
+                    pool.remove(best)
+                    taken.append(f"{best.title} {best.body}")
+
+        if self.store is not None:
+            if job_id is None:
+                job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
+                                            template=campaign.template or AUTO, adapter=campaign.adapter,
+                                            locale=campaign.locale, model=gen.model_name, status="running",
+                                            total=len(messages), params=campaign.model_dump(mode="json"))
+                job_id = job.id
+            self.store.save_messages(job_id, [m.as_record() for m in messages])
+            self.store.set_job_status(job_id, "done")
+        counts = {s: sum(m.status == s for m in messages) for s in ("passed", "fallback", "flagged")}
+        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(messages), counts,
+                 time.perf_counter() - t0)
+        return job_id, messages
 
 
 def run_campaign(shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
                  store: Store | None = None, generator: Generator | None = None, scorer: Scorer | None = None,
                  prompts: PromptLibrary | None = None, job_kind: str = "campaign",
                  show_progress: bool = True) -> tuple[str | None, list[UserMessage]]:
-    """Generate, check and (when ``store`` is given) store one message per user. Returns (job id, messages)."""
-    users_by_id = {u.user_id: u for u in shop.users}
-    if user_ids is None:
-        user_ids = sorted(u.user_id for u in shop.users if u.push_opt_in)
-    unknown = [u for u in user_ids if u not in users_by_id]
-    if unknown:
-        raise PushgenError(f"unknown user ids: {unknown[:5]}")
-    prompts = prompts or default_library()
-    t0 = time.perf_counter()
-    scorer = scorer or Scorer.load(store=store)
-    rules = RankRules(k=campaign.top_k, campaign_type=None if campaign.type == AUTO else campaign.type)
-    ranked = scorer.rank(shop, list(user_ids), rules, progress=show_progress)
-    generator = generator or Generator()
-
-    messages: list[UserMessage] = []
-    requests: list[GenerationRequest] = []
-    for uid in user_ids:
-        user, top = users_by_id[uid], ranked.get(uid, [])
-        if not top:
-            messages.append(UserMessage(user=user, ranked=[], template="", prompt=""))
-            continue
-        featured = top[0]
-        locale = campaign.locale or user.locale
-        template = campaign.template or prompts.resolve(campaign_type_for(campaign, featured), locale)
-        rendered = prompts.render(template, brand=campaign.brand, item=item_facts(featured.item))
-        shared, own = prompt_parts(generator.tokenizer, rendered)
-        prompt = shared + own
-        sep = "&" if "?" in featured.item.url else "?"
-        link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
-        messages.append(UserMessage(user=user, ranked=top, template=template, prompt=prompt, deep_link=link))
-        requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=campaign.adapter))
-
-    with _progress(show_progress) as bar:
-        task = bar.add_task("generating", total=len(requests))
-        outputs = generator.generate(requests, n_candidates=campaign.candidates,
-                                     progress=lambda n: bar.advance(task, n))
-    by_user = {r.key: out for r, out in zip(requests, outputs, strict=True)}
-    for m in messages:
-        if not m.ranked:
-            continue
-        ctx = GuardContext(items=[r.item for r in m.ranked], locale=m.user.locale)
-        m.candidates = by_user[m.user.user_id]
-        for cand in m.candidates:
-            results = run_checks(cand.title, cand.body, ctx)
-            if not cand.finished:
-                results.append(CheckResult("complete", False, "cut off at the generation length limit"))
-            cand.checks = [r.as_dict() for r in results]
-        m.chosen = choose(m.candidates)
-
-    job_id = None
-    if store is not None:
-        job = store.create_job(kind=job_kind, campaign_type=campaign.type, template=campaign.template or AUTO,
-                               adapter=campaign.adapter, locale=campaign.locale, model=generator.model_name,
-                               status="running", total=len(messages), params=campaign.model_dump())
-        store.save_messages(job.id, [m.as_record() for m in messages])
-        store.set_job_status(job.id, "done")
-        job_id = job.id
-    passed = sum(m.status == "passed" for m in messages)
-    log.info("campaign %s: %d users, %d passed, %.1f s", campaign.name, len(messages), passed,
-             time.perf_counter() - t0)
-    return job_id, messages
-
-
-__all__ = ["Campaign", "UserMessage", "run_campaign", "choose"]
+    """One-shot convenience over :class:`CampaignRunner`."""
+    runner = CampaignRunner(generator=generator, scorer=scorer, prompts=prompts, store=store)
+    return runner.run(shop, campaign, user_ids=user_ids, job_kind=job_kind, show_progress=show_progress)

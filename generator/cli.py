@@ -63,6 +63,48 @@ def run() -> None:
 
 # --- demo ---------------------------------------------------------------------------------------------------
 
+def _run_and_report(campaign: object, *, shop_dir: Path | None, out: Path, model: str | None,
+                    user_ids: list[str] | None, job_kind: str) -> None:
+    """Load the shop and models, run the campaign, store it, write messages.csv and review.html, summarise."""
+    from collections import Counter
+
+    from generator.campaign import CampaignRunner
+    from generator.data import load_shop
+    from generator.generate import Generator
+    from generator.report import write_messages_csv, write_review_html
+    from generator.store import Store
+
+    _quiet_libraries()
+    t0 = time.perf_counter()
+    shop_dir = shop_dir or get_settings().shop_dir
+    data = load_shop(shop_dir)
+    store = Store()
+    console.print(f"shop [bold]{shop_dir}[/]: {len(data.items)} items, {len(data.users)} users; store {store.url}")
+    t_load = time.perf_counter()
+    generator = Generator(model)
+    console.print(f"generator {generator.model_name} on {generator.device} loaded in "
+                  f"{time.perf_counter() - t_load:.1f} s")
+    runner = CampaignRunner(generator=generator, store=store)
+    job_id, messages = runner.run(data, campaign, user_ids=user_ids, job_kind=job_kind)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    write_messages_csv(messages, out / "messages.csv")
+    write_review_html(messages, out / "review.html", title=f"pushgen {job_kind} — {len(messages)} messages",
+                      job_id=job_id)
+    table = Table(title=f"pushgen {job_kind}")
+    for col in ("campaign type", "messages", "model-written, passing", "template fallback", "flagged"):
+        table.add_column(col)
+    by_type: dict[str, Counter[str]] = {}
+    for m in messages:
+        by_type.setdefault(m.campaign_type, Counter())[m.status] += 1
+    for ctype, c in sorted(by_type.items()) + [("all", sum(by_type.values(), Counter()))]:
+        n = sum(c.values())
+        table.add_row(ctype, str(n), f"{c['passed']} ({c['passed'] / n:.0%})", f"{c['fallback']} ({c['fallback'] / n:.0%})",
+                      str(c["flagged"]))
+    console.print(table)
+    console.print(f"wall time {time.perf_counter() - t0:.1f} s\njob {job_id}\n"
+                  f"wrote {out / 'messages.csv'} and {out / 'review.html'}")
+
+
 @app.command()
 def demo(
     users: Annotated[int, typer.Option(help="How many (opted-in) users of the sample shop.", min=1)] = 20,
@@ -72,39 +114,25 @@ def demo(
     model: Annotated[str | None, typer.Option(help="Generator model: registry name, HF id or folder.")] = None,
 ) -> None:
     """Run the whole pipeline once on the sample shop, on the embedded default (SQLite, in process)."""
-    from generator.campaign import Campaign, run_campaign
-    from generator.data import load_shop
-    from generator.generate import Generator
-    from generator.report import write_messages_csv, write_review_html
-    from generator.store import Store
+    from generator.campaign import Audience, Campaign
 
-    _quiet_libraries()
-    t0 = time.perf_counter()
-    settings = get_settings()
-    shop_dir = shop or settings.shop_dir
-    data = load_shop(shop_dir)
-    audience = sorted(u.user_id for u in data.users if u.push_opt_in)[:users]
-    store = Store()
-    console.print(f"shop [bold]{shop_dir}[/]: {len(data.items)} items, {len(data.users)} users; "
-                  f"audience {len(audience)}; store {store.url}")
-    t_load = time.perf_counter()
-    generator = Generator(model)
-    console.print(f"generator {generator.model_name} on {generator.device} loaded in "
-                  f"{time.perf_counter() - t_load:.1f} s")
-    campaign = Campaign(name="demo", candidates=candidates)
-    job_id, messages = run_campaign(data, campaign, user_ids=audience, store=store, generator=generator,
-                                    job_kind="demo")
-    out.mkdir(parents=True, exist_ok=True)
-    write_messages_csv(messages, out / "messages.csv")
-    write_review_html(messages, out / "review.html", title=f"pushgen demo — {len(messages)} users", job_id=job_id)
-    passed = sum(m.status == "passed" for m in messages)
-    table = Table(title="pushgen demo")
-    for col in ("users", "passed", "flagged", "pass rate", "wall time"):
-        table.add_column(col)
-    table.add_row(str(len(messages)), str(passed), str(len(messages) - passed),
-                  f"{passed / max(len(messages), 1):.0%}", f"{time.perf_counter() - t0:.1f} s")
-    console.print(table)
-    console.print(f"job {job_id}\nwrote {out / 'messages.csv'} and {out / 'review.html'}")
+    campaign = Campaign(name="demo", candidates=candidates, audience=Audience(limit=users))
+    _run_and_report(campaign, shop_dir=shop, out=out, model=model, user_ids=None, job_kind="demo")
+
+
+@app.command()
+def generate(
+    campaign_file: Annotated[Path, typer.Option("--campaign", help="Campaign YAML: type, template, adapter, "
+                                                "audience, variants, locale, facts, policy.")],
+    out: Annotated[Path, typer.Option(help="Folder for messages.csv and review.html.")] = Path("out/campaign"),
+    shop: Annotated[Path | None, typer.Option(help="Shop folder (default: the bundled sample shop).")] = None,
+    model: Annotated[str | None, typer.Option(help="Generator model: registry name, HF id or folder.")] = None,
+) -> None:
+    """Run a campaign on the embedded default, with the same outputs as the demo."""
+    from generator.campaign import load_campaign
+
+    campaign = load_campaign(campaign_file)
+    _run_and_report(campaign, shop_dir=shop, out=out, model=model, user_ids=None, job_kind="campaign")
 
 
 # --- models -------------------------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 import regex
+from pydantic import BaseModel, Field
 
 from generator.data import Item
-from generator.prompts import CURRENCY_SYMBOLS
+from generator.prompts import CURRENCY_SYMBOLS, quote_user_text
 
 MAX_PAYLOAD_BYTES = 4096
 
@@ -45,14 +47,37 @@ class CheckResult:
         return asdict(self)
 
 
+class BrandPolicy(BaseModel):
+    """A brand's rules for its copy (YAML in a campaign file, or the defaults)."""
+
+    banned_words: list[str] = Field(default_factory=lambda: ["guaranteed", "miracle", "cure", "risk-free",
+                                                             "lowest price ever", "100%"],
+                                    description="Words or phrases that must never appear (case-insensitive).")
+    required_disclaimer: str | None = Field(default=None, description="Text every body must contain.")
+    platforms: list[str] = Field(default_factory=lambda: ["ios", "android"],
+                                 description="Platforms whose visible-length limits apply (the strictest wins).")
+
+
 @dataclass
 class GuardContext:
-    """What the copy may claim: the user's ranked items (the featured one first) and the campaign's facts."""
+    """What the copy may claim: the user's ranked items (the featured one first), the campaign's facts,
+    the catalog (to catch other products and brands), the shopper texts that were in the prompt, the policy."""
 
     items: Sequence[Item]
     locale: str = "en_US"
-    platforms: Sequence[str] = ("ios", "android")
-    extra_percentages: set[int] = field(default_factory=set)  # e.g. a coupon's discount
+    facts: dict[str, object] = field(default_factory=dict)  # e.g. {"coupon_code": "HELLO10", "coupon_pct": 10}
+    catalog: Sequence[Item] = ()
+    quoted_texts: Sequence[str] = ()  # shopper-written texts (reviews) the prompt quoted
+    policy: BrandPolicy = field(default_factory=BrandPolicy)
+
+    @property
+    def platforms(self) -> Sequence[str]:
+        return self.policy.platforms
+
+    @property
+    def extra_percentages(self) -> set[int]:
+        pct = self.facts.get("coupon_pct")
+        return {int(pct)} if isinstance(pct, int | float | str) and str(pct).isdigit() else set()
 
     @property
     def allowed_amounts(self) -> dict[Decimal, set[str]]:
@@ -228,9 +253,136 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("language", True)
 
 
+_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost)\b|免费|包邮|赠品|买一送一",
+                        regex.I)
+_LINK = regex.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|cn|co|info|biz|xyz|ly)\b", regex.I)
+_EMAIL = regex.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_PHONE = regex.compile(r"(?<![\w$€£¥.])\+?\d[\d\s().-]{7,}\d(?![\w%])")
+_INSTRUCTION = regex.compile(
+    r"ignore (all |any )?(the )?(previous|prior|above)|system prompt|disregard|as an ai|language model|"
+    r"new instructions|jailbreak|忽略(之前|以上|所有)|系统提示|指令", regex.I)
+_ZH_PROFANITY = ("傻逼", "他妈", "操你", "淫", "屌", "贱人", "妈的", "婊")
+
+
+@lru_cache(maxsize=1)
+def _profanity():  # type: ignore[no-untyped-def]
+    from better_profanity import profanity
+
+    profanity.load_censor_words()
+    return profanity
+
+
+def _luhn(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The brand's banned words, profanity (English word list and common Chinese terms), required disclaimer."""
+    text = f"{title}\n{body}"
+    low = text.lower()
+    for word in ctx.policy.banned_words:
+        if regex.search(rf"(?<!\w){regex.escape(word.lower())}(?!\w)", low):
+            return CheckResult("policy", False, f"banned word {word!r}")
+    if _profanity().contains_profanity(text) or any(w in text for w in _ZH_PROFANITY):
+        return CheckResult("policy", False, "profanity")
+    if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
+        return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
+    return CheckResult("policy", True)
+
+
+def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """No e-mail addresses, phone numbers or card-like numbers (13-19 digits passing Luhn) in the output."""
+    text = f"{title}\n{body}"
+    if _EMAIL.search(text):
+        return CheckResult("pii", False, "contains an e-mail address")
+    for m in _PHONE.finditer(text):
+        digits = regex.sub(r"\D", "", m[0])
+        if 13 <= len(digits) <= 19 and _luhn(digits):
+            return CheckResult("pii", False, "contains a card-like number")
+        if len(digits) >= 8:
+            return CheckResult("pii", False, f"contains a phone-like number {m[0].strip()!r}")
+    return CheckResult("pii", True)
+
+
+def _shingles(text: str, n: int) -> set[str]:
+    han = "".join(_HAN.findall(text))
+    words = regex.findall(r"[\p{L}\p{N}']+", text.lower())
+    out = {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    out |= {han[i:i + 2 * n] for i in range(len(han) - 2 * n + 1)}
+    return out
+
+
+def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """Nothing from shopper-written text that could carry instructions or links: no links at all, no
+    instruction-like phrases, and no run of 5 words (10 Han characters) copied from a quoted review."""
+    text = f"{title}\n{body}"
+    if _LINK.search(text):
+        return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
+    if _INSTRUCTION.search(text):
+        return CheckResult("injection", False, "contains instruction-like text")
+    mine = _shingles(text, 5)
+    for quoted in ctx.quoted_texts:  # as written, and as the prompt quoted it (links replaced, markup gone)
+        if mine & (_shingles(quoted, 5) | _shingles(quote_user_text(quoted), 5)):
+            return CheckResult("injection", False, "copies shopper-written text from a review")
+    return CheckResult("injection", True)
+
+
+def _allowed_numbers(ctx: GuardContext) -> set[str]:
+    texts = [it.title for it in ctx.items] + [f"{it.price} {it.sale_price or ''}" for it in ctx.items]
+    texts += [str(v) for v in ctx.facts.values()]
+    nums = {n for t in texts for n in regex.findall(r"\d+(?:\.\d+)?", t)}
+    return nums | {str(p) for p in ctx.allowed_percentages}
+
+
+def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """No invented offers (free, gifts, BOGO) unless the campaign has one; every other number (sizes, counts,
+    dates) comes from the items or the campaign; no other catalog product or brand than the user's items."""
+    text = f"{title}\n{body}"
+    offer = _OFFERS.search(text)
+    if offer and not ctx.facts.get("offer"):
+        return CheckResult("facts", False, f"invented offer {offer[0]!r}")
+    code = ctx.facts.get("coupon_code")
+    for m in regex.finditer(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b", text):  # coupon-code-like tokens
+        if m[0] != code:
+            return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
+    allowed = _allowed_numbers(ctx)
+    stripped = _MONEY_BEFORE.sub(" ", _PERCENT.sub(" ", text))
+    for m in regex.finditer(r"\d+(?:[.,:/]\d+)*", stripped):
+        parts = regex.findall(r"\d+(?:\.\d+)?", m[0])
+        if not all(p in allowed or p.rstrip("0").rstrip(".") in allowed for p in parts):
+            return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
+    own = {it.item_id for it in ctx.items}
+    own_brands = {it.brand.lower() for it in ctx.items if it.brand}
+    low = text.lower()
+    for it in ctx.catalog:
+        if it.item_id in own:
+            continue
+        if it.title.lower() in low:
+            return CheckResult("facts", False, f"names another product {it.title!r}")
+        if it.brand and it.brand.lower() not in own_brands and regex.search(
+                rf"(?<!\w){regex.escape(it.brand.lower())}(?!\w)", low):
+            return CheckResult("facts", False, f"names another brand {it.brand!r}")
+    return CheckResult("facts", True)
+
+
+def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
+    """Jaccard similarity of word 3-shingles (Han 3-grams) at or above ``threshold``."""
+    sa, sb = _shingles(a, 3), _shingles(b, 3)
+    if not sa or not sb:
+        return a.strip().lower() == b.strip().lower()
+    return len(sa & sb) / len(sa | sb) >= threshold
+
+
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
 DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_language,
-                                     check_prices, check_percentages, check_mentions_item)
+                                     check_prices, check_percentages, check_facts, check_mentions_item,
+                                     check_policy, check_pii, check_injection)
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,

@@ -78,6 +78,7 @@ class RenderedPrompt:
     system: str
     user: str
     examples: tuple[tuple[str, str], ...] = ()
+    title: str = ""  # set by template-only (fallback) copy, whose body is the rendered text
 
 
 def _environment(folder: Path) -> SandboxedEnvironment:
@@ -155,7 +156,8 @@ class PromptLibrary:
             if user is None or answer is None:
                 break
             examples.append((str(user).strip(), str(answer).strip()))
-        return RenderedPrompt(template=name, system=system, user=str(module).strip(), examples=tuple(examples))
+        return RenderedPrompt(template=name, system=system, user=str(module).strip(), examples=tuple(examples),
+                              title=str(getattr(module, "title", "")).strip())
 
 
 @lru_cache(maxsize=4)

@@ -15,12 +15,14 @@ from generator.campaign import UserMessage
 from generator.data import write_table
 from generator.prompts import format_price
 
-MESSAGE_COLUMNS = ("user_id", "locale", "item_ids", "template", "title", "body", "deep_link", "status", "reasons")
+MESSAGE_COLUMNS = ("user_id", "variant", "locale", "item_ids", "template", "title", "body", "deep_link", "status",
+                   "reasons", "ctr_score")
 
 
 def message_rows(messages: Sequence[UserMessage]) -> list[dict[str, str]]:
     return [{
         "user_id": m.user.user_id,
+        "variant": str(m.variant),
         "locale": m.user.locale,
         "item_ids": " ".join(r.item.item_id for r in m.ranked),
         "template": m.template,
@@ -29,6 +31,7 @@ def message_rows(messages: Sequence[UserMessage]) -> list[dict[str, str]]:
         "deep_link": m.deep_link,
         "status": m.status,
         "reasons": "; ".join(m.reasons),
+        "ctr_score": "" if m.chosen is None or m.chosen.ctr is None else f"{m.chosen.ctr:.4f}",
     } for m in messages]
 
 
@@ -41,8 +44,9 @@ def render_review_html(messages: Sequence[UserMessage], *, title: str, job_id: s
     env.filters["money"] = lambda item: format_price(item.current_price, item.currency)
     env.filters["old_money"] = lambda item: format_price(item.price, item.currency)
     passed = sum(m.status == "passed" for m in messages)
+    fallbacks = sum(m.status == "fallback" for m in messages)
     return env.get_template("review.html").render(
-        title=title, job_id=job_id, messages=messages, passed=passed,
+        title=title, job_id=job_id, messages=messages, passed=passed, fallbacks=fallbacks,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 

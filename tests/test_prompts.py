@@ -15,6 +15,7 @@ from generator.prompts import (
     chat_prompt,
     default_library,
     item_facts,
+    prompt_parts,
     quote_user_text,
 )
 
@@ -76,13 +77,14 @@ def test_quote_user_text_neutralises_markup_links_and_length() -> None:
 class _ChatTok:
     chat_template = "x"
 
-    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-        return "|".join(f"{m['role']}:{m['content']}" for m in messages) + "|assistant:"
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        return "|".join(f"{m['role']}:{m['content']}" for m in messages) + ("|assistant:" if add_generation_prompt else "")
 
 
 def test_chat_prompt_puts_examples_as_turns_and_prefills_title() -> None:
     r = RenderedPrompt(template="t", system="S", user="U", examples=(("u1", "a1"),))
     assert chat_prompt(_ChatTok(), r) == "system:S|user:u1|assistant:a1|user:U|assistant:Title:"
     assert chat_prompt(_ChatTok(), r, with_examples=False) == "system:S|user:U|assistant:Title:"
+    assert prompt_parts(_ChatTok(), r) == ("system:S|user:u1|assistant:a1", "|user:U|assistant:Title:")
     plain = chat_prompt(object(), r)
     assert plain.startswith("S\n\nu1\na1\n\nU") and plain.endswith("Title:")
