@@ -14,7 +14,7 @@ $(BIN)/pushgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,service]'
+	$(BIN)/pip install -q -e '.[dev,service,multilingual]'
 	touch $@
 
 setup: $(BIN)/pushgen

@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from generator.data import EventType, Item, Shop, User
-from generator.errors import DataError, PushgenError
+from generator.config import get_settings
+from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
@@ -207,16 +208,34 @@ class CampaignRunner:
     """Holds the loaded models so many campaigns (or chunks of one) reuse them."""
 
     def __init__(self, *, generator: Generator | None = None, scorer: Scorer | None = None,
-                 prompts: PromptLibrary | None = None, store: Store | None = None, ctr: Any = None):
+                 prompts: PromptLibrary | None = None, store: Store | None = None, ctr: Any = None,
+                 locale_models: dict[str, str] | None = None):
         self.store = store
         self.prompts = prompts or default_library()
         self._generator, self._scorer, self._ctr = generator, scorer, ctr
+        self._generators: dict[str, Generator] = {}
+        # an injected generator serves every language (tests, benchmarks); else the per-language settings
+        self.locale_models = {} if generator is not None and locale_models is None else \
+            (locale_models if locale_models is not None else get_settings().locale_models)
 
     @property
     def generator(self) -> Generator:
         if self._generator is None:
             self._generator = Generator()
         return self._generator
+
+    def generator_for(self, locale: str) -> Generator:
+        """The generator of a locale's language (e.g. a multilingual model for Chinese), else the default."""
+        name = self.locale_models.get(locale.replace("-", "_").split("_")[0])
+        if not name or name == self.generator.model_name:
+            return self.generator
+        if name not in self._generators:
+            try:
+                self._generators[name] = Generator(name)
+            except ModelNotAvailable as exc:
+                log.warning("%s; using %s for locale %s", exc, self.generator.model_name, locale)
+                self._generators[name] = self.generator
+        return self._generators[name]
 
     @property
     def scorer(self) -> Scorer:
@@ -272,10 +291,9 @@ class CampaignRunner:
         rules = RankRules(k=campaign.top_k, campaign_type=None if campaign.type == AUTO else campaign.type,
                           only_item_ids=frozenset(campaign.item_ids) if campaign.item_ids else None)
         ranked = self.scorer.rank(shop, list(audience), rules, progress=show_progress)
-        gen = self.generator
-
         messages: list[UserMessage] = []
         contexts: dict[str, GuardContext] = {}
+        model_of: dict[str, Generator] = {}
         requests: list[GenerationRequest] = []
         for uid in audience:
             user, top = users[uid], list(ranked.get(uid, []))
@@ -297,6 +315,7 @@ class CampaignRunner:
                          "review": review, "campaign_type": ctype}
             declared = self.prompts.get(template).variables
             rendered = self.prompts.render(template, **{k: available.get(k) for k in declared})
+            gen = self.generator_for(locale)
             shared, own = prompt_parts(gen.tokenizer, rendered)
             sep = "&" if "?" in featured.item.url else "?"
             link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
@@ -305,8 +324,10 @@ class CampaignRunner:
                 messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,
                                             prompt=shared + own, variant=v, deep_link=link, quoted=quoted))
             contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
-                                         catalog=shop.items, quoted_texts=quoted, policy=campaign.policy)
+                                         catalog=shop.items, quoted_texts=quoted, policy=campaign.policy,
+                                         example_texts=[a for _, a in rendered.examples])
             requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=campaign.adapter))
+            model_of[uid] = gen
 
         by_user: dict[str, list[UserMessage]] = {}
         for m in messages:
@@ -318,9 +339,14 @@ class CampaignRunner:
                 if not pending:
                     break
                 task = bar.add_task("generating" if attempt == 0 else f"retry {attempt}", total=len(pending))
-                outputs = gen.generate(pending, n_candidates=n_cand, seed=seed + 1000 * attempt,
-                                       progress=lambda n, t=task: bar.advance(t, n))
-                for req, cands in zip(pending, outputs, strict=True):
+                outputs: dict[str, list[Candidate]] = {}
+                for gen in dict.fromkeys(model_of[r.key] for r in pending):  # one batch run per model
+                    mine = [r for r in pending if model_of[r.key] is gen]
+                    outs = gen.generate(mine, n_candidates=n_cand, seed=seed + 1000 * attempt,
+                                        progress=lambda n, t=task: bar.advance(t, n))
+                    outputs.update({r.key: o for r, o in zip(mine, outs, strict=True)})
+                for req in pending:
+                    cands = outputs[req.key]
                     if attempt:  # a retry's greedy candidate repeats the first round's: keep the samples
                         cands = [c for c in cands if c.sampled]
                     for m in by_user[req.key]:
@@ -349,7 +375,9 @@ class CampaignRunner:
             if job_id is None:
                 job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
                                             template=campaign.template or AUTO, adapter=campaign.adapter,
-                                            locale=campaign.locale, model=gen.model_name, status="running",
+                                            locale=campaign.locale, status="running",
+                                            model=",".join(dict.fromkeys(g.model_name for g in model_of.values()))
+                                            or self.generator.model_name,
                                             total=len(messages), params=campaign.model_dump(mode="json"))
                 job_id = job.id
             self.store.save_messages(job_id, [m.as_record() for m in messages])

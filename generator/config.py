@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         default_factory=lambda: _default_home() / "scorers",
         description="Folder of fine-tuned scorers; the one named 'default' is used when present.",
     )
+    ctr_dir: Path = Field(
+        default_factory=lambda: _default_home() / "ctr",
+        description="Registry folder of trained click-through models; the one named 'default' is used when present.",
+    )
     prompts_dir: Path = Field(
         default_factory=lambda: _first_existing(REPO_ROOT / "prompts", _PACKAGED / "prompts"),
         description="Folder of the Jinja prompt templates.",
@@ -56,6 +60,11 @@ class Settings(BaseSettings):
         description="The sample shop used by `pushgen demo`.",
     )
     generator_model: str = Field(default="smollm2-135m", description="Registry name, HF id or folder.")
+    locale_models: dict[str, str] = Field(
+        default_factory=lambda: {"zh": "gemma3-270m"},
+        description="Generator per language (JSON, e.g. '{\"zh\": \"gemma3-270m\"}'); languages not listed, or "
+                    "whose model package is not installed, use generator_model.",
+    )
     scorer_model: str = Field(default="minilm", description="Registry name, HF id or folder.")
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
     batch_size: int = Field(default=16, ge=1, description="Rows per generation batch.")

@@ -97,7 +97,7 @@ class Generator:
 
     def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int | None = None,
                  max_new_tokens: int | None = None, model: Any = None, tokenizer: Any = None,
-                 temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50):
+                 temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50, stop_rules: bool = True):
         settings = get_settings()
         self.model_name = model_name or settings.generator_model
         if model is None:
@@ -106,6 +106,7 @@ class Generator:
         self.batch_size = batch_size or settings.batch_size
         self.max_new_tokens = max_new_tokens or settings.max_new_tokens
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.stop_rules = stop_rules  # False: always max_new_tokens (benchmarks with a fixed generated length)
         vocab = self.tokenizer.get_vocab()
         is_nl = torch.zeros(max(len(self.tokenizer), max(vocab.values()) + 1), dtype=torch.bool)
         for tok_id in vocab.values():
@@ -239,9 +240,9 @@ class Generator:
         newlines = torch.zeros(rows, dtype=torch.long, device=dev)
         for step in range(self.max_new_tokens):
             nxt = self._pick(logits, sampled[active], gen)
-            is_eos = torch.isin(nxt, self._eos)
+            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
             newlines[active] += self._is_newline[nxt].long()
-            done = is_eos | (newlines[active] >= 2)
+            done = is_eos | (newlines[active] >= 2) if self.stop_rules else is_eos
             for j, (row, tok) in enumerate(zip(active.tolist(), nxt.tolist(), strict=True)):
                 if not bool(is_eos[j]):
                     tokens[row].append(tok)

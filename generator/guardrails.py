@@ -68,6 +68,7 @@ class GuardContext:
     facts: dict[str, object] = field(default_factory=dict)  # e.g. {"coupon_code": "HELLO10", "coupon_pct": 10}
     catalog: Sequence[Item] = ()
     quoted_texts: Sequence[str] = ()  # shopper-written texts (reviews) the prompt quoted
+    example_texts: Sequence[str] = ()  # the template's few-shot example answers (about other products)
     policy: BrandPolicy = field(default_factory=BrandPolicy)
 
     @property
@@ -371,6 +372,23 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("facts", True)
 
 
+def _han_runs(text: str, n: int) -> set[str]:
+    return {run[i:i + n] for run in regex.findall(r"\p{Han}+", text) for i in range(len(run) - n + 1)}
+
+
+def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The copy does not lift phrases from the template's example answers, which are about other products:
+    no run of 5 Han characters, or of 7 words, that an example has and the user's items do not."""
+    text = f"{title}\n{body}"
+    facts = " ".join(it.title for it in ctx.items)
+    allowed = _han_runs(facts, 5) | _shingles(facts, 7)
+    mine = (_han_runs(text, 5) | _shingles(text, 7)) - allowed
+    for example in ctx.example_texts:
+        if mine & (_han_runs(example, 5) | _shingles(example, 7)):
+            return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
+    return CheckResult("example_copy", True)
+
+
 def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     """Jaccard similarity of word 3-shingles (Han 3-grams) at or above ``threshold``."""
     sa, sb = _shingles(a, 3), _shingles(b, 3)
@@ -382,7 +400,7 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
 DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_language,
                                      check_prices, check_percentages, check_facts, check_mentions_item,
-                                     check_policy, check_pii, check_injection)
+                                     check_example_copy, check_policy, check_pii, check_injection)
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,

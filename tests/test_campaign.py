@@ -164,3 +164,11 @@ def test_campaign_file_errors_name_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"field 'variants'"):
         load_campaign(p)
     assert load_campaign(Path(__file__).parent.parent / "examples" / "campaigns" / "coupon_zh.yaml").variants == 2
+
+
+def test_languages_route_to_their_model_and_fall_back_when_it_is_missing() -> None:
+    default = GoodModel()
+    runner = CampaignRunner(generator=default, scorer=FixedScorer(), ctr=False,
+                            locale_models={"zh": "no-such-org/no-such-model"})
+    assert runner.generator_for("en_US") is default
+    assert runner.generator_for("zh_CN") is default  # the model cannot be loaded offline: default, with a warning

@@ -115,3 +115,14 @@ def test_broken_characters_fail() -> None:
     assert check_well_formed("帐篷", "现价 $149.00", CTX).passed
     assert not check_well_formed("帐\ufffd", "body", CTX).passed
     assert not check_well_formed("title", "bo\x07dy", CTX).passed
+
+
+def test_copying_the_templates_example_answer_fails() -> None:
+    from generator.guardrails import check_example_copy
+
+    zh = GuardContext(items=[TENT], locale="zh_CN", example_texts=["Title: 越野跑鞋降价啦\nBody: 快来选购！"])
+    assert not check_example_copy("越野跑鞋降价啦", "Trailblazer 帐篷现价 $149.00", zh).passed
+    assert check_example_copy("帐篷降价啦", "Trailblazer 帐篷现价 $149.00，快来选购！", zh).passed
+    en = GuardContext(items=[TENT], example_texts=["Body: The Lumen LED Camping Lantern dropped to $24.00 today."])
+    assert not check_example_copy("Tent", "The Lumen LED Camping Lantern dropped to $149.00", en).passed
+    assert check_example_copy("Tent", "The Trailblazer 2-Person Backpacking Tent dropped to $149.00", en).passed

@@ -1,0 +1,205 @@
+"""Benchmark generation: messages/s and new tokens/s of pushgen's path against naive baselines, in one run.
+
+Methods, all on the same realistic prompts (the sample shop's templates, few-shot turns included) and the same
+fixed generated length (stop rules off, so every method does the same work):
+
+  naive       one ``model.generate`` call per user (what a first version does)
+  hf-batched  Hugging Face ``generate`` on left-padded batches
+  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing, finished rows dropped
+
+each with no adapter, one LoRA adapter, and four adapters mixed within every batch (peft ``adapter_names``).
+
+  python scripts/bench_generate.py --users 64 --json out/bench_generate.json
+  python scripts/bench_generate.py --model random --device cuda --users 4096 --batch-size 512   # on a GPU
+
+``--model random`` builds SmolLM2-135M's architecture with random weights (the packaged GGUF does not travel to
+GPU machines); it needs only a tokenizer folder (``--tokenizer``, default: the converted SmolLM2's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True)
+
+
+def build_model(name: str, tokenizer_dir: str | None, device: torch.device):  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from generator.models import default_dtype, load_causal_lm, resolve_model
+
+    if name != "random":
+        return load_causal_lm(name, device=str(device))
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("smollm2-135m"), local_files_only=True)
+    tok.padding_side = "left"
+    cfg = LlamaConfig(**SMOLLM2_135M, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=default_dtype(device)).to(device).eval()
+    return model, tok
+
+
+def add_adapters(model, n: int):  # type: ignore[no-untyped-def]
+    """Wrap the model with ``n`` random (non-zero) LoRA adapters of rank 16 on every projection."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"], init_lora_weights=False)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(model, cfg, adapter_name="a0")
+    for i in range(1, n):
+        peft_model.add_adapter(f"a{i}", cfg)
+    for p in peft_model.parameters():
+        p.data = p.data.to(next(model.parameters()).dtype)
+    return peft_model.eval()
+
+
+def prompts(tokenizer, users: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(shared prefix, own part) for ``users`` users, from the sample shop's items and templates."""
+    from generator.data import load_shop
+    from generator.prompts import default_library, item_facts, prompt_parts
+
+    lib = default_library()
+    items = [i for i in load_shop(Path(__file__).resolve().parent.parent / "examples" / "shop").items if i.in_stock]
+    out = []
+    for u in range(users):
+        item = items[u % len(items)]
+        name = "price_drop.en" if item.discount_pct else "content_recommendation.en"
+        variables = {"brand": "Northwind", "item": item_facts(item)}
+        if "review" in lib.get(name).variables:
+            variables["review"] = None
+        out.append(prompt_parts(tokenizer, lib.render(name, **variables)))
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_naive(model, tok, parts, new_tokens, adapters, device):  # type: ignore[no-untyped-def]
+    for i, (shared, own) in enumerate(parts):
+        enc = tok(shared + own, return_tensors="pt", add_special_tokens=False).to(device)
+        kw = {"adapter_names": [adapters[i]]} if adapters else {}
+        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                       pad_token_id=tok.pad_token_id, **kw)
+
+
+def run_hf_batched(model, tok, parts, new_tokens, adapters, device, batch):  # type: ignore[no-untyped-def]
+    for s in range(0, len(parts), batch):
+        chunk = [a + b for a, b in parts[s:s + batch]]
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kw = {"adapter_names": adapters[s:s + batch]} if adapters else {}
+        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                       pad_token_id=tok.pad_token_id, **kw)
+
+
+def run_pushgen(gen, parts, adapters):  # type: ignore[no-untyped-def]
+    from generator.generate import GenerationRequest
+
+    reqs = [GenerationRequest(key=str(i), prompt=own, prefix=shared, adapter=adapters[i] if adapters else None)
+            for i, (shared, own) in enumerate(parts)]
+    gen.generate(reqs)
+
+
+def timed(fn, device: torch.device) -> float:  # type: ignore[no-untyped-def]
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m", help="registry name, folder, or 'random'")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer folder for --model random")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--users", type=int, default=64)
+    ap.add_argument("--naive-users", type=int, default=8, help="users timed for the slow per-user loop")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=40)
+    ap.add_argument("--adapters", default="0,1,4", help="adapter set-ups to run: counts, comma-separated")
+    ap.add_argument("--methods", default="naive,hf-batched,pushgen")
+    ap.add_argument("--json", type=Path, default=Path("out/bench_generate.json"))
+    args = ap.parse_args(argv)
+
+    from generator.generate import Generator
+    from generator.models import pick_device
+
+    device = pick_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    base, tok = build_model(args.model, args.tokenizer, device)
+    parts = prompts(tok, args.users)
+    prompt_tokens = sum(len(tok(a + b, add_special_tokens=False).input_ids) for a, b in parts) / len(parts)
+    methods = args.methods.split(",")
+    results = []
+    console = Console()
+    for n_adapters in [int(x) for x in args.adapters.split(",")]:
+        model = add_adapters(base, n_adapters) if n_adapters else base
+        names = [f"a{i % n_adapters}" for i in range(args.users)] if n_adapters else None
+        gen = Generator(model=model, tokenizer=tok, batch_size=args.batch_size, max_new_tokens=args.new_tokens,
+                        stop_rules=False)
+        warm = parts[:2]
+        run_pushgen(gen, warm, names[:2] if names else None)  # warm-up (kernels, allocator)
+        for method in methods:
+            if method == "naive":
+                n = min(args.naive_users, args.users)
+                dt = timed(lambda: run_naive(model, tok, parts[:n], args.new_tokens, names, device), device)
+            elif method == "hf-batched":
+                n = args.users
+                dt = timed(lambda: run_hf_batched(model, tok, parts, args.new_tokens, names, device,
+                                                  args.batch_size), device)
+            else:
+                n = args.users
+                gen._prefix_cache.clear()  # the prefix is computed inside the timed run
+                dt = timed(lambda: run_pushgen(gen, parts, names), device)
+            results.append({"method": method, "adapters": n_adapters, "messages": n, "seconds": round(dt, 3),
+                            "messages_per_s": round(n / dt, 2), "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
+            console.print(results[-1])
+        if n_adapters:
+            model.unload()  # peft: remove the LoRA layers again, leaving the base model as it was
+    naive = {r["adapters"]: r["messages_per_s"] for r in results if r["method"] == "naive"}
+    hf = {r["adapters"]: r["messages_per_s"] for r in results if r["method"] == "hf-batched"}
+    one = {r["method"]: r["messages_per_s"] for r in results if r["adapters"] == 1}
+    for r in results:
+        r["x_naive"] = round(r["messages_per_s"] / naive[r["adapters"]], 2) if r["adapters"] in naive else None
+        r["x_hf_batched"] = round(r["messages_per_s"] / hf[r["adapters"]], 2) if r["adapters"] in hf else None
+        r["vs_one_adapter"] = round(r["messages_per_s"] / one[r["method"]], 2) if r["method"] in one else None
+    table = Table(title=f"generation, {args.users} users, ~{prompt_tokens:.0f} prompt tokens, "
+                        f"{args.new_tokens} new tokens, {device}")
+    for col in ("method", "adapters", "messages/s", "new tokens/s", "× naive", "× hf-batched", "vs 1 adapter"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r["method"], str(r["adapters"]), f"{r['messages_per_s']:.2f}", f"{r['new_tokens_per_s']:.0f}",
+                      str(r["x_naive"]), str(r["x_hf_batched"]), str(r["vs_one_adapter"]))
+    console.print(table)
+    meta = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda"
+            else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "model": args.model, "users": args.users, "batch_size": args.batch_size,
+            "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt_tokens, 1),
+            "load_average": os.getloadavg()[0]}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
+    console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
