@@ -282,7 +282,8 @@ class CampaignRunner:
             job_kind: str = "campaign", job_id: str | None = None, show_progress: bool = True,
             seed: int = 0) -> tuple[str | None, list[UserMessage]]:
         """Generate, check, choose and (with a store) save ``variants`` messages per user.
-        Returns the job id (None without a store) and the messages, in audience order."""
+        Returns the job id (None without a store) and the messages, in audience order. With ``job_id`` the
+        messages are added to that job (a chunk of a queued job), whose status the caller manages."""
         t0 = time.perf_counter()
         audience = select_audience(shop, campaign, user_ids)
         users = {u.user_id: u for u in shop.users}
@@ -372,7 +373,8 @@ class CampaignRunner:
                     taken.append(f"{best.title} {best.body}")
 
         if self.store is not None:
-            if job_id is None:
+            own_job = job_id is None
+            if own_job:
                 job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
                                             template=campaign.template or AUTO, adapter=campaign.adapter,
                                             locale=campaign.locale, status="running",
@@ -381,7 +383,8 @@ class CampaignRunner:
                                             total=len(messages), params=campaign.model_dump(mode="json"))
                 job_id = job.id
             self.store.save_messages(job_id, [m.as_record() for m in messages])
-            self.store.set_job_status(job_id, "done")
+            if own_job:
+                self.store.set_job_status(job_id, "done")
         counts = {s: sum(m.status == s for m in messages) for s in ("passed", "fallback", "flagged")}
         log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(messages), counts,
                  time.perf_counter() - t0)

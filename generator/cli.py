@@ -208,6 +208,93 @@ def templates_check(folder: Annotated[Path | None, typer.Option(help="Template f
         raise typer.Exit(1)
 
 
+# --- service ------------------------------------------------------------------------------------------------
+
+job_app = typer.Typer(help="Submit and follow generation jobs over the HTTP API.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (stored hashed).", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+app.add_typer(token_app, name="token")
+URL = Annotated[str, typer.Option(envvar="PUSHGEN_API_URL", help="API base URL.")]
+TOKEN = Annotated[str, typer.Option(envvar="PUSHGEN_API_TOKEN", help="Bearer token.")]
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP API (jobs, messages, erasure)."""
+    import uvicorn
+
+    uvicorn.run("workers.api:app", factory=True, host=host, port=port)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: cpu (orchestration), gpu (generation).")] = "cpu,gpu",
+    concurrency: Annotated[int, typer.Option(help="Processes (cpu queue only; gpu workers run solo).")] = 1,
+) -> None:
+    """Run a Celery worker. Generation (gpu) workers use the solo pool: the model loads once, in the process
+    that uses it, never in a parent that forks."""
+    from workers.celery_app import app as celery_app
+
+    if not get_settings().broker_url:
+        raise PushgenError("set PUSHGEN_BROKER_URL (redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1//)")
+    pool = "solo" if "gpu" in queues.split(",") else "prefork"
+    celery_app.worker_main(["worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency),
+                            "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+
+
+@token_app.command("create")
+def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer or admin")],
+                 name: Annotated[str, typer.Option(help="Who or what uses it.")] = "token") -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    from generator.store import Store
+    from workers.api import ROLES
+
+    if role not in ROLES:
+        raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    console.print(Store().create_token(name, role))
+
+
+@job_app.command("submit")
+def job_submit(campaign_file: Annotated[Path, typer.Option("--campaign")], url: URL = "http://127.0.0.1:8000",
+               token: TOKEN = "", key: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
+               wait: bool = False) -> None:
+    """Submit a campaign YAML as a job."""
+    import json
+
+    from generator.campaign import load_campaign
+    from workers.client import PushgenClient
+
+    client = PushgenClient(url, token)
+    out = client.submit(load_campaign(campaign_file).model_dump(mode="json"), idempotency_key=key)
+    if wait:
+        out = client.wait(out["id"])
+    console.print_json(json.dumps(out))
+
+
+@job_app.command("status")
+def job_status(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN = "") -> None:
+    """Status, progress and counts of a job."""
+    import json
+
+    from workers.client import PushgenClient
+
+    console.print_json(json.dumps(PushgenClient(url, token).status(job_id)))
+
+
+@job_app.command("messages")
+def job_messages(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN = "", offset: int = 0,
+                 limit: int = 100) -> None:
+    """A page of a job's messages."""
+    from workers.client import PushgenClient
+
+    page = PushgenClient(url, token).messages(job_id, offset, limit)
+    table = Table("user", "variant", "status", "title", "body")
+    for m in page["messages"]:
+        table.add_row(m["user_id"], str(m["variant"]), m["status"], m["title"], m["body"])
+    console.print(table)
+    console.print(f"{offset + len(page['messages'])} of {page['total']}")
+
+
 def _mount_optional() -> None:
     """Sub-commands that live beside their library modules."""
     try:

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
                     "whose model package is not installed, use generator_model.",
     )
     scorer_model: str = Field(default="minilm", description="Registry name, HF id or folder.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis://... or amqp://...); None runs tasks in process.")
+    result_backend: str | None = Field(default=None, description="Celery result backend; default: the broker's.")
+    visibility_timeout: int = Field(default=300, ge=10,
+                                    description="Seconds before Redis redelivers an unacknowledged task.")
+    chunk_size: int = Field(default=16, ge=1, description="Users per queued chunk (a few seconds of work each).")
+    max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one chunk before it is dead-lettered.")
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest HTTP request body accepted.")
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
     batch_size: int = Field(default=16, ge=1, description="Rows per generation batch.")
     max_new_tokens: int = Field(default=48, ge=1, description="Cap on generated tokens per message.")

@@ -90,6 +90,30 @@ class Message(Base):
     job: Mapped[Job] = relationship(back_populates="messages")
 
 
+class JobChunk(Base):
+    """One chunk of a job's audience: a unit of queued work, with how often it was delivered."""
+
+    __tablename__ = "job_chunks"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_ids: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/running/done/failed
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is stored; the role decides what it may do."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))  # campaign_tool / reviewer / admin
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ItemEmbedding(Base):
     """Scorer embeddings of item texts, keyed by (encoder, content hash): unchanged items are never re-encoded."""
 
@@ -189,6 +213,77 @@ class Store:
             if limit is not None:
                 q = q.limit(limit)
             return list(s.scalars(q))
+
+    # chunks and tokens -----------------------------------------------------------------------------------
+    def add_chunks(self, job_id: str, chunks: Sequence[Sequence[str]]) -> None:
+        with self.session() as s:
+            for i, users in enumerate(chunks):
+                if s.get(JobChunk, (job_id, i)) is None:
+                    s.add(JobChunk(job_id=job_id, index=i, user_ids=list(users)))
+
+    def start_chunk(self, job_id: str, index: int) -> JobChunk:
+        """Count one more delivery of a chunk (row-locked, so concurrent redeliveries count right)."""
+        with self.session() as s:
+            chunk = s.scalar(select(JobChunk).where(JobChunk.job_id == job_id, JobChunk.index == index)
+                             .with_for_update())
+            if chunk is None:
+                raise KeyError((job_id, index))
+            chunk.deliveries += 1
+            chunk.status = "running" if chunk.status != "done" else "done"
+            chunk.updated_at = utcnow()
+            return chunk
+
+    def finish_chunk(self, job_id: str, index: int, status: str, error: str | None = None) -> None:
+        with self.session() as s:
+            chunk = s.get(JobChunk, (job_id, index))
+            chunk.status, chunk.error, chunk.updated_at = status, error, utcnow()
+
+    def chunk_counts(self, job_id: str) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.scalars(select(JobChunk).where(JobChunk.job_id == job_id))
+            out: dict[str, int] = {}
+            for c in rows:
+                out[c.status] = out.get(c.status, 0) + 1
+            return out
+
+    def find_job_by_key(self, key: str) -> Job | None:
+        with self.session() as s:
+            return s.scalar(select(Job).where(Job.idempotency_key == key))
+
+    def count_messages(self, job_id: str) -> int:
+        from sqlalchemy import func
+
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Message).where(Message.job_id == job_id)) or 0)
+
+    def create_token(self, name: str, role: str) -> str:
+        """A new random token for ``role``; returned once, stored only as its hash."""
+        import hashlib
+        import secrets
+
+        token = "pg_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            s.add(ApiToken(name=name, role=role, token_hash=hashlib.sha256(token.encode()).hexdigest()))
+        return token
+
+    def role_of(self, token: str) -> str | None:
+        import hashlib
+
+        with self.session() as s:
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hashlib.sha256(token.encode()).hexdigest()))
+            return row.role if row else None
+
+    def erase_user(self, user_id: str) -> int:
+        """Erase a user's personal data from stored messages (their copy and prompt); returns rows changed."""
+        with self.session() as s:
+            rows = list(s.scalars(select(Message).where(Message.user_id == user_id)))
+            for m in rows:
+                m.title = m.body = m.prompt = ""
+                m.deep_link = None
+                m.candidates, m.ranked_items = [], []
+                m.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, m.job_id + user_id)}"
+                m.status = "erased"
+            return len(rows)
 
     # embedding cache --------------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:

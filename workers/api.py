@@ -1,0 +1,101 @@
+"""The campaign-tool HTTP API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+
+Token auth with roles: ``campaign_tool`` submits and reads jobs, ``reviewer`` reads them, ``admin`` does
+everything, including erasing a user's personal data. Tokens are stored hashed (``pushgen token create``).
+"""
+
+
+from typing import Annotated, Any
+
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from generator import jobs
+from generator.config import get_settings
+from generator.errors import PushgenError
+from generator.store import Store
+
+ROLES = ("campaign_tool", "reviewer", "admin")
+bearer = HTTPBearer(auto_error=False)
+
+
+def create_app(store: Store | None = None) -> FastAPI:
+    app = FastAPI(title="pushgen", version="0.1.0",
+                  description="Queue push-copy generation jobs and read their messages.")
+    app.state.store = store or Store()
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        limit = get_settings().max_request_bytes
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+        if request.method in ("POST", "PUT", "PATCH") and length is None:
+            body = await request.body()
+            if len(body) > limit:
+                return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def role(*allowed: str):  # type: ignore[no-untyped-def]
+        def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+            if creds is None:
+                raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            r = app.state.store.role_of(creds.credentials)
+            if r is None:
+                raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+            if r not in allowed and r != "admin":
+                raise HTTPException(403, f"role {r!r} may not do this")
+            return r
+        return check
+
+    @app.post("/v1/jobs", status_code=202)
+    def submit(req: jobs.JobRequest, background: BackgroundTasks,
+               _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+        try:
+            job, created = jobs.create_job(app.state.store, req)
+        except PushgenError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if created:
+            if get_settings().broker_url:
+                jobs.dispatch(app.state.store, job.id)
+            else:
+                background.add_task(jobs.run_job_inline, app.state.store, job.id)
+        return {**jobs.job_status(app.state.store, job.id), "created": created}
+
+    @app.get("/v1/jobs/{job_id}")
+    def status(job_id: str, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))]) -> dict[str, Any]:
+        out = jobs.job_status(app.state.store, job_id)
+        if out is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return out
+
+    @app.get("/v1/jobs/{job_id}/messages")
+    def messages(job_id: str, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
+                 offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        if app.state.store.get_job(job_id) is None:
+            raise HTTPException(404, f"no job {job_id}")
+        rows = app.state.store.list_messages(job_id, offset=offset, limit=limit)
+        return {"job_id": job_id, "offset": offset, "limit": limit, "total": app.state.store.count_messages(job_id),
+                "messages": [{"user_id": m.user_id, "variant": m.variant, "title": m.title, "body": m.body,
+                              "deep_link": m.deep_link, "item_ids": m.item_ids, "status": m.status,
+                              "review_status": m.review_status, "ctr_score": m.ctr_score,
+                              "guardrails": m.guardrails} for m in rows]}
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel(job_id: str, _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+        try:
+            jobs.cancel_job(app.state.store, job_id)
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id}") from None
+        return jobs.job_status(app.state.store, job_id)
+
+    @app.delete("/v1/users/{user_id}")
+    def erase(user_id: str, _: Annotated[str, Depends(role("admin"))]) -> dict[str, Any]:
+        return {"user_id": user_id, "messages_erased": app.state.store.erase_user(user_id)}
+
+    return app
+
+
+app = create_app  # `uvicorn --factory workers.api:app`

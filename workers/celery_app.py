@@ -1,0 +1,39 @@
+"""The Celery app: one settings object (``generator.config.Settings``), two queues.
+
+``cpu`` takes job orchestration; ``gpu`` takes generation chunks. Generation workers load the model once per
+process and must not inherit CUDA from a forking parent: run them with ``--pool solo`` (or threads), which
+``pushgen worker`` does for the gpu queue. Delivery is at-least-once (``acks_late`` and
+``task_reject_on_worker_lost``); chunk writes are idempotent, so a redelivered chunk never duplicates messages.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from generator.config import get_settings
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("pushgen", include=["workers.tasks"])
+    broker = settings.broker_url or "memory://"
+    app.conf.update(
+        broker_url=broker,
+        result_backend=settings.result_backend,
+        task_always_eager=settings.broker_url is None,  # the embedded default: tasks run in process
+        task_eager_propagates=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_routes={"workers.tasks.start_job": {"queue": "cpu"}, "workers.tasks.generate_chunk": {"queue": "gpu"}},
+        task_default_queue="cpu",
+        # Redis hands an unacknowledged message to another worker only after this; a chunk takes seconds
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()

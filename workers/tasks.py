@@ -1,0 +1,49 @@
+"""Celery tasks: thin wrappers over ``generator.jobs``. Each is small and idempotent."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import group
+from sqlalchemy.exc import OperationalError
+
+from generator import jobs
+from generator.config import get_settings
+from generator.store import Store
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+_STORES: dict[str, Store] = {}
+
+
+def store() -> Store:
+    url = get_settings().database_url
+    if url not in _STORES:
+        _STORES[url] = Store(url)
+    return _STORES[url]
+
+
+@app.task(name="workers.tasks.start_job")
+def start_job(job_id: str) -> int:
+    """Fan a job out into one generation task per chunk; returns the number of chunks."""
+    chunks = store().chunk_counts(job_id)
+    n = sum(chunks.values())
+    group(generate_chunk.s(job_id, i) for i in range(n)).apply_async()
+    return n
+
+
+@app.task(name="workers.tasks.generate_chunk", bind=True, autoretry_for=(OperationalError, ConnectionError),
+          retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=3)
+def generate_chunk(self, job_id: str, index: int) -> str:  # type: ignore[no-untyped-def]
+    """Generate and store the messages of one chunk. A chunk that keeps failing ends ``failed`` after
+    ``max_deliveries`` deliveries (counted in the database, so worker crashes count too)."""
+    self.update_state(state="PROGRESS", meta={"job_id": job_id, "chunk": index})
+    try:
+        return jobs.run_chunk(store(), job_id, index)
+    except (OperationalError, ConnectionError):
+        raise  # transient: retried with backoff
+    except Exception as exc:
+        log.exception("chunk %s/%s failed", job_id, index)
+        if self.request.retries >= get_settings().max_deliveries - 1:
+            return jobs.fail_chunk(store(), job_id, index, f"{type(exc).__name__}: {exc}")
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
