@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from generator.ctr import CtrModel, push_text
 from generator.data import EventType, Item, Shop, User
 from generator.config import get_settings
 from generator.errors import DataError, ModelNotAvailable, PushgenError
@@ -244,21 +245,14 @@ class CampaignRunner:
         return self._scorer
 
     def _score_ctr(self, candidates: Sequence[Candidate]) -> None:
-        if self._ctr is False:
-            return
+        """Predicted click-through of the passing candidates, when a click-through model is trained."""
         if self._ctr is None:
-            try:
-                from generator.ctr import CtrModel
-            except ImportError:  # the click-through model is optional
-                self._ctr = False
-                return
             self._ctr = CtrModel.load() or False
-            if self._ctr is False:
-                return
         passing = [c for c in candidates if c.passed]
-        if passing:
-            for c, s in zip(passing, self._ctr.score([f"{c.title}\n{c.body}" for c in passing]), strict=True):
-                c.ctr = float(s)
+        if self._ctr is False or not passing:
+            return
+        for c, s in zip(passing, self._ctr.score([push_text(c.title, c.body) for c in passing]), strict=True):
+            c.ctr = float(s)
 
     def _check(self, m: UserMessage, ctx: GuardContext) -> None:
         for cand in m.candidates:

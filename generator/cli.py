@@ -295,13 +295,15 @@ def job_messages(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN =
     console.print(f"{offset + len(page['messages'])} of {page['total']}")
 
 
-def _mount_optional() -> None:
+def _mount_subcommands() -> None:
     """Sub-commands that live beside their library modules."""
-    try:
-        from generator.cli_scorer import scorer_app
-    except ImportError:  # pragma: no cover - during development of the scorer module
-        return
+    from generator.cli_adapter import adapter_app
+    from generator.cli_ctr import ctr_app
+    from generator.cli_scorer import scorer_app
+
     app.add_typer(scorer_app, name="scorer")
+    app.add_typer(adapter_app, name="adapter")
+    app.add_typer(ctr_app, name="ctr")
 
 
-_mount_optional()
+_mount_subcommands()

@@ -172,3 +172,16 @@ def test_languages_route_to_their_model_and_fall_back_when_it_is_missing() -> No
                             locale_models={"zh": "no-such-org/no-such-model"})
     assert runner.generator_for("en_US") is default
     assert runner.generator_for("zh_CN") is default  # the model cannot be loaded offline: default, with a warning
+
+
+def test_passing_candidates_are_ranked_by_predicted_click_through() -> None:
+    from generator.campaign import choose
+
+    ok = [{"name": "prices", "passed": True, "reason": ""}]
+    bad = [{"name": "prices", "passed": False, "reason": "wrong"}]
+    low = Candidate(title="a", body="a", raw="", sampled=False, checks=ok, ctr=-0.2)
+    high = Candidate(title="b", body="b", raw="", sampled=True, checks=ok, ctr=0.4)
+    failing = Candidate(title="c", body="c", raw="", sampled=True, checks=bad, ctr=9.0)
+    assert choose([low, failing, high]) is high
+    assert choose([failing, low]) is low
+    assert choose([low, high], taken=["b b"]) is low  # a near-duplicate of another user's copy goes last
