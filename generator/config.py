@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one chunk before it is dead-lettered.")
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest HTTP request body accepted.")
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
-    batch_size: int = Field(default=16, ge=1, description="Rows per generation batch.")
+    batch_size: int = Field(default=32, ge=1, description="Prompts per generation batch.")
     max_new_tokens: int = Field(default=48, ge=1, description="Cap on generated tokens per message.")
     seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
 

@@ -159,7 +159,8 @@ class Generator:
         if hasattr(self.model, "peft_config"):
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
         kwargs[self._cache_kw] = kwargs.pop("past_key_values")
-        return self.model(**kwargs, use_cache=True)
+        # only the last position's logits are used: skip the vocabulary projection everywhere else
+        return self.model(**kwargs, use_cache=True, logits_to_keep=1)
 
     def _prefix_kv(self, prefix: tuple[int, ...], adapter: str | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The per-layer (keys, values) of a prefix, computed once per (prefix, adapter)."""
