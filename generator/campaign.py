@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from generator.config import get_settings
 from generator.ctr import CtrModel, push_text
 from generator.data import EventType, Item, Shop, User
-from generator.config import get_settings
 from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks

@@ -98,8 +98,8 @@ def _run_and_report(campaign: object, *, shop_dir: Path | None, out: Path, model
         by_type.setdefault(m.campaign_type, Counter())[m.status] += 1
     for ctype, c in sorted(by_type.items()) + [("all", sum(by_type.values(), Counter()))]:
         n = sum(c.values())
-        table.add_row(ctype, str(n), f"{c['passed']} ({c['passed'] / n:.0%})", f"{c['fallback']} ({c['fallback'] / n:.0%})",
-                      str(c["flagged"]))
+        table.add_row(ctype, str(n), f"{c['passed']} ({c['passed'] / n:.0%})",
+                      f"{c['fallback']} ({c['fallback'] / n:.0%})", str(c["flagged"]))
     console.print(table)
     console.print(f"wall time {time.perf_counter() - t0:.1f} s\njob {job_id}\n"
                   f"wrote {out / 'messages.csv'} and {out / 'review.html'}")

@@ -254,7 +254,8 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("language", True)
 
 
-_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost)\b|免费|包邮|赠品|买一送一",
+_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost)\b"
+                        r"|免费|包邮|赠品|买一送一",
                         regex.I)
 _LINK = regex.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|cn|co|info|biz|xyz|ly)\b", regex.I)
 _EMAIL = regex.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")

@@ -117,10 +117,10 @@ def run_pushgen(gen, parts, adapters):  # type: ignore[no-untyped-def]
     gen.generate(reqs)
 
 
-def timed(fn, device: torch.device) -> float:  # type: ignore[no-untyped-def]
+def timed(device: torch.device, fn, *args) -> float:  # type: ignore[no-untyped-def]
     sync(device)
     t0 = time.perf_counter()
-    fn()
+    fn(*args)
     sync(device)
     return time.perf_counter() - t0
 
@@ -161,15 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             if method == "naive":
                 n = min(args.naive_users, args.users)
-                dt = timed(lambda: run_naive(model, tok, parts[:n], args.new_tokens, names, device), device)
+                dt = timed(device, run_naive, model, tok, parts[:n], args.new_tokens, names, device)
             elif method == "hf-batched":
                 n = args.users
-                dt = timed(lambda: run_hf_batched(model, tok, parts, args.new_tokens, names, device,
-                                                  args.batch_size), device)
+                dt = timed(device, run_hf_batched, model, tok, parts, args.new_tokens, names, device, args.batch_size)
             else:
                 n = args.users
                 gen._prefix_cache.clear()  # the prefix is computed inside the timed run
-                dt = timed(lambda: run_pushgen(gen, parts, names), device)
+                dt = timed(device, run_pushgen, gen, parts, names)
             results.append({"method": method, "adapters": n_adapters, "messages": n, "seconds": round(dt, 3),
                             "messages_per_s": round(n / dt, 2), "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
             console.print(results[-1])

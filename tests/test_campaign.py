@@ -85,7 +85,8 @@ class FixedScorer:
 
 def shop_with_reviews(texts: list[str]) -> Shop:
     users = [User(user_id=f"U{i:02d}", locale="en_US") for i in range(len(texts))]
-    reviews = [Review(user_id=u.user_id, item_id="A1", rating=5, text=t, timestamp=T0) for u, t in zip(users, texts)]
+    reviews = [Review(user_id=u.user_id, item_id="A1", rating=5, text=t, timestamp=T0)
+               for u, t in zip(users, texts, strict=True)]
     return Shop(items=[TENT, MUG], users=users, events=[], reviews=reviews, pushes=[])
 
 

@@ -43,7 +43,8 @@ def test_title_limit_at_the_edge_in_graphemes(title: str, ok: bool) -> None:
 def test_body_limit_uses_strictest_platform() -> None:
     assert check_lengths("t", "x" * 150, CTX)[1].passed
     assert not check_lengths("t", "x" * 151, CTX)[1].passed
-    assert check_lengths("t", "x" * 200, GuardContext(items=[TENT], policy=BrandPolicy(platforms=["android"])))[1].passed
+    android = GuardContext(items=[TENT], policy=BrandPolicy(platforms=["android"]))
+    assert check_lengths("t", "x" * 200, android)[1].passed
 
 
 @pytest.mark.parametrize(("body", "ok"), [

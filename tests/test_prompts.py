@@ -78,7 +78,8 @@ class _ChatTok:
     chat_template = "x"
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
-        return "|".join(f"{m['role']}:{m['content']}" for m in messages) + ("|assistant:" if add_generation_prompt else "")
+        text = "|".join(f"{m['role']}:{m['content']}" for m in messages)
+        return text + ("|assistant:" if add_generation_prompt else "")
 
 
 def test_chat_prompt_puts_examples_as_turns_and_prefills_title() -> None:

@@ -39,7 +39,8 @@ CAMPAIGN = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "a
 
 def test_job_over_http_completes_with_one_message_per_user(service) -> None:  # type: ignore[no-untyped-def]
     client, store, tokens = service
-    r = client.post("/v1/jobs", json={"campaign": CAMPAIGN, "idempotency_key": "k1"}, headers=_auth(tokens["campaign_tool"]))
+    r = client.post("/v1/jobs", json={"campaign": CAMPAIGN, "idempotency_key": "k1"},
+                    headers=_auth(tokens["campaign_tool"]))
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     status = client.get(f"/v1/jobs/{job_id}", headers=_auth(tokens["reviewer"])).json()
@@ -117,7 +118,8 @@ def test_cancel_and_erase(service) -> None:  # type: ignore[no-untyped-def]
     assert r.json()["status"] == "cancelled"
     assert jobs.run_chunk(store, job.id, 0) == "cancelled" and store.count_messages(job.id) == 0
     done = client.post("/v1/jobs", json={"campaign": CAMPAIGN}, headers=_auth(tokens["campaign_tool"])).json()
-    user = client.get(f"/v1/jobs/{done['id']}/messages", headers=_auth(tokens["admin"])).json()["messages"][0]["user_id"]
+    page = client.get(f"/v1/jobs/{done['id']}/messages", headers=_auth(tokens["admin"])).json()
+    user = page["messages"][0]["user_id"]
     r = client.delete(f"/v1/users/{user}", headers=_auth(tokens["admin"]))
     assert r.json()["messages_erased"] == 1
     left = client.get(f"/v1/jobs/{done['id']}/messages", headers=_auth(tokens["admin"])).json()["messages"]
