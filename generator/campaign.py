@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from generator.config import get_settings
 from generator.ctr import CtrModel, push_text
-from generator.data import EventType, Item, Shop, User
+from generator.data import EventType, Item, Shop, User, language_of
 from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
@@ -227,7 +227,7 @@ class CampaignRunner:
 
     def generator_for(self, locale: str) -> Generator:
         """The generator of a locale's language (e.g. a multilingual model for Chinese), else the default."""
-        name = self.locale_models.get(locale.replace("-", "_").split("_")[0])
+        name = self.locale_models.get(language_of(locale))
         if not name or name == self.generator.model_name:
             return self.generator
         if name not in self._generators:
@@ -264,8 +264,7 @@ class CampaignRunner:
             cand.checks = [r.as_dict() for r in results]
 
     def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
-        lang = (campaign.locale or m.user.locale).replace("-", "_").split("_")[0]
-        name = f"fallback.{lang}" if (self.prompts.folder / f"fallback.{lang}.j2").exists() else "fallback.en"
+        name = self.prompts.resolve("fallback", campaign.locale or m.user.locale)
         r = self.prompts.render(name, campaign_type=m.campaign_type, item=item_facts(m.ranked[0].item),
                                 campaign=campaign.facts)
         cand = Candidate(title=r.title, body=r.user, raw="", sampled=False)

@@ -140,17 +140,13 @@ def generate(
 @models_app.command("list")
 def models_list() -> None:
     """Show the named offline models and whether their packages are installed."""
-    from generator.errors import ModelNotAvailable
+    import importlib.util
+
     from generator.models import REGISTRY
 
     table = Table("name", "kind", "package", "installed", "description")
     for spec in REGISTRY.values():
-        try:
-            import importlib.util
-
-            installed = importlib.util.find_spec(spec.pip.replace("-", "_")) is not None
-        except ModelNotAvailable:
-            installed = False
+        installed = importlib.util.find_spec(spec.pip.replace("-", "_")) is not None
         table.add_row(spec.name, spec.kind, spec.pip, "yes" if installed else f"no: pip install {spec.pip}",
                       spec.description)
     console.print(table)

@@ -88,6 +88,11 @@ class Item(Contract):
         return ". ".join(p for p in parts if p)
 
 
+def language_of(locale: str) -> str:
+    """The language part of a locale: ``zh`` for ``zh_CN`` or ``zh-CN``."""
+    return locale.replace("-", "_").split("_")[0]
+
+
 class User(Contract):
     kind: ClassVar[str] = "users"
     user_id: str = Field(min_length=1)
@@ -106,7 +111,7 @@ class User(Contract):
 
     @property
     def language(self) -> str:
-        return self.locale.replace("-", "_").split("_")[0]
+        return language_of(self.locale)
 
 
 class EventType(StrEnum):

@@ -16,7 +16,7 @@ from functools import lru_cache
 import regex
 from pydantic import BaseModel, Field
 
-from generator.data import Item
+from generator.data import Item, language_of
 from generator.prompts import CURRENCY_SYMBOLS, quote_user_text
 
 MAX_PAYLOAD_BYTES = 4096
@@ -244,7 +244,7 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title} {body}"
     han = len(_HAN.findall(text))
     latin_words = len(regex.findall(r"\p{Latin}+", text))
-    lang = ctx.locale.replace("-", "_").split("_")[0]
+    lang = language_of(ctx.locale)
     if lang == "zh":
         if han == 0 or han < latin_words:
             return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "

@@ -22,7 +22,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undef
 from jinja2.sandbox import SandboxedEnvironment
 
 from generator.config import get_settings
-from generator.data import Item
+from generator.data import Item, language_of
 from generator.errors import TemplateError
 
 HEADER = re.compile(r"^\{#-?\s*(.*?)\s*-?#\}", re.S)
@@ -118,7 +118,7 @@ class PromptLibrary:
 
     def resolve(self, campaign_type: str, locale: str) -> str:
         """Template name for a campaign type and locale: ``<type>.<lang>``, falling back to English."""
-        lang = locale.replace("-", "_").split("_")[0]
+        lang = language_of(locale)
         for name in (f"{campaign_type}.{lang}", f"{campaign_type}.en"):
             if (self.folder / f"{name}.j2").exists():
                 return name

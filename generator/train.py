@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from generator.adapters import AdapterInfo, check_name, save_adapter
 from generator.config import get_settings
-from generator.data import Item, PastPush, find_table, load_table
+from generator.data import Item, PastPush, find_table, language_of, load_table
 from generator.errors import DataError
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 
@@ -190,7 +190,7 @@ def render_prompt(
     library = library or default_library()
     item = items.get(push.item_id) if push.item_id else None
     if item is not None:
-        lang = push.locale.replace("-", "_").split("_")[0]
+        lang = language_of(push.locale)
         for name in (f"{push.campaign_type}.{lang}", f"{push.campaign_type}.en"):
             if name in library.names() and set(library.get(name).variables) == {"brand", "item"}:
                 return library.render(name, brand=brand, item=item_facts(item))
@@ -459,7 +459,7 @@ def train_adapter(
     brand = cfg.brand or name
     pushes = load_pushes(pushes_path)
     if cfg.locale:
-        pushes = [p for p in pushes if p.locale.replace("-", "_").split("_")[0] == cfg.locale]
+        pushes = [p for p in pushes if language_of(p.locale) == cfg.locale]
         if not pushes:
             raise DataError(str(pushes_path), None, "locale", f"no pushes in language {cfg.locale!r}")
     items = (
