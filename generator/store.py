@@ -114,6 +114,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Erasure(Base):
+    """A record that a user's personal data was erased: when, by whom, how many rows of each kind. The user is
+    kept only as the SHA-256 of their id, so the record itself holds no personal data."""
+
+    __tablename__ = "erasures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_hash: Mapped[str] = mapped_column(String(64), index=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ItemEmbedding(Base):
     """Scorer embeddings of item texts, keyed by (encoder, content hash): unchanged items are never re-encoded."""
 
