@@ -126,6 +126,18 @@ class Erasure(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DeviceToken(Base):
+    """A user's push address on one platform (FCM or APNs token): personal data, erased with the user."""
+
+    __tablename__ = "device_tokens"
+    __table_args__ = (UniqueConstraint("platform", "token", name="uq_device_token"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    platform: Mapped[str] = mapped_column(String(16))  # fcm / apns
+    token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ItemEmbedding(Base):
     """Scorer embeddings of item texts, keyed by (encoder, content hash): unchanged items are never re-encoded."""
 

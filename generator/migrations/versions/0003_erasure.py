@@ -1,5 +1,6 @@
-"""Privacy erasures: one row per erasure of a user's personal data (when, by whom, how many
-rows of each kind); the user is kept only as a hash, so the record itself holds no personal data.
+"""Privacy: device tokens (what a push sender addresses; personal data) and erasures, one row per erasure of a
+user's personal data (when, by whom, how many rows of each kind). An erasure keeps the user only as a hash, so
+the record itself holds no personal data.
 
 Revision ID: 0003
 Revises: 0002
@@ -26,7 +27,17 @@ def upgrade() -> None:
         sa.Column("counts", sa.JSON(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
+    op.create_table(
+        "device_tokens",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.String(200), nullable=False, index=True),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("token", sa.Text(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.UniqueConstraint("platform", "token", name="uq_device_token"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("device_tokens")
     op.drop_table("erasures")
