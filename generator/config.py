@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,10 +74,21 @@ class Settings(BaseSettings):
                                     description="Seconds before Redis redelivers an unacknowledged task.")
     chunk_size: int = Field(default=16, ge=1, description="Users per queued chunk (a few seconds of work each).")
     max_deliveries: int = Field(default=3, ge=1, description="Deliveries of one chunk before it is dead-lettered.")
+    requeue_after: float = Field(default=300, gt=0,
+                                 description="Seconds after which a chunk sent but not started, or started but not "
+                                             "finished, counts as lost (a broker restart, a dead worker) and is "
+                                             "sent again by the recovery pass.")
+    recover_every: float = Field(default=30, ge=0,
+                                 description="Seconds between recovery passes in each worker (0: none; then run "
+                                             "`pushgen job recover` from cron).")
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest HTTP request body accepted.")
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
     batch_size: int = Field(default=32, ge=1, description="Prompts per generation batch.")
     max_new_tokens: int = Field(default=48, ge=1, description="Cap on generated tokens per message.")
+    decode: Literal["auto", "dynamic", "static", "graph"] = Field(
+        default="auto", description="Decoding loop: 'dynamic' (growing KV cache, finished rows dropped: best on CPU), "
+        "'static' (preallocated cache, fixed shapes), 'graph' (static plus one CUDA graph per decode step: best on "
+        "GPU); 'auto' picks 'graph' on CUDA for models without sliding-window layers, else 'dynamic'.")
     seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
 
 

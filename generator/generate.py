@@ -9,11 +9,13 @@ Rows of one batch may use different LoRA adapters (peft's per-row ``adapter_name
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +88,142 @@ class _Row:
     adapter: str | None
 
 
+@dataclass
+class _PrefixKV:
+    """Prefix K/V of a batch: per layer, the distinct prefixes' (keys, values) left-padded to one length, and the
+    distinct prefix of each row."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    index: torch.Tensor
+
+    def layer(self, li: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.layers[li]
+        return k.index_select(0, self.index), v.index_select(0, self.index)
+
+
+class _StaticKV:
+    """A KV cache of preallocated per-layer tensors ``[rows, kv_heads, length, head_dim]``.
+
+    Writes go to a position held in a device tensor and advanced in place, so a decode step has fixed shapes and
+    fixed addresses: it can be captured once as a CUDA graph and replayed. Only ``update`` is used by the model
+    (positions and a 4-D attention mask are always passed explicitly)."""
+
+    is_compileable = True
+
+    def __init__(self, n_layers: int, rows: int, heads: int, length: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device):
+        self.keys = [torch.zeros(rows, heads, length, head_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values = [torch.zeros_like(k) for k in self.keys]
+        self.pos = torch.zeros((), dtype=torch.long, device=device)  # next position written
+        self._steps = torch.arange(length, device=device)
+        self.n_layers = n_layers
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._steps[:key_states.shape[2]] + self.pos
+        self.keys[layer_idx].index_copy_(2, idx, key_states)
+        self.values[layer_idx].index_copy_(2, idx, value_states)
+        if layer_idx == self.n_layers - 1:
+            self.pos.add_(key_states.shape[2])
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return int(self.pos)
+
+
+class _StaticRunner:
+    """Fixed-shape decoding state for one (adapter, rows, length): the cache, the step's inputs and outputs, and on
+    CUDA a graph of one decode step (captured on first use, replayed for every later step and batch)."""
+
+    def __init__(self, gen: Generator, adapter: str | None, rows: int, length: int, graph: bool):
+        cfg = gen.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        dev, dtype = gen.device, next(gen.model.parameters()).dtype
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.gen, self.adapter, self.rows, self.length = gen, adapter, rows, length
+        self.cache = _StaticKV(cfg.num_hidden_layers, rows, heads, length, head_dim, dtype, dev)
+        self.keep = torch.zeros(rows, length, dtype=torch.bool, device=dev)  # key positions a row attends to
+        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
+        self.pos_ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(rows, cfg.vocab_size, dtype=torch.float32, device=dev)
+        self._neg = torch.finfo(dtype).min
+        self._dtype = dtype
+        self.use_graph = graph
+        self._graph: Any = None
+
+    def _mask(self, keep: torch.Tensor) -> torch.Tensor:
+        """Additive 4-D mask ``[rows, 1, queries, length]`` from a boolean one."""
+        zero = torch.zeros((), dtype=self._dtype, device=keep.device)
+        return torch.where(keep, zero, torch.full_like(zero, self._neg))[:, None]
+
+    def _step(self) -> None:
+        self.keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
+        with self.gen._adapter_scope(self.adapter):
+            out = self.gen._forward(input_ids=self.ids, attention_mask=self._mask(self.keep[:, None, :]),
+                                    position_ids=self.pos_ids, past_key_values=self.cache, adapters=None)
+        self.logits.copy_(out.logits[:, -1, :])
+
+    def prefill(self, prefix_kv: _PrefixKV | None, p_max: int, ids: torch.Tensor, keep: torch.Tensor,
+                pos: torch.Tensor) -> None:
+        """Load the rows' prefix K/V, then prefill their suffixes."""
+        self.keep.zero_()
+        self.keep[:, :keep.shape[1]] = keep
+        if prefix_kv is not None:
+            for layer, (k, v) in enumerate(prefix_kv.layers):  # gathered one layer at a time: bounded memory
+                self.cache.keys[layer][:, :, :p_max].copy_(k.index_select(0, prefix_kv.index))
+                self.cache.values[layer][:, :, :p_max].copy_(v.index_select(0, prefix_kv.index))
+        self.cache.pos.fill_(p_max)
+        s = ids.shape[1]
+        dev = ids.device
+        causal = torch.arange(self.length, device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
+        with self.gen._adapter_scope(self.adapter):
+            out = self.gen._forward(input_ids=ids, attention_mask=self._mask(self.keep[:, None, :] & causal[None]),
+                                    position_ids=pos, past_key_values=self.cache, adapters=None)
+        self.logits.copy_(out.logits[:, -1, :])
+        self.pos_ids.copy_(pos[:, -1:])
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; returns the next logits (a buffer overwritten by the following step)."""
+        self.ids.copy_(next_ids[:, None])
+        self.pos_ids.add_(1)
+        if not self.use_graph:
+            self._step()
+        elif self._graph is None:
+            self._capture()
+        else:
+            self._graph.replay()
+        return self.logits
+
+    def _capture(self) -> None:
+        saved = (self.cache.pos.clone(), self.keep.clone())
+        try:
+            self._capture_graph(saved)
+        except Exception as exc:  # noqa: BLE001 - a model whose forward cannot be captured still decodes, eagerly
+            log.warning("CUDA graph capture failed (%s: %s); decoding eagerly", type(exc).__name__, exc)
+            torch.cuda.synchronize()
+            self.use_graph, self._graph = False, None
+            self.cache.pos.copy_(saved[0])
+            self.keep.copy_(saved[1])
+            self._step()
+
+    def _capture_graph(self, saved: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Warm up on a side stream, then capture one decode step. Capturing records the kernels without running
+        them, so the state is put back after the warm-up and the step is run once, by replaying the graph."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._step()  # warm-up: allocations and kernel choices happen outside the graph
+            self.cache.pos.copy_(saved[0])
+            self.keep.copy_(saved[1])
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.gen._graph_pool):
+            self._step()
+        graph.replay()
+        self._graph = graph
+
+
 class Generator:
     """A causal LM loaded once, generating Title/Body copy for many prompts in batches.
 
@@ -97,7 +235,8 @@ class Generator:
 
     def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int | None = None,
                  max_new_tokens: int | None = None, model: Any = None, tokenizer: Any = None,
-                 temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50, stop_rules: bool = True):
+                 temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50, stop_rules: bool = True,
+                 decode: str | None = None):
         settings = get_settings()
         self.model_name = model_name or settings.generator_model
         if model is None:
@@ -119,6 +258,24 @@ class Generator:
         # transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version takes
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         self._prefix_cache: dict[tuple[tuple[int, ...], str | None], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.decode_mode = self._pick_mode(decode or settings.decode)
+        self._runners: dict[tuple[str | None, int, int], _StaticRunner] = {}
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
+
+    def _pick_mode(self, mode: str) -> str:
+        if mode not in ("auto", "dynamic", "static", "graph"):
+            raise ValueError(f"decode must be auto, dynamic, static or graph, not {mode!r}")
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        sliding = bool(getattr(cfg, "sliding_window", None)) and any(
+            t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["sliding"]))
+        if mode == "auto":
+            return "graph" if self.device.type == "cuda" and not sliding else "dynamic"
+        if mode != "dynamic" and sliding:
+            raise ValueError(f"decode={mode!r} needs a model without sliding-window attention layers")
+        if mode == "graph" and self.device.type != "cuda":
+            raise ValueError("decode='graph' needs a CUDA device")
+        return mode
 
     @property
     def device(self) -> torch.device:
@@ -151,12 +308,18 @@ class Generator:
 
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
-        order = sorted(rows, key=lambda r: (r.prefix, r.adapter or "", len(r.suffix), r.index))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        order = sorted(rows, key=lambda r: (r.adapter or "", r.prefix, len(r.suffix), r.index))
+        if self.decode_mode == "dynamic":  # rows of one batch may use different adapters
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches: list[list[_Row]] = []  # fixed-shape decoding: one adapter per batch
+        for _, group in itertools.groupby(order, key=lambda r: r.adapter):
+            group = list(group)
+            batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        return batches
 
     def _forward(self, **kwargs: Any) -> Any:
         adapters = kwargs.pop("adapters")
-        if hasattr(self.model, "peft_config"):
+        if adapters is not None and hasattr(self.model, "peft_config"):
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
         kwargs[self._cache_kw] = kwargs.pop("past_key_values")
         # only the last position's logits are used: skip the vocabulary projection everywhere else
@@ -173,6 +336,22 @@ class Generator:
                                 past_key_values=DynamicCache(config=self.model.config))
             self._prefix_cache[key] = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         return self._prefix_cache[key]
+
+    @contextlib.contextmanager
+    def _adapter_scope(self, adapter: str | None) -> Iterator[None]:
+        """Make ``adapter`` (None: the base model) the active one for calls without per-row adapter names."""
+        if not hasattr(self.model, "peft_config"):
+            yield
+        elif adapter is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            before = self.model.active_adapter
+            self.model.set_adapter(adapter)
+            try:
+                yield
+            finally:
+                self.model.set_adapter(before)
 
     # -- decoding ------------------------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -191,39 +370,69 @@ class Generator:
             nxt[sampled] = idx.gather(-1, choice[:, None]).squeeze(-1)
         return nxt
 
-    @torch.inference_mode()
-    def _decode(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
-        """Decode ``n`` candidates per row (candidate 0 greedy). Returns token ids and whether each stopped."""
-        dev, pad = self.device, self.tokenizer.pad_token_id
-        b = len(batch)
-        p_max = max(len(r.prefix) for r in batch)
-        s_max = max(len(r.suffix) for r in batch)
-        adapters = [r.adapter for r in batch]
-        # cache: each row's prefix K/V, left-padded to the longest prefix
-        cache = None
-        if p_max:
-            per_row = [self._prefix_kv(r.prefix, r.adapter) for r in batch]
-            layers = []
-            for li in range(len(per_row[0])):
-                ks, vs = [], []
-                for kv in per_row:
-                    k, v = kv[li]
-                    gap = p_max - k.shape[2]
-                    ks.append(torch.nn.functional.pad(k, (0, 0, gap, 0)))
-                    vs.append(torch.nn.functional.pad(v, (0, 0, gap, 0)))
-                layers.append((torch.cat(ks), torch.cat(vs)))
-            cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
-        else:
-            cache = DynamicCache(config=self.model.config)
-        mask = torch.zeros(b, p_max + s_max, dtype=torch.long, device=dev)
-        ids = torch.full((b, s_max), pad, dtype=torch.long, device=dev)
-        pos = torch.zeros(b, s_max, dtype=torch.long, device=dev)
+    def _batch_prefix_kv(self, batch: list[_Row], p_max: int,
+                         rows: torch.Tensor | None = None) -> _PrefixKV | None:
+        """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
+        gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row.
+        ``rows`` maps output rows to batch rows (default: one each)."""
+        if not p_max:
+            return None
+        keys = [(r.prefix, r.adapter) for r in batch]
+        distinct = list(dict.fromkeys(keys))
+        where = {k: i for i, k in enumerate(distinct)}
+        index = torch.tensor([where[k] for k in keys], device=self.device)
+        if rows is not None:
+            index = index.index_select(0, rows)
+        per: list[Any] = [self._prefix_kv(*k) if k[0] else None for k in distinct]
+        like = next(kv for kv in per if kv is not None)
+        per = [kv if kv is not None else [(k[:, :, :0], v[:, :, :0]) for k, v in like] for kv in per]  # no prefix
+        layers = []
+        for li in range(len(per[0])):
+            ks = torch.cat([torch.nn.functional.pad(kv[li][0], (0, 0, p_max - kv[li][0].shape[2], 0)) for kv in per])
+            vs = torch.cat([torch.nn.functional.pad(kv[li][1], (0, 0, p_max - kv[li][1].shape[2], 0)) for kv in per])
+            layers.append((ks, vs))
+        return _PrefixKV(layers, index)
+
+    def _inputs(self, batch: list[_Row], p_max: int, s_max: int) -> tuple[torch.Tensor, ...]:
+        """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions."""
+        dev, b = self.device, len(batch)
+        mask = torch.zeros(b, p_max + s_max, dtype=torch.long)
+        ids = torch.full((b, s_max), self.tokenizer.pad_token_id, dtype=torch.long)
+        pos = torch.zeros(b, s_max, dtype=torch.long)
         for i, r in enumerate(batch):
             p, s = len(r.prefix), len(r.suffix)
             mask[i, p_max - p:p_max] = 1
             mask[i, p_max + s_max - s:] = 1
-            ids[i, s_max - s:] = torch.tensor(r.suffix, device=dev)
-            pos[i, s_max - s:] = torch.arange(p, p + s, device=dev)
+            ids[i, s_max - s:] = torch.tensor(r.suffix)
+            pos[i, s_max - s:] = torch.arange(p, p + s)
+        return ids.to(dev), mask.to(dev), pos.to(dev)
+
+    def _collect(self, tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor, b: int,
+                 n: int) -> list[list[tuple[list[int], bool]]]:
+        """Device buffers of the decoded tokens to per-row lists, with one transfer."""
+        tokens, kept, stopped = tokens.cpu().tolist(), kept.cpu().tolist(), stopped.cpu().tolist()
+        rows = [[t for t, k in zip(tokens[i], kept[i], strict=True) if k] for i in range(b * n)]
+        return [[(rows[i * n + j], bool(stopped[i * n + j])) for j in range(n)] for i in range(b)]
+
+    @torch.inference_mode()
+    def _decode(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        """Decode ``n`` candidates per row (candidate 0 greedy). Returns token ids and whether each stopped."""
+        if self.decode_mode == "dynamic":
+            return self._decode_dynamic(batch, n, seed)
+        return self._decode_static(batch, n, seed)
+
+    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        """A growing KV cache; finished rows leave the batch, so no work is spent on them."""
+        dev = self.device
+        b = len(batch)
+        p_max = max(len(r.prefix) for r in batch)
+        s_max = max(len(r.suffix) for r in batch)
+        adapters = [r.adapter for r in batch]
+        prefix = self._batch_prefix_kv(batch, p_max)
+        cache = (DynamicCache(ddp_cache_data=[prefix.layer(li) for li in range(len(prefix.layers))],
+                              config=self.model.config) if prefix is not None
+                 else DynamicCache(config=self.model.config))
+        ids, mask, pos = self._inputs(batch, p_max, s_max)
         out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                             adapters=adapters)
         logits = out.logits[:, -1, :]
@@ -236,21 +445,20 @@ class Generator:
         sampled = (torch.arange(rows, device=dev) % n) != 0
         gen = torch.Generator(device=dev).manual_seed(seed)
         active = torch.arange(rows, device=dev)  # original row of each live batch position
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        stopped = [False] * rows
+        tokens = torch.zeros(rows, self.max_new_tokens, dtype=torch.long, device=dev)
+        kept = torch.zeros(rows, self.max_new_tokens, dtype=torch.bool, device=dev)
+        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
         newlines = torch.zeros(rows, dtype=torch.long, device=dev)
         for step in range(self.max_new_tokens):
             nxt = self._pick(logits, sampled[active], gen)
             is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
             newlines[active] += self._is_newline[nxt].long()
             done = is_eos | (newlines[active] >= 2) if self.stop_rules else is_eos
-            for j, (row, tok) in enumerate(zip(active.tolist(), nxt.tolist(), strict=True)):
-                if not bool(is_eos[j]):
-                    tokens[row].append(tok)
-            for row in active[done].tolist():
-                stopped[row] = True
+            tokens[active, step] = nxt
+            kept[active, step] = ~is_eos
+            stopped[active] |= done
             keep = ~done
-            if not bool(keep.any()) or step == self.max_new_tokens - 1:
+            if step == self.max_new_tokens - 1 or not bool(keep.any()):
                 break
             if not bool(keep.all()):  # drop finished rows: no more work on them
                 sel = keep.nonzero().squeeze(-1)
@@ -262,7 +470,51 @@ class Generator:
                                 past_key_values=cache, adapters=adapters)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        return [[(tokens[i * n + j], stopped[i * n + j]) for j in range(n)] for i in range(b)]
+        return self._collect(tokens, kept, stopped, b, n)
+
+    def _runner(self, adapter: str | None, rows: int, length: int) -> _StaticRunner:
+        key = (adapter, rows, length)
+        if key not in self._runners:
+            if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
+                self._runners.pop(next(iter(self._runners)))
+            self._runners[key] = _StaticRunner(self, adapter, rows, length, graph=self.decode_mode == "graph")
+        return self._runners[key]
+
+    def _decode_static(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+        """Fixed shapes: a preallocated cache of a bucketed number of rows and length, every row decoded until all
+        have stopped; on CUDA each decode step is one replay of a captured graph. One adapter per batch."""
+        dev = self.device
+        b = len(batch)
+        p_max = max(len(r.prefix) for r in batch)
+        s_max = max(len(r.suffix) for r in batch)
+        real = b * n
+        rows = max(8, 1 << (real - 1).bit_length())  # few distinct shapes, so few graphs
+        length = -(-(p_max + s_max + self.max_new_tokens) // 64) * 64
+        runner = self._runner(batch[0].adapter, rows, length)
+        # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
+        src = torch.arange(rows, device=dev) // n
+        src[real:] = 0
+        prefix = self._batch_prefix_kv(batch, p_max, rows=src)
+        ids, mask, pos = (t.index_select(0, src) for t in self._inputs(batch, p_max, s_max))
+        runner.prefill(prefix, p_max, ids, mask.bool(), pos)
+        logits = runner.logits
+        sampled = (torch.arange(rows, device=dev) % n) != 0
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        tokens = torch.zeros(rows, self.max_new_tokens, dtype=torch.long, device=dev)
+        kept = torch.zeros(rows, self.max_new_tokens, dtype=torch.bool, device=dev)
+        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
+        newlines = torch.zeros(rows, dtype=torch.long, device=dev)
+        for step in range(self.max_new_tokens):
+            nxt = self._pick(logits, sampled, gen)
+            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
+            newlines += self._is_newline[nxt].long()
+            tokens[:, step] = nxt
+            kept[:, step] = ~is_eos & ~stopped
+            stopped |= is_eos | (newlines >= 2) if self.stop_rules else is_eos
+            if step == self.max_new_tokens - 1 or bool(stopped[:real].all()):
+                break
+            logits = runner.step(nxt)
+        return self._collect(tokens[:real], kept[:real], stopped[:real], b, n)
 
     def generate(self, requests: Sequence[GenerationRequest], *, n_candidates: int = 1, seed: int | None = None,
                  progress: Any = None) -> list[list[Candidate]]:

@@ -5,7 +5,9 @@ fixed generated length (stop rules off, so every method does the same work):
 
   naive       one ``model.generate`` call per user (what a first version does)
   hf-batched  Hugging Face ``generate`` on left-padded batches
-  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing, finished rows dropped
+  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing; on CPU finished rows are
+              dropped from a growing cache, on CUDA a preallocated cache and one CUDA graph per decode step
+  pushgen-dynamic  the same with the CPU's loop (``--methods`` to include it; shows what the graphs bring on CUDA)
 
 each with no adapter, one LoRA adapter, and four adapters mixed within every batch (peft ``adapter_names``).
 
@@ -33,25 +35,15 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True)
+from scripts.bench_common import random_smollm2  # noqa: E402
 
 
 def build_model(name: str, tokenizer_dir: str | None, device: torch.device):  # type: ignore[no-untyped-def]
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from generator.models import default_dtype, load_causal_lm, resolve_model
+    from generator.models import load_causal_lm
 
     if name != "random":
         return load_causal_lm(name, device=str(device))
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("smollm2-135m"), local_files_only=True)
-    tok.padding_side = "left"
-    cfg = LlamaConfig(**SMOLLM2_135M, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=default_dtype(device)).to(device).eval()
-    return model, tok
+    return random_smollm2(tokenizer_dir, device)
 
 
 def add_adapters(model, n: int):  # type: ignore[no-untyped-def]
@@ -135,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=40)
     ap.add_argument("--adapters", default="0,1,4", help="adapter set-ups to run: counts, comma-separated")
-    ap.add_argument("--methods", default="naive,hf-batched,pushgen")
+    ap.add_argument("--methods", default="naive,hf-batched,pushgen",
+                    help="naive, hf-batched, pushgen (decode mode --decode), pushgen-dynamic")
+    ap.add_argument("--decode", default="auto", help="pushgen's decode mode: auto, dynamic, static or graph")
     ap.add_argument("--json", type=Path, default=Path("out/bench_generate.json"))
     args = ap.parse_args(argv)
 
@@ -154,10 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     for n_adapters in [int(x) for x in args.adapters.split(",")]:
         model = add_adapters(base, n_adapters) if n_adapters else base
         names = [f"a{i % n_adapters}" for i in range(args.users)] if n_adapters else None
-        gen = Generator(model=model, tokenizer=tok, batch_size=args.batch_size, max_new_tokens=args.new_tokens,
-                        stop_rules=False)
-        warm = parts[:2]
-        run_pushgen(gen, warm, names[:2] if names else None)  # warm-up (kernels, allocator)
+        gens = {m: Generator(model=model, tokenizer=tok, batch_size=args.batch_size, max_new_tokens=args.new_tokens,
+                             stop_rules=False, decode="dynamic" if m == "pushgen-dynamic" else args.decode)
+                for m in methods if m.startswith("pushgen")}
+        for gen in gens.values():
+            # warm-up: kernels and allocator; with CUDA graphs, the capture of each (adapter, batch shape), which
+            # a long-running worker does once
+            n_warm = min(args.users, args.batch_size * max(n_adapters, 1)) if gen.decode_mode == "graph" else 2
+            run_pushgen(gen, parts[:n_warm], names[:n_warm] if names else None)
         for method in methods:
             if method == "naive":
                 n = min(args.naive_users, args.users)
@@ -167,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                 dt = timed(device, run_hf_batched, model, tok, parts, args.new_tokens, names, device, args.batch_size)
             else:
                 n = args.users
-                gen._prefix_cache.clear()  # the prefix is computed inside the timed run
-                dt = timed(device, run_pushgen, gen, parts, names)
-            results.append({"method": method, "adapters": n_adapters, "messages": n, "seconds": round(dt, 3),
-                            "messages_per_s": round(n / dt, 2), "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
+                gens[method]._prefix_cache.clear()  # the prefix is computed inside the timed run
+                dt = timed(device, run_pushgen, gens[method], parts, names)
+            decode = gens[method].decode_mode if method in gens else None
+            results.append({"method": method, "decode": decode, "adapters": n_adapters, "messages": n,
+                            "seconds": round(dt, 3), "messages_per_s": round(n / dt, 2),
+                            "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
             console.print(results[-1])
         if n_adapters:
             model.unload()  # peft: remove the LoRA layers again, leaving the base model as it was

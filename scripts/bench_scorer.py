@@ -23,14 +23,28 @@ import torch
 from generator.scorer import topk_deterministic
 
 
-def bench_embedding(n_texts: int, device: str, batch_size: int = 64) -> dict[str, Any]:
+def random_encoder(config_dir: str) -> str:
+    """A folder holding a BERT of the config in ``config_dir`` with random weights and that folder's tokenizer
+    (for GPU machines, where the packaged MiniLM weights do not travel; the compute is the same)."""
+    import tempfile
+
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    out = tempfile.mkdtemp(prefix="bench-encoder-")
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(config_dir)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(config_dir).save_pretrained(out)
+    return out
+
+
+def bench_embedding(n_texts: int, device: str, encoder: str, batch_size: int = 64) -> dict[str, Any]:
     from generator.models import load_sentence_encoder
 
     rng = np.random.default_rng(0)
     words = ["drill", "bit", "steel", "glove", "nitrile", "tape", "sanding", "roll", "grit", "adhesive",
              "meter", "digital", "lab", "beaker", "glass", "resistant", "industrial", "pack", "inch", "black"]
     texts = [" ".join(rng.choice(words, size=int(rng.integers(12, 40)))) for _ in range(n_texts)]
-    enc = load_sentence_encoder("minilm", device=device)
+    enc = load_sentence_encoder(encoder, device=device)
     enc.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
     t0 = time.perf_counter()
     enc.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
@@ -92,16 +106,20 @@ def main() -> None:
     ap.add_argument("--chunk-elements", type=int, default=1 << 24)
     ap.add_argument("--json", type=Path, default=Path("bench_scorer.json"))
     ap.add_argument("--skip-embedding", action="store_true")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the CPU, and CUDA when present)")
+    ap.add_argument("--encoder", default="minilm",
+                    help="registry name or folder; 'random:FOLDER' = that config and tokenizer, random weights")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    encoder = random_encoder(args.encoder.split(":", 1)[1]) if args.encoder.startswith("random:") else args.encoder
     machine = {"platform": platform.platform(), "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+               "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "encoder": args.encoder,
                "cuda": torch.cuda.get_device_name(0) if "cuda" in devices else None}
     report: dict[str, Any] = {"machine": machine, "embedding": {}, "topk": {}}
     for dev in devices:
         if not args.skip_embedding:
-            report["embedding"][dev] = bench_embedding(args.texts, dev)
+            report["embedding"][dev] = bench_embedding(args.texts, dev, encoder)
         report["topk"][dev] = bench_topk(args.users, args.items, args.k, args.dim, dev, args.chunk_elements,
                                          args.naive_users)
     rows = [("device", "texts/s", "chunked scores/s", "naive scores/s", "speed-up", "chunked s", "peak MiB")]
@@ -113,7 +131,7 @@ def main() -> None:
                      str(t["chunked"]["peak_scores_mib"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"top-{args.k} over {args.users} users x {args.items} items (full matrix would be "
-          f"{report['topk']['cpu']['full_matrix_gib']} GiB)")
+          f"{report['topk'][devices[0]]['full_matrix_gib']} GiB)")
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -14,10 +14,13 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def bench_pushgen(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,6 +120,7 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
             report_to=[],
             seed=args.seed,
             use_cpu=not torch.cuda.is_available(),
+            bf16=torch.cuda.is_available(),  # as pushgen's loop, which trains in bf16 mixed precision on CUDA
             remove_unused_columns=False,
             dataloader_num_workers=0,
             disable_tqdm=True,
@@ -136,7 +140,8 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pushes", default="examples/shop/pushes.csv")
-    p.add_argument("--base", default="smollm2-135m")
+    p.add_argument("--base", default="smollm2-135m",
+                   help="registry name or folder; 'random:TOKENIZER_DIR' = SmolLM2-135M's architecture, random weights")
     p.add_argument("--texts", type=int, default=320, help="training texts (whole groups)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=16)
@@ -146,6 +151,10 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=Path("bench_train.json"))
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.base.startswith("random:"):
+        from scripts.bench_common import random_smollm2_folder
+
+        args.base = random_smollm2_folder(args.base.split(":", 1)[1] or None)
 
     import torch
 

@@ -21,12 +21,18 @@ status=0
 run() {  # name, limit in seconds, command...
   local name=$1 limit=$2; shift 2
   echo "== $name"
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" || { echo "!! $name failed"; status=1; }
+  timeout "$limit" "$@" 2>&1 | tee -a "$OUT/log.txt" || { echo "!! $name failed"; status=1; }
 }
+# the naive per-user loop is slow: timed on 8 users; plain batched generate at the same batch size as pushgen
 run bench_generate 300 python3 scripts/bench_generate.py --model random --tokenizer .gpu/tokenizer --device cuda \
-  --users 8192 --naive-users 32 --batch-size 1024 --new-tokens 40 --json "$OUT/bench_generate.json"
-[ -f scripts/bench_scorer.py ] && run bench_scorer 90 python3 scripts/bench_scorer.py --device cuda \
+  --users 8192 --naive-users 8 --batch-size 1024 --new-tokens 40 \
+  --methods naive,hf-batched,pushgen,pushgen-dynamic --json "$OUT/bench_generate.json"
+# pushgen alone with larger batches (what one worker does with a big audience)
+run bench_generate_b4096 100 python3 scripts/bench_generate.py --model random --tokenizer .gpu/tokenizer \
+  --device cuda --users 16384 --batch-size 4096 --new-tokens 40 --methods pushgen --adapters 1,4 \
+  --json "$OUT/bench_generate_b4096.json"
+run bench_scorer 60 python3 scripts/bench_scorer.py --device cuda --encoder random:.gpu/minilm --texts 8192 \
   --json "$OUT/bench_scorer.json"
-[ -f scripts/bench_train.py ] && run bench_train 90 python3 scripts/bench_train.py --device cuda \
+run bench_train 90 python3 scripts/bench_train.py --base random:.gpu/tokenizer --steps 40 --batch-size 32 \
   --json "$OUT/bench_train.json"
 exit $status

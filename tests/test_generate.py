@@ -75,3 +75,51 @@ def test_greedy_matches_hugging_face_generate(tiny: Generator) -> None:
         ref = tiny.model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tiny.tokenizer.pad_token_id)
         text = tiny.tokenizer.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
         assert text.startswith(c[0].raw)
+
+
+@pytest.fixture(scope="module")
+def tiny_with_adapters(tiny_llama: Path):  # type: ignore[no-untyped-def]
+    """The tiny model carrying two random (non-zero) LoRA adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_causal_lm(str(tiny_llama), device="cpu")
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    torch.manual_seed(3)
+    peft_model = get_peft_model(model, cfg, adapter_name="brand_a")
+    peft_model.add_adapter("brand_b", cfg)
+    return peft_model.eval(), tok
+
+
+@pytest.mark.parametrize("with_adapters", [False, True])
+def test_static_decoding_gives_the_dynamic_paths_greedy_output(tiny_llama: Path, tiny_with_adapters,  # type: ignore[no-untyped-def]
+                                                               with_adapters: bool) -> None:
+    """The fixed-shape path (preallocated cache, 4-D masks; what CUDA graphs replay) decodes the same tokens."""
+    if with_adapters:
+        model, tok = tiny_with_adapters
+    else:
+        model, tok = load_causal_lm(str(tiny_llama), device="cpu")
+    shared = "You write push notifications.\n\nExample: Title: Tents\nBody: Tents are here.\n\n"
+    adapters = ["brand_a", "brand_b", None] if with_adapters else [None]
+    reqs = [GenerationRequest(key=str(i), prompt=p, prefix=shared if i % 2 else "", adapter=adapters[i % len(adapters)])
+            for i, p in enumerate(PROMPTS * 2)]
+    dynamic = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12, decode="dynamic")
+    static = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12, decode="static")
+    assert static.decode_mode == "static"
+    want = dynamic.generate(reqs, n_candidates=2, seed=3)
+    got = static.generate(reqs, n_candidates=2, seed=3)
+    assert [c[0].raw for c in got] == [c[0].raw for c in want]
+    assert [c[0].finished for c in got] == [c[0].finished for c in want]
+    assert all(len(c) == 2 and c[1].sampled for c in got)
+    if with_adapters:  # the adapters really change the output, so equality above is not trivial
+        base = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12, decode="static")
+        plain = base.generate([GenerationRequest(key=r.key, prompt=r.prompt, prefix=r.prefix) for r in reqs])
+        assert [c[0].raw for c in plain] != [c[0].raw for c in got]
+
+
+def test_decode_mode_is_checked(tiny: Generator) -> None:
+    with pytest.raises(ValueError, match="CUDA"):
+        Generator(model=tiny.model, tokenizer=tiny.tokenizer, decode="graph")
+    with pytest.raises(ValueError, match="decode must be"):
+        Generator(model=tiny.model, tokenizer=tiny.tokenizer, decode="fast")
+    assert Generator(model=tiny.model, tokenizer=tiny.tokenizer).decode_mode == "dynamic"  # auto on CPU
