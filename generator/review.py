@@ -1,0 +1,606 @@
+"""Human review of generated messages: approve, edit, reject with a reason, bulk approval of passing copy, an
+optional per-job auto-approve rule, an audit trail of every decision, and the preference pairs that the
+reviewers' edits and rejections teach (``pushgen review export``).
+
+Review states of a message (``Message.review_status``): ``pending`` (as generated), ``edited`` (a reviewer
+changed the copy; it awaits approval), ``approved``, ``rejected``. Only copy that passes every guardrail can be
+approved: an edit is checked again by the same guardrails (:func:`generator.guardrails.run_checks`) against the
+same facts the generator was held to, and stays unapprovable while any check fails.
+
+Every decision is a :class:`ReviewEvent` row: who (the token's name and role, or ``auto-rule``), when, the
+decision, the text before and after, the reason and, for an edit, the checks it failed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from generator.campaign import AUTO, Campaign
+from generator.config import get_settings
+from generator.data import Item, Shop, load_shop, write_table
+from generator.errors import PushgenError
+from generator.guardrails import CheckResult, GuardContext, failures, run_checks
+from generator.prompts import default_library, item_facts
+from generator.store import ApiToken, Base, Job, Message, Store, utcnow
+
+REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
+PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
+AUTO_ACTOR = "auto-rule"
+REVIEW_ROLES = ("reviewer", "admin")
+MAX_TEXT = 2000  # characters a reviewer may type into a title, body or reason
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "kind", "reason", "job_id", "message_id", "rejected_message_id",
+                "template", "adapter", "reviewer", "decided_at", "push_id", "group_id", "campaign_type", "title",
+                "body", "locale", "item_id", "sends", "clicks", "sent_at")
+
+
+class ReviewError(PushgenError):
+    """A review action that is not allowed (failing copy, missing reason, unknown message)."""
+
+
+class ReviewEvent(Base):
+    """One decision on one message: the audit trail."""
+
+    __tablename__ = "review_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # the token's name, or "auto-rule"
+    actor_role: Mapped[str] = mapped_column(String(32))  # reviewer / admin / rule
+    action: Mapped[str] = mapped_column(String(16))  # approve / reject / edit
+    old_status: Mapped[str] = mapped_column(String(16))
+    new_status: Mapped[str] = mapped_column(String(16))
+    old_title: Mapped[str] = mapped_column(Text)
+    old_body: Mapped[str] = mapped_column(Text)
+    new_title: Mapped[str] = mapped_column(Text)
+    new_body: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    checks: Mapped[list[Any]] = mapped_column(default=list)  # an edit's failing checks, "name: reason"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def changed_text(self) -> bool:
+        return (self.old_title, self.old_body) != (self.new_title, self.new_body)
+
+
+class ReviewRule(Base):
+    """A job's auto-approve rule: pending copy that passes every check with predicted CTR >= ``min_ctr``."""
+
+    __tablename__ = "review_rules"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    min_ctr: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppSecret(Base):
+    """Random keys generated once per database (e.g. the review session signing key), shared by every API
+    process that uses the database. Deleting a row rotates the key (and logs every reviewer out)."""
+
+    __tablename__ = "app_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """Who acts: a logged-in token holder (name and role), or the auto-approve rule."""
+
+    name: str
+    role: str
+    token_id: int | None = None
+
+
+AUTO_REVIEWER = Reviewer(AUTO_ACTOR, "rule")
+
+
+# --- identity -----------------------------------------------------------------------------------------------
+
+def reviewer_for_token(store: Store, token: str) -> Reviewer | None:
+    """The reviewer a token belongs to, when its role may review (reviewer or admin); else None."""
+    import hashlib
+
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    with store.session() as s:
+        row = s.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+        if row is None or row.role not in REVIEW_ROLES:
+            return None
+        return Reviewer(row.name, row.role, row.id)
+
+
+def reviewer_by_id(store: Store, token_id: int, token_hash_prefix: str) -> Reviewer | None:
+    """The reviewer of a stored token (id and the start of its hash), if it still exists and may review."""
+    with store.session() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None or row.role not in REVIEW_ROLES or not row.token_hash.startswith(token_hash_prefix):
+            return None
+        return Reviewer(row.name, row.role, row.id)
+
+
+def token_hash_prefix(store: Store, token_id: int) -> str:
+    with store.session() as s:
+        row = s.get(ApiToken, token_id)
+        return row.token_hash[:16] if row else ""
+
+
+def app_secret(store: Store, name: str) -> str:
+    """A random 256-bit key stored in the database under ``name``; created on first use."""
+    for _ in range(2):
+        with store.session() as s:
+            row = s.get(AppSecret, name)
+            if row is not None:
+                return row.value
+        try:
+            with store.session() as s:
+                s.add(AppSecret(name=name, value=secrets.token_hex(32)))
+        except IntegrityError:  # another process created it first: read theirs
+            continue
+    with store.session() as s:
+        return s.get(AppSecret, name).value
+
+
+# --- what the guardrails held the generator to ---------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def _shop(folder: str) -> Shop | None:
+    try:
+        return load_shop(folder)
+    except (PushgenError, OSError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("review: cannot load shop %s (%s); re-checks use stored facts", folder,
+                                            exc)
+        return None
+
+
+def campaign_of(job: Job) -> Campaign:
+    """The campaign a job ran (API jobs keep it under ``params['campaign']``, CLI runs flat in ``params``)."""
+    params = job.params or {}
+    raw = params.get("campaign") if isinstance(params.get("campaign"), dict) else params
+    try:
+        return Campaign.model_validate(raw)
+    except ValidationError:
+        return Campaign()
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01")) if value not in (None, "") else None
+    except InvalidOperation:
+        return None
+
+
+def _item_from_record(r: dict[str, Any]) -> Item | None:
+    """An Item from a stored ranked-item record (what the scorer saw), for messages whose shop is gone."""
+    current, listed = _decimal(r.get("price")), _decimal(r.get("list_price"))
+    if current is None:
+        return None
+    price = listed if listed is not None and listed > current else current
+    try:
+        return Item(item_id=str(r.get("item_id") or "?"), title=str(r.get("title") or "?"), price=price,
+                    sale_price=current if price != current else None, currency=str(r.get("currency") or "USD"),
+                    in_stock=True, url="about:blank", image_url=str(r.get("image_url") or ""))
+    except ValidationError:
+        return None
+
+
+def guard_context(message: Message, job: Job | None) -> GuardContext:
+    """Rebuild the facts a message's copy was checked against: the user's ranked items (from the job's shop
+    when it still has them, else from the stored records), locale, campaign facts and policy, the shopper
+    review the prompt quoted and the template's example answers."""
+    campaign = campaign_of(job) if job is not None else Campaign()
+    params = (job.params or {}) if job is not None else {}
+    shop = _shop(str(params.get("shop") or get_settings().shop_dir))
+    by_id = shop.items_by_id if shop else {}
+    items: list[Item] = []
+    for r in message.ranked_items or []:
+        known = by_id.get(str(r.get("item_id")))
+        item = known if known is not None and known.title == r.get("title") else _item_from_record(r)
+        if item is not None:
+            items.append(item)
+    user = next((u for u in shop.users if u.user_id == message.user_id), None) if shop else None
+    lang = (message.template or "").rsplit(".", 1)[-1]
+    locale = campaign.locale or (user.locale if user else ("zh_CN" if lang == "zh" else "en_US"))
+    quoted: list[str] = []
+    examples: list[str] = []
+    if items:
+        from generator.campaign import _review_for
+
+        review = _review_for(shop, items[0]) if shop else None
+        library = default_library()
+        if message.template in library.names():
+            declared = library.get(message.template).variables
+            ctype = message.template.split(".")[0] if campaign.type == AUTO else campaign.type
+            available = {"brand": campaign.brand, "item": item_facts(items[0]), "campaign": campaign.facts,
+                         "review": review, "campaign_type": ctype}
+            try:
+                rendered = library.render(message.template, **{k: available.get(k) for k in declared})
+                examples = [a for _, a in rendered.examples]
+            except PushgenError:
+                examples = []
+            if review and "review" in declared:
+                quoted = [review]
+    return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
+                        quoted_texts=quoted, policy=campaign.policy, example_texts=examples)
+
+
+def display_items(message: Message, job: Job | None) -> list[dict[str, Any]]:
+    """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
+    Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
+    from generator.prompts import format_price
+
+    params = (job.params or {}) if job is not None else {}
+    shop = _shop(str(params.get("shop") or get_settings().shop_dir))
+    by_id = shop.items_by_id if shop else {}
+    out = []
+    for r in message.ranked_items or []:
+        known = by_id.get(str(r.get("item_id")))
+        known = known if known is not None and known.title == r.get("title") else None
+        currency = str(r.get("currency") or (known.currency if known else ""))
+        price, listed = _decimal(r.get("price")), _decimal(r.get("list_price"))
+        if listed is None and known is not None:
+            listed = known.price
+        discount = r.get("discount_pct", known.discount_pct if known else None)
+        image = str(r.get("image_url") or (known.image_url if known else ""))
+
+        def money(amount: Decimal, currency: str = currency) -> str:
+            return format_price(amount, currency) if currency else f"{amount:.2f}"
+
+        out.append({"item_id": r.get("item_id"), "title": r.get("title"), "rank": r.get("rank"),
+                    "score": r.get("score"), "why": list(r.get("why") or []),
+                    "price": money(price) if price is not None else "",
+                    "list_price": money(listed) if listed is not None and discount else "",
+                    "discount_pct": discount,
+                    "image_url": image if image.startswith(("https://", "http://", "/")) else ""})
+    return out
+
+
+def recheck(message: Message, job: Job | None, title: str, body: str) -> list[CheckResult]:
+    """Run every guardrail on a reviewer's text, against the facts the model was held to."""
+    return run_checks(title, body, guard_context(message, job))
+
+
+def approvable(m: Message) -> bool:
+    """Whether a message's current copy passes every guardrail (the only copy that may be approved)."""
+    return (m.status in PASSING and bool(m.title.strip()) and bool(m.guardrails)
+            and all(c.get("passed") for c in m.guardrails))
+
+
+def failing_checks(m: Message) -> list[str]:
+    return [f"{c.get('name')}: {c.get('reason')}" for c in (m.guardrails or []) if not c.get("passed")]
+
+
+def erase_review_texts(s: Session, message_ids: Sequence[int]) -> int:
+    """Blank the copy and reasons that the audit trail keeps of these messages (a user's erasure: the copy is
+    personal). Who decided what, and when, stays. Runs in the caller's transaction; returns rows changed."""
+    if not message_ids:
+        return 0
+    rows = list(s.scalars(select(ReviewEvent).where(ReviewEvent.message_id.in_(list(message_ids)))))
+    for e in rows:
+        e.old_title = e.old_body = e.new_title = e.new_body = ""
+        e.reason = None if e.reason is None else "[erased]"
+        e.checks = []
+    return len(rows)
+
+
+# --- decisions ----------------------------------------------------------------------------------------------
+
+def _locked(s: Session, message_id: int) -> Message:
+    m = s.scalar(select(Message).where(Message.id == message_id).with_for_update())
+    if m is None:
+        raise ReviewError(f"no message {message_id}")
+    return m
+
+
+def _record(s: Session, m: Message, who: Reviewer, action: str, new_status: str, *, reason: str | None = None,
+            old: tuple[str, str] | None = None, checks: Sequence[str] = ()) -> ReviewEvent:
+    old_title, old_body = old if old is not None else (m.title, m.body)
+    event = ReviewEvent(message_id=m.id, job_id=m.job_id, actor=who.name, actor_role=who.role, action=action,
+                        old_status=m.review_status, new_status=new_status, old_title=old_title,
+                        old_body=old_body, new_title=m.title, new_body=m.body, reason=reason,
+                        checks=list(checks))
+    s.add(event)
+    m.review_status = new_status
+    return event
+
+
+def _clean(text: str, what: str, *, required: bool = True) -> str:
+    text = (text or "").strip()
+    if required and not text:
+        raise ReviewError(f"{what} is required")
+    if len(text) > MAX_TEXT:
+        raise ReviewError(f"{what} is longer than {MAX_TEXT} characters")
+    return text
+
+
+def _approve(s: Session, m: Message, who: Reviewer, reason: str | None = None) -> bool:
+    if not approvable(m):
+        why = "; ".join(failing_checks(m)) or f"its status is {m.status}"
+        raise ReviewError(f"message {m.id} cannot be approved: it fails the guardrails ({why}); "
+                          "edit it until every check passes")
+    if m.review_status == "approved":
+        return False
+    _record(s, m, who, "approve", "approved", reason=reason)
+    return True
+
+
+def approve(store: Store, message_id: int, who: Reviewer, reason: str | None = None) -> Message:
+    """Approve a message's current copy. Raises :class:`ReviewError` when it fails any guardrail."""
+    with store.session() as s:
+        m = _locked(s, message_id)
+        _approve(s, m, who, _clean(reason or "", "reason", required=False) or None)
+        return m
+
+
+def reject(store: Store, message_id: int, who: Reviewer, reason: str) -> Message:
+    """Reject a message; the reason is required (it becomes the learning signal's label)."""
+    reason = _clean(reason, "a reason for rejecting")
+    with store.session() as s:
+        m = _locked(s, message_id)
+        if m.review_status != "rejected":
+            _record(s, m, who, "reject", "rejected", reason=reason)
+        return m
+
+
+def edit(store: Store, message_id: int, who: Reviewer, title: str, body: str) -> tuple[Message, list[CheckResult]]:
+    """Replace a message's copy with a reviewer's text, re-checked by every guardrail. The message becomes
+    ``edited`` (awaiting approval) and stays unapprovable while a check fails."""
+    title, body = _clean(title, "title"), _clean(body, "body")
+    with store.session() as s:
+        m = _locked(s, message_id)
+        if (title, body) == (m.title, m.body):
+            raise ReviewError("the edit changes nothing")
+        results = recheck(m, s.get(Job, m.job_id), title, body)
+        old = (m.title, m.body)
+        m.title, m.body = title, body
+        m.guardrails = [r.as_dict() for r in results]
+        m.status = "passed" if all(r.passed for r in results) else "flagged"
+        _record(s, m, who, "edit", "edited", old=old, checks=failures(results))
+        return m, results
+
+
+def approve_passing(store: Store, job_id: str, who: Reviewer, *, variant: int | None = None) -> int:
+    """Approve every pending or edited message of a job that passes every guardrail; returns how many."""
+    with store.session() as s:
+        q = select(Message).where(Message.job_id == job_id, Message.review_status.in_(("pending", "edited")),
+                                  Message.status.in_(PASSING)).with_for_update()
+        if variant is not None:
+            q = q.where(Message.variant == variant)
+        return sum(_approve(s, m, who, "bulk: approve all that pass") for m in s.scalars(q) if approvable(m))
+
+
+def bulk(store: Store, message_ids: Iterable[int], action: str, who: Reviewer,
+         reason: str = "") -> tuple[int, list[int]]:
+    """Approve or reject the selected messages. Returns (done, skipped ids); copy that fails a guardrail is
+    skipped, never approved."""
+    if action not in ("approve", "reject"):
+        raise ReviewError(f"unknown bulk action {action!r}")
+    if action == "reject":
+        reason = _clean(reason, "a reason for rejecting")
+    done, skipped = 0, []
+    with store.session() as s:
+        for mid in sorted(set(message_ids)):
+            m = _locked(s, mid)
+            if action == "approve":
+                if approvable(m):
+                    done += _approve(s, m, who, "bulk: selected")
+                else:
+                    skipped.append(mid)
+            elif m.review_status != "rejected":
+                _record(s, m, who, "reject", "rejected", reason=reason)
+                done += 1
+    return done, skipped
+
+
+# --- auto-approve rule --------------------------------------------------------------------------------------
+
+def get_rule(store: Store, job_id: str) -> ReviewRule | None:
+    with store.session() as s:
+        return s.get(ReviewRule, job_id)
+
+
+def set_rule(store: Store, job_id: str, min_ctr: float, who: Reviewer) -> int:
+    """Set a job's auto-approve rule (passing + predicted CTR >= ``min_ctr``) and apply it; returns how many
+    messages it approved now. Messages saved later are approved when their chunk finishes."""
+    if not 0.0 <= min_ctr <= 1.0:
+        raise ReviewError("the predicted click-through threshold must be between 0 and 1")
+    with store.session() as s:
+        if s.get(Job, job_id) is None:
+            raise ReviewError(f"no job {job_id}")
+        rule = s.get(ReviewRule, job_id)
+        if rule is None:
+            s.add(ReviewRule(job_id=job_id, min_ctr=min_ctr, created_by=who.name))
+        else:
+            rule.min_ctr, rule.created_by, rule.created_at = min_ctr, who.name, utcnow()
+    return apply_rule(store, job_id)
+
+
+def clear_rule(store: Store, job_id: str) -> None:
+    with store.session() as s:
+        rule = s.get(ReviewRule, job_id)
+        if rule is not None:
+            s.delete(rule)
+
+
+def apply_rule(store: Store, job_id: str) -> int:
+    """Approve a job's pending messages that its rule allows, as the actor ``auto-rule``; returns how many.
+    Copy without a predicted click-through (no CTR model) is never auto-approved."""
+    with store.session() as s:
+        rule = s.get(ReviewRule, job_id)
+        if rule is None:
+            return 0
+        q = select(Message).where(Message.job_id == job_id, Message.review_status == "pending",
+                                  Message.status.in_(PASSING), Message.ctr_score >= rule.min_ctr).with_for_update()
+        reason = f"auto-approve rule set by {rule.created_by}: passes every guardrail, predicted CTR ≥ {rule.min_ctr:g}"
+        return sum(_approve(s, m, AUTO_REVIEWER, reason) for m in s.scalars(q) if approvable(m))
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+def list_messages(store: Store, job_id: str, *, review_status: str | None = None, flag: str | None = None,
+                  variant: int | None = None, offset: int = 0, limit: int | None = None) -> list[Message]:
+    """A job's messages by user and variant, optionally only one review status, guardrail flag
+    (``pass``/``fail``) or variant."""
+    with store.session() as s:
+        return list(s.scalars(_filtered(select(Message), job_id, review_status, flag, variant)
+                              .order_by(Message.user_id, Message.variant).offset(offset).limit(limit)))
+
+
+def count_messages(store: Store, job_id: str, *, review_status: str | None = None, flag: str | None = None,
+                   variant: int | None = None) -> int:
+    with store.session() as s:
+        q = _filtered(select(func.count()).select_from(Message), job_id, review_status, flag, variant)
+        return int(s.scalar(q) or 0)
+
+
+def _filtered(q: Any, job_id: str, review_status: str | None, flag: str | None, variant: int | None) -> Any:
+    q = q.where(Message.job_id == job_id)
+    if review_status:
+        q = q.where(Message.review_status == review_status)
+    if flag == "pass":
+        q = q.where(Message.status.in_(PASSING))
+    elif flag == "fail":
+        q = q.where(Message.status.not_in(PASSING))
+    if variant is not None:
+        q = q.where(Message.variant == variant)
+    return q
+
+
+def review_counts(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per job: message counts by review status, plus ``total`` and ``failing`` (guardrail flag)."""
+    out: dict[str, dict[str, int]] = {j: {"total": 0, "failing": 0, **dict.fromkeys(REVIEW_STATUSES, 0)}
+                                      for j in job_ids}
+    if not job_ids:
+        return out
+    with store.session() as s:
+        rows = s.execute(select(Message.job_id, Message.review_status, Message.status, func.count())
+                         .where(Message.job_id.in_(list(job_ids)))
+                         .group_by(Message.job_id, Message.review_status, Message.status))
+        for job_id, rstatus, status, n in rows:
+            c = out[job_id]
+            c[rstatus] = c.get(rstatus, 0) + n
+            c["total"] += n
+            if status not in PASSING:
+                c["failing"] += n
+    return out
+
+
+def list_jobs(store: Store, limit: int = 200) -> list[Job]:
+    with store.session() as s:
+        return list(s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)))
+
+
+def history(store: Store, message_ids: Sequence[int]) -> dict[int, list[ReviewEvent]]:
+    """The audit trail of each message, oldest first."""
+    out: dict[int, list[ReviewEvent]] = {i: [] for i in message_ids}
+    if not message_ids:
+        return out
+    with store.session() as s:
+        for e in s.scalars(select(ReviewEvent).where(ReviewEvent.message_id.in_(list(message_ids)))
+                           .order_by(ReviewEvent.created_at, ReviewEvent.id)):
+            out[e.message_id].append(e)
+    return out
+
+
+# --- learning signal ----------------------------------------------------------------------------------------
+
+def answer_text(title: str, body: str) -> str:
+    """Copy in the generator's answer format (what follows the prefilled ``Title:``), as training uses it."""
+    return f" {title.strip()}\nBody: {body.strip()}"
+
+
+def preference_pairs(store: Store, job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Preference pairs from reviewers' decisions, and how many rejections had no approved copy to pair with.
+
+    - ``edit``: a message a reviewer edited and then approved: chosen = the approved edit, rejected = the model's
+      original copy (the first edit's old text).
+    - ``reject``: a rejected message, paired with approved copy for the same prompt (another A/B variant of the
+      same user, or another user with the identical prompt) in the same job: chosen = approved, rejected = it.
+
+    Each pair also carries the past-push fields (``push_id``, ``group_id``, ``campaign_type``, ``title``/``body``
+    = the chosen copy, ``locale``, ``item_id``, ``sends``/``clicks`` = 0, ``sent_at`` = when it was approved),
+    so the same file is a valid ``--pushes`` file for ``pushgen adapter train`` (supervised on the chosen copy),
+    while ``prompt``/``chosen``/``rejected`` is the usual DPO layout.
+    """
+    with store.session() as s:
+        q = select(Message).where(Message.review_status.in_(("approved", "rejected")))
+        if job_id:
+            q = q.where(Message.job_id == job_id)
+        messages = list(s.scalars(q.order_by(Message.job_id, Message.user_id, Message.variant)))
+        ids = [m.id for m in messages]
+        events: dict[int, list[ReviewEvent]] = {i: [] for i in ids}
+        for i in range(0, len(ids), 500):
+            for e in s.scalars(select(ReviewEvent).where(ReviewEvent.message_id.in_(ids[i:i + 500]))
+                               .order_by(ReviewEvent.created_at, ReviewEvent.id)):
+                events[e.message_id].append(e)
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({m.job_id for m in messages})))}
+    pairs: list[dict[str, Any]] = []
+    approved_by_prompt: dict[tuple[str, str], list[Message]] = {}
+    for m in messages:
+        if m.review_status == "approved" and m.prompt:
+            approved_by_prompt.setdefault((m.job_id, m.prompt), []).append(m)
+
+    def approval(m: Message) -> ReviewEvent | None:
+        return next((e for e in reversed(events[m.id]) if e.action == "approve"), None)
+
+    def pair(kind: str, chosen: Message, title: str, body: str, rejected_msg: Message, rejected_title: str,
+             rejected_body: str, reason: str | None, decided: ReviewEvent) -> dict[str, Any]:
+        job = jobs.get(chosen.job_id)
+        ranked = chosen.ranked_items or [{}]
+        lang = (chosen.template or "").rsplit(".", 1)[-1]
+        campaign = campaign_of(job) if job else Campaign()
+        locale = campaign.locale or ("zh_CN" if lang == "zh" else "en_US")
+        approved_at = approval(chosen)
+        return {
+            "prompt": chosen.prompt, "chosen": answer_text(title, body),
+            "rejected": answer_text(rejected_title, rejected_body), "kind": kind, "reason": reason,
+            "job_id": chosen.job_id, "message_id": chosen.id, "rejected_message_id": rejected_msg.id,
+            "template": chosen.template, "adapter": chosen.adapter, "reviewer": decided.actor,
+            "decided_at": decided.created_at.isoformat(),
+            # the past-push contract (generator.data.PastPush)
+            "push_id": f"review-{chosen.id}-{rejected_msg.id}-{kind}",
+            "group_id": f"review-{chosen.id}-{rejected_msg.id}",
+            "campaign_type": (chosen.template or "generic").split(".")[0] or "generic", "title": title,
+            "body": body, "locale": locale, "item_id": ranked[0].get("item_id"), "sends": 0, "clicks": 0,
+            "sent_at": (approved_at or decided).created_at.isoformat(),
+        }
+
+    unpaired = 0
+    for m in messages:
+        trail = events[m.id]
+        edits = [e for e in trail if e.action == "edit"]
+        if m.review_status == "approved" and edits:
+            original = (edits[0].old_title, edits[0].old_body)
+            if original != (m.title, m.body) and original[0].strip():
+                pairs.append(pair("edit", m, m.title, m.body, m, *original, None, approval(m) or edits[-1]))
+        elif m.review_status == "rejected":
+            rejection = next((e for e in reversed(trail) if e.action == "reject"), None)
+            others = [o for o in approved_by_prompt.get((m.job_id, m.prompt), []) if o.id != m.id]
+            others.sort(key=lambda o: (o.user_id != m.user_id, o.variant))
+            if not others or rejection is None or not m.title.strip():
+                unpaired += 1
+                continue
+            best = others[0]
+            pairs.append(pair("reject", best, best.title, best.body, m, m.title, m.body, rejection.reason,
+                              rejection))
+    return pairs, unpaired
+
+
+def export_pairs(store: Store, path: str | Path, job_id: str | None = None) -> tuple[int, int]:
+    """Write the preference pairs to a JSONL (or CSV/Parquet) file atomically; returns (pairs, unpaired
+    rejections)."""
+    pairs, unpaired = preference_pairs(store, job_id)
+    write_table(path, pairs, columns=PAIR_COLUMNS)
+    return len(pairs), unpaired
