@@ -19,8 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import DynamicCache
+from transformers import AttentionInterface, DynamicCache
 
 from generator.config import get_settings
 from generator.models import load_causal_lm
@@ -86,6 +87,41 @@ class _Row:
     prefix: tuple[int, ...]
     suffix: list[int]
     adapter: str | None
+    group: int = 0  # one number per distinct prefix (0: none)
+
+
+def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor, scaling: float | None = None, dropout: float = 0.0,
+                       **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention of the fixed-shape path: grouped K/V heads are read once per group instead of being repeated
+    for every query head (what SDPA does whenever a mask is given), and the additive mask ``[rows, 1, queries,
+    length]`` costs one add. Query head h uses K/V head h // group, as in ``repeat_kv``. Decoding one token for
+    many rows is memory-bound on the cache, so reading it once is what matters."""
+    b, hq, s, d = query.shape
+    hkv = key.shape[1]
+    g = hq // hkv
+    q = query.reshape(b, hkv, g * s, d)
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d ** -0.5)
+    scores = scores.view(b, hkv, g, s, -1) + attention_mask[:, :, None]
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(b, hkv, g * s, -1)
+    out = torch.matmul(probs, value).view(b, hq, s, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+GROUPED_ATTENTION = "pushgen_grouped"
+AttentionInterface.register(GROUPED_ATTENTION, _grouped_attention)
+
+
+@contextlib.contextmanager
+def _attention(model: Any, name: str) -> Iterator[None]:
+    """Use the attention implementation ``name`` inside the block (the model's config is shared by its layers)."""
+    cfg = model.config
+    before = cfg._attn_implementation
+    cfg._attn_implementation = name
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = before
 
 
 @dataclass
@@ -159,7 +195,7 @@ class _StaticRunner:
 
     def _step(self) -> None:
         self.keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
-        with self.gen._adapter_scope(self.adapter):
+        with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
             out = self.gen._forward(input_ids=self.ids, attention_mask=self._mask(self.keep[:, None, :]),
                                     position_ids=self.pos_ids, past_key_values=self.cache, adapters=None)
         self.logits.copy_(out.logits[:, -1, :])
@@ -177,7 +213,7 @@ class _StaticRunner:
         s = ids.shape[1]
         dev = ids.device
         causal = torch.arange(self.length, device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
-        with self.gen._adapter_scope(self.adapter):
+        with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
             out = self.gen._forward(input_ids=ids, attention_mask=self._mask(self.keep[:, None, :] & causal[None]),
                                     position_ids=pos, past_key_values=self.cache, adapters=None)
         self.logits.copy_(out.logits[:, -1, :])
@@ -282,33 +318,36 @@ class Generator:
         return next(self.model.parameters()).device
 
     # -- preparation ---------------------------------------------------------------------------------------
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
-
     def _prepare(self, requests: Sequence[GenerationRequest]) -> list[_Row]:
         """Tokenise each request as (shared prefix, own suffix). The whole prompt is tokenised as one, so the
         model sees exactly the tokens it would without sharing; the shared part is the tokens it has in common
-        with its prefix text."""
-        prefix_ids: dict[str, tuple[int, ...]] = {}
+        with its prefix text. All prompts go to the tokenizer in one call (the fast tokenizer encodes them in
+        parallel), and each distinct shared prefix is one object, so sorting and grouping never compare it."""
+        wholes = self.tokenizer([r.prefix + r.prompt for r in requests], add_special_tokens=False).input_ids
+        texts = list(dict.fromkeys(r.prefix for r in requests if r.prefix))
+        prefix_ids = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [],
+                              strict=True))
+        shared: dict[tuple[str, int], tuple[int, tuple[int, ...]]] = {("", 0): (0, ())}
         rows = []
-        for i, r in enumerate(requests):
-            whole = self._encode(r.prefix + r.prompt)
+        for i, (r, whole) in enumerate(zip(requests, wholes, strict=True)):
+            n = 0
             if r.prefix:
-                if r.prefix not in prefix_ids:
-                    prefix_ids[r.prefix] = tuple(self._encode(r.prefix))
                 pre = prefix_ids[r.prefix]
-                n = 0  # tokens the prefix and the whole prompt share (a boundary token may merge differently)
-                while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
-                    n += 1
-                if n:
-                    rows.append(_Row(i, tuple(whole[:n]), whole[n:], r.adapter))
-                    continue
-            rows.append(_Row(i, (), whole, r.adapter))
+                if len(pre) < len(whole) and whole[:len(pre)] == pre:
+                    n = len(pre)
+                else:  # a boundary token merged differently: share what is the same
+                    while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
+                        n += 1
+            key = (r.prefix if n else "", n)
+            if key not in shared:
+                shared[key] = (len(shared), tuple(whole[:n]))
+            group, prefix = shared[key]
+            rows.append(_Row(i, prefix, whole[n:], r.adapter, group))
         return rows
 
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
-        order = sorted(rows, key=lambda r: (r.adapter or "", r.prefix, len(r.suffix), r.index))
+        order = sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
         if self.decode_mode == "dynamic":  # rows of one batch may use different adapters
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         batches: list[list[_Row]] = []  # fixed-shape decoding: one adapter per batch
@@ -377,9 +416,13 @@ class Generator:
         ``rows`` maps output rows to batch rows (default: one each)."""
         if not p_max:
             return None
-        keys = [(r.prefix, r.adapter) for r in batch]
-        distinct = list(dict.fromkeys(keys))
-        where = {k: i for i, k in enumerate(distinct)}
+        keys = [(r.group, r.adapter) for r in batch]
+        where: dict[tuple[int, str | None], int] = {}
+        distinct = []
+        for r, k in zip(batch, keys, strict=True):
+            if k not in where:
+                where[k] = len(distinct)
+                distinct.append((r.prefix, r.adapter))
         index = torch.tensor([where[k] for k in keys], device=self.device)
         if rows is not None:
             index = index.index_select(0, rows)
@@ -395,17 +438,17 @@ class Generator:
 
     def _inputs(self, batch: list[_Row], p_max: int, s_max: int) -> tuple[torch.Tensor, ...]:
         """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions."""
-        dev, b = self.device, len(batch)
-        mask = torch.zeros(b, p_max + s_max, dtype=torch.long)
-        ids = torch.full((b, s_max), self.tokenizer.pad_token_id, dtype=torch.long)
-        pos = torch.zeros(b, s_max, dtype=torch.long)
+        b = len(batch)
+        mask = np.zeros((b, p_max + s_max), dtype=np.int64)
+        ids = np.full((b, s_max), self.tokenizer.pad_token_id, dtype=np.int64)
+        pos = np.zeros((b, s_max), dtype=np.int64)
         for i, r in enumerate(batch):
             p, s = len(r.prefix), len(r.suffix)
             mask[i, p_max - p:p_max] = 1
             mask[i, p_max + s_max - s:] = 1
-            ids[i, s_max - s:] = torch.tensor(r.suffix)
-            pos[i, s_max - s:] = torch.arange(p, p + s)
-        return ids.to(dev), mask.to(dev), pos.to(dev)
+            ids[i, s_max - s:] = r.suffix
+            pos[i, s_max - s:] = np.arange(p, p + s)
+        return tuple(torch.from_numpy(t).to(self.device) for t in (ids, mask, pos))
 
     def _collect(self, tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor, b: int,
                  n: int) -> list[list[tuple[list[int], bool]]]:
@@ -524,9 +567,12 @@ class Generator:
         out: list[list[Candidate]] = [[] for _ in requests]
         t0, n_tokens = time.perf_counter(), 0
         for b, batch in enumerate(self._batches(self._prepare(requests))):
-            for row, cands in zip(batch, self._decode(batch, n_candidates, seed + b), strict=True):
+            decoded = self._decode(batch, n_candidates, seed + b)
+            texts = iter(self.tokenizer.batch_decode([ids for cands in decoded for ids, _ in cands],
+                                                     skip_special_tokens=True))
+            for row, cands in zip(batch, decoded, strict=True):
                 for k, (ids, stopped) in enumerate(cands):
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    text = next(texts)
                     title, body = parse_title_body(text)
                     out[row.index].append(Candidate(title=title, body=body, raw=text, sampled=k > 0,
                                                     new_tokens=len(ids), finished=stopped))

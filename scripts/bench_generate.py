@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--users", type=int, default=64)
     ap.add_argument("--naive-users", type=int, default=8, help="users timed for the slow per-user loop")
+    ap.add_argument("--hf-users", type=int, default=None, help="users timed for hf-batched (default: --users)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=40)
     ap.add_argument("--adapters", default="0,1,4", help="adapter set-ups to run: counts, comma-separated")
@@ -161,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 n = min(args.naive_users, args.users)
                 dt = timed(device, run_naive, model, tok, parts[:n], args.new_tokens, names, device)
             elif method == "hf-batched":
-                n = args.users
-                dt = timed(device, run_hf_batched, model, tok, parts, args.new_tokens, names, device, args.batch_size)
+                n = min(args.hf_users or args.users, args.users)
+                dt = timed(device, run_hf_batched, model, tok, parts[:n], args.new_tokens, names, device,
+                           args.batch_size)
             else:
                 n = args.users
                 gens[method]._prefix_cache.clear()  # the prefix is computed inside the timed run

@@ -123,3 +123,22 @@ def test_decode_mode_is_checked(tiny: Generator) -> None:
     with pytest.raises(ValueError, match="decode must be"):
         Generator(model=tiny.model, tokenizer=tiny.tokenizer, decode="fast")
     assert Generator(model=tiny.model, tokenizer=tiny.tokenizer).decode_mode == "dynamic"  # auto on CPU
+
+
+def test_grouped_attention_equals_sdpa_with_repeated_heads() -> None:
+    """The fixed-shape path's attention: K/V heads shared by groups of query heads, an additive mask."""
+    import torch
+
+    from generator.generate import _grouped_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, hq, hkv, s, length, d = 3, 6, 2, 4, 9, 8
+    q, k, v = (torch.randn(*shape, generator=g) for shape in ((b, hq, s, d), (b, hkv, length, d), (b, hkv, length, d)))
+    keep = torch.rand(b, 1, s, length, generator=g) > 0.3
+    keep[..., 0] = True
+    mask = torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(hq // hkv, dim=1), v.repeat_interleave(hq // hkv, dim=1), attn_mask=keep)
+    got, _ = _grouped_attention(None, q, k, v, mask)
+    assert got.shape == (b, s, hq, d)
+    torch.testing.assert_close(got, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
