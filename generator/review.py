@@ -16,24 +16,24 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from generator.campaign import AUTO, Campaign
+from generator.campaign import Campaign, campaign_type_for
 from generator.config import get_settings
 from generator.data import Item, Shop, load_shop, write_table
 from generator.errors import PushgenError
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
 from generator.prompts import default_library, item_facts
-from generator.store import ApiToken, Base, Job, Message, Store, utcnow
+from generator.scorer import RankedItem
+from generator.store import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, Store, utcnow
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
@@ -47,51 +47,6 @@ PAIR_COLUMNS = ("prompt", "chosen", "rejected", "kind", "reason", "job_id", "mes
 
 class ReviewError(PushgenError):
     """A review action that is not allowed (failing copy, missing reason, unknown message)."""
-
-
-class ReviewEvent(Base):
-    """One decision on one message: the audit trail."""
-
-    __tablename__ = "review_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    job_id: Mapped[str] = mapped_column(String(36), index=True)
-    actor: Mapped[str] = mapped_column(String(200))  # the token's name, or "auto-rule"
-    actor_role: Mapped[str] = mapped_column(String(32))  # reviewer / admin / rule
-    action: Mapped[str] = mapped_column(String(16))  # approve / reject / edit
-    old_status: Mapped[str] = mapped_column(String(16))
-    new_status: Mapped[str] = mapped_column(String(16))
-    old_title: Mapped[str] = mapped_column(Text)
-    old_body: Mapped[str] = mapped_column(Text)
-    new_title: Mapped[str] = mapped_column(Text)
-    new_body: Mapped[str] = mapped_column(Text)
-    reason: Mapped[str | None] = mapped_column(Text)
-    checks: Mapped[list[Any]] = mapped_column(default=list)  # an edit's failing checks, "name: reason"
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    @property
-    def changed_text(self) -> bool:
-        return (self.old_title, self.old_body) != (self.new_title, self.new_body)
-
-
-class ReviewRule(Base):
-    """A job's auto-approve rule: pending copy that passes every check with predicted CTR >= ``min_ctr``."""
-
-    __tablename__ = "review_rules"
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    min_ctr: Mapped[float] = mapped_column(Float)
-    created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class AppSecret(Base):
-    """Random keys generated once per database (e.g. the review session signing key), shared by every API
-    process that uses the database. Deleting a row rotates the key (and logs every reviewer out)."""
-
-    __tablename__ = "app_secrets"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -153,8 +108,17 @@ def app_secret(store: Store, name: str) -> str:
 
 # --- what the guardrails held the generator to ---------------------------------------------------------------
 
-@lru_cache(maxsize=4)
 def _shop(folder: str) -> Shop | None:
+    """The job's shop, loaded once and again whenever one of its files changes (an erasure rewrites them)."""
+    try:
+        stamp = tuple(p.stat().st_mtime_ns for p in sorted(Path(folder).iterdir()) if p.is_file())
+    except OSError:
+        stamp = ()
+    return _load_shop(folder, stamp)
+
+
+@lru_cache(maxsize=4)
+def _load_shop(folder: str, stamp: tuple[int, ...]) -> Shop | None:
     try:
         return load_shop(folder)
     except (PushgenError, OSError) as exc:
@@ -222,7 +186,7 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
         library = default_library()
         if message.template in library.names():
             declared = library.get(message.template).variables
-            ctype = message.template.split(".")[0] if campaign.type == AUTO else campaign.type
+            ctype = campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, []))
             available = {"brand": campaign.brand, "item": item_facts(items[0]), "campaign": campaign.facts,
                          "review": review, "campaign_type": ctype}
             try:
@@ -360,6 +324,8 @@ def edit(store: Store, message_id: int, who: Reviewer, title: str, body: str) ->
     title, body = _clean(title, "title"), _clean(body, "body")
     with store.session() as s:
         m = _locked(s, message_id)
+        if m.status == "erased":
+            raise ReviewError("this user's personal data was erased; the message cannot be edited")
         if (title, body) == (m.title, m.body):
             raise ReviewError("the edit changes nothing")
         results = recheck(m, s.get(Job, m.job_id), title, body)

@@ -251,6 +251,8 @@ def test_pages_need_a_reviewer_or_admin_login(web) -> None:  # type: ignore[no-u
     client, store, tokens = web
     r = client.get("/review/jobs", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/review/login")
+    r = client.post("/review/jobs/some-job/approve-passing", data={"csrf": "x"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/review/login?next=%2Freview%2Fjobs"
     page = client.get("/review/login")
     bad = client.post("/review/login", data={"token": tokens["campaign_tool"], "csrf": _csrf(page.text)})
     assert bad.status_code == 401 and "may not review" in bad.text
@@ -376,6 +378,8 @@ def test_erasing_a_user_blanks_the_copy_the_audit_trail_kept() -> None:
     assert [e.action for e in trail] == ["edit", "reject"] and {e.actor for e in trail} == {"alice"}
     assert all(e.old_title == e.new_title == e.old_body == e.new_body == "" for e in trail)
     assert trail[1].reason == "[erased]"
+    with pytest.raises(ReviewError, match="erased"):
+        review.edit(store, m.id, ALICE, "New copy", "for nobody")
     other = _messages(store, job)[("U002", 0)]
     review.approve(store, other.id, ALICE)
     assert _events(store, other.id)[0].new_title == other.title  # other users' trails are untouched

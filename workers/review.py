@@ -102,6 +102,8 @@ def _session(request: Request) -> Session | None:
 
 def _login_redirect(request: Request) -> HTTPException:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":  # an expired session's form post: come back to the pages, not to the POST URL
+        target = "/review/jobs"
     return HTTPException(303, "log in first", headers={"Location": "/review/login?" + urlencode({"next": target})})
 
 
@@ -325,7 +327,10 @@ def edit(request: Request, message_id: int, session: Annotated[Session, Depends(
         return _back(request, next, default, f"Edit saved, but it fails {len(failed)} guardrail check(s) and "
                      f"cannot be approved: {'; '.join(failed)}", "error", anchor)
     if then == "approve":
-        review.approve(store, message_id, session.who)
+        try:
+            review.approve(store, message_id, session.who)
+        except ReviewError as exc:  # changed by someone else meanwhile
+            return _back(request, next, default, str(exc), "error", anchor)
         return _back(request, next, default, "Edit passes every check; saved and approved.", anchor=anchor)
     return _back(request, next, default, "Edit passes every check; saved. Approve it when ready.", anchor=anchor)
 
