@@ -295,11 +295,13 @@ def _mount_subcommands() -> None:
     """Sub-commands that live beside their library modules."""
     from generator.cli_adapter import adapter_app
     from generator.cli_ctr import ctr_app
+    from generator.cli_review import review_app
     from generator.cli_scorer import scorer_app
 
     app.add_typer(scorer_app, name="scorer")
     app.add_typer(adapter_app, name="adapter")
     app.add_typer(ctr_app, name="ctr")
+    app.add_typer(review_app, name="review")
 
 
 _mount_subcommands()

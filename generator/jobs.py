@@ -90,6 +90,9 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     campaign = Campaign.model_validate(params["campaign"])
     (runner or _runner(store)).run(_SHOPS[shop_dir], campaign, user_ids=chunk.user_ids, job_id=job_id,
                                    show_progress=False, seed=index)
+    from generator.review import apply_rule  # a reviewer's auto-approve rule also covers copy saved after it
+
+    apply_rule(store, job_id)
     return _settle(store, job_id, index, "done")
 
 

@@ -97,6 +97,8 @@ class RankedItem:
 
     def to_dict(self) -> dict[str, Any]:
         return {"item_id": self.item.item_id, "title": self.item.title, "price": str(self.item.current_price),
+                "list_price": str(self.item.price), "currency": self.item.currency,
+                "discount_pct": self.item.discount_pct, "image_url": self.item.image_url,
                 "score": round(self.score, 6), "rank": self.rank, "why": list(self.why)}
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -68,7 +69,8 @@ class Message(Base):
     """One generated push for one user (and variant) of a job, with its guardrail verdicts."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("job_id", "user_id", "variant", name="uq_message_job_user_variant"),)
+    __table_args__ = (UniqueConstraint("job_id", "user_id", "variant", name="uq_message_job_user_variant"),
+                      Index("ix_messages_job_review", "job_id", "review_status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[str] = mapped_column(String(200), index=True)
@@ -146,6 +148,51 @@ class ItemEmbedding(Base):
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewEvent(Base):
+    """One decision on one message: the audit trail."""
+
+    __tablename__ = "review_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # the token's name, or "auto-rule"
+    actor_role: Mapped[str] = mapped_column(String(32))  # reviewer / admin / rule
+    action: Mapped[str] = mapped_column(String(16))  # approve / reject / edit
+    old_status: Mapped[str] = mapped_column(String(16))
+    new_status: Mapped[str] = mapped_column(String(16))
+    old_title: Mapped[str] = mapped_column(Text)
+    old_body: Mapped[str] = mapped_column(Text)
+    new_title: Mapped[str] = mapped_column(Text)
+    new_body: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    checks: Mapped[list[Any]] = mapped_column(default=list)  # an edit's failing checks, "name: reason"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def changed_text(self) -> bool:
+        return (self.old_title, self.old_body) != (self.new_title, self.new_body)
+
+
+class ReviewRule(Base):
+    """A job's auto-approve rule: pending copy that passes every check with predicted CTR >= ``min_ctr``."""
+
+    __tablename__ = "review_rules"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    min_ctr: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppSecret(Base):
+    """Random keys generated once per database (e.g. the review session signing key), shared by every API
+    process that uses the database. Deleting a row rotates the key (and logs every reviewer out)."""
+
+    __tablename__ = "app_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -307,6 +354,9 @@ class Store:
                 m.candidates, m.ranked_items = [], []
                 m.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, m.job_id + user_id)}"
                 m.status = "erased"
+            from generator.review import erase_review_texts  # the audit trail's copies of that copy
+
+            erase_review_texts(s, [m.id for m in rows])
             return len(rows)
 
     # embedding cache --------------------------------------------------------------------------------------

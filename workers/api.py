@@ -11,10 +11,11 @@ from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Query, Req
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from generator import jobs
+from generator import jobs, review
 from generator.config import get_settings
 from generator.errors import PushgenError
 from generator.store import Store
+from workers import review as review_pages
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 bearer = HTTPBearer(auto_error=False)
@@ -73,11 +74,16 @@ def create_app(store: Store | None = None) -> FastAPI:
     @app.get("/v1/jobs/{job_id}/messages")
     def messages(job_id: str, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
                  offset: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                 review_status: Annotated[str | None, Query(pattern="^(pending|edited|approved|rejected)$",
+                                                            description="Only messages in this review state, e.g. "
+                                                                        "approved (what may be sent).")] = None,
+                 ) -> dict[str, Any]:
         if app.state.store.get_job(job_id) is None:
             raise HTTPException(404, f"no job {job_id}")
-        rows = app.state.store.list_messages(job_id, offset=offset, limit=limit)
-        return {"job_id": job_id, "offset": offset, "limit": limit, "total": app.state.store.count_messages(job_id),
+        rows = review.list_messages(app.state.store, job_id, review_status=review_status, offset=offset, limit=limit)
+        total = review.count_messages(app.state.store, job_id, review_status=review_status)
+        return {"job_id": job_id, "offset": offset, "limit": limit, "total": total,
                 "messages": [{"user_id": m.user_id, "variant": m.variant, "title": m.title, "body": m.body,
                               "deep_link": m.deep_link, "item_ids": m.item_ids, "status": m.status,
                               "review_status": m.review_status, "ctr_score": m.ctr_score,
@@ -95,6 +101,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     def erase(user_id: str, _: Annotated[str, Depends(role("admin"))]) -> dict[str, Any]:
         return {"user_id": user_id, "messages_erased": app.state.store.erase_user(user_id)}
 
+    review_pages.install(app)  # the review workflow pages under /review
     return app
 
 
