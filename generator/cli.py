@@ -291,6 +291,20 @@ def job_messages(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN =
     console.print(f"{offset + len(page['messages'])} of {page['total']}")
 
 
+@job_app.command("recover")
+def job_recover(requeue_after: Annotated[float | None, typer.Option(
+        help="Seconds after which an unfinished chunk counts as lost (default: PUSHGEN_REQUEUE_AFTER).")] = None,
+) -> None:
+    """One recovery pass over the database: send again the chunks whose task was lost (a broker restart, a dead
+    worker) and start the scheduled jobs that are due. Workers run it every PUSHGEN_RECOVER_EVERY seconds."""
+    import json
+
+    from generator.jobs import recover
+    from generator.store import Store
+
+    console.print_json(json.dumps(recover(Store(), requeue_after=requeue_after)))
+
+
 def _mount_subcommands() -> None:
     """Sub-commands that live beside their library modules."""
     from generator.cli_adapter import adapter_app

@@ -402,3 +402,25 @@ def load_shop(folder: str | Path, *, skip_invalid: bool = False) -> Shop:
 
 
 ContractKind = Literal["items", "users", "events", "reviews", "pushes"]
+
+
+def erase_user_rows(folder: str | Path, user_id: str, kinds: Sequence[str] = ("events", "reviews")) -> dict[str, int]:
+    """Remove every row of ``user_id`` from the shop's ``kinds`` tables (privacy erasure); returns rows removed
+    per kind. Each file is rewritten atomically, the others' rows left as they were; concurrent erasures in one
+    folder take turns under a file lock."""
+    from filelock import FileLock
+
+    folder = Path(folder)
+    removed: dict[str, int] = {}
+    with FileLock(str(folder / ".erase.lock")):
+        for kind in kinds:
+            path = find_table(folder, kind)
+            if path is None:
+                removed[kind] = 0
+                continue
+            rows = [rec for _, rec in _read_raw(path)]
+            kept = [rec for rec in rows if str(rec.get("user_id")) != user_id]
+            removed[kind] = len(rows) - len(kept)
+            if removed[kind]:
+                write_table(path, kept, columns=list(rows[0].keys()))
+    return removed

@@ -1,26 +1,34 @@
 """Queued generation jobs: creation (idempotent by key), chunking, per-chunk work with delivery counting and a
-dead-letter state, cancellation and completion. Plain functions over the store; the Celery tasks in
-``workers.tasks`` and the in-process runner both call them.
+dead-letter state, scheduling, recovery of lost work, cancellation and completion. Plain functions over the
+store; the Celery tasks in ``workers.tasks`` and the in-process runner both call them.
 
-Every chunk's writes are keyed by (job, user, variant), so a chunk delivered twice (a killed worker, a broker
-restart) leaves exactly one message per user and variant.
+The database, not the broker, is the source of truth. A chunk is ``pending`` (not sent yet), ``queued`` (sent to
+the broker), ``running`` (a worker started it), then ``done``, ``failed`` or ``cancelled``; every change stamps
+``updated_at``. A broker that restarts without persistence loses the messages it held, so :func:`recover` sends
+again every chunk that was sent or started longer than ``requeue_after`` ago and has not finished, and starts
+scheduled jobs whose time has come. Every chunk's writes are keyed by (job, user, variant), so a chunk delivered
+twice (a killed worker, a broker restart, a recovered chunk that was only slow) leaves exactly one message per
+user and variant.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from generator.campaign import Campaign, CampaignRunner, select_audience
 from generator.config import get_settings
 from generator.data import Shop, load_shop
 from generator.errors import PushgenError
-from generator.store import Job, Store
+from generator.store import Job, Store, utcnow
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled")
+UNFINISHED_CHUNK = ("pending", "queued", "running")
 
 
 class JobRequest(BaseModel):
@@ -29,7 +37,9 @@ class JobRequest(BaseModel):
     campaign: Campaign
     idempotency_key: str | None = Field(default=None, max_length=200,
                                         description="Submitting the same key again returns the same job.")
-    schedule: str | None = Field(default=None, description="ISO time to start at (informational for now).")
+    schedule: AwareDatetime | None = Field(
+        default=None, description="When to start (ISO 8601 with a time zone). A job whose time is still to come is "
+                                  "'scheduled' and is dispatched by the workers' recovery pass once it is due.")
 
 
 def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> tuple[Job, bool]:
@@ -39,16 +49,20 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
         if existing is not None:
             return existing, False
     settings = get_settings()
-    shop = shop or load_shop(settings.shop_dir)
-    audience = select_audience(shop, request.campaign)
+    shop = shop or cached_shop(settings.shop_dir)
+    c = request.campaign
+    _check_references(c, shop)
+    audience = select_audience(shop, c)
     if not audience:
         raise PushgenError("the audience is empty")
-    c = request.campaign
+    later = request.schedule is not None and request.schedule > utcnow()
     try:
         job = store.create_job(kind="api", campaign_type=c.type, template=c.template or "auto", adapter=c.adapter,
-                               locale=c.locale, model=settings.generator_model, status="queued",
+                               locale=c.locale, model=settings.generator_model,
+                               status="scheduled" if later else "queued",
                                total=len(audience) * c.variants, idempotency_key=request.idempotency_key,
-                               params={"campaign": c.model_dump(mode="json"), "schedule": request.schedule,
+                               params={"campaign": c.model_dump(mode="json"),
+                                       "schedule": request.schedule.isoformat() if request.schedule else None,
                                        "shop": str(settings.shop_dir)})
     except Exception:  # a concurrent submit with the same key won the unique constraint
         if request.idempotency_key and (existing := store.find_job_by_key(request.idempotency_key)):
@@ -59,8 +73,33 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
     return job, True
 
 
+def _check_references(campaign: Campaign, shop: Shop) -> None:
+    """Names the request refers to must exist, so a job that could only fail is refused, not stored."""
+    from generator.adapters import check_name
+    from generator.prompts import default_library
+
+    if campaign.template and campaign.template not in default_library().names():
+        raise PushgenError(f"template: no template {campaign.template!r}")
+    if campaign.adapter:  # its weights may live only on the workers' machines: the name is checked here
+        check_name(campaign.adapter)
+    unknown = sorted(set(campaign.item_ids or ()) - set(shop.items_by_id))
+    if unknown:
+        raise PushgenError(f"item_ids: unknown item ids {unknown[:5]}")
+
+
 _RUNNERS: dict[str, CampaignRunner] = {}
-_SHOPS: dict[str, Shop] = {}
+_SHOPS: dict[str, tuple[tuple[int, ...], Shop]] = {}
+
+
+def cached_shop(folder: str | Path) -> Shop:
+    """The shop in ``folder``, loaded once per process and again whenever one of its files changes (an erasure
+    rewrites the events and reviews, and no worker may keep using the old rows)."""
+    folder = Path(folder)
+    stamp = tuple(p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file())
+    hit = _SHOPS.get(str(folder))
+    if hit is None or hit[0] != stamp:
+        _SHOPS[str(folder)] = (stamp, load_shop(folder))
+    return _SHOPS[str(folder)][1]
 
 
 def _runner(store: Store) -> CampaignRunner:
@@ -84,11 +123,9 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     if job.status == "queued":
         store.set_job_status(job_id, "running")
     params: dict[str, Any] = job.params
-    shop_dir = params.get("shop") or str(get_settings().shop_dir)
-    if shop_dir not in _SHOPS:
-        _SHOPS[shop_dir] = load_shop(shop_dir)
+    shop = cached_shop(params.get("shop") or get_settings().shop_dir)
     campaign = Campaign.model_validate(params["campaign"])
-    (runner or _runner(store)).run(_SHOPS[shop_dir], campaign, user_ids=chunk.user_ids, job_id=job_id,
+    (runner or _runner(store)).run(shop, campaign, user_ids=chunk.user_ids, job_id=job_id,
                                    show_progress=False, seed=index)
     from generator.review import apply_rule  # a reviewer's auto-approve rule also covers copy saved after it
 
@@ -104,7 +141,7 @@ def fail_chunk(store: Store, job_id: str, index: int, error: str) -> str:
 def _settle(store: Store, job_id: str, index: int, status: str, error: str | None = None) -> str:
     store.finish_chunk(job_id, index, status, error)
     counts = store.chunk_counts(job_id)
-    if not counts.get("pending") and not counts.get("running"):
+    if not any(counts.get(s) for s in UNFINISHED_CHUNK):
         job = store.get_job(job_id)
         if job is not None and job.status not in FINAL:
             store.set_job_status(job_id, "failed" if counts.get("failed") == sum(counts.values()) else "done")
@@ -130,15 +167,20 @@ def job_status(store: Store, job_id: str) -> dict[str, Any] | None:
     finished = sum(chunks.get(s, 0) for s in ("done", "failed", "cancelled"))
     return {"id": job.id, "status": job.status, "campaign_type": job.campaign_type,
             "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat()
-            if job.finished_at else None, "idempotency_key": job.idempotency_key,
+            if job.finished_at else None, "schedule": job.params.get("schedule"),
+            "idempotency_key": job.idempotency_key,
             "progress": round(finished / total_chunks, 4) if total_chunks else 1.0,
             "chunks": chunks, "messages": store.count_messages(job_id), "expected_messages": job.total}
 
 
-def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = None) -> dict[str, Any] | None:
-    """The embedded default (no broker): do every chunk in this process, with the same delivery accounting."""
+def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = None,
+                   indexes: list[int] | None = None) -> dict[str, Any] | None:
+    """The embedded default (no broker): do every chunk (or those of ``indexes``) in this process, with the same
+    delivery accounting."""
     max_deliveries = get_settings().max_deliveries
-    for index in range(sum(store.chunk_counts(job_id).values())):
+    if indexes is None:
+        indexes = list(range(sum(store.chunk_counts(job_id).values())))
+    for index in indexes:
         for attempt in range(max_deliveries):
             try:
                 run_chunk(store, job_id, index, runner)
@@ -151,11 +193,65 @@ def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = No
 
 
 def dispatch(store: Store, job_id: str) -> str:
-    """Queue a job on the broker when one is configured, else run it in this process. Returns how."""
+    """Queue a job on the broker when one is configured, else run it in this process. Returns how: ``scheduled``
+    (its time is still to come: :func:`recover` starts it then), ``queued``, ``unsent`` (the broker could not be
+    reached: the job is stored, and :func:`recover` sends it once the broker is back) or ``inline``."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise PushgenError(f"no job {job_id}")
+    if job.status == "scheduled":
+        return "scheduled"
     if get_settings().broker_url:
         from workers.tasks import start_job
 
-        start_job.delay(job_id)
+        try:
+            start_job.delay(job_id)
+        except Exception:  # noqa: BLE001 - the database keeps the job; recovery sends it later
+            log.warning("broker unreachable; job %s stays queued until the next recovery pass", job_id, exc_info=True)
+            return "unsent"
         return "queued"
     run_job_inline(store, job_id)
     return "inline"
+
+
+def send_chunks(store: Store, job_id: str, indexes: list[int] | None = None) -> int:
+    """Send chunks of a job to the broker as generation tasks (default: those never sent). Each is marked
+    ``queued`` first, so a send that fails leaves it for :func:`recover`. Returns how many were sent."""
+    from workers.tasks import generate_chunk
+
+    if indexes is None:
+        indexes = store.chunk_indexes(job_id, "pending")
+    store.mark_chunks_queued(job_id, indexes)
+    for index in indexes:
+        generate_chunk.apply_async((job_id, index))
+    return len(indexes)
+
+
+def recover(store: Store, *, now: datetime | None = None, requeue_after: float | None = None) -> dict[str, int]:
+    """The recovery pass (the database is the source of truth, the broker only carries work):
+
+    - a scheduled job whose time has come is dispatched;
+    - a chunk of an unfinished job that was sent (or created) but not started, or started but not finished,
+      longer than ``requeue_after`` seconds ago (default: the setting) is sent again: its task was lost to a
+      broker restart or a dead worker. If it was only slow, running it twice still writes one message per
+      (user, variant).
+
+    Chunks are claimed under row locks that skip rows another pass holds, so workers may all run this at once.
+    With no broker configured the work runs in this process. Returns counts: ``scheduled`` jobs started, lost
+    ``chunks`` sent again."""
+    settings = get_settings()
+    now = now or utcnow()
+    wait = settings.requeue_after if requeue_after is None else requeue_after
+    lost = store.claim_lost_chunks(now - timedelta(seconds=wait), FINAL + ("scheduled",))
+    started = store.start_due_jobs(now)  # {job: its chunks}, claimed as queued
+    by_job: dict[str, list[int]] = {job_id: list(indexes) for job_id, indexes in started.items()}
+    for job_id, index in lost:
+        by_job.setdefault(job_id, []).append(index)
+    for job_id, indexes in by_job.items():
+        if settings.broker_url:
+            send_chunks(store, job_id, sorted(indexes))
+        else:
+            run_job_inline(store, job_id, indexes=sorted(indexes))
+    if started or lost:
+        log.info("recovery: %d scheduled jobs started, %d lost chunks sent again", len(started), len(lost))
+    return {"scheduled": len(started), "chunks": len(lost)}

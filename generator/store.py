@@ -26,8 +26,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -317,6 +319,53 @@ class Store:
                 out[c.status] = out.get(c.status, 0) + 1
             return out
 
+    def chunk_indexes(self, job_id: str, status: str) -> list[int]:
+        with self.session() as s:
+            return list(s.scalars(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.status == status)
+                                  .order_by(JobChunk.index)))
+
+    def mark_chunks_queued(self, job_id: str, indexes: Sequence[int]) -> None:
+        """Stamp chunks as sent to the broker now (only those not started yet)."""
+        if not indexes:
+            return
+        with self.session() as s:
+            s.execute(update(JobChunk).where(JobChunk.job_id == job_id, JobChunk.index.in_(list(indexes)),
+                                             JobChunk.status.in_(("pending", "queued")))
+                      .values(status="queued", updated_at=utcnow()))
+
+    def claim_lost_chunks(self, older_than: datetime, skip_jobs: Sequence[str],
+                          limit: int = 10_000) -> list[tuple[str, int]]:
+        """Unfinished chunks (pending, queued or running) last stamped before ``older_than`` whose job's status
+        is not in ``skip_jobs``, stamped ``queued`` now and returned as (job id, index). Locked rows are skipped,
+        so concurrent callers never claim the same chunk."""
+        with self.session() as s:
+            rows = list(s.scalars(
+                select(JobChunk).join(Job, Job.id == JobChunk.job_id)
+                .where(JobChunk.status.in_(("pending", "queued", "running")), JobChunk.updated_at < older_than,
+                       Job.status.not_in(list(skip_jobs)))
+                .order_by(JobChunk.updated_at).limit(limit).with_for_update(skip_locked=True, of=JobChunk)))
+            now = utcnow()
+            for c in rows:
+                c.status, c.updated_at = "queued", now
+            return [(c.job_id, c.index) for c in rows]
+
+    def start_due_jobs(self, now: datetime) -> dict[str, list[int]]:
+        """Scheduled jobs whose time (``params['schedule']``) has come: set ``queued``, with their pending chunks
+        stamped queued; returns {job id: chunk indexes}. Row-locked like :meth:`claim_lost_chunks`."""
+        out: dict[str, list[int]] = {}
+        with self.session() as s:
+            for job in s.scalars(select(Job).where(Job.status == "scheduled").with_for_update(skip_locked=True)):
+                at = job.params.get("schedule")
+                if at and datetime.fromisoformat(at) > now:
+                    continue
+                job.status = "queued"
+                chunks = list(s.scalars(select(JobChunk).where(JobChunk.job_id == job.id,
+                                                               JobChunk.status == "pending")))
+                for c in chunks:
+                    c.status, c.updated_at = "queued", utcnow()
+                out[job.id] = sorted(c.index for c in chunks)
+        return out
+
     def find_job_by_key(self, key: str) -> Job | None:
         with self.session() as s:
             return s.scalar(select(Job).where(Job.idempotency_key == key))
@@ -344,8 +393,12 @@ class Store:
             row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hashlib.sha256(token.encode()).hexdigest()))
             return row.role if row else None
 
-    def erase_user(self, user_id: str) -> int:
-        """Erase a user's personal data from stored messages (their copy and prompt); returns rows changed."""
+    def erase_user(self, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
+        """Erase a user's personal data from the database: the copy, prompt, deep link and candidates of their
+        stored messages (kept, under an unlinkable id, as counts) and their device tokens; then record the
+        erasure with ``counts`` (rows erased elsewhere, e.g. the shop's files) added. One transaction."""
+        import hashlib
+
         with self.session() as s:
             rows = list(s.scalars(select(Message).where(Message.user_id == user_id)))
             for m in rows:
@@ -357,7 +410,40 @@ class Store:
             from generator.review import erase_review_texts  # the audit trail's copies of that copy
 
             erase_review_texts(s, [m.id for m in rows])
-            return len(rows)
+            tokens = s.execute(delete(DeviceToken).where(DeviceToken.user_id == user_id)).rowcount
+            record = Erasure(user_hash=hashlib.sha256(user_id.encode()).hexdigest(), requested_by=requested_by,
+                             counts={**(counts or {}), "messages": len(rows), "device_tokens": tokens})
+            s.add(record)
+        return record
+
+    def add_device_token(self, user_id: str, platform: str, token: str) -> None:
+        """Remember where to push to a user (``fcm`` or ``apns``); the same token again is a no-op."""
+        with self.session() as s:
+            if s.scalar(select(DeviceToken).where(DeviceToken.platform == platform, DeviceToken.token == token)):
+                return
+            s.add(DeviceToken(user_id=user_id, platform=platform, token=token))
+
+    def device_tokens(self, user_id: str) -> list[DeviceToken]:
+        with self.session() as s:
+            return list(s.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id)))
+
+    def erasures(self, user_id: str | None = None) -> list[Erasure]:
+        """Erasure records, newest first (those of ``user_id`` only, matched by its hash)."""
+        import hashlib
+
+        with self.session() as s:
+            q = select(Erasure).order_by(Erasure.created_at.desc(), Erasure.id.desc())
+            if user_id is not None:
+                q = q.where(Erasure.user_hash == hashlib.sha256(user_id.encode()).hexdigest())
+            return list(s.scalars(q))
+
+    def token_name(self, token: str) -> str | None:
+        """``name (role)`` of a token, for records of who did what."""
+        import hashlib
+
+        with self.session() as s:
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hashlib.sha256(token.encode()).hexdigest()))
+            return f"{row.name} ({row.role})" if row else None
 
     # embedding cache --------------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:

@@ -66,3 +66,25 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT sentence encoder with MiniLM's tokenizer, saved to a folder (a fast scorer for tests of
+    the queue, where ranking quality does not matter)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from generator.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("minilm")), local_files_only=True)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=128))
+    hf = tmp_path_factory.mktemp("tiny-bert")
+    bert.save_pretrained(hf)
+    tok.save_pretrained(hf)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    SentenceTransformer(modules=[models.Transformer(str(hf), max_seq_length=128), models.Pooling(32)]).save(str(folder))
+    return folder

@@ -7,11 +7,11 @@ everything, including erasing a user's personal data. Tokens are stored hashed (
 
 from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from generator import jobs, review
+from generator import jobs, privacy, review
 from generator.config import get_settings
 from generator.errors import PushgenError
 from generator.store import Store
@@ -19,6 +19,7 @@ from workers import review as review_pages
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 bearer = HTTPBearer(auto_error=False)
+JobId = Annotated[str, Path(min_length=1, max_length=36, description="The job's id (a UUID).")]
 
 
 def create_app(store: Store | None = None) -> FastAPI:
@@ -57,7 +58,7 @@ def create_app(store: Store | None = None) -> FastAPI:
             job, created = jobs.create_job(app.state.store, req)
         except PushgenError as exc:
             raise HTTPException(422, str(exc)) from exc
-        if created:
+        if created and job.status != "scheduled":  # a scheduled job is started by the recovery pass when due
             if get_settings().broker_url:
                 jobs.dispatch(app.state.store, job.id)
             else:
@@ -65,14 +66,14 @@ def create_app(store: Store | None = None) -> FastAPI:
         return {**jobs.job_status(app.state.store, job.id), "created": created}
 
     @app.get("/v1/jobs/{job_id}")
-    def status(job_id: str, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))]) -> dict[str, Any]:
+    def status(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))]) -> dict[str, Any]:
         out = jobs.job_status(app.state.store, job_id)
         if out is None:
             raise HTTPException(404, f"no job {job_id}")
         return out
 
     @app.get("/v1/jobs/{job_id}/messages")
-    def messages(job_id: str, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
+    def messages(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
                  offset: Annotated[int, Query(ge=0)] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  review_status: Annotated[str | None, Query(pattern="^(pending|edited|approved|rejected)$",
@@ -90,7 +91,7 @@ def create_app(store: Store | None = None) -> FastAPI:
                               "guardrails": m.guardrails} for m in rows]}
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    def cancel(job_id: str, _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+    def cancel(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
         try:
             jobs.cancel_job(app.state.store, job_id)
         except KeyError:
@@ -98,8 +99,12 @@ def create_app(store: Store | None = None) -> FastAPI:
         return jobs.job_status(app.state.store, job_id)
 
     @app.delete("/v1/users/{user_id}")
-    def erase(user_id: str, _: Annotated[str, Depends(role("admin"))]) -> dict[str, Any]:
-        return {"user_id": user_id, "messages_erased": app.state.store.erase_user(user_id)}
+    def erase(user_id: Annotated[str, Path(min_length=1, max_length=200)], _: Annotated[str, Depends(role("admin"))],
+              creds: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> dict[str, Any]:
+        """Erase the user's events, reviews, device tokens and the personal parts of their messages, and record
+        that it was done (when, by which token, how many rows)."""
+        who = app.state.store.token_name(creds.credentials) or "admin"
+        return {"user_id": user_id, **privacy.erase_user(app.state.store, user_id, requested_by=who)}
 
     review_pages.install(app)  # the review workflow pages under /review
     return app

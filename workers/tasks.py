@@ -1,10 +1,15 @@
-"""Celery tasks: thin wrappers over ``generator.jobs``. Each is small and idempotent."""
+"""Celery tasks: thin wrappers over ``generator.jobs``. Each is small and idempotent.
+
+Every worker also runs :func:`generator.jobs.recover` every ``recover_every`` seconds in a thread of its own, so
+work that a broker restart lost, and scheduled jobs that are due, are sent (again) without another process.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 
-from celery import group
+from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.exc import OperationalError
 
 from generator import jobs
@@ -25,11 +30,8 @@ def store() -> Store:
 
 @app.task(name="workers.tasks.start_job")
 def start_job(job_id: str) -> int:
-    """Fan a job out into one generation task per chunk; returns the number of chunks."""
-    chunks = store().chunk_counts(job_id)
-    n = sum(chunks.values())
-    group(generate_chunk.s(job_id, i) for i in range(n)).apply_async()
-    return n
+    """Fan a job out into one generation task per chunk not sent yet; returns how many were sent."""
+    return jobs.send_chunks(store(), job_id)
 
 
 @app.task(name="workers.tasks.generate_chunk", bind=True, autoretry_for=(OperationalError, ConnectionError),
@@ -47,3 +49,29 @@ def generate_chunk(self, job_id: str, index: int) -> str:  # type: ignore[no-unt
         if self.request.retries >= get_settings().max_deliveries - 1:
             return jobs.fail_chunk(store(), job_id, index, f"{type(exc).__name__}: {exc}")
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
+
+
+_STOP = threading.Event()
+
+
+def _recover_loop(every: float) -> None:
+    own: Store | None = None  # its own connections, never shared with the task thread; the tasks migrate
+    while not _STOP.wait(every):
+        try:
+            own = own or Store(get_settings().database_url, migrate=False)
+            jobs.recover(own)
+        except Exception:  # noqa: BLE001 - the broker or database is away; the next pass tries again
+            log.warning("recovery pass failed", exc_info=True)
+
+
+@worker_ready.connect
+def _start_recovery(**_: object) -> None:
+    every = get_settings().recover_every
+    if every > 0:
+        _STOP.clear()
+        threading.Thread(target=_recover_loop, args=(every,), name="pushgen-recover", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_recovery(**_: object) -> None:
+    _STOP.set()
