@@ -468,3 +468,7 @@ class Store:
                 if h not in have:
                     v32 = np.asarray(v, dtype=np.float32)
                     s.add(ItemEmbedding(model=model, content_hash=h, dim=int(v32.shape[-1]), vector=v32.tobytes()))
+
+
+# Tables declared beside their own module, imported here so that Base.metadata (and Alembic) sees every table.
+from generator import experiments as _experiments  # noqa: E402,F401  (sends, outcome events, ...)

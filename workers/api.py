@@ -107,6 +107,9 @@ def create_app(store: Store | None = None) -> FastAPI:
         return {"user_id": user_id, **privacy.erase_user(app.state.store, user_id, requested_by=who)}
 
     review_pages.install(app)  # the review workflow pages under /review
+    from workers import events_api
+
+    events_api.install(app)  # POST /v1/events, GET /v1/experiments/{id}
     return app
 
 
