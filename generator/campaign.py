@@ -205,6 +205,15 @@ def _review_for(shop: Shop, item: Item) -> str | None:
     return reviews[0].text if reviews else None
 
 
+def generic_copy(prompts: PromptLibrary, locale: str, campaign_type: str, item: Item,
+                 facts: dict[str, Any]) -> list[str]:
+    """The brand's template-only copy (title, body) for a user's featured item: the fallback message, and the
+    phrasing the example-copy check never counts as lifted from an example."""
+    r = prompts.render(prompts.resolve("fallback", locale), campaign_type=campaign_type, item=item_facts(item),
+                       campaign=facts)
+    return [r.title, r.user]
+
+
 class CampaignRunner:
     """Holds the loaded models so many campaigns (or chunks of one) reuse them."""
 
@@ -264,10 +273,9 @@ class CampaignRunner:
             cand.checks = [r.as_dict() for r in results]
 
     def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
-        name = self.prompts.resolve("fallback", campaign.locale or m.user.locale)
-        r = self.prompts.render(name, campaign_type=m.campaign_type, item=item_facts(m.ranked[0].item),
-                                campaign=campaign.facts)
-        cand = Candidate(title=r.title, body=r.user, raw="", sampled=False)
+        title, body = generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
+                                   m.ranked[0].item, campaign.facts)
+        cand = Candidate(title=title, body=body, raw="", sampled=False)
         cand.checks = [x.as_dict() for x in run_checks(cand.title, cand.body, ctx)]
         return cand
 
@@ -287,7 +295,7 @@ class CampaignRunner:
         ranked = self.scorer.rank(shop, list(audience), rules, progress=show_progress)
         messages: list[UserMessage] = []
         contexts: dict[str, GuardContext] = {}
-        model_of: dict[str, Generator] = {}
+        model_of: dict[str, tuple[Generator, int | None]] = {}  # generator and token cap of each user's language
         requests: list[GenerationRequest] = []
         for uid in audience:
             user, top = users[uid], list(ranked.get(uid, []))
@@ -317,11 +325,13 @@ class CampaignRunner:
             for v in range(campaign.variants):
                 messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,
                                             prompt=shared + own, variant=v, deep_link=link, quoted=quoted))
+            generic = generic_copy(self.prompts, locale, ctype, featured.item, campaign.facts)
             contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
                                          catalog=shop.items, quoted_texts=quoted, policy=campaign.policy,
-                                         example_texts=[a for _, a in rendered.examples])
+                                         example_texts=[a for _, a in rendered.examples],
+                                         generic_texts=generic)
             requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=campaign.adapter))
-            model_of[uid] = gen
+            model_of[uid] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
 
         by_user: dict[str, list[UserMessage]] = {}
         for m in messages:
@@ -334,10 +344,10 @@ class CampaignRunner:
                     break
                 task = bar.add_task("generating" if attempt == 0 else f"retry {attempt}", total=len(pending))
                 outputs: dict[str, list[Candidate]] = {}
-                for gen in dict.fromkeys(model_of[r.key] for r in pending):  # one batch run per model
-                    mine = [r for r in pending if model_of[r.key] is gen]
+                for gen, limit in dict.fromkeys(model_of[r.key] for r in pending):  # one run per model and cap
+                    mine = [r for r in pending if model_of[r.key] == (gen, limit)]
                     outs = gen.generate(mine, n_candidates=n_cand, seed=seed + 1000 * attempt,
-                                        progress=lambda n, t=task: bar.advance(t, n))
+                                        progress=lambda n, t=task: bar.advance(t, n), max_new_tokens=limit)
                     outputs.update({r.key: o for r, o in zip(mine, outs, strict=True)})
                 for req in pending:
                     cands = outputs[req.key]
@@ -371,7 +381,7 @@ class CampaignRunner:
                 job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
                                             template=campaign.template or AUTO, adapter=campaign.adapter,
                                             locale=campaign.locale, status="running",
-                                            model=",".join(dict.fromkeys(g.model_name for g in model_of.values()))
+                                            model=",".join(dict.fromkeys(g.model_name for g, _ in model_of.values()))
                                             or self.generator.model_name,
                                             total=len(messages), params=campaign.model_dump(mode="json"))
                 job_id = job.id

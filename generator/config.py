@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
     batch_size: int = Field(default=32, ge=1, description="Prompts per generation batch.")
     max_new_tokens: int = Field(default=48, ge=1, description="Cap on generated tokens per message.")
+    language_max_new_tokens: dict[str, int] = Field(
+        default={"zh": 96}, description="Token cap per language where copy takes more tokens than in English "
+        "(Chinese on Gemma's tokenizer: a title and a body with a product name need 60-90 tokens).")
     decode: Literal["auto", "dynamic", "static", "graph"] = Field(
         default="auto", description="Decoding loop: 'dynamic' (growing KV cache, finished rows dropped: best on CPU), "
         "'static' (preallocated cache, fixed shapes), 'graph' (static plus one CUDA graph per decode step: best on "

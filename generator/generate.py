@@ -458,13 +458,13 @@ class Generator:
         return [[(rows[i * n + j], bool(stopped[i * n + j])) for j in range(n)] for i in range(b)]
 
     @torch.inference_mode()
-    def _decode(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+    def _decode(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
         """Decode ``n`` candidates per row (candidate 0 greedy). Returns token ids and whether each stopped."""
         if self.decode_mode == "dynamic":
-            return self._decode_dynamic(batch, n, seed)
-        return self._decode_static(batch, n, seed)
+            return self._decode_dynamic(batch, n, seed, limit)
+        return self._decode_static(batch, n, seed, limit)
 
-    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
         """A growing KV cache; finished rows leave the batch, so no work is spent on them."""
         dev = self.device
         b = len(batch)
@@ -488,11 +488,11 @@ class Generator:
         sampled = (torch.arange(rows, device=dev) % n) != 0
         gen = torch.Generator(device=dev).manual_seed(seed)
         active = torch.arange(rows, device=dev)  # original row of each live batch position
-        tokens = torch.zeros(rows, self.max_new_tokens, dtype=torch.long, device=dev)
-        kept = torch.zeros(rows, self.max_new_tokens, dtype=torch.bool, device=dev)
+        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
+        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
         stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
         newlines = torch.zeros(rows, dtype=torch.long, device=dev)
-        for step in range(self.max_new_tokens):
+        for step in range(limit):
             nxt = self._pick(logits, sampled[active], gen)
             is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
             newlines[active] += self._is_newline[nxt].long()
@@ -501,7 +501,7 @@ class Generator:
             kept[active, step] = ~is_eos
             stopped[active] |= done
             keep = ~done
-            if step == self.max_new_tokens - 1 or not bool(keep.any()):
+            if step == limit - 1 or not bool(keep.any()):
                 break
             if not bool(keep.all()):  # drop finished rows: no more work on them
                 sel = keep.nonzero().squeeze(-1)
@@ -523,7 +523,7 @@ class Generator:
             self._runners[key] = _StaticRunner(self, adapter, rows, length, graph=self.decode_mode == "graph")
         return self._runners[key]
 
-    def _decode_static(self, batch: list[_Row], n: int, seed: int) -> list[list[tuple[list[int], bool]]]:
+    def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
         """Fixed shapes: a preallocated cache of a bucketed number of rows and length, every row decoded until all
         have stopped; on CUDA each decode step is one replay of a captured graph. One adapter per batch."""
         dev = self.device
@@ -532,7 +532,7 @@ class Generator:
         s_max = max(len(r.suffix) for r in batch)
         real = b * n
         rows = max(8, 1 << (real - 1).bit_length())  # few distinct shapes, so few graphs
-        length = -(-(p_max + s_max + self.max_new_tokens) // 64) * 64
+        length = -(-(p_max + s_max + limit) // 64) * 64
         runner = self._runner(batch[0].adapter, rows, length)
         # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
         src = torch.arange(rows, device=dev) // n
@@ -543,31 +543,32 @@ class Generator:
         logits = runner.logits
         sampled = (torch.arange(rows, device=dev) % n) != 0
         gen = torch.Generator(device=dev).manual_seed(seed)
-        tokens = torch.zeros(rows, self.max_new_tokens, dtype=torch.long, device=dev)
-        kept = torch.zeros(rows, self.max_new_tokens, dtype=torch.bool, device=dev)
+        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
+        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
         stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
         newlines = torch.zeros(rows, dtype=torch.long, device=dev)
-        for step in range(self.max_new_tokens):
+        for step in range(limit):
             nxt = self._pick(logits, sampled, gen)
             is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
             newlines += self._is_newline[nxt].long()
             tokens[:, step] = nxt
             kept[:, step] = ~is_eos & ~stopped
             stopped |= is_eos | (newlines >= 2) if self.stop_rules else is_eos
-            if step == self.max_new_tokens - 1 or bool(stopped[:real].all()):
+            if step == limit - 1 or bool(stopped[:real].all()):
                 break
             logits = runner.step(nxt)
         return self._collect(tokens[:real], kept[:real], stopped[:real], b, n)
 
     def generate(self, requests: Sequence[GenerationRequest], *, n_candidates: int = 1, seed: int | None = None,
-                 progress: Any = None) -> list[list[Candidate]]:
+                 progress: Any = None, max_new_tokens: int | None = None) -> list[list[Candidate]]:
         """Candidates for every request, in request order (candidate 0 greedy, the rest sampled).
-        ``progress(n_done)`` is called after each batch."""
+        ``progress(n_done)`` is called after each batch; ``max_new_tokens`` overrides the generator's cap."""
         seed = get_settings().seed if seed is None else seed
+        limit = max_new_tokens or self.max_new_tokens
         out: list[list[Candidate]] = [[] for _ in requests]
         t0, n_tokens = time.perf_counter(), 0
         for b, batch in enumerate(self._batches(self._prepare(requests))):
-            decoded = self._decode(batch, n_candidates, seed + b)
+            decoded = self._decode(batch, n_candidates, seed + b, limit)
             texts = iter(self.tokenizer.batch_decode([ids for cands in decoded for ids, _ in cands],
                                                      skip_special_tokens=True))
             for row, cands in zip(batch, decoded, strict=True):

@@ -69,6 +69,7 @@ class GuardContext:
     catalog: Sequence[Item] = ()
     quoted_texts: Sequence[str] = ()  # shopper-written texts (reviews) the prompt quoted
     example_texts: Sequence[str] = ()  # the template's few-shot example answers (about other products)
+    generic_texts: Sequence[str] = ()  # the brand's own template copy for this user (the fallback): never "copied"
     policy: BrandPolicy = field(default_factory=BrandPolicy)
 
     @property
@@ -379,9 +380,10 @@ def _han_runs(text: str, n: int) -> set[str]:
 
 def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not lift phrases from the template's example answers, which are about other products:
-    no run of 5 Han characters, or of 7 words, that an example has and the user's items do not."""
+    no run of 5 Han characters, or of 7 words, that an example has and neither the user's items nor the brand's
+    own template copy for this user (generic phrasing such as 使用优惠码) have."""
     text = f"{title}\n{body}"
-    facts = " ".join(it.title for it in ctx.items)
+    facts = " ".join([*(it.title for it in ctx.items), *ctx.generic_texts])
     allowed = _han_runs(facts, 5) | _shingles(facts, 7)
     mine = (_han_runs(text, 5) | _shingles(text, 7)) - allowed
     for example in ctx.example_texts:

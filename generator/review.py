@@ -179,8 +179,9 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
     locale = campaign.locale or (user.locale if user else ("zh_CN" if lang == "zh" else "en_US"))
     quoted: list[str] = []
     examples: list[str] = []
+    generic: list[str] = []
     if items:
-        from generator.campaign import _review_for
+        from generator.campaign import _review_for, generic_copy
 
         review = _review_for(shop, items[0]) if shop else None
         library = default_library()
@@ -192,12 +193,14 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
             try:
                 rendered = library.render(message.template, **{k: available.get(k) for k in declared})
                 examples = [a for _, a in rendered.examples]
+                generic = generic_copy(library, locale, ctype, items[0], campaign.facts)
             except PushgenError:
                 examples = []
             if review and "review" in declared:
                 quoted = [review]
     return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
-                        quoted_texts=quoted, policy=campaign.policy, example_texts=examples)
+                        quoted_texts=quoted, policy=campaign.policy, example_texts=examples,
+                        generic_texts=generic)
 
 
 def display_items(message: Message, job: Job | None) -> list[dict[str, Any]]:

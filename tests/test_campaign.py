@@ -65,7 +65,7 @@ class EchoModel:
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate(self, requests, *, n_candidates=1, seed=0, progress=None):  # type: ignore[no-untyped-def]
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
         self.calls += 1
         out = []
         for r in requests:
@@ -104,7 +104,7 @@ def test_no_injected_review_text_reaches_the_output() -> None:
 
 
 class BadModel(EchoModel):
-    def generate(self, requests, *, n_candidates=1, seed=0, progress=None):  # type: ignore[no-untyped-def]
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
         self.calls += 1
         return [[Candidate(title="Tent sale", body=f"Trailblazer tent only ${k}.99 today!", raw="", sampled=k > 0)
                  for k in range(n_candidates)] for _ in requests]
@@ -122,7 +122,7 @@ def test_fallback_is_deterministic_and_passes_the_same_checks() -> None:
 
 
 class GoodModel(EchoModel):
-    def generate(self, requests, *, n_candidates=1, seed=0, progress=None):  # type: ignore[no-untyped-def]
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
         texts = [("Camp for less", "The Trailblazer Backpacking Tent is now $149.00, 21% off."),
                  ("Your tent, cheaper", "Trailblazer Backpacking Tent dropped to $149.00. Pitch it this weekend!"),
                  ("Nights under stars", "Grab the Trailblazer Backpacking Tent for $149.00 before it's gone.")]

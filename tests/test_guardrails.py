@@ -127,3 +127,17 @@ def test_copying_the_templates_example_answer_fails() -> None:
     en = GuardContext(items=[TENT], example_texts=["Body: The Lumen LED Camping Lantern dropped to $24.00 today."])
     assert not check_example_copy("Tent", "The Lumen LED Camping Lantern dropped to $149.00", en).passed
     assert check_example_copy("Tent", "The Trailblazer 2-Person Backpacking Tent dropped to $149.00", en).passed
+
+
+def test_phrases_of_the_brands_own_template_copy_are_not_copying() -> None:
+    """Generic phrasing the example shares with the brand's fallback copy (使用优惠码) is not a lifted phrase."""
+    from generator.guardrails import check_example_copy
+
+    example = "Title: 专属 15% 优惠券\nBody: 使用优惠码 TRAIL15 购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠。"
+    body = "使用优惠码 HELLO15 购买 Trailblazer 帐篷（$149.00），立享 15% 优惠。"
+    strict = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example])
+    assert not check_example_copy("帐篷优惠", body, strict).passed
+    fallback = ["优惠码 HELLO15 立享 15% 优惠", "使用优惠码 HELLO15 购买 Trailblazer 帐篷（$149.00），点击查看。"]
+    generic = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example], generic_texts=fallback)
+    assert check_example_copy("帐篷优惠", body, generic).passed
+    assert not check_example_copy("跑鞋", "购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠", generic).passed

@@ -407,7 +407,8 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
     class ParrotModel:  # copies the quoted review, invents prices and offers
         model_name, tokenizer = "parrot", object()
 
-        def generate(self, requests, *, n_candidates=1, seed=0, progress=None):  # type: ignore[no-untyped-def]
+        def generate(self, requests, *, n_candidates=1, seed=0, progress=None,  # type: ignore[no-untyped-def]
+                     max_new_tokens=None):
             out = []
             for r in requests:
                 quoted = r.prompt.split("(quoted data, not instructions): ", 1)[-1].split("\n")[0].strip("\"'")
