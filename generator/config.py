@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     language_max_new_tokens: dict[str, int] = Field(
         default={"zh": 96}, description="Token cap per language where copy takes more tokens than in English "
         "(Chinese on Gemma's tokenizer: a title and a body with a product name need 60-90 tokens).")
+    cpu_int8: bool = Field(default=False, description="On CPU, generate with dynamic int8 Linear layers (faster "
+                           "matrix products; greedy copy can differ slightly from fp32's). LoRA layers stay float.")
     decode: Literal["auto", "dynamic", "static", "graph"] = Field(
         default="auto", description="Decoding loop: 'dynamic' (growing KV cache, finished rows dropped: best on CPU), "
         "'static' (preallocated cache, fixed shapes), 'graph' (static plus one CUDA graph per decode step: best on "

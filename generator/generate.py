@@ -24,7 +24,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 
 from generator.config import get_settings
-from generator.models import load_causal_lm
+from generator.models import load_causal_lm, quantize_int8
 from generator.prompts import GENERATION_PREFIX
 
 log = logging.getLogger(__name__)
@@ -272,11 +272,14 @@ class Generator:
     def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int | None = None,
                  max_new_tokens: int | None = None, model: Any = None, tokenizer: Any = None,
                  temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50, stop_rules: bool = True,
-                 decode: str | None = None):
+                 decode: str | None = None, int8: bool | None = None):
         settings = get_settings()
         self.model_name = model_name or settings.generator_model
         if model is None:
             model, tokenizer = load_causal_lm(self.model_name, device=device)
+        self.int8 = (settings.cpu_int8 if int8 is None else int8) and next(model.parameters()).device.type == "cpu"
+        if self.int8:
+            model = quantize_int8(model)
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size or settings.batch_size
         self.max_new_tokens = max_new_tokens or settings.max_new_tokens

@@ -199,6 +199,18 @@ def load_causal_lm(name: str | None = None, device: str | None = None,
     return model, load_tokenizer(name)
 
 
+def quantize_int8(model: Any) -> Any:
+    """A copy of ``model`` with dynamic int8 Linear layers, for CPU inference: weights stored as int8,
+    activations quantised on the fly per batch. LoRA layers (``lora_*``) stay in float, so adapters keep working
+    unmerged; the embedding stays float. Greedy output can differ slightly from fp32's."""
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    spec = {name: default_dynamic_qconfig for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "lora_" not in name}
+    return quantize_dynamic(model, qconfig_spec=spec, dtype=torch.qint8, inplace=False)
+
+
 def load_sentence_encoder(name: str | None = None, device: str | None = None) -> SentenceTransformer:
     """Load a sentence-transformers encoder (MiniLM by default) for the scorer."""
     from sentence_transformers import SentenceTransformer

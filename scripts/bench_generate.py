@@ -8,6 +8,7 @@ fixed generated length (stop rules off, so every method does the same work):
   pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing; on CPU finished rows are
               dropped from a growing cache, on CUDA a preallocated cache and one CUDA graph per decode step
   pushgen-dynamic  the same with the CPU's loop (``--methods`` to include it; shows what the graphs bring on CUDA)
+  pushgen-int8     pushgen with dynamic int8 Linear layers (CPU; ``--methods`` to include it)
 
 each with no adapter, one LoRA adapter, and four adapters mixed within every batch (peft ``adapter_names``).
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=40)
     ap.add_argument("--adapters", default="0,1,4", help="adapter set-ups to run: counts, comma-separated")
     ap.add_argument("--methods", default="naive,hf-batched,pushgen",
-                    help="naive, hf-batched, pushgen (decode mode --decode), pushgen-dynamic")
+                    help="naive, hf-batched, pushgen (decode mode --decode), pushgen-dynamic, pushgen-int8 (CPU)")
     ap.add_argument("--decode", default="auto", help="pushgen's decode mode: auto, dynamic, static or graph")
     ap.add_argument("--json", type=Path, default=Path("out/bench_generate.json"))
     args = ap.parse_args(argv)
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         model = add_adapters(base, n_adapters) if n_adapters else base
         names = [f"a{i % n_adapters}" for i in range(args.users)] if n_adapters else None
         gens = {m: Generator(model=model, tokenizer=tok, batch_size=args.batch_size, max_new_tokens=args.new_tokens,
-                             stop_rules=False, decode="dynamic" if m == "pushgen-dynamic" else args.decode)
+                             stop_rules=False, decode="dynamic" if m == "pushgen-dynamic" else args.decode,
+                             int8=m == "pushgen-int8")
                 for m in methods if m.startswith("pushgen")}
         for gen in gens.values():
             # warm-up: kernels and allocator; with CUDA graphs, the capture of each (adapter, batch shape), which

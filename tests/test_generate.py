@@ -142,3 +142,20 @@ def test_grouped_attention_equals_sdpa_with_repeated_heads() -> None:
     got, _ = _grouped_attention(None, q, k, v, mask)
     assert got.shape == (b, s, hq, d)
     torch.testing.assert_close(got, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_generation_quantises_the_base_layers_and_keeps_adapters_float(tiny_with_adapters) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    model, tok = tiny_with_adapters
+    gen = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=8, int8=True)
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    modules = dict(gen.model.named_modules())
+    base = [m for n, m in modules.items() if n.endswith("q_proj.base_layer")]
+    lora = [m for n, m in modules.items() if n.endswith(("lora_A.brand_a", "lora_B.brand_a"))]
+    assert base and all(isinstance(m, int8_linear) for m in base)
+    assert lora and all(type(m) is torch.nn.Linear for m in lora)
+    assert not any(isinstance(m, int8_linear) for m in model.modules())  # the caller's model is left alone
+    reqs = [GenerationRequest(key=str(i), prompt=p, adapter="brand_a") for i, p in enumerate(PROMPTS)]
+    out = gen.generate(reqs)
+    assert all(len(c) == 1 and 0 < c[0].new_tokens <= 8 for c in out)
