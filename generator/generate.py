@@ -183,20 +183,13 @@ class _StaticRunner:
         self.ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
         self.pos_ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
         self.logits = torch.zeros(rows, cfg.vocab_size, dtype=torch.float32, device=dev)
-        self._neg = torch.finfo(dtype).min
-        self._dtype = dtype
         self.use_graph = graph
         self._graph: Any = None
-
-    def _mask(self, keep: torch.Tensor) -> torch.Tensor:
-        """Additive 4-D mask ``[rows, 1, queries, length]`` from a boolean one."""
-        zero = torch.zeros((), dtype=self._dtype, device=keep.device)
-        return torch.where(keep, zero, torch.full_like(zero, self._neg))[:, None]
 
     def _step(self) -> None:
         self.keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
         with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
-            out = self.gen._forward(input_ids=self.ids, attention_mask=self._mask(self.keep[:, None, :]),
+            out = self.gen._forward(input_ids=self.ids, attention_mask=self.gen._additive(self.keep[:, None, :]),
                                     position_ids=self.pos_ids, past_key_values=self.cache, adapters=None)
         self.logits.copy_(out.logits[:, -1, :])
 
@@ -213,9 +206,10 @@ class _StaticRunner:
         s = ids.shape[1]
         dev = ids.device
         causal = torch.arange(self.length, device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
+        mask = self.gen._additive(self.keep[:, None, :] & causal[None])
         with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
-            out = self.gen._forward(input_ids=ids, attention_mask=self._mask(self.keep[:, None, :] & causal[None]),
-                                    position_ids=pos, past_key_values=self.cache, adapters=None)
+            out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
+                                    adapters=None)
         self.logits.copy_(out.logits[:, -1, :])
         self.pos_ids.copy_(pos[:, -1:])
 
@@ -467,8 +461,15 @@ class Generator:
             return self._decode_dynamic(batch, n, seed, limit)
         return self._decode_static(batch, n, seed, limit)
 
+    def _additive(self, keep: torch.Tensor) -> torch.Tensor:
+        """The 4-D additive mask ``[rows, 1, queries, keys]`` the grouped attention takes, from a boolean one."""
+        dtype = next(self.model.parameters()).dtype
+        zero = torch.zeros((), dtype=dtype, device=keep.device)
+        return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
+
     def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
-        """A growing KV cache; finished rows leave the batch, so no work is spent on them."""
+        """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
+        grouped one (K/V heads read once per group), with explicit 4-D masks."""
         dev = self.device
         b = len(batch)
         p_max = max(len(r.prefix) for r in batch)
@@ -479,8 +480,10 @@ class Generator:
                               config=self.model.config) if prefix is not None
                  else DynamicCache(config=self.model.config))
         ids, mask, pos = self._inputs(batch, p_max, s_max)
-        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            adapters=adapters)
+        causal = torch.arange(p_max + s_max, device=dev)[None, :] <= (p_max + torch.arange(s_max, device=dev))[:, None]
+        with _attention(self.model, GROUPED_ATTENTION):
+            out = self._forward(input_ids=ids, attention_mask=self._additive(mask.bool()[:, None, :] & causal[None]),
+                                position_ids=pos, past_key_values=cache, adapters=adapters)
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1] + 1
         if n > 1:  # the suffix was prefilled once per row; its candidates share that cache
@@ -512,8 +515,9 @@ class Generator:
                 active, nxt, mask, next_pos = active[sel], nxt[sel], mask[sel], next_pos[sel]
                 adapters = [adapters[k] for k in sel.tolist()]
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
-            out = self._forward(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                                past_key_values=cache, adapters=adapters)
+            with _attention(self.model, GROUPED_ATTENTION):
+                out = self._forward(input_ids=nxt[:, None], attention_mask=self._additive(mask.bool()[:, None, :]),
+                                    position_ids=next_pos[:, None], past_key_values=cache, adapters=adapters)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         return self._collect(tokens, kept, stopped, b, n)
