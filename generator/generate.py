@@ -302,6 +302,8 @@ class Generator:
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         sliding = bool(getattr(cfg, "sliding_window", None)) and any(
             t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["sliding"]))
+        # the grouped attention's masks have no window: with sliding layers, only sequences within the window
+        self._window = int(cfg.sliding_window) if sliding else None
         if mode == "auto":
             return "graph" if self.device.type == "cuda" and not sliding else "dynamic"
         if mode != "dynamic" and sliding:
@@ -480,10 +482,15 @@ class Generator:
                               config=self.model.config) if prefix is not None
                  else DynamicCache(config=self.model.config))
         ids, mask, pos = self._inputs(batch, p_max, s_max)
+        grouped = self._window is None or p_max + s_max + limit <= self._window
+        def attention() -> contextlib.AbstractContextManager[None]:
+            return _attention(self.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
+
         causal = torch.arange(p_max + s_max, device=dev)[None, :] <= (p_max + torch.arange(s_max, device=dev))[:, None]
-        with _attention(self.model, GROUPED_ATTENTION):
-            out = self._forward(input_ids=ids, attention_mask=self._additive(mask.bool()[:, None, :] & causal[None]),
-                                position_ids=pos, past_key_values=cache, adapters=adapters)
+        with attention():
+            out = self._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
+                                attention_mask=self._additive(mask.bool()[:, None, :] & causal[None]) if grouped
+                                else mask)
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1] + 1
         if n > 1:  # the suffix was prefilled once per row; its candidates share that cache
@@ -515,9 +522,10 @@ class Generator:
                 active, nxt, mask, next_pos = active[sel], nxt[sel], mask[sel], next_pos[sel]
                 adapters = [adapters[k] for k in sel.tolist()]
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
-            with _attention(self.model, GROUPED_ATTENTION):
-                out = self._forward(input_ids=nxt[:, None], attention_mask=self._additive(mask.bool()[:, None, :]),
-                                    position_ids=next_pos[:, None], past_key_values=cache, adapters=adapters)
+            with attention():
+                out = self._forward(input_ids=nxt[:, None], position_ids=next_pos[:, None], past_key_values=cache,
+                                    adapters=adapters,
+                                    attention_mask=self._additive(mask.bool()[:, None, :]) if grouped else mask)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         return self._collect(tokens, kept, stopped, b, n)
