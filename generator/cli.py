@@ -188,6 +188,21 @@ def data_validate(
     console.print(f"{path}: {len(res.rows)} valid {kind} rows, {len(res.skipped)} skipped")
 
 
+@data_app.command("split")
+def data_split(
+    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file with a group_id column (e.g. pushes)")],
+    train_out: Annotated[Path, typer.Option("--train", help="Where the training rows go.")],
+    heldout_out: Annotated[Path, typer.Option("--heldout", help="Where the held-out rows go.")],
+    fraction: Annotated[float, typer.Option(help="Share of groups held out.")] = 0.2,
+    salt: Annotated[str, typer.Option(help="Changes which groups are held out.")] = "pushgen-split",
+) -> None:
+    """Split by group (A/B variants of one test stay together), reproducibly: a stable hash of each group id."""
+    from generator.data import split_by_group
+
+    n_train, n_held = split_by_group(path, train_out, heldout_out, fraction=fraction, salt=salt)
+    console.print(f"{train_out}: {n_train} rows; {heldout_out}: {n_held} rows (held out)")
+
+
 # --- templates ----------------------------------------------------------------------------------------------
 
 @templates_app.command("check")
@@ -316,6 +331,10 @@ def _mount_subcommands() -> None:
     app.add_typer(adapter_app, name="adapter")
     app.add_typer(ctr_app, name="ctr")
     app.add_typer(review_app, name="review")
+    from generator.cli_experiment import experiment_app, loop_cmd
+
+    app.add_typer(experiment_app, name="experiment")
+    app.command("loop")(loop_cmd)
 
 
 _mount_subcommands()

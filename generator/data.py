@@ -331,6 +331,29 @@ def write_table(path: str | Path, rows: Sequence[Contract] | Iterable[dict[str, 
     return path
 
 
+def split_by_group(path: str | Path, train_out: str | Path, heldout_out: str | Path, *, fraction: float = 0.2,
+                   salt: str = "pushgen-split", key: str = "group_id") -> tuple[int, int]:
+    """Split a table into two files by group (every row of a group lands on the same side), keeping all columns.
+    A group is held out when a stable hash of ``salt`` and its id falls below ``fraction``, so the same
+    groups are held out on every machine and for any file that holds them. Returns the row counts."""
+    import hashlib
+
+    if not 0 < fraction < 1:
+        raise DataError(str(path), None, None, f"fraction must be between 0 and 1, not {fraction}")
+    path = Path(path)
+    train, held = [], []
+    columns: list[str] = []
+    for n, rec in _read_raw(path):
+        if not rec.get(key):
+            raise DataError(str(path), n, key, "missing: every row needs a group")
+        columns = columns or list(rec)
+        digest = hashlib.blake2b(f"{salt}:{rec[key]}".encode(), digest_size=8).digest()
+        (held if int.from_bytes(digest, "big") / 2**64 < fraction else train).append(rec)
+    write_table(train_out, train, columns)
+    write_table(heldout_out, held, columns)
+    return len(train), len(held)
+
+
 def find_table(folder: Path, name: str) -> Path | None:
     """``folder/name.{csv,jsonl,parquet}``, whichever exists first."""
     for suffix in SUPPORTED_SUFFIXES:

@@ -121,3 +121,28 @@ def test_cli_validate_exits_non_zero_with_a_clear_error(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "generator", "data", "validate", "items", str(path),
                          "--skip-invalid"], capture_output=True, text=True)
     assert ok.returncode == 0 and "1 valid items rows, 1 skipped" in ok.stdout
+
+
+def test_split_by_group_keeps_groups_together_and_is_stable(tmp_path: Path) -> None:
+    import csv
+
+    from generator.data import split_by_group
+
+    src = tmp_path / "pushes.csv"
+    with src.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["push_id", "group_id", "title", "extra"])
+        for g in range(60):
+            for v in range(3):
+                w.writerow([f"p{g}-{v}", f"g{g}", f"t{g}", "kept"])
+    a = split_by_group(src, tmp_path / "a.csv", tmp_path / "b.csv", fraction=0.25)
+    b = split_by_group(src, tmp_path / "a2.csv", tmp_path / "b2.csv", fraction=0.25)
+    assert a == b and a[0] + a[1] == 180 and 0 < a[1] < 90
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "b2.csv").read_text()
+    rows = {name: list(csv.DictReader((tmp_path / name).open(encoding="utf-8"))) for name in ("a.csv", "b.csv")}
+    groups = {name: {r["group_id"] for r in rs} for name, rs in rows.items()}
+    assert not groups["a.csv"] & groups["b.csv"]
+    assert all(len([r for r in rows["b.csv"] if r["group_id"] == g]) == 3 for g in groups["b.csv"])
+    assert rows["b.csv"][0]["extra"] == "kept"
+    with pytest.raises(DataError, match="fraction"):
+        split_by_group(src, tmp_path / "x.csv", tmp_path / "y.csv", fraction=1.5)
