@@ -388,12 +388,14 @@ class PushSender(Protocol):
         too_large / failed / retry), ``provider_id``, ``error``, ``attempts``."""
 
 
-def _live_token(s: Any, user_id: str, platform: str) -> DeviceToken | None:
+def _live_token(s: Any, user_id: str, platforms: Sequence[str]) -> DeviceToken | None:
+    """The user's oldest token that is not dead and that one of the senders can reach (``any``: every)."""
     dead = select(DeadToken.token_id)
     q = select(DeviceToken).where(DeviceToken.user_id == user_id, DeviceToken.id.not_in(dead))
-    rows = list(s.scalars(q.order_by(DeviceToken.id)))
-    same = [t for t in rows if t.platform == platform]
-    return (same or rows or [None])[0] if platform != "any" else (rows or [None])[0]
+    for t in s.scalars(q.order_by(DeviceToken.id)):
+        if t.platform in platforms or "any" in platforms:
+            return t
+    return None
 
 
 def _sent_recently(s: Any, user_id: str, since: datetime) -> int:
@@ -409,10 +411,13 @@ def push_payload(message: Message, experiment_id: str, send_key: str, arm: str) 
                      "deep_link": message.deep_link or ""}}
 
 
-def send(store: Store, experiment_id: str, sender: PushSender, *, timezones: Mapping[str, str] | None = None,
-         now: datetime | None = None, user_ids: Sequence[str] | None = None) -> Counter[str]:
+def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSender], *,
+         timezones: Mapping[str, str] | None = None, now: datetime | None = None,
+         user_ids: Sequence[str] | None = None) -> Counter[str]:
     """Send the experiment's pushes to its assigned users that have no final send yet (see the module doc for
-    the statuses); returns how many sends ended in each status in this run."""
+    the statuses) through ``sender`` (or several, one per platform: each user's oldest live token of a platform
+    that one of them serves is used); returns how many sends ended in each status in this run."""
+    by_platform = {x.platform: x for x in (sender if isinstance(sender, Sequence) else [sender])}
     exp = get_experiment(store, experiment_id)
     if exp.status == "stopped":
         raise ExperimentError(f"experiment {experiment_id} is stopped")
@@ -437,7 +442,7 @@ def send(store: Store, experiment_id: str, sender: PushSender, *, timezones: Map
                 except IntegrityError:  # another worker created it meanwhile: it owns this send
                     s.rollback()
                     continue
-            status, message, token = _decide(s, exp, arm_rows[a.arm], a.user_id, rules, tz, now, sender.platform)
+            status, message, token = _decide(s, exp, arm_rows[a.arm], a.user_id, rules, tz, now, list(by_platform))
             row.updated_at = now
             if message is not None:
                 row.message_id, row.adapter = message.id, message.adapter
@@ -448,7 +453,8 @@ def send(store: Store, experiment_id: str, sender: PushSender, *, timezones: Map
             row.status, row.platform, row.device_token_id = "sending", token.platform, token.id
             payload = push_payload(message, experiment_id, key, a.arm)
             token_value, send_id, token_id = token.token, row.id, token.id
-        result = sender.deliver(token_value, payload)  # outside the transaction: no lock held over the network
+        chosen = by_platform.get(token.platform) or by_platform["any"]
+        result = chosen.deliver(token_value, payload)  # outside the transaction: no lock held over the network
         with store.session() as s:
             row = s.get(Send, send_id)
             status = {"invalid_token": "dead_token"}.get(result.status, result.status)
@@ -463,7 +469,7 @@ def send(store: Store, experiment_id: str, sender: PushSender, *, timezones: Map
 
 
 def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, tz: Mapping[str, str],
-            now: datetime, platform: str) -> tuple[str, Message | None, DeviceToken | None]:
+            now: datetime, platforms: Sequence[str]) -> tuple[str, Message | None, DeviceToken | None]:
     """What to do with one user's send: a final status, or ``go`` with the approved message and a live token."""
     if arm.variant is None:
         return "holdout", None, None
@@ -476,7 +482,7 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
     if rules.frequency_cap and _sent_recently(s, user_id, now - timedelta(hours=rules.cap_window_hours)) \
             >= rules.frequency_cap:
         return "capped", message, None
-    token = _live_token(s, user_id, platform)
+    token = _live_token(s, user_id, platforms)
     if token is None:
         return "no_token", message, None
     return "go", message, token

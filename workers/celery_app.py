@@ -15,7 +15,7 @@ from generator.config import get_settings
 
 def make_app() -> Celery:
     settings = get_settings()
-    app = Celery("pushgen", include=["workers.tasks"])
+    app = Celery("pushgen", include=["workers.tasks", "workers.tasks_experiments"])
     broker = settings.broker_url or "memory://"
     app.conf.update(
         broker_url=broker,
@@ -26,7 +26,11 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_track_started=True,
-        task_routes={"workers.tasks.start_job": {"queue": "cpu"}, "workers.tasks.generate_chunk": {"queue": "gpu"}},
+        task_routes={"workers.tasks.start_job": {"queue": "cpu"}, "workers.tasks.generate_chunk": {"queue": "gpu"},
+                     "workers.tasks_experiments.send_experiment": {"queue": "cpu"},
+                     "workers.tasks_experiments.learning_loop": {"queue": "gpu"}},
+        # `celery -A workers.celery_app beat` runs the learning loop once a day
+        beat_schedule={"learning-loop": {"task": "workers.tasks_experiments.learning_loop", "schedule": 24 * 3600.0}},
         task_default_queue="cpu",
         # Redis hands an unacknowledged message to another worker only after this; a chunk takes seconds
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
