@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from generator.errors import PushgenError
 
 experiment_app = typer.Typer(help="A/B push experiments: create, assign, send, ingest outcomes, report.",
                              no_args_is_help=True)
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
 def _store():  # type: ignore[no-untyped-def]

@@ -303,9 +303,14 @@ class ApnsStandIn:
     def _run(self) -> None:
         from hypercorn.asyncio import serve
 
+        def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if not isinstance(context.get("exception"), asyncio.CancelledError):  # connections cut at shutdown
+                loop.default_exception_handler(context)
+
         async def main() -> None:
             self._stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
+            self._loop.set_exception_handler(quiet)
             self._ready.set()
             await serve(self._app, self._config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
 
