@@ -246,11 +246,18 @@ def test_a_thousand_jobs_submitted_at_once_over_http_all_complete(
     with store.session() as s:
         statuses = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
         per_job = s.execute(select(Message.job_id, func.count()).group_by(Message.job_id)).all()
-    assert statuses == {"done": n}
+    assert statuses == {"done": n}, _chunk_errors(store)
     assert len(per_job) == n and {c for _, c in per_job} == {1} and {j for j, _ in per_job} == ids
     print(f"\n{n} jobs: submitted over HTTP in {submitted:.1f} s ({n / submitted:.0f} jobs/s), "
           f"all complete {completed:.1f} s after the first submit ({n / completed:.1f} jobs/s, 2 workers)")
     store.engine.dispose()
+
+
+def _chunk_errors(store: Store) -> list[str]:
+    from generator.store import JobChunk
+
+    with store.session() as s:
+        return sorted({c.error or "" for c in s.query(JobChunk).filter(JobChunk.status != "done").limit(50)})[:5]
 
 
 def _answers(http) -> bool:  # type: ignore[no-untyped-def]
