@@ -178,9 +178,11 @@ def list_cmd() -> None:
     """Experiments, newest first."""
     from generator.experiments import list_experiments
 
-    table = Table("id", "name", "job", "status", "allocation", "winner", "created")
+    table = Table("name", "job", "status", "allocation", "winner", "created")
+    table.add_column("id", no_wrap=True, min_width=36)
     for e in list_experiments(_store()):
-        table.add_row(e.id, e.name, e.job_id or "", e.status, e.allocation, e.winner or "", e.created_at.isoformat())
+        table.add_row(e.name, (e.job_id or "")[:8], e.status, e.allocation, e.winner or "",
+                      e.created_at.isoformat(timespec="seconds"), e.id)
     console.print(table)
 
 
