@@ -15,7 +15,8 @@ Read top to bottom:
   copy is sent, and a user keeps their arm even when their arm's copy is rejected by a reviewer or a guardrail
   (their send is recorded as ``dropped``): drops can never move users between arms and bias the comparison.
 * **Sending** (:func:`send`) walks the assignments that have no final send yet and records one
-  :class:`Send` per user: ``holdout`` (no push), ``dropped`` (the arm's copy for the user is not approved),
+  :class:`Send` per user: ``holdout`` (no push), ``dropped`` (the arm's copy for the user was rejected or
+  fails a guardrail), ``awaiting`` (not generated or not reviewed yet: tried again on the next run),
   ``deferred`` (quiet hours in the user's time zone: tried again on the next run), ``capped`` (the user's
   frequency cap), ``no_token``, then the provider's verdict: ``sent``, ``dead_token`` (the provider said the
   token is invalid; it is marked dead and never used again), ``too_large`` (payload over 4,096 bytes after
@@ -49,7 +50,7 @@ from generator.store import Base, DeviceToken, Job, Message, Store, utcnow
 HOLDOUT = "holdout"
 EVENT_TYPES = ("delivered", "opened", "clicked", "converted")
 FINAL_SEND = ("holdout", "dropped", "capped", "no_token", "sent", "dead_token", "too_large", "failed", "sending")
-RETRYABLE_SEND = ("deferred", "retry")
+RETRYABLE_SEND = ("deferred", "retry", "awaiting")
 
 
 class ExperimentError(PushgenError):
@@ -475,8 +476,12 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
         return "holdout", None, None
     message = s.scalar(select(Message).where(Message.job_id == exp.job_id, Message.user_id == user_id,
                                              Message.variant == arm.variant))
-    if message is None or message.review_status != "approved":
-        return "dropped", message, None
+    if message is None:
+        return "awaiting", None, None  # assigned before generation: the copy is not written yet
+    if message.review_status != "approved":
+        if message.review_status == "rejected" or message.status not in ("passed", "fallback"):
+            return "dropped", message, None  # can never be approved: the user stays in the arm, unsent
+        return "awaiting", message, None  # waiting for a reviewer
     if rules.quiet(now, tz.get(user_id, "UTC")):
         return "deferred", message, None
     if rules.frequency_cap and _sent_recently(s, user_id, now - timedelta(hours=rules.cap_window_hours)) \

@@ -280,3 +280,25 @@ def test_report_writes_plots_and_html_and_picks_the_clear_winner(store: Store, t
     assert summary["decision"]["winner"] == "B"
     assert all(not v["alarm"] for v in summary["srm"].values())
     assert summary["arms"][0]["adapters"] == ["brand-en-v1"]
+
+
+def test_users_assigned_before_generation_wait_for_approved_copy(store: Store) -> None:
+    job = store.create_job(kind="api", campaign_type="price_drop", template="auto", adapter=None, locale="en_US",
+                           model="m", status="queued", total=4, params={"campaign": {"variants": 2}})
+    exp = ex.create_experiment(store, job.id, holdout=0, salt=GOLDEN_SALT,
+                               rules=ex.SendRules(quiet_start=0, quiet_end=0))
+    assert [a.variant for a in ex.arms(store, exp.id)] == [0, 1]  # from the campaign: nothing generated yet
+    arms = ex.assign(store, exp.id, ["u1", "u6"])
+    sender = DryRunSender(platform="fcm")
+    assert ex.send(store, exp.id, sender, timezones={}, now=NOON_UTC) == {"awaiting": 2}
+    seeded = seed_ab_job(store, ["u1", "u6"], approve=False)  # the generator writes the copy ...
+    with store.session() as s:
+        s.execute(update(Message).where(Message.job_id == seeded).values(job_id=job.id))
+        s.execute(update(Message).where(Message.job_id == job.id, Message.user_id == "u1")
+                  .values(review_status="approved"))
+    assert ex.send(store, exp.id, sender, timezones={}, now=NOON_UTC) == {"sent": 1, "awaiting": 1}
+    with store.session() as s:  # ... and a reviewer rejects u6's: dropped, still in its arm
+        s.execute(update(Message).where(Message.job_id == job.id, Message.user_id == "u6")
+                  .values(review_status="rejected"))
+    assert ex.send(store, exp.id, sender, timezones={}, now=NOON_UTC) == {"dropped": 1}
+    assert {a.user_id: a.arm for a in ex.assignments(store, exp.id)} == arms == {"u1": "A", "u6": "B"}
