@@ -313,12 +313,15 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("pii", True)
 
 
-def _shingles(text: str, n: int) -> set[str]:
-    han = "".join(_HAN.findall(text))
+def _word_shingles(text: str, n: int) -> set[str]:
     words = regex.findall(r"[\p{L}\p{N}']+", text.lower())
-    out = {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
-    out |= {han[i:i + 2 * n] for i in range(len(han) - 2 * n + 1)}
-    return out
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _shingles(text: str, n: int) -> set[str]:
+    """Word n-grams, plus 2n-grams of the text's Han characters joined (Chinese has no spaces between words)."""
+    han = "".join(_HAN.findall(text))
+    return _word_shingles(text, n) | {han[i:i + 2 * n] for i in range(len(han) - 2 * n + 1)}
 
 
 def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -381,13 +384,14 @@ def _han_runs(text: str, n: int) -> set[str]:
 def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not lift phrases from the template's example answers, which are about other products:
     no run of 5 Han characters, or of 7 words, that an example has and neither the user's items nor the brand's
-    own template copy for this user (generic phrasing such as 使用优惠码) have."""
+    own template copy for this user (generic phrasing such as 使用优惠码) have. Following an example's shape
+    with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
     text = f"{title}\n{body}"
     facts = " ".join([*(it.title for it in ctx.items), *ctx.generic_texts])
-    allowed = _han_runs(facts, 5) | _shingles(facts, 7)
-    mine = (_han_runs(text, 5) | _shingles(text, 7)) - allowed
+    allowed = _han_runs(facts, 5) | _word_shingles(facts, 7)
+    mine = (_han_runs(text, 5) | _word_shingles(text, 7)) - allowed
     for example in ctx.example_texts:
-        if mine & (_han_runs(example, 5) | _shingles(example, 7)):
+        if mine & (_han_runs(example, 5) | _word_shingles(example, 7)):
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
     return CheckResult("example_copy", True)
 

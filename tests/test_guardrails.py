@@ -141,3 +141,13 @@ def test_phrases_of_the_brands_own_template_copy_are_not_copying() -> None:
     generic = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example], generic_texts=fallback)
     assert check_example_copy("帐篷优惠", body, generic).passed
     assert not check_example_copy("跑鞋", "购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠", generic).passed
+
+
+def test_following_the_examples_shape_with_the_users_facts_is_not_copying() -> None:
+    from generator.guardrails import check_example_copy
+
+    example = "Title: 专属 15% 优惠券\nBody: 使用优惠码 TRAIL15 购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠。"
+    fallback = ["优惠码 HELLO15 立享 15% 优惠", "使用优惠码 HELLO15 购买 Trailblazer 帐篷，点击查看。"]
+    ctx = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example], generic_texts=fallback)
+    own = f"使用优惠码 HELLO15 购买 {TENT.title}（$149.00）立享 15% 优惠。"
+    assert check_example_copy("专属 15% 优惠券", own, ctx).passed
