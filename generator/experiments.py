@@ -526,6 +526,20 @@ def reset_stuck(store: Store, experiment_id: str, older_than: timedelta) -> int:
         return int(res.rowcount or 0)
 
 
+def pseudonymise_user(s: Any, user_id: str) -> int:
+    """For an erasure (:meth:`generator.store.Store.erase_user`, in its transaction): the user's assignments and
+    sends get an unlinkable id per experiment, so the experiments' counts stay right while nothing links them to
+    the person. Returns the rows changed."""
+    n = 0
+    for a in s.scalars(select(Assignment).where(Assignment.user_id == user_id)):
+        a.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, a.experiment_id + user_id)}"
+        n += 1
+    for x in s.scalars(select(Send).where(Send.user_id == user_id)):
+        x.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, x.experiment_id + user_id)}"
+        n += 1
+    return n
+
+
 # -- outcomes ------------------------------------------------------------------------------------------------
 def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Store outcome events, each ``{event_id, type, send_id | send_key | (experiment_id, user_id), revenue?,

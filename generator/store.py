@@ -410,9 +410,11 @@ class Store:
             from generator.review import erase_review_texts  # the audit trail's copies of that copy
 
             erase_review_texts(s, [m.id for m in rows])
+            experiment_rows = _experiments.pseudonymise_user(s, user_id)  # assignments and sends keep their arm
             tokens = s.execute(delete(DeviceToken).where(DeviceToken.user_id == user_id)).rowcount
             record = Erasure(user_hash=hashlib.sha256(user_id.encode()).hexdigest(), requested_by=requested_by,
-                             counts={**(counts or {}), "messages": len(rows), "device_tokens": tokens})
+                             counts={**(counts or {}), "messages": len(rows), "device_tokens": tokens,
+                                     **({"experiment_rows": experiment_rows} if experiment_rows else {})})
             s.add(record)
         return record
 

@@ -302,3 +302,17 @@ def test_users_assigned_before_generation_wait_for_approved_copy(store: Store) -
                   .values(review_status="rejected"))
     assert ex.send(store, exp.id, sender, timezones={}, now=NOON_UTC) == {"dropped": 1}
     assert {a.user_id: a.arm for a in ex.assignments(store, exp.id)} == arms == {"u1": "A", "u6": "B"}
+
+
+def test_erasing_a_user_unlinks_their_assignment_and_send_but_keeps_the_counts(store: Store) -> None:
+    users = ["u1", "u6"]
+    job = seed_ab_job(store, users)
+    exp = ex.create_experiment(store, job, holdout=0, salt=GOLDEN_SALT, rules=ex.SendRules(quiet_start=0, quiet_end=0))
+    ex.assign(store, exp.id, users)
+    ex.send(store, exp.id, DryRunSender(platform="fcm"), timezones={}, now=NOON_UTC)
+    before = ex.arm_counts(store, exp.id)
+    record = store.erase_user("u6", requested_by="admin")
+    assert record.counts["experiment_rows"] == 2 and record.counts["device_tokens"] == 1
+    assert "u6" not in {a.user_id for a in ex.assignments(store, exp.id)} | {s.user_id for s in ex.sends(store, exp.id)}
+    assert ex.arm_counts(store, exp.id) == before
+    assert ex.assign(store, exp.id, ["u1"]) == {"u1": "A"}
