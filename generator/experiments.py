@@ -430,30 +430,31 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
     counts: Counter[str] = Counter()
     for a in todo:
         key = idempotency_key(experiment_id, a.user_id)
-        with store.session() as s:
-            row = s.scalar(select(Send).where(Send.idempotency_key == key))
-            if row is not None and row.status not in RETRYABLE_SEND:
-                continue
-            if row is None:
-                row = Send(experiment_id=experiment_id, user_id=a.user_id, arm=a.arm, idempotency_key=key,
-                           status="pending")
-                s.add(row)
-                try:
-                    s.flush()
-                except IntegrityError:  # another worker created it meanwhile: it owns this send
-                    s.rollback()
+        try:
+            with store.session() as s:
+                # row-locked: of two workers sending the same experiment, only one claims a send
+                row = s.scalar(select(Send).where(Send.idempotency_key == key).with_for_update())
+                if row is not None and row.status not in RETRYABLE_SEND:
                     continue
-            status, message, token = _decide(s, exp, arm_rows[a.arm], a.user_id, rules, tz, now, list(by_platform))
-            row.updated_at = now
-            if message is not None:
-                row.message_id, row.adapter = message.id, message.adapter
-            if status != "go":
-                row.status = status
-                counts[status] += 1
-                continue
-            row.status, row.platform, row.device_token_id = "sending", token.platform, token.id
-            payload = push_payload(message, experiment_id, key, a.arm)
-            token_value, send_id, token_id = token.token, row.id, token.id
+                if row is None:
+                    row = Send(experiment_id=experiment_id, user_id=a.user_id, arm=a.arm, idempotency_key=key,
+                               status="pending")
+                    s.add(row)
+                    s.flush()  # a concurrent insert of the same key fails here: the other worker owns it
+                status, message, token = _decide(s, exp, arm_rows[a.arm], a.user_id, rules, tz, now,
+                                                 list(by_platform))
+                row.updated_at = now
+                if message is not None:
+                    row.message_id, row.adapter = message.id, message.adapter
+                if status != "go":
+                    row.status = status
+                    counts[status] += 1
+                    continue
+                row.status, row.platform, row.device_token_id = "sending", token.platform, token.id
+                payload = push_payload(message, experiment_id, key, a.arm)
+                token_value, send_id, token_id = token.token, row.id, token.id
+        except IntegrityError:
+            continue
         chosen = by_platform.get(token.platform) or by_platform["any"]
         result = chosen.deliver(token_value, payload)  # outside the transaction: no lock held over the network
         with store.session() as s:

@@ -316,3 +316,27 @@ def test_erasing_a_user_unlinks_their_assignment_and_send_but_keeps_the_counts(s
     assert "u6" not in {a.user_id for a in ex.assignments(store, exp.id)} | {s.user_id for s in ex.sends(store, exp.id)}
     assert ex.arm_counts(store, exp.id) == before
     assert ex.assign(store, exp.id, ["u1"]) == {"u1": "A"}
+
+
+@pytest.mark.postgres
+def test_two_workers_sending_one_experiment_on_postgresql_send_each_push_once(pg_url: str) -> None:
+    import threading
+
+    store = Store(pg_url)
+    users = [f"u{i}" for i in range(60)]
+    job = seed_ab_job(store, users)
+    exp = ex.create_experiment(store, job, holdout=0, salt="pg",
+                               rules=ex.SendRules(quiet_start=0, quiet_end=0, frequency_cap=0))
+    ex.assign(store, exp.id, users)
+    senders = [DryRunSender(platform="fcm"), DryRunSender(platform="fcm")]
+    results: list = []
+    threads = [threading.Thread(target=lambda s=s: results.append(ex.send(store, exp.id, s, timezones={},
+                                                                            now=NOON_UTC))) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    tokens = [p["token"] for s in senders for p in s.sent]
+    assert sorted(tokens) == sorted(f"tok-{u}" for u in users)  # every push once, none twice
+    assert sum(r["sent"] for r in results) == 60
+    store.engine.dispose()
