@@ -155,9 +155,8 @@ def run_loop(store: Store, cfg: LoopConfig | None = None) -> ex.LoopRun:
         report(f"gathered {len(outcomes)} sent pushes ({counts['clicks']} clicked) from experiments")
 
         won = winners(store)
-        # the winners of one experiment weigh against each other (one group per experiment)
-        winner_rows = [{**r, "group_id": r["experiment_id"]} for r in outcomes
-                       if won.get(r["experiment_id"]) == r["arm"]]
+        # the winning arm's copy, in the same blocks of users (so the trainer can hold some out for validation)
+        winner_rows = [dict(r) for r in outcomes if won.get(r["experiment_id"]) == r["arm"]]
         from generator.review import preference_pairs
 
         pairs, unpaired = preference_pairs(store)
