@@ -202,8 +202,10 @@ def dispatch(store: Store, job_id: str) -> str:
     if job.status == "scheduled":
         return "scheduled"
     if get_settings().broker_url:
+        from workers.celery_app import follow_settings
         from workers.tasks import start_job
 
+        follow_settings()
         try:
             start_job.delay(job_id)
         except Exception:  # noqa: BLE001 - the database keeps the job; recovery sends it later
@@ -217,8 +219,10 @@ def dispatch(store: Store, job_id: str) -> str:
 def send_chunks(store: Store, job_id: str, indexes: list[int] | None = None) -> int:
     """Send chunks of a job to the broker as generation tasks (default: those never sent). Each is marked
     ``queued`` first, so a send that fails leaves it for :func:`recover`. Returns how many were sent."""
+    from workers.celery_app import follow_settings
     from workers.tasks import generate_chunk
 
+    follow_settings()
     if indexes is None:
         indexes = store.chunk_indexes(job_id, "pending")
     store.mark_chunks_queued(job_id, indexes)

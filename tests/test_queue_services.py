@@ -189,7 +189,12 @@ def test_a_job_over_rabbitmq_completes_and_a_scheduled_one_starts_at_its_time(
     assert store.get_job(later_job.id).status == "scheduled"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _running(worker):
-        _wait(lambda: all(store.get_job(j).status in jobs.FINAL for j in (now_job.id, later_job.id)), timeout=180)
+        try:
+            _wait(lambda: all(store.get_job(j).status in jobs.FINAL for j in (now_job.id, later_job.id)), timeout=90)
+        except TimeoutError:
+            states = {j: (store.get_job(j).status, store.chunk_indexes(j, "queued"), store.chunk_indexes(j, "pending"))
+                      for j in (now_job.id, later_job.id)}
+            raise AssertionError(f"jobs not finished: {states}") from None
     assert store.get_job(now_job.id).status == store.get_job(later_job.id).status == "done"
     first = _messages(store, now_job.id)
     assert len(first) == 4 and len({m.user_id for m in first}) == 4
@@ -267,3 +272,24 @@ def _answers(http) -> bool:  # type: ignore[no-untyped-def]
         return http.get("/openapi.json").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_the_app_follows_a_broker_change_in_process(rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After sending on one broker, a process whose settings name another sends there, queues declared anew."""
+    from kombu import Connection
+
+    from workers.celery_app import follow_settings
+    from workers.tasks import start_job
+
+    monkeypatch.setenv("PUSHGEN_BROKER_URL", f"{REDIS}/14")
+    get_settings.cache_clear()
+    follow_settings()
+    start_job.delay("on-redis")
+    redis.Redis.from_url(f"{REDIS}/14").flushdb()
+    monkeypatch.setenv("PUSHGEN_BROKER_URL", rabbitmq_url)
+    get_settings.cache_clear()
+    assert follow_settings().conf.broker_url == rabbitmq_url
+    start_job.delay("on-rabbitmq")
+    with Connection(rabbitmq_url) as conn:
+        _, waiting, _ = conn.default_channel.queue_declare("cpu", passive=True)
+    assert waiting == 1

@@ -14,8 +14,12 @@ from generator.config import get_settings
 
 
 def make_app() -> Celery:
+    return configure(Celery("pushgen", include=["workers.tasks", "workers.tasks_experiments"]))
+
+
+def configure(app: Celery) -> Celery:
+    """Set ``app``'s configuration from the current settings."""
     settings = get_settings()
-    app = Celery("pushgen", include=["workers.tasks", "workers.tasks_experiments"])
     broker = settings.broker_url or "memory://"
     app.conf.update(
         broker_url=broker,
@@ -37,6 +41,17 @@ def make_app() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    return app
+
+
+def follow_settings() -> Celery:
+    """The app, reconfigured first if the settings' broker changed since it was configured (code that changes
+    settings in process, such as tests or an embedding service), with connections to the old broker closed."""
+    settings = get_settings()
+    if (app.conf.broker_url, app.conf.result_backend) != (settings.broker_url or "memory://", settings.result_backend):
+        app.close()  # the connection and producer pools of the old broker
+        app.__dict__.pop("amqp", None)  # and kombu's memory of queues declared there (a new broker has none)
+        configure(app)
     return app
 
 
