@@ -204,9 +204,7 @@ class _StaticRunner:
                 self.cache.values[layer][:, :, :p_max].copy_(v.index_select(0, prefix_kv.index))
         self.cache.pos.fill_(p_max)
         s = ids.shape[1]
-        dev = ids.device
-        causal = torch.arange(self.length, device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
-        mask = self.gen._additive(self.keep[:, None, :] & causal[None])
+        mask = self.gen._prefill_mask(self.keep, p_max, s)
         with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
             out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
                                     adapters=None)
@@ -469,6 +467,13 @@ class Generator:
         zero = torch.zeros((), dtype=dtype, device=keep.device)
         return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
 
+    def _prefill_mask(self, keep: torch.Tensor, p_max: int, s: int) -> torch.Tensor:
+        """The additive mask of a prefill of ``s`` suffix tokens after ``p_max`` prefix slots: query i sees the
+        positions ``keep`` (``[rows, keys]``) marks, up to and including its own (``p_max + i``)."""
+        dev = keep.device
+        causal = torch.arange(keep.shape[1], device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
+        return self._additive(keep[:, None, :] & causal[None])
+
     def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
         """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
         grouped one (K/V heads read once per group), with explicit 4-D masks."""
@@ -486,10 +491,9 @@ class Generator:
         def attention() -> contextlib.AbstractContextManager[None]:
             return _attention(self.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
 
-        causal = torch.arange(p_max + s_max, device=dev)[None, :] <= (p_max + torch.arange(s_max, device=dev))[:, None]
         with attention():
             out = self._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
-                                attention_mask=self._additive(mask.bool()[:, None, :] & causal[None]) if grouped
+                                attention_mask=self._prefill_mask(mask.bool(), p_max, s_max) if grouped
                                 else mask)
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1] + 1
