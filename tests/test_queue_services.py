@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from procs import wait_for
 
 from generator import jobs
 from generator.campaign import Audience, Campaign
@@ -75,16 +76,6 @@ def _running(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
                 p.wait(10)
 
 
-def _wait(pred, timeout: float, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError
-
-
 def _redis_up() -> bool:
     try:
         return bool(redis.Redis.from_url(REDIS, socket_timeout=1).ping())
@@ -100,7 +91,7 @@ def _redis_left_running() -> Iterator[None]:
     finally:
         if not _redis_up():
             subprocess.run(REDIS_START, check=False)
-            _wait(_redis_up, timeout=30, every=0.2)
+            wait_for(_redis_up, timeout=30, every=0.2)
 
 
 def _messages(store: Store, job_id: str) -> list[Message]:
@@ -121,16 +112,16 @@ def test_broker_restart_mid_job_then_the_job_completes_with_one_message_per_user
     assert jobs.dispatch(store, job.id) == "queued"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _redis_left_running(), _running(worker):
-        _wait(lambda: store.chunk_counts(job.id).get("done", 0) >= 2, timeout=180, every=0.05)
+        wait_for(lambda: store.chunk_counts(job.id).get("done", 0) >= 2, timeout=180, every=0.05)
         subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], check=False,
                        capture_output=True)
-        _wait(lambda: not _redis_up(), timeout=30, every=0.1)
+        wait_for(lambda: not _redis_up(), timeout=30, every=0.1)
         at_restart = store.chunk_counts(job.id)
         subprocess.run(REDIS_START, check=True)
-        _wait(_redis_up, timeout=30, every=0.1)
+        wait_for(_redis_up, timeout=30, every=0.1)
         assert at_restart.get("done", 0) < 16  # in the middle of the job: chunks were still in the broker ...
         assert redis.Redis.from_url(f"{REDIS}/{db}").llen("gpu") == 0  # ... and the restart lost them
-        _wait(lambda: store.get_job(job.id).status in jobs.FINAL, timeout=180)
+        wait_for(lambda: store.get_job(job.id).status in jobs.FINAL, timeout=180)
         assert worker.poll() is None  # the same worker reconnected and carried on
     assert store.get_job(job.id).status == "done"
     assert store.chunk_counts(job.id) == {"done": 16}
@@ -190,7 +181,7 @@ def test_a_job_over_rabbitmq_completes_and_a_scheduled_one_starts_at_its_time(
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _running(worker):
         try:
-            _wait(lambda: all(store.get_job(j).status in jobs.FINAL for j in (now_job.id, later_job.id)), timeout=90)
+            wait_for(lambda: all(store.get_job(j).status in jobs.FINAL for j in (now_job.id, later_job.id)), timeout=90)
         except TimeoutError:
             states = {j: (store.get_job(j).status, store.chunk_indexes(j, "queued"), store.chunk_indexes(j, "pending"))
                       for j in (now_job.id, later_job.id)}
@@ -227,7 +218,7 @@ def test_a_thousand_jobs_submitted_at_once_over_http_all_complete(
     url = f"http://127.0.0.1:{port}"
     with _running(api, *workers), httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                                                timeout=120) as http:
-        _wait(lambda: _answers(http), timeout=60, every=0.2)
+        wait_for(lambda: _answers(http), timeout=60, every=0.2)
 
         def submit(i: int) -> httpx.Response:
             campaign = {"name": f"bulk-{i}", "type": "price_drop", "candidates": 1, "retries": 0,
@@ -246,7 +237,7 @@ def test_a_thousand_jobs_submitted_at_once_over_http_all_complete(
             with store.session() as s:
                 return s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(jobs.FINAL))) == n
 
-        _wait(finished, timeout=600, every=1.0)
+        wait_for(finished, timeout=600, every=1.0)
         completed = time.perf_counter() - t0
     with store.session() as s:
         statuses = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())

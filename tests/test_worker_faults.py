@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import redis
+from procs import wait_for
 
 from generator import jobs
 from generator.campaign import Audience, Campaign
@@ -24,16 +25,6 @@ REDIS = "redis://127.0.0.1:6379"
 def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "generator", "worker", "--queues", "cpu,gpu"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def _wait(pred, timeout: float, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError
 
 
 @pytest.mark.slow
@@ -55,7 +46,7 @@ def test_sigkill_mid_chunk_then_restart_gives_exactly_one_message_per_user(
     full_env = {**os.environ, **env}
     first = _worker(full_env)
     try:
-        running = _wait(lambda: [c for c in _chunks(store, job.id) if c.status == "running"], timeout=300)
+        running = wait_for(lambda: [c for c in _chunks(store, job.id) if c.status == "running"], timeout=300)
         time.sleep(1.0)  # well inside the chunk: the real SmolLM2 takes seconds per chunk
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -63,7 +54,7 @@ def test_sigkill_mid_chunk_then_restart_gives_exactly_one_message_per_user(
         assert store.get_job(job.id).status != "done"
         second = _worker(full_env)
         try:
-            _wait(lambda: store.get_job(job.id).status == "done", timeout=600, every=1.0)
+            wait_for(lambda: store.get_job(job.id).status == "done", timeout=600, every=1.0)
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(30)
