@@ -203,7 +203,7 @@ def evaluate_adapter(
 ) -> dict[str, Any]:
     """Perplexities (zero-shot base, few-shot base, adapter) and style figures on held-out pushes.
 
-    Held-out pushes must come from groups the adapter never saw (``pushgen adapter split``). The figures are
+    Held-out pushes must come from groups the adapter never saw (``pushgen data split``). The figures are
     also recorded in the adapter's metadata. ``model``/``tokenizer`` may be passed to reuse a loaded base.
     """
     info = get_adapter(name)

@@ -51,7 +51,9 @@ class Campaign(BaseModel):
     type: str = Field(default=AUTO, description=f"One of {', '.join(CAMPAIGN_TYPES)}, or 'auto' (price_drop "
                                                 "for discounted featured items, else content_recommendation).")
     template: str | None = Field(default=None, description="Template name; default: by type and user locale.")
-    adapter: str | None = None
+    adapter: str | dict[str, str] | None = Field(
+        default=None, description="LoRA brand adapter: one registered name, or one per language "
+        "(e.g. {en: shop-en, zh: shop-zh}); each must be trained on the model that writes that language.")
     locale: str | None = Field(default=None, description="Force one locale's template for every user.")
     brand: str = "Northwind Home & Outdoor"
     facts: dict[str, Any] = Field(default_factory=dict,
@@ -109,6 +111,8 @@ class UserMessage:
     fallback: bool = False
     deep_link: str = ""
     quoted: list[str] = field(default_factory=list)
+    adapter: str | None = None
+    """The LoRA adapter that wrote the model copy (None: the base model; a fallback has none)."""
 
     @property
     def status(self) -> str:
@@ -133,6 +137,7 @@ class UserMessage:
             "item_ids": [r.item.item_id for r in self.ranked],
             "prompt": self.prompt,
             "template": self.template,
+            "adapter": None if self.fallback else self.adapter,
             "status": self.status,
             "guardrails": c.checks if c else [],
             "ctr_score": c.ctr if c else None,
@@ -212,6 +217,20 @@ def generic_copy(prompts: PromptLibrary, locale: str, campaign_type: str, item: 
     r = prompts.render(prompts.resolve("fallback", locale), campaign_type=campaign_type, item=item_facts(item),
                        campaign=facts)
     return [r.title, r.user]
+
+
+def adapter_for(campaign: Campaign, locale: str) -> str | None:
+    """The campaign's adapter for a user's locale (a per-language mapping may leave a language without one)."""
+    if isinstance(campaign.adapter, dict):
+        return campaign.adapter.get(language_of(locale))
+    return campaign.adapter
+
+
+def adapter_label(campaign: Campaign) -> str | None:
+    """How a job records its adapter(s): the name, or ``en=shop-en,zh=shop-zh``."""
+    if isinstance(campaign.adapter, dict):
+        return ",".join(f"{k}={v}" for k, v in sorted(campaign.adapter.items())) or None
+    return campaign.adapter
 
 
 class CampaignRunner:
@@ -318,19 +337,24 @@ class CampaignRunner:
             declared = self.prompts.get(template).variables
             rendered = self.prompts.render(template, **{k: available.get(k) for k in declared})
             gen = self.generator_for(locale)
-            shared, own = prompt_parts(gen.tokenizer, rendered)
+            adapter = adapter_for(campaign, locale)
+            if adapter:
+                gen.use_adapters([adapter])
+            # an adapter learnt the brand from its past pushes and was trained without the example turns
+            shared, own = prompt_parts(gen.tokenizer, rendered, with_examples=adapter is None)
             sep = "&" if "?" in featured.item.url else "?"
             link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
             quoted = [review] if review and "review" in declared else []
             for v in range(campaign.variants):
                 messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,
-                                            prompt=shared + own, variant=v, deep_link=link, quoted=quoted))
+                                            prompt=shared + own, variant=v, deep_link=link, quoted=quoted,
+                                            adapter=adapter))
             generic = generic_copy(self.prompts, locale, ctype, featured.item, campaign.facts)
             contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
                                          catalog=shop.items, quoted_texts=quoted, policy=campaign.policy,
                                          example_texts=[a for _, a in rendered.examples],
                                          generic_texts=generic)
-            requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=campaign.adapter))
+            requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=adapter))
             model_of[uid] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
 
         by_user: dict[str, list[UserMessage]] = {}
@@ -379,7 +403,7 @@ class CampaignRunner:
             own_job = job_id is None
             if own_job:
                 job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
-                                            template=campaign.template or AUTO, adapter=campaign.adapter,
+                                            template=campaign.template or AUTO, adapter=adapter_label(campaign),
                                             locale=campaign.locale, status="running",
                                             model=",".join(dict.fromkeys(g.model_name for g, _ in model_of.values()))
                                             or self.generator.model_name,

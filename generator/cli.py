@@ -84,7 +84,9 @@ def _run_and_report(campaign: object, *, shop_dir: Path | None, out: Path, model
     generator = Generator(model)
     console.print(f"generator {generator.model_name} on {generator.device} loaded in "
                   f"{time.perf_counter() - t_load:.1f} s")
-    runner = CampaignRunner(generator=generator, store=store)
+    # --model: that model writes every language; else the per-language settings (e.g. Gemma for Chinese)
+    runner = CampaignRunner(generator=generator, store=store,
+                            locale_models=None if model else get_settings().locale_models)
     job_id, messages = runner.run(data, campaign, user_ids=user_ids, job_kind=job_kind)  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     write_messages_csv(messages, out / "messages.csv")
@@ -112,11 +114,20 @@ def demo(
     shop: Annotated[Path | None, typer.Option(help="Shop folder (default: the bundled sample shop).")] = None,
     candidates: Annotated[int, typer.Option(help="Candidates generated per user.", min=1, max=16)] = 3,
     model: Annotated[str | None, typer.Option(help="Generator model: registry name, HF id or folder.")] = None,
+    adapter: Annotated[str | None, typer.Option(
+        help="LoRA adapter(s) from `pushgen adapter train`: NAME, or per language en=shop-en,zh=shop-zh "
+             "(examples/shop/ADAPTER.md).")] = None,
 ) -> None:
     """Run the whole pipeline once on the sample shop, on the embedded default (SQLite, in process)."""
     from generator.campaign import Audience, Campaign
 
-    campaign = Campaign(name="demo", candidates=candidates, audience=Audience(limit=users))
+    chosen: str | dict[str, str] | None = adapter
+    if adapter and "=" in adapter:
+        pairs = [p.partition("=") for p in adapter.split(",")]
+        if any(not k.strip() or not v.strip() for k, _, v in pairs):
+            raise typer.BadParameter("use NAME or en=NAME,zh=NAME", param_hint="--adapter")
+        chosen = {k.strip(): v.strip() for k, _, v in pairs}
+    campaign = Campaign(name="demo", candidates=candidates, audience=Audience(limit=users), adapter=chosen)
     _run_and_report(campaign, shop_dir=shop, out=out, model=model, user_ids=None, job_kind="demo")
 
 

@@ -37,7 +37,7 @@ def train_cmd(
     ] = "ctr",
     rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
     target_modules: Annotated[str, typer.Option(help="Comma-separated module names.")] = (
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     ),
@@ -54,6 +54,9 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed of split, batch order and init.")] = 0,
     quantize: Annotated[bool, typer.Option(help="QLoRA 4-bit NF4 base when CUDA is present.")] = True,
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: CUDA when present).")] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16), bf16 or fp32.")
+    ] = "auto",
     resume: Annotated[bool, typer.Option(help="Resume from this adapter's last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a LoRA adapter on past pushes and register it."""
@@ -61,6 +64,9 @@ def train_cmd(
 
     if scheme not in ("ctr", "best", "all"):
         raise typer.BadParameter(f"unknown scheme {scheme!r}; use ctr, best or all", param_hint="--scheme")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise typer.BadParameter(f"unknown precision {precision!r}; use auto, bf16 or fp32",
+                                 param_hint="--precision")
     cfg = LoraTrainConfig(
         base=base,
         brand=brand,
@@ -84,31 +90,9 @@ def train_cmd(
         seed=seed,
         quantize=quantize,
         device=device,
+        precision=precision,
     )
     train_adapter(pushes, name, cfg, items_path=items, resume=resume, report=console.print)
-
-
-@adapter_app.command("split")
-def split_cmd(
-    pushes: Annotated[Path, typer.Option("--pushes", help="Past pushes to split.")],
-    train_out: Annotated[Path, typer.Option("--train-out", help="Where the training part goes.")],
-    heldout_out: Annotated[Path, typer.Option("--heldout-out", help="Where the held-out part goes.")],
-    heldout_fraction: Annotated[float, typer.Option(help="Share of A/B groups held out.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the group hash.")] = 0,
-) -> None:
-    """Split a push file by A/B group (a test's variants never straddle the split) for an honest eval."""
-    from generator.data import write_table
-    from generator.train import load_pushes, split_pushes
-
-    rows = load_pushes(pushes)
-    train, held = split_pushes(rows, heldout_fraction, seed)
-    columns = list(type(rows[0]).model_fields)
-    write_table(train_out, train, columns)
-    write_table(heldout_out, held, columns)
-    console.print(
-        f"{len(train)} pushes -> {train_out}; {len(held)} held-out pushes "
-        f"({len({p.group_id for p in held})} groups) -> {heldout_out}"
-    )
 
 
 @adapter_app.command("list")

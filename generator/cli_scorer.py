@@ -31,13 +31,19 @@ def train(
     seed: int = typer.Option(0),
     device: str | None = typer.Option(None, help="cpu or cuda (default: CUDA when present)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the store's embedding cache."),
+    finetune_encoder: bool = typer.Option(False, help="First fine-tune the bi-encoder contrastively on item "
+                                                      "transitions (MultipleNegativesRankingLoss, hard negatives)."),
+    finetune_pairs: int = typer.Option(12000, help="Cap on contrastive training pairs (most frequent first)."),
+    rerank_k: int = typer.Option(0, help="Also train a cross-encoder re-ranker for the top K (0: none)."),
 ) -> None:
     """Fit the trained scorer on interaction logs and save it with its metadata."""
-    from generator.scorer_train import TrainOptions, train_scorer
+    from generator.scorer_train import FinetuneConfig, TrainOptions, train_scorer
 
     try:
         folder, meta = train_scorer(items, events, name=name, options=TrainOptions(
-            encoder=encoder, max_epochs=max_epochs, seed=seed, device=device, store_url=_store_url(no_cache)))
+            encoder=encoder, max_epochs=max_epochs, seed=seed, device=device, store_url=_store_url(no_cache),
+            finetune_encoder=finetune_encoder, finetune=FinetuneConfig(max_pairs=finetune_pairs, seed=seed),
+            rerank_k=rerank_k))
     except PushgenError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from generator.campaign import Campaign, CampaignRunner, select_audience
+from generator.campaign import Campaign, CampaignRunner, adapter_label, select_audience
 from generator.config import get_settings
 from generator.data import Shop, load_shop
 from generator.errors import PushgenError
@@ -57,8 +57,8 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
         raise PushgenError("the audience is empty")
     later = request.schedule is not None and request.schedule > utcnow()
     try:
-        job = store.create_job(kind="api", campaign_type=c.type, template=c.template or "auto", adapter=c.adapter,
-                               locale=c.locale, model=settings.generator_model,
+        job = store.create_job(kind="api", campaign_type=c.type, template=c.template or "auto",
+                               adapter=adapter_label(c), locale=c.locale, model=settings.generator_model,
                                status="scheduled" if later else "queued",
                                total=len(audience) * c.variants, idempotency_key=request.idempotency_key,
                                params={"campaign": c.model_dump(mode="json"),
@@ -80,8 +80,9 @@ def _check_references(campaign: Campaign, shop: Shop) -> None:
 
     if campaign.template and campaign.template not in default_library().names():
         raise PushgenError(f"template: no template {campaign.template!r}")
-    if campaign.adapter:  # its weights may live only on the workers' machines: the name is checked here
-        check_name(campaign.adapter)
+    adapters = campaign.adapter.values() if isinstance(campaign.adapter, dict) else [campaign.adapter]
+    for name in filter(None, adapters):  # its weights may live only on the workers' machines: the name is checked
+        check_name(name)
     unknown = sorted(set(campaign.item_ids or ()) - set(shop.items_by_id))
     if unknown:
         raise PushgenError(f"item_ids: unknown item ids {unknown[:5]}")

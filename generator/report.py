@@ -15,8 +15,8 @@ from generator.campaign import UserMessage
 from generator.data import write_table
 from generator.prompts import format_price
 
-MESSAGE_COLUMNS = ("user_id", "variant", "locale", "item_ids", "template", "title", "body", "deep_link", "status",
-                   "reasons", "ctr_score")
+MESSAGE_COLUMNS = ("user_id", "variant", "locale", "item_ids", "template", "adapter", "title", "body", "deep_link",
+                   "status", "reasons", "ctr_score")
 
 
 def message_rows(messages: Sequence[UserMessage]) -> list[dict[str, str]]:
@@ -26,6 +26,7 @@ def message_rows(messages: Sequence[UserMessage]) -> list[dict[str, str]]:
         "locale": m.user.locale,
         "item_ids": " ".join(r.item.item_id for r in m.ranked),
         "template": m.template,
+        "adapter": m.as_record()["adapter"] or "",
         "title": m.chosen.title if m.chosen else "",
         "body": m.chosen.body if m.chosen else "",
         "deep_link": m.deep_link,

@@ -137,9 +137,9 @@ class CollabModel(Protocol):
     """Collaborative/sequence scores of a trained scorer, blended with the text score."""
 
     def score(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
-              item_vecs: np.ndarray) -> torch.Tensor:
-        """Final scores ``(len(histories), len(catalog_ids))`` from text scores, histories (catalog indices)
-        and the catalog's text embeddings."""
+              item_vecs: np.ndarray, item_texts: Sequence[str] | None = None) -> torch.Tensor:
+        """Final scores ``(len(histories), len(catalog_ids))`` from text scores, histories (catalog indices),
+        the catalog's text embeddings and (for a re-ranker) texts."""
         ...
 
 
@@ -334,6 +334,7 @@ class Scorer:
         review_vecs = dict(zip(review_texts, self.embed_cached(review_texts), strict=True))
         titles = [it.title for it in items]
         catalog_ids = [it.item_id for it in items]
+        texts = [it.text() for it in items]
         base_mask, bonus = _item_rules(items, rules)
         pop = popularity(shop, index)
         pop_score = np.log1p(pop) / max(math.log1p(pop.max()), 1.0)
@@ -352,7 +353,7 @@ class Scorer:
             with torch.no_grad():
                 scores = torch.from_numpy(uvecs) @ items_t.T
                 if self.collab is not None:
-                    scores = self.collab.score(scores, [h.items for h in hs], catalog_ids, item_vecs)
+                    scores = self.collab.score(scores, [h.items for h in hs], catalog_ids, item_vecs, texts)
                 empty = torch.tensor([h.empty for h in hs])
                 if bool(empty.any()):
                     scores[empty] = torch.from_numpy(pop_score.astype(np.float32))

@@ -13,9 +13,10 @@ Time-ordered split: every user's sequence used for training ends before their ev
 slice is each user's *last training item* (the model being tuned is fitted on the items before it). After
 tuning, the model is refitted on the whole training part with the chosen number of epochs.
 
-Optional: :func:`finetune_encoder` fine-tunes the MiniLM bi-encoder contrastively on (history text, next item
-text) pairs with sentence-transformers' ``MultipleNegativesRankingLoss`` (in-batch negatives plus a mined hard
-negative) and trainer.
+Optional (:mod:`generator.scorer_finetune`): ``finetune_encoder`` first fine-tunes the MiniLM bi-encoder
+contrastively on item transitions (sentence-transformers' ``MultipleNegativesRankingLoss`` with in-batch and mined
+hard negatives, its trainer), and everything above then starts from the fine-tuned embeddings; ``rerank_k`` trains a
+cross-encoder re-ranker for the top K of the blend.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ from generator.recsys_eval import (
     TransitionKNN,
     evaluate_ranker,
     leave_last_out,
+)
+from generator.scorer_finetune import (
+    CrossEncoderReranker,
+    FinetuneConfig,
+    RerankConfig,
+    finetune_bi_encoder,
+    train_cross_encoder,
 )
 
 if TYPE_CHECKING:
@@ -239,6 +247,7 @@ class TrainedCollab:
         self.transitions = transitions
         self.weights = {k: float(weights.get(k, 0.0)) for k in SIGNALS}
         self.text_decay = text_decay
+        self.reranker: CrossEncoderReranker | None = None
 
     def signals(self, histories: Sequence[np.ndarray], item_vecs: np.ndarray,
                 text_scores: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -267,8 +276,16 @@ class TrainedCollab:
         return total
 
     def score(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
-              item_vecs: np.ndarray) -> torch.Tensor:
-        """Blended scores over the shop's catalog (items unknown at training time get collab signal 0)."""
+              item_vecs: np.ndarray, item_texts: Sequence[str] | None = None) -> torch.Tensor:
+        """Blended scores over the shop's catalog (items unknown at training time get collab signal 0); with a
+        re-ranker and ``item_texts``, the top K are re-scored by the cross-encoder."""
+        out = self._blended(text_scores, histories, catalog_ids, item_vecs)
+        if self.reranker is not None and item_texts is not None:
+            out = self.reranker.rerank(out, [np.asarray(h, dtype=np.int64) for h in histories], item_texts)
+        return out
+
+    def _blended(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
+                 item_vecs: np.ndarray) -> torch.Tensor:
         col = np.array([self.vocab.get(i, -1) for i in catalog_ids])
         known = col >= 0
         if not known.any():
@@ -294,7 +311,7 @@ class TrainedCollab:
 
         def rank(histories: Sequence[np.ndarray]) -> torch.Tensor:
             text = TextRanker(item_vecs, self.text_decay).score(histories)
-            return self.score(text, histories, data.item_ids, item_vecs)
+            return self.score(text, histories, data.item_ids, item_vecs, data.item_texts)
 
         return rank
 
@@ -339,6 +356,12 @@ class TrainOptions:
     trans_decay: float = 0.5
     trans_window: int = 5
     trans_backward: float = 0.6
+    finetune_encoder: bool = False
+    """Fine-tune the MiniLM bi-encoder contrastively on item transitions first (sentence-transformers)."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    rerank_k: int = 0
+    """Train a cross-encoder re-ranker for the top K (0: none)."""
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     progress: bool = True
 
 
@@ -364,6 +387,20 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     log.info("encoding %d item texts with %s", data.n_items, opt.encoder)
     vecs = encode_catalog(data.item_texts, opt.encoder, device=opt.device, store_url=opt.store_url,
                           progress=opt.progress)
+    folder = out_dir or (get_settings().scorers_dir / name)
+    staged: dict[str, Path] = {}
+    extra: dict[str, Any] = {}
+    if opt.finetune_encoder:
+        staged["encoder"] = folder.with_name(f".{folder.name}.encoder.tmp")
+        log.info("fine-tuning %s contrastively on item transitions", opt.encoder)
+        extra["encoder_finetune"] = finetune_bi_encoder(opt.encoder, data.item_texts, outer.histories, vecs,
+                                                        staged["encoder"], opt.finetune, device=opt.device)
+        from generator.models import load_sentence_encoder
+
+        enc = load_sentence_encoder(str(staged["encoder"]), device=opt.device)
+        vecs = np.asarray(enc.encode(data.item_texts, batch_size=64, normalize_embeddings=True,
+                                     show_progress_bar=opt.progress), dtype=np.float32)
+        del enc
     seq_cfg = SeqConfig(**{**asdict(opt.seq), "max_epochs": opt.max_epochs, "seed": opt.seed})
     inner_train = [h[:-1] for h in outer.histories]
     model, report = train_seq_model(inner_train, vecs, seq_cfg, valid=inner, progress=opt.progress)
@@ -387,9 +424,19 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     final_trans = TransitionKNN(outer.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
                                 backward=opt.trans_backward)
     collab = TrainedCollab(data.item_ids, final_model, final_trans, weights, opt.text_decay)
-    folder = out_dir or (get_settings().scorers_dir / name)
+    if opt.rerank_k:
+        staged["reranker"] = folder.with_name(f".{folder.name}.reranker.tmp")
+        rcfg = RerankConfig(**{**asdict(opt.rerank), "top_k": opt.rerank_k})
+
+        def first_stage(hs: Sequence[np.ndarray]) -> torch.Tensor:
+            return collab.blend(collab.signals(hs, vecs))
+
+        extra["rerank"] = {**asdict(rcfg), **train_cross_encoder(
+            opt.encoder, data.item_texts, outer.histories, first_stage, staged["reranker"], rcfg,
+            device=opt.device)}
     meta = {
         "kind": "trained", "name": name, "encoder": opt.encoder, "base_model": "all-MiniLM-L6-v2 (BERT)",
+        "encoder_finetuned": opt.finetune_encoder, **extra,
         "data": {"items": str(items), "events": str(events), "fingerprint": data.fingerprint(),
                  "users": len(data.user_ids), "n_items": data.n_items},
         "hyperparameters": {"seq": asdict(seq_cfg), "text_decay": opt.text_decay,
@@ -402,12 +449,14 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
         "train_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
         "created_at": datetime.now(UTC).isoformat(),
     }
-    save_trained(folder, collab, meta)
+    save_trained(folder, collab, meta, staged)
     return folder, meta
 
 
-def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any]) -> Path:
-    """Write a trained scorer folder atomically (a temp folder renamed into place)."""
+def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any],
+                 staged: dict[str, Path] | None = None) -> Path:
+    """Write a trained scorer folder atomically (a temp folder renamed into place); ``staged`` folders (a
+    fine-tuned encoder, a re-ranker) are moved in under their keys."""
     import os
     import shutil
 
@@ -423,6 +472,8 @@ def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any]) -> P
     if collab.seq_model is not None:
         torch.save({"config": asdict(collab.seq_model.cfg), "state": collab.seq_model.state_dict()},
                    tmp / "seq_model.pt")
+    for key, path in (staged or {}).items():
+        shutil.move(str(path), str(tmp / key))
     (tmp / "scorer.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
@@ -456,7 +507,14 @@ def load_trained(cls: type[Scorer], folder: Path, *, store: Store | None = None,
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ScorerError(f"cannot load trained scorer from {folder}: {exc}") from exc
     collab = TrainedCollab(item_ids, seq_model, trans, meta["blend"], hp["text_decay"])
-    encoder = load_sentence_encoder(meta["encoder"], device=device)
+    if meta.get("rerank"):
+        rcfg = RerankConfig(**{k: v for k, v in meta["rerank"].items() if k in RerankConfig.__dataclass_fields__})
+        collab.reranker = CrossEncoderReranker.load(folder / "reranker", rcfg, meta["rerank"]["weight"], device)
+    if meta.get("encoder_finetuned"):
+        # its vectors differ from the zero-shot encoder's: a cache key of their own
+        encoder = load_sentence_encoder(str(folder / "encoder"), device=device)
+        key = f"finetuned:{meta['data']['fingerprint']}:{meta['created_at']}"
+    else:
+        encoder, key = load_sentence_encoder(meta["encoder"], device=device), meta["encoder"]
     config = ScorerConfig(recency_decay=hp["text_decay"], profile_text_weight=0.0)
-    return cls(encoder, meta["encoder"], store=store, config=config, collab=collab, name=folder.name,
-               meta=meta)
+    return cls(encoder, key, store=store, config=config, collab=collab, name=folder.name, meta=meta)

@@ -60,7 +60,7 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    from generator.models import load_causal_lm
+    from generator.models import load_causal_lm, pick_device, train_dtype
     from generator.train import (
         ALL_PROJECTIONS,
         build_examples,
@@ -85,7 +85,7 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
         LoraConfig(
             r=args.rank,
             lora_alpha=2 * args.rank,
-            lora_dropout=0.05,
+            lora_dropout=0.0,  # pushgen's default
             target_modules=list(ALL_PROJECTIONS),
             task_type="CAUSAL_LM",
         ),
@@ -120,7 +120,8 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
             report_to=[],
             seed=args.seed,
             use_cpu=not torch.cuda.is_available(),
-            bf16=torch.cuda.is_available(),  # as pushgen's loop, which trains in bf16 mixed precision on CUDA
+            # the precision pushgen picks: bf16 on CUDA and on CPUs with native bf16 (AMX), else fp32
+            bf16=train_dtype(pick_device(None)) == torch.bfloat16,
             remove_unused_columns=False,
             dataloader_num_workers=0,
             disable_tqdm=True,

@@ -73,7 +73,8 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT sentence encoder with MiniLM's tokenizer, saved to a folder (a fast scorer for tests of
     the queue, where ranking quality does not matter)."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from generator.models import resolve_model

@@ -286,3 +286,59 @@ def test_training_resumes_from_its_checkpoint(tiny_llama: Path, tmp_path: Path) 
     assert any(line.startswith("resumed from") and "at step 2/" in line for line in lines)
     assert result.info.metrics["steps"] == get_adapter("acme-en").metrics["steps"] > 3
     assert not (Path(get_settings().adapters_dir) / ".checkpoints" / "acme-en").exists()
+
+
+def test_a_campaign_writes_each_language_with_its_own_adapter(
+    two_adapters: tuple[str, str], tiny_llama: Path, tiny_encoder: Path
+) -> None:
+    from generator.adapters import AdapterError
+    from generator.campaign import Audience, Campaign, CampaignRunner
+    from generator.data import load_shop
+    from generator.generate import Generator
+    from generator.scorer import Scorer
+
+    shop = load_shop(SHOP)
+    langs = {u.user_id: u.locale[:2] for u in shop.users if u.push_opt_in}
+    users = [next(u for u, lang in langs.items() if lang == "en"), next(u for u, lang in langs.items() if lang == "zh")]
+    gen = Generator(str(tiny_llama), batch_size=4, max_new_tokens=6)
+    runner = CampaignRunner(generator=gen, scorer=Scorer.load(str(tiny_encoder)), ctr=False)
+    campaign = Campaign(candidates=1, retries=0, audience=Audience(user_ids=users), adapter={"en": "acme-en"})
+    _, msgs = runner.run(shop, campaign, user_ids=users, show_progress=False)
+    assert set(gen.model.peft_config) == {"acme-en"}  # loaded on first use, unmerged, only the one asked for
+    assert {m.user.user_id: m.adapter for m in msgs} == {users[0]: "acme-en", users[1]: None}  # zh: no adapter
+    for m in msgs:  # the record names the adapter that wrote the copy; a template fallback has none
+        assert m.as_record()["adapter"] == (None if m.fallback else m.adapter)
+
+    other = Generator("smollm2-135m-does-not-matter", model=gen.model, tokenizer=gen.tokenizer)
+    with pytest.raises(AdapterError, match="trained on"):
+        other.use_adapters(["acme-b"])
+
+
+def test_a_batch_sharing_its_prefix_gives_the_loss_and_gradients_of_whole_rows(tiny_llama: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from generator.models import load_causal_lm
+    from generator.train import batch_loss, collate
+
+    model, tok = load_causal_lm(str(tiny_llama), device="cpu", dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                             init_lora_weights=False))  # non-zero B: LoRA changes the prefix too
+    shared = tok("<|im_start|>system\nYou write short push notifications for Acme.<|im_end|>\n").input_ids
+    rows = [(shared + tok(own).input_ids + tok(t).input_ids, len(tok(t).input_ids))
+            for own, t in (("Write one about tents", " Tents are back"), ("Lamps", " Bright lamps, 20% off today"),
+                           ("Write a push about boots for winter", " Warm boots"))]
+    split = collate(rows, [1.0, 2.0, 0.5], tok.pad_token_id, "cpu")
+    whole = collate(rows, [1.0, 2.0, 0.5], tok.pad_token_id, "cpu", min_shared=10**6)
+    assert split["prefix_ids"] is not None and split["prefix_ids"].shape[1] >= len(shared)
+    assert whole["prefix_ids"] is None and split["tokens"] == whole["tokens"]
+    grads = []
+    for batch in (split, whole):
+        model.zero_grad()
+        loss, nll, n = batch_loss(model, batch)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+        assert int(n) == sum(m for _, m in rows)
+        grads[-1].append(torch.stack([loss.detach(), nll.detach()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
