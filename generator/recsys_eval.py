@@ -155,6 +155,11 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dic
     return out
 
 
+def zscore(x: torch.Tensor) -> torch.Tensor:
+    """Per-row standardisation, so signals of different scales can be added."""
+    return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-6)
+
+
 # rankers --------------------------------------------------------------------------------------------------
 class Ranker(Protocol):
     def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
@@ -344,4 +349,4 @@ def write_json(report: dict[str, Any], path: str | Path) -> Path:
 __all__ = ["DEFAULT_KS", "EvalError", "PopularityRanker", "SequenceData", "Split", "TextRanker",
            "TransitionKNN", "evaluate_ranker", "format_table", "history_matrix", "leave_last_out",
            "load_sequences", "metrics_from_ranks", "mrr", "ndcg_at_k", "recall_at_k", "run_eval",
-           "target_ranks"]
+           "target_ranks", "zscore"]

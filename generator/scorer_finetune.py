@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.recsys_eval import zscore
+
 log = logging.getLogger(__name__)
 
 
@@ -210,11 +212,7 @@ class CrossEncoderReranker:
                  for h, row in zip(histories, top.indices, strict=True) for i in row]
         ce = torch.as_tensor(np.asarray(self.model.predict(pairs, batch_size=64, show_progress_bar=False),
                                         dtype=np.float32)).view(len(histories), k)
-
-        def z(x: torch.Tensor) -> torch.Tensor:
-            return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-6)
-
-        blended = z(top.values.float()) + self.weight * z(ce)
+        blended = zscore(top.values.float()) + self.weight * zscore(ce)
         out = scores.clone().float()
         floor = out.max() + 1.0 + blended.abs().max()  # the K stay on top, in their new order
         out.scatter_(1, top.indices, floor + blended)

@@ -42,6 +42,7 @@ from generator.recsys_eval import (
     TransitionKNN,
     evaluate_ranker,
     leave_last_out,
+    zscore,
 )
 from generator.scorer_finetune import (
     CrossEncoderReranker,
@@ -229,11 +230,6 @@ def train_seq_model(train_seqs: Sequence[np.ndarray], text_vecs: np.ndarray, cfg
 
 # blending -------------------------------------------------------------------------------------------------
 SIGNALS = ("text", "text_last", "seq", "trans")
-
-
-def zscore(x: torch.Tensor) -> torch.Tensor:
-    """Per-row standardisation, so signals of different scales can be added."""
-    return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-6)
 
 
 class TrainedCollab:
