@@ -42,6 +42,7 @@ def train_cmd(
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     ),
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    ema: Annotated[float, typer.Option(help="Moving average of the LoRA weights, decay per step (0: off).")] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the training texts.")] = 1,
     max_steps: Annotated[int, typer.Option(help="Cap on optimizer steps (0: none).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Texts per micro-batch.")] = 16,
@@ -77,6 +78,7 @@ def train_cmd(
         dropout=dropout,
         target_modules=tuple(m.strip() for m in target_modules.split(",")),
         lr=lr,
+        ema=ema,
         epochs=epochs,
         max_steps=max_steps,
         batch_size=batch_size,

@@ -34,6 +34,8 @@ def train(
     finetune_encoder: bool = typer.Option(False, help="First fine-tune the bi-encoder contrastively on item "
                                                       "transitions (MultipleNegativesRankingLoss, hard negatives)."),
     finetune_pairs: int = typer.Option(12000, help="Cap on contrastive training pairs (most frequent first)."),
+    fusion: str = typer.Option("ltr", help="ltr: a LightGBM LambdaMART re-ranker over the blend's top 100 (kept "
+                                           "only if it beats the blend on held-out users); linear: the blend."),
     rerank_k: int = typer.Option(0, help="Also train a cross-encoder re-ranker for the top K (0: none)."),
 ) -> None:
     """Fit the trained scorer on interaction logs and save it with its metadata."""
@@ -43,12 +45,17 @@ def train(
         folder, meta = train_scorer(items, events, name=name, options=TrainOptions(
             encoder=encoder, max_epochs=max_epochs, seed=seed, device=device, store_url=_store_url(no_cache),
             finetune_encoder=finetune_encoder, finetune=FinetuneConfig(max_pairs=finetune_pairs, seed=seed),
-            rerank_k=rerank_k))
+            fusion=fusion, rerank_k=rerank_k))
     except PushgenError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"saved [bold]{folder}[/bold] in {meta['train_seconds']:.0f} s; blend {meta['blend']}")
     console.print(f"validation slice (each user's last training item): {meta['valid_metrics']}")
+    if "ltr" in meta:
+        ltr = meta["ltr"]
+        console.print(f"learned fusion {'used' if ltr['used'] else 'not used'}: held-out NDCG@10 "
+                      f"{ltr.get('held_out_ltr', {}).get('ndcg@10', '-')} vs linear "
+                      f"{ltr.get('held_out_linear', {}).get('ndcg@10', '-')}")
 
 
 @scorer_app.command("eval")

@@ -9,6 +9,10 @@ validation slice carved from the training data (never on the evaluation target):
   softmax cross-entropy on next-item prediction, AdamW, early stopping on the validation slice;
 * ``trans``: item-to-item transition kNN (co-occurrence of consecutive items in the training sequences).
 
+With ``fusion="ltr"`` (the default), a LightGBM LambdaMART model then re-orders each user's top 100 of the blend
+with per-user context (:mod:`generator.scorer_ltr`); it is trained on the same tuning slice and kept only if it
+beats the blend on users held out from it.
+
 Time-ordered split: every user's sequence used for training ends before their evaluation target; the tuning
 slice is each user's *last training item* (the model being tuned is fitted on the items before it). After
 tuning, the model is refitted on the whole training part with the chosen number of epochs.
@@ -51,6 +55,7 @@ from generator.scorer_finetune import (
     finetune_bi_encoder,
     train_cross_encoder,
 )
+from generator.scorer_ltr import LtrConfig, LtrContext, LtrReranker, train_ltr
 
 if TYPE_CHECKING:
     from generator.scorer import Scorer
@@ -233,31 +238,40 @@ SIGNALS = ("text", "text_last", "seq", "trans")
 
 
 class TrainedCollab:
-    """The trained part of a scorer: sequence model, transitions and blend weights over a fixed vocabulary."""
+    """The trained part of a scorer: sequence model, transitions, blend weights and the optional learned fusion
+    over a fixed vocabulary."""
 
     def __init__(self, item_ids: Sequence[str], seq_model: SeqModel | None, transitions: TransitionKNN,
-                 weights: dict[str, float], text_decay: float = 0.3):
+                 weights: dict[str, float], text_decay: float = 0.3, popularity: np.ndarray | None = None):
         self.item_ids = list(item_ids)
         self.vocab = {i: n for n, i in enumerate(self.item_ids)}
         self.seq_model = seq_model
         self.transitions = transitions
         self.weights = {k: float(weights.get(k, 0.0)) for k in SIGNALS}
         self.text_decay = text_decay
+        self.popularity = (np.zeros(len(self.item_ids), np.float32) if popularity is None
+                           else np.asarray(popularity, dtype=np.float32))
+        """``log1p`` of each vocabulary item's count in the training sequences."""
+        self.successors = np.log1p(np.diff(transitions.matrix.indptr)).astype(np.float32)
+        """``log1p`` of each item's number of distinct transition neighbours."""
+        self.ltr: LtrReranker | None = None
         self.reranker: CrossEncoderReranker | None = None
 
     def signals(self, histories: Sequence[np.ndarray], item_vecs: np.ndarray,
-                text_scores: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Raw signals ``(users, vocab)`` for histories given as vocabulary indices."""
+                text_scores: torch.Tensor | None = None, with_text: bool = True) -> dict[str, torch.Tensor]:
+        """Raw signals ``(users, vocab)`` for histories given as vocabulary indices: those with a blend weight,
+        all of them when the learned fusion needs them (``text`` only ``with_text``)."""
+        need = {k for k in SIGNALS if (self.weights[k] or self.ltr is not None) and (with_text or k != "text")}
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            if self.weights["text"]:
+            if "text" in need:
                 out["text"] = text_scores if text_scores is not None else \
                     TextRanker(item_vecs, self.text_decay).score(histories)
-            if self.weights["text_last"]:
+            if "text_last" in need:
                 out["text_last"] = TextRanker(item_vecs, 0.0, 1).score(histories)
-            if self.weights["seq"] and self.seq_model is not None:
+            if "seq" in need and self.seq_model is not None:
                 out["seq"] = self.seq_model.score(histories)
-            if self.weights["trans"]:
+            if "trans" in need:
                 out["trans"] = self.transitions.score(histories)
         return out
 
@@ -271,17 +285,19 @@ class TrainedCollab:
             raise ValueError("all blend weights are zero")
         return total
 
+    def context(self, histories: Sequence[np.ndarray], popularity: np.ndarray | None = None) -> LtrContext:
+        """The learned fusion's per-user facts for vocabulary-index histories (``popularity`` over the ranked
+        columns; default: the vocabulary's)."""
+        last = np.array([h[-1] if len(h) else -1 for h in histories], dtype=np.int64)
+        succ = np.where(last >= 0, self.successors[np.maximum(last, 0)], 0.0).astype(np.float32)
+        return LtrContext(self.popularity if popularity is None else popularity,
+                          np.array([len(h) for h in histories], dtype=np.float32), succ)
+
     def score(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
               item_vecs: np.ndarray, item_texts: Sequence[str] | None = None) -> torch.Tensor:
-        """Blended scores over the shop's catalog (items unknown at training time get collab signal 0); with a
-        re-ranker and ``item_texts``, the top K are re-scored by the cross-encoder."""
-        out = self._blended(text_scores, histories, catalog_ids, item_vecs)
-        if self.reranker is not None and item_texts is not None:
-            out = self.reranker.rerank(out, [np.asarray(h, dtype=np.int64) for h in histories], item_texts)
-        return out
-
-    def _blended(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
-                 item_vecs: np.ndarray) -> torch.Tensor:
+        """Scores over the shop's catalog: the blend of the signals (items unknown at training time get the
+        collaborative signals' row mean), re-ordered by the learned fusion when there is one; with a
+        cross-encoder re-ranker and ``item_texts``, its top K are re-scored by it."""
         col = np.array([self.vocab.get(i, -1) for i in catalog_ids])
         known = col >= 0
         if not known.any():
@@ -291,14 +307,20 @@ class TrainedCollab:
         hist_v = [np.array([to_vocab[i] for i in h if to_vocab[i] >= 0], dtype=np.int64) for h in histories]
         vocab_vecs = np.zeros((len(self.item_ids), item_vecs.shape[1]), dtype=np.float32)
         vocab_vecs[col[known]] = item_vecs[known]
-        sig = self.signals(hist_v, vocab_vecs)
-        out = zscore(text_scores) * self.weights["text"]
         cols = torch.from_numpy(col[known])
         idx = torch.from_numpy(np.nonzero(known)[0])
-        for k, v in sig.items():
-            if k == "text":
-                continue
-            out[:, idx] += self.weights[k] * zscore(v)[:, cols]
+        sig = {"text": text_scores}
+        for k, v in self.signals(hist_v, vocab_vecs, with_text=False).items():
+            full = v.mean(1, keepdim=True).expand(-1, len(catalog_ids)).clone()
+            full[:, idx] = v[:, cols]
+            sig[k] = full
+        out = self.blend(sig)
+        if self.ltr is not None:
+            pop = np.zeros(len(catalog_ids), np.float32)
+            pop[known] = self.popularity[col[known]]
+            out = self.ltr.rerank(out, sig, self.context(hist_v, pop))
+        if self.reranker is not None and item_texts is not None:
+            out = self.reranker.rerank(out, [np.asarray(h, dtype=np.int64) for h in histories], item_texts)
         return out
 
     def ranker_for(self, scorer: Scorer, data: SequenceData) -> Any:
@@ -310,6 +332,12 @@ class TrainedCollab:
             return self.score(text, histories, data.item_ids, item_vecs, data.item_texts)
 
         return rank
+
+
+def log_popularity(seqs: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """``log1p`` of each item's count in ``seqs``."""
+    counts = np.bincount(np.concatenate([*map(np.asarray, seqs), np.zeros(0, np.int64)]), minlength=n_items)
+    return np.log1p(counts).astype(np.float32)
 
 
 def tune_weights(signals: dict[str, torch.Tensor], targets: np.ndarray, rounds: int = 2,
@@ -355,6 +383,10 @@ class TrainOptions:
     finetune_encoder: bool = False
     """Fine-tune the MiniLM bi-encoder contrastively on item transitions first (sentence-transformers)."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    fusion: str = "ltr"
+    """How the signals are combined: ``linear`` (the tuned weighted sum of z-scores) or ``ltr`` (that sum's top N
+    re-ordered by a LightGBM LambdaMART model, kept only if it beats the sum on held-out tuning users)."""
+    ltr: LtrConfig = field(default_factory=LtrConfig)
     rerank_k: int = 0
     """Train a cross-encoder re-ranker for the top K (0: none)."""
     rerank: RerankConfig = field(default_factory=RerankConfig)
@@ -371,6 +403,10 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     from generator.config import get_settings
     from generator.recsys_eval import encode_catalog, load_sequences, metrics_from_ranks, target_ranks
     opt = options or TrainOptions()
+    if opt.fusion not in ("linear", "ltr"):
+        from generator.recsys_eval import EvalError
+
+        raise EvalError(f"fusion must be 'linear' or 'ltr', not {opt.fusion!r}")
     t0 = time.perf_counter()
     torch.manual_seed(opt.seed)
     data = load_sequences(items, events)
@@ -402,7 +438,8 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     model, report = train_seq_model(inner_train, vecs, seq_cfg, valid=inner, progress=opt.progress)
     trans = TransitionKNN(inner.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
                           backward=opt.trans_backward)
-    probe = TrainedCollab(data.item_ids, model, trans, dict.fromkeys(SIGNALS, 1.0), opt.text_decay)
+    probe = TrainedCollab(data.item_ids, model, trans, dict.fromkeys(SIGNALS, 1.0), opt.text_decay,
+                          popularity=log_popularity(inner.histories, data.n_items))
     sig = {}
     for s in range(0, len(inner.targets), 2048):
         part = probe.signals(inner.histories[s:s + 2048], vecs)
@@ -411,7 +448,13 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     signals = {k: torch.cat(v) for k, v in sig.items()}
     weights, _ = tune_weights(signals, inner.targets)
     probe.weights = weights
-    valid_metrics = metrics_from_ranks(target_ranks(probe.blend(signals), inner.targets))
+    blended = probe.blend(signals)
+    valid_metrics = metrics_from_ranks(target_ranks(blended, inner.targets))
+    ltr = None
+    if opt.fusion == "ltr":
+        ltr, extra["ltr"] = train_ltr(signals, blended, inner.targets, inner.users, probe.context(inner.histories),
+                                      LtrConfig(**{**asdict(opt.ltr), "seed": opt.seed}))
+    del blended
     single = {k: metrics_from_ranks(target_ranks(v, inner.targets))["ndcg@10"] for k, v in signals.items()}
     del signals, sig
     # refit on the whole training part with the chosen number of epochs
@@ -419,7 +462,9 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
                                                 progress=opt.progress)
     final_trans = TransitionKNN(outer.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
                                 backward=opt.trans_backward)
-    collab = TrainedCollab(data.item_ids, final_model, final_trans, weights, opt.text_decay)
+    collab = TrainedCollab(data.item_ids, final_model, final_trans, weights, opt.text_decay,
+                           popularity=log_popularity(outer.histories, data.n_items))
+    collab.ltr = ltr
     if opt.rerank_k:
         staged["reranker"] = folder.with_name(f".{folder.name}.reranker.tmp")
         rcfg = RerankConfig(**{**asdict(opt.rerank), "top_k": opt.rerank_k})
@@ -435,7 +480,7 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
         "encoder_finetuned": opt.finetune_encoder, **extra,
         "data": {"items": str(items), "events": str(events), "fingerprint": data.fingerprint(),
                  "users": len(data.user_ids), "n_items": data.n_items},
-        "hyperparameters": {"seq": asdict(seq_cfg), "text_decay": opt.text_decay,
+        "hyperparameters": {"seq": asdict(seq_cfg), "text_decay": opt.text_decay, "fusion": opt.fusion,
                             "trans_decay": opt.trans_decay, "trans_window": opt.trans_window,
                             "trans_backward": opt.trans_backward},
         "blend": weights, "valid_metrics": {k: round(v, 5) for k, v in valid_metrics.items()},
@@ -465,6 +510,9 @@ def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any],
     tmp.mkdir()
     (tmp / "item_ids.json").write_text(json.dumps(collab.item_ids), encoding="utf-8")
     sp.save_npz(tmp / "transitions.npz", collab.transitions.matrix)
+    np.save(tmp / "popularity.npy", collab.popularity)
+    if collab.ltr is not None:
+        collab.ltr.save(tmp)
     if collab.seq_model is not None:
         torch.save({"config": asdict(collab.seq_model.cfg), "state": collab.seq_model.state_dict()},
                    tmp / "seq_model.pt")
@@ -500,9 +548,13 @@ def load_trained(cls: type[Scorer], folder: Path, *, store: Store | None = None,
             seq_model = SeqModel(text, cfg)
             seq_model.load_state_dict(blob["state"])
             seq_model.eval()
+        pop = np.load(folder / "popularity.npy") if (folder / "popularity.npy").exists() else None
+        collab = TrainedCollab(item_ids, seq_model, trans, meta["blend"], hp["text_decay"], popularity=pop)
+        if (meta.get("ltr") or {}).get("used"):
+            cfg_ltr = LtrConfig(**meta["ltr"]["config"])
+            collab.ltr = LtrReranker.load(folder, cfg_ltr)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ScorerError(f"cannot load trained scorer from {folder}: {exc}") from exc
-    collab = TrainedCollab(item_ids, seq_model, trans, meta["blend"], hp["text_decay"])
     if meta.get("rerank"):
         rcfg = RerankConfig(**{k: v for k, v in meta["rerank"].items() if k in RerankConfig.__dataclass_fields__})
         collab.reranker = CrossEncoderReranker.load(folder / "reranker", rcfg, meta["rerank"]["weight"], device)

@@ -77,6 +77,9 @@ class LoraTrainConfig:
     """Fraction of optimizer steps spent warming up."""
     weight_decay: float = 0.0
     """AdamW weight decay on the LoRA weights."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the LoRA weights per optimizer step (0: off; e.g. 0.98). With it,
+    validation, early stopping and the saved adapter use the averaged weights."""
     epochs: int = 1
     """Passes over the training texts."""
     max_steps: int = 0
@@ -92,7 +95,8 @@ class LoraTrainConfig:
     valid_fraction: float = 0.1
     """Share of groups held out as the validation set (a group never straddles the split)."""
     max_valid: int = 96
-    """Cap on validation texts (each eval costs a forward pass over them)."""
+    """Cap on validation texts (each eval costs a forward pass over them); the held-out groups beyond the cap
+    are trained on."""
     eval_every: int = 25
     """Validate every this many optimizer steps (and at the end)."""
     patience: int = 3
@@ -251,6 +255,20 @@ def split_by_group(
     train = [e for e in examples if _stable(e.group_id, seed) >= valid_fraction]
     valid = [e for e in examples if _stable(e.group_id, seed) < valid_fraction]
     return train, valid
+
+
+def train_valid_split(examples: Sequence[TextExample], cfg: LoraTrainConfig,
+                      ) -> tuple[list[TextExample], list[TextExample]]:
+    """(train, valid) for training: :func:`split_by_group`, valid capped at ``max_valid`` texts (whole groups),
+    the held-out groups beyond the cap trained on rather than left idle, train capped at ``max_texts``."""
+    train, valid = split_by_group(examples, cfg.valid_fraction, cfg.seed)
+    if not valid and len({e.group_id for e in examples}) > 1:  # tiny files: still validate on one group
+        gid = min({e.group_id for e in examples}, key=lambda g: _stable(g, cfg.seed))
+        train, valid = [e for e in train if e.group_id != gid], [e for e in train if e.group_id == gid]
+    capped = cap_by_group(valid, cfg.max_valid, cfg.seed)
+    kept = {e.group_id for e in capped}
+    train += [e for e in valid if e.group_id not in kept]
+    return cap_by_group(train, cfg.max_texts, cfg.seed), capped
 
 
 def cap_by_group(examples: Sequence[TextExample], limit: int, seed: int = 0) -> list[TextExample]:
@@ -510,12 +528,7 @@ def train_adapter(
     torch.manual_seed(cfg.seed)
     model, tokenizer, quantized = _load_base(cfg)
     examples = build_examples(pushes, tokenizer, brand, scheme=cfg.scheme, items=items)
-    train, valid = split_by_group(examples, cfg.valid_fraction, cfg.seed)
-    if not valid and len({e.group_id for e in examples}) > 1:  # tiny files: still validate on one group
-        gid = min({e.group_id for e in examples}, key=lambda g: _stable(g, cfg.seed))
-        train, valid = [e for e in train if e.group_id != gid], [e for e in train if e.group_id == gid]
-    train = cap_by_group(train, cfg.max_texts, cfg.seed)
-    valid = cap_by_group(valid, cfg.max_valid, cfg.seed)
+    train, valid = train_valid_split(examples, cfg)
     if not train:
         raise DataError(
             str(pushes_path), None, None, "no training texts left after de-duplication and the split"
@@ -568,6 +581,7 @@ def train_adapter(
         "seconds": 0.0,
         "tokens": 0,
         "history": [],
+        "ema": None,
     }
     cfg_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
     if resume and (ckpt_dir / "state.pt").exists():
@@ -602,19 +616,41 @@ def train_adapter(
         )
         tmp.replace(ckpt_dir / "state.pt")
 
+    def update_ema() -> None:
+        if not cfg.ema:
+            return
+        if state["ema"] is None:
+            state["ema"] = [p.detach().float().cpu().clone() for p in params]
+            return
+        d = min(cfg.ema, (1 + state["step"]) / (10 + state["step"]))  # short memory while it warms up
+        for avg, p in zip(state["ema"], params, strict=True):
+            avg.mul_(d).add_(p.detach().float().cpu(), alpha=1 - d)
+
+    def swap_ema() -> None:
+        """Exchange the live LoRA weights with the averaged ones (twice restores them)."""
+        if cfg.ema and state["ema"] is not None:
+            with torch.no_grad():
+                for avg, p in zip(state["ema"], params, strict=True):
+                    live = p.detach().float().cpu().clone()
+                    p.copy_(avg.to(p.device, p.dtype))
+                    avg.copy_(live)
+
     def validate() -> bool:
-        """Record valid loss; True when training should stop early."""
+        """Record valid loss (of the averaged weights with ``ema``); True when training should stop early."""
         model.eval()
+        swap_ema()
         loss = evaluate_loss(model, enc_valid, pad_id, device, cfg.batch_size) if enc_valid else float("nan")
-        model.train()
-        state["history"].append({"step": state["step"], "valid_loss": loss})
-        if not enc_valid or loss < state["best"] - 1e-4:
+        improved = not enc_valid or loss < state["best"] - 1e-4
+        if improved:
             state["best"], state["bad"] = loss, 0
             state["best_state"] = {
                 k: v.detach().cpu().clone()
                 for k, v in get_peft_model_state_dict(accelerator.unwrap_model(model)).items()
             }
-        else:
+        swap_ema()
+        model.train()
+        state["history"].append({"step": state["step"], "valid_loss": loss})
+        if not improved:
             state["bad"] += 1
         report(
             f"step {state['step']}/{total_steps} | valid loss {loss:.4f} (ppl {math.exp(loss):.1f}) | "
@@ -654,6 +690,7 @@ def train_adapter(
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
+            update_ema()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state['tokens'] / state['seconds']:.0f}")
             done = state["step"] >= total_steps

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 SHOP = REPO / "examples" / "shop"
@@ -206,6 +207,21 @@ def test_splits_never_put_a_group_on_both_sides() -> None:
     assert train and valid and not {e.group_id for e in train} & {e.group_id for e in valid}
 
 
+def test_held_out_groups_beyond_the_validation_cap_are_trained_on() -> None:
+    from generator.train import LoraTrainConfig, TextExample, split_by_group, train_valid_split
+
+    examples = [TextExample(str(i), f"g{i % 40}", "en_US", "", "", " x") for i in range(400)]  # 10 texts a group
+    cfg = LoraTrainConfig(valid_fraction=0.3, max_valid=30)
+    train, valid = train_valid_split(examples, cfg)
+    held = {e.group_id for e in split_by_group(examples, 0.3)[1]}
+    assert len(held) > 3 and len(valid) == 30  # three whole groups validate ...
+    assert {e.group_id for e in valid} < held
+    assert len(train) + len(valid) == len(examples)  # ... and the other held-out groups train
+    assert not {e.group_id for e in train} & {e.group_id for e in valid}
+    capped, _ = train_valid_split(examples, LoraTrainConfig(valid_fraction=0.3, max_valid=30, max_texts=100))
+    assert len(capped) == 100
+
+
 def test_bodies_only_pushes_train_as_one_line_answers() -> None:
     from datetime import UTC, datetime
 
@@ -342,3 +358,24 @@ def test_a_batch_sharing_its_prefix_gives_the_loss_and_gradients_of_whole_rows(t
         grads[-1].append(torch.stack([loss.detach(), nll.detach()]))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_ema_validates_and_saves_the_averaged_weights(tiny_llama: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from generator.config import get_settings
+    from generator.train import train_adapter
+
+    pushes = _shop_folder(tmp_path / "shop", _shop_rows(n=40))
+    runs = {}
+    for name, ema in (("plain", 0.0), ("averaged", 0.6)):
+        res = train_adapter(pushes, name, _cfg(tiny_llama, patience=100, ema=ema), progress=False,
+                            report=lambda s: None)
+        (file,) = (Path(get_settings().adapters_dir) / name).glob("*.safetensors")
+        runs[name] = (res.info.metrics, load_file(file))
+    (plain, w_plain), (avg, w_avg) = runs["plain"], runs["averaged"]
+    assert plain["steps"] == avg["steps"] and plain["valid_loss_at_start"] == avg["valid_loss_at_start"]
+    # the same updates, but what is validated and saved is their running average
+    assert avg["valid_loss"] != plain["valid_loss"]
+    assert w_plain.keys() == w_avg.keys()
+    assert any(not torch.allclose(w_plain[k], w_avg[k]) for k in w_plain)
