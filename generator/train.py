@@ -18,7 +18,9 @@ Measured on held-out Upworthy groups (``adapter eval``, "winner pref.": same-gro
 by >= 10%, share where the model gives the winner the lower per-token NLL): 0.48 for a ``ctr`` adapter
 trained on 480 texts vs 0.55 for the zero-shot base over 196 pairs, i.e. no measurable shift toward
 winners at that scale (headline CTR differences are small and noisy). ``ctr`` stays the default because it
-keeps every text for the voice at no extra cost, while ``best`` drops most of them.
+keeps every text for the voice at no extra cost, while ``best`` drops most of them. Its price in perplexity is
+small: one epoch over the 5,283 Upworthy training texts gives 29.45 held-out perplexity with ``ctr`` (and
+``ema=0.98``) against 29.26 unweighted (``all``), 0.301x vs 0.2995x the zero-shot base's.
 """
 
 from __future__ import annotations
