@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from generator.recsys_eval import (
+    PopularityRanker,
     SequenceData,
     Split,
     TextRanker,
@@ -55,7 +56,7 @@ from generator.scorer_finetune import (
     finetune_bi_encoder,
     train_cross_encoder,
 )
-from generator.scorer_ltr import LtrConfig, LtrContext, LtrReranker, train_ltr
+from generator.scorer_ltr import SIGNAL_NAMES, LtrConfig, LtrContext, LtrReranker, train_ltr
 
 if TYPE_CHECKING:
     from generator.scorer import Scorer
@@ -234,7 +235,7 @@ def train_seq_model(train_seqs: Sequence[np.ndarray], text_vecs: np.ndarray, cfg
 
 
 # blending -------------------------------------------------------------------------------------------------
-SIGNALS = ("text", "text_last", "seq", "trans")
+SIGNALS = SIGNAL_NAMES  # one list of signals for the blend and the learned fusion
 
 
 class TrainedCollab:
@@ -336,8 +337,7 @@ class TrainedCollab:
 
 def log_popularity(seqs: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """``log1p`` of each item's count in ``seqs``."""
-    counts = np.bincount(np.concatenate([*map(np.asarray, seqs), np.zeros(0, np.int64)]), minlength=n_items)
-    return np.log1p(counts).astype(np.float32)
+    return np.log1p(PopularityRanker(seqs, n_items).counts).astype(np.float32)
 
 
 def tune_weights(signals: dict[str, torch.Tensor], targets: np.ndarray, rounds: int = 2,
