@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from generator.adapters import get_adapter, load_adapters, update_metrics
+from generator.data import unit_interval
 from generator.generate import BASE_ADAPTER, GenerationRequest, Generator
 from generator.models import load_causal_lm
 from generator.prompts import prompt_parts
 from generator.train import (
-    _stable,
     build_examples,
     cap_by_group,
     end_of_turn_id,
@@ -259,7 +259,7 @@ def evaluate_adapter(
     )
 
     if n_generate:
-        sample = sorted(range(len(examples)), key=lambda i: _stable(examples[i].push_id, 7))[:n_generate]
+        sample = sorted(range(len(examples)), key=lambda i: unit_interval(7, examples[i].push_id))[:n_generate]
         gen = Generator(info.base, model=model, tokenizer=tokenizer, batch_size=batch_size)
         reqs = []
         for i in sample:

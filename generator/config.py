@@ -91,9 +91,10 @@ class Settings(BaseSettings):
     cpu_int8: bool = Field(default=False, description="On CPU, generate with dynamic int8 Linear layers (faster "
                            "matrix products; greedy copy can differ slightly from fp32's). LoRA layers stay float.")
     decode: Literal["auto", "dynamic", "static", "graph"] = Field(
-        default="auto", description="Decoding loop: 'dynamic' (growing KV cache, finished rows dropped: best on CPU), "
-        "'static' (preallocated cache, fixed shapes), 'graph' (static plus one CUDA graph per decode step: best on "
-        "GPU); 'auto' picks 'graph' on CUDA for models without sliding-window layers, else 'dynamic'.")
+        default="auto", description="Decoding loop: 'static' (preallocated KV cache, finished rows dropped when "
+        "that pays: best on CPU), 'graph' (fixed shapes, one CUDA graph per decode step: best on GPU), 'dynamic' "
+        "(growing cache: models with sliding-window layers); 'auto' picks 'dynamic' for models with sliding-window "
+        "layers, else 'graph' on CUDA and 'static' on CPU.")
     seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
 
 

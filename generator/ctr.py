@@ -24,7 +24,6 @@ another file compares against the very baseline trained alongside the model).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from generator.config import get_settings
-from generator.data import PastPush, load_table
+from generator.data import PastPush, file_sha256, load_table, unit_interval
 from generator.errors import PushgenError
 
 if TYPE_CHECKING:
@@ -162,21 +161,12 @@ def within_group_pairs(arms: Sequence[Arm]) -> list[Pair]:
 
 
 def group_unit(group_id: str, salt: str = SPLIT_SALT) -> float:
-    """A stable number in [0, 1) for a group id (sha256), used for the held-out split and the CV folds."""
-    digest = hashlib.sha256(f"{salt}:{group_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    """A stable number in [0, 1) for a group id, used for the held-out split and the CV folds."""
+    return unit_interval(salt, group_id)
 
 
 def is_held_out(group_id: str, fraction: float) -> bool:
     return group_unit(group_id) < fraction
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ features

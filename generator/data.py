@@ -24,6 +24,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from generator.errors import DataError
 
+
+def unit_interval(salt: object, key: str) -> float:
+    """A number in [0, 1) fixed by (salt, key): the first 8 bytes of SHA-256 over ``salt:key``. pushgen's one way
+    to split or bucket by id (experiment arms, held-out groups and users), the same on every machine and process
+    (never Python's ``hash()``, which is salted per process)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (read in 1 MiB blocks): what trained models record of their data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _UMASK = os.umask(0o022)  # read once: written tables get normal permissions, not mkstemp's 0600
 os.umask(_UMASK)

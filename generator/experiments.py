@@ -44,6 +44,7 @@ from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstrain
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from generator.data import unit_interval
 from generator.errors import PushgenError
 from generator.store import Base, DeviceToken, Job, Message, Store, utcnow
 
@@ -162,12 +163,6 @@ class LoopRun(Base):
 
 
 # -- assignment ----------------------------------------------------------------------------------------------
-def unit_interval(salt: str, user_id: str) -> float:
-    """A number in [0, 1) fixed by (salt, user id): the first 8 bytes of SHA-256 over ``salt:user_id``."""
-    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 def arm_for(unit: float, weights: Sequence[tuple[str, float]]) -> str:
     """The arm whose slice of [0, 1) holds ``unit``; slices follow the arms' order, sized by weight."""
     total = sum(w for _, w in weights)

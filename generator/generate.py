@@ -4,7 +4,8 @@ The model answers in two lines, ``Title: ...`` and ``Body: ...`` (the prompt pre
 stops as soon as its body line ends (second newline), at end-of-turn, or at ``max_new_tokens``.
 Candidate 0 of each request is greedy; further candidates are sampled, reproducibly under ``seed``
 (for the same requests and batch size).
-Rows of one batch may use different LoRA adapters (peft's per-row ``adapter_names``).
+Rows of one batch may use different LoRA adapters (:mod:`generator.multi_lora`; peft's per-row ``adapter_names``
+for adapters it does not handle).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from transformers import AttentionInterface, DynamicCache
 
 from generator.config import get_settings
 from generator.models import load_causal_lm, quantize_int8
+from generator.multi_lora import FusedLora
 from generator.prompts import GENERATION_PREFIX
 
 log = logging.getLogger(__name__)
@@ -93,11 +95,16 @@ class _Row:
 def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                        attention_mask: torch.Tensor, scaling: float | None = None, dropout: float = 0.0,
                        **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """Attention of the fixed-shape path: grouped K/V heads are read once per group instead of being repeated
-    for every query head (what SDPA does whenever a mask is given), and the additive mask ``[rows, 1, queries,
-    length]`` costs one add. Query head h uses K/V head h // group, as in ``repeat_kv``. Decoding one token for
-    many rows is memory-bound on the cache, so reading it once is what matters."""
+    """Attention of pushgen's decoding loop, with an additive mask ``[rows, 1, queries, length]``. Decoding one
+    token per row: grouped K/V heads are read once per group instead of being repeated for every query head (what
+    transformers' SDPA path does whenever a mask is given), and the mask costs one add: decoding is memory-bound on
+    the cache, so reading it once is what matters. Prefilling (several queries): SDPA with ``enable_gqa``, whose
+    fused kernels never materialise the scores. Query head h uses K/V head h // group, as in ``repeat_kv``."""
     b, hq, s, d = query.shape
+    if s > 1:  # a prefill: many queries per row, where SDPA's fused kernels beat materialising the scores (3x on CPU)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask.to(query.dtype), scale=scaling, enable_gqa=True)
+        return out.transpose(1, 2).contiguous(), None
     hkv = key.shape[1]
     g = hq // hkv
     q = query.reshape(b, hkv, g * s, d)
@@ -138,21 +145,36 @@ class _PrefixKV:
 
 
 class _StaticKV:
-    """A KV cache of preallocated per-layer tensors ``[rows, kv_heads, length, head_dim]``.
+    """A KV cache of preallocated per-layer tensors ``[capacity, kv_heads, length, head_dim]``, of which the first
+    ``rows`` rows are in use (views, so a step's tensors are always the same memory).
 
     Writes go to a position held in a device tensor and advanced in place, so a decode step has fixed shapes and
-    fixed addresses: it can be captured once as a CUDA graph and replayed. Only ``update`` is used by the model
-    (positions and a 4-D attention mask are always passed explicitly)."""
+    fixed addresses: it can be captured once as a CUDA graph and replayed; nothing is concatenated per step. Only
+    ``update`` is used by the model (positions and a 4-D attention mask are always passed explicitly)."""
 
     is_compileable = True
 
     def __init__(self, n_layers: int, rows: int, heads: int, length: int, head_dim: int, dtype: torch.dtype,
                  device: torch.device):
-        self.keys = [torch.zeros(rows, heads, length, head_dim, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.values = [torch.zeros_like(k) for k in self.keys]
+        self._keys = [torch.zeros(rows, heads, length, head_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self._values = [torch.zeros_like(k) for k in self._keys]
+        self.keys, self.values = list(self._keys), list(self._values)
         self.pos = torch.zeros((), dtype=torch.long, device=device)  # next position written
         self._steps = torch.arange(length, device=device)
         self.n_layers = n_layers
+
+    def use(self, rows: int | slice) -> None:
+        """Work on the first ``rows`` rows (or on a slice of the rows)."""
+        sl = rows if isinstance(rows, slice) else slice(0, rows)
+        self.keys = [k[sl] for k in self._keys]
+        self.values = [v[sl] for v in self._values]
+
+    def gather(self, src: torch.Tensor) -> None:
+        """Row i becomes the current row ``src[i]`` (drop finished rows, repeat a row for its candidates)."""
+        for full, cur in itertools.chain(zip(self._keys, self.keys, strict=True),
+                                                zip(self._values, self.values, strict=True)):
+            full[:len(src)] = cur.index_select(0, src)
+        self.use(len(src))
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,60 +190,85 @@ class _StaticKV:
 
 
 class _StaticRunner:
-    """Fixed-shape decoding state for one (adapter, rows, length): the cache, the step's inputs and outputs, and on
-    CUDA a graph of one decode step (captured on first use, replayed for every later step and batch)."""
+    """Fixed-shape decoding state for up to ``capacity`` rows of ``length`` positions: the cache, the step's inputs
+    and outputs (the first ``n`` rows in use), and on CUDA a graph of one decode step over all ``capacity`` rows
+    (captured on first use, replayed for every later step and batch of its adapter)."""
 
-    def __init__(self, gen: Generator, adapter: str | None, rows: int, length: int, graph: bool):
+    def __init__(self, gen: Generator, capacity: int, length: int, graph: bool):
         cfg = gen.model.config
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         dev, dtype = gen.device, next(gen.model.parameters()).dtype
         heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.gen, self.adapter, self.rows, self.length = gen, adapter, rows, length
-        self.cache = _StaticKV(cfg.num_hidden_layers, rows, heads, length, head_dim, dtype, dev)
-        self.keep = torch.zeros(rows, length, dtype=torch.bool, device=dev)  # key positions a row attends to
-        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
-        self.pos_ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
-        self.logits = torch.zeros(rows, cfg.vocab_size, dtype=torch.float32, device=dev)
+        self.gen, self.capacity, self.length, self.n = gen, capacity, length, capacity
+        self.adapters: Sequence[str | None] | str | None = None  # the rows' adapters (one name: every row's)
+        self.cache = _StaticKV(cfg.num_hidden_layers, capacity, heads, length, head_dim, dtype, dev)
+        self.keep = torch.zeros(capacity, length, dtype=torch.bool, device=dev)  # key positions a row attends to
+        self.ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.pos_ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(capacity, cfg.vocab_size, dtype=torch.float32, device=dev)
         self.use_graph = graph
         self._graph: Any = None
 
-    def _step(self) -> None:
-        self.keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
-        with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
-            out = self.gen._forward(input_ids=self.ids, attention_mask=self.gen._additive(self.keep[:, None, :]),
-                                    position_ids=self.pos_ids, past_key_values=self.cache, adapters=None)
-        self.logits.copy_(out.logits[:, -1, :])
+    def use(self, rows: int, adapters: Sequence[str | None] | str | None) -> None:
+        """Work on the first ``rows`` rows with these adapters (a graph always runs all ``capacity`` rows, of one
+        adapter: the one it was captured with)."""
+        self.n, self.adapters = rows, adapters
+        self.cache.use(rows)
 
-    def prefill(self, prefix_kv: _PrefixKV | None, p_max: int, ids: torch.Tensor, keep: torch.Tensor,
-                pos: torch.Tensor) -> None:
-        """Load the rows' prefix K/V, then prefill their suffixes."""
-        self.keep.zero_()
-        self.keep[:, :keep.shape[1]] = keep
+    def gather(self, src: torch.Tensor) -> None:
+        """Row i becomes the current row ``src[i]``: the cache, the mask, the positions and the logits."""
+        self.cache.gather(src)
+        for buf in (self.keep, self.pos_ids, self.logits):
+            buf[:len(src)] = buf[:self.n].index_select(0, src)
+        if self.adapters is not None and not isinstance(self.adapters, str):
+            self.adapters = [self.adapters[i] for i in src.tolist()]
+        self.n = len(src)
+
+    def _step(self) -> None:
+        n = self.n
+        keep = self.keep[:n]
+        keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
+        with self.gen._adapter_scope(self.adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+            out = self.gen._forward(input_ids=self.ids[:n], attention_mask=self.gen._additive(keep[:, None, :]),
+                                    position_ids=self.pos_ids[:n], past_key_values=self.cache, adapters=None)
+        self.logits[:n].copy_(out.logits[:, -1, :])
+
+    def prefill(self, rows: slice, adapters: Sequence[str | None] | str | None, prefix_kv: _PrefixKV | None,
+                p_max: int, end: int, ids: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor) -> None:
+        """Prefill some rows: load their prefix K/V (slots ``[0, p_max)``), then run their suffixes, left-padded to
+        end at slot ``end`` (the same for every row of the batch, so decoding writes one slot for all rows).
+        ``keep`` marks the real tokens of ``[prefix | suffix]``; slots between are never attended to."""
+        s = ids.shape[1]
+        start = end - s
+        self.keep[rows].zero_()
+        self.keep[rows, :p_max] = keep[:, :p_max]
+        self.keep[rows, start:end] = keep[:, p_max:]
+        self.cache.use(rows)
         if prefix_kv is not None:
             for layer, (k, v) in enumerate(prefix_kv.layers):  # gathered one layer at a time: bounded memory
                 self.cache.keys[layer][:, :, :p_max].copy_(k.index_select(0, prefix_kv.index))
                 self.cache.values[layer][:, :, :p_max].copy_(v.index_select(0, prefix_kv.index))
-        self.cache.pos.fill_(p_max)
-        s = ids.shape[1]
-        mask = self.gen._prefill_mask(self.keep, p_max, s)
-        with self.gen._adapter_scope(self.adapter), _attention(self.gen.model, GROUPED_ATTENTION):
+        self.cache.pos.fill_(start)
+        mask = self.gen._prefill_mask(self.keep[rows], start, s)
+        with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
             out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
                                     adapters=None)
-        self.logits.copy_(out.logits[:, -1, :])
-        self.pos_ids.copy_(pos[:, -1:])
+        self.logits[rows].copy_(out.logits[:, -1, :])
+        self.pos_ids[rows].copy_(pos[:, -1:])
+        self.cache.use(self.n)
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per row; returns the next logits (a buffer overwritten by the following step)."""
-        self.ids.copy_(next_ids[:, None])
-        self.pos_ids.add_(1)
+        self.ids[:self.n].copy_(next_ids[:, None])
+        self.pos_ids[:self.n].add_(1)
         if not self.use_graph:
             self._step()
         elif self._graph is None:
             self._capture()
         else:
             self._graph.replay()
-        return self.logits
+        return self.logits[:self.n]
 
     def _capture(self) -> None:
         saved = (self.cache.pos.clone(), self.keep.clone())
@@ -257,8 +304,10 @@ class Generator:
 
     The decoding loop is pushgen's own: the KV cache of a prompt prefix shared by many users (system message
     and few-shot turns) is computed once per (prefix, adapter) and reused; each user's suffix is prefilled
-    once for all of its candidates; greedy and sampled candidates decode in the same batch; rows that
-    finished are dropped from the batch, so no work is spent on them.
+    once for all of its candidates; greedy and sampled candidates decode in the same batch; the cache is
+    preallocated (nothing is concatenated per step) and, on CPU, rows that finished are dropped from the batch;
+    plain LoRA adapters are applied by :class:`~generator.multi_lora.FusedLora`, several per batch.
+    Adapter weights are read when adapters are loaded (:meth:`use_adapters`), not at every call.
     """
 
     def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int | None = None,
@@ -291,6 +340,9 @@ class Generator:
         self._prefix_cache: dict[tuple[tuple[int, ...], str | None], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.decode_mode = self._pick_mode(decode or settings.decode)
         self._runners: dict[tuple[str | None, int, int], _StaticRunner] = {}
+        self._fused = FusedLora(self.model) if FusedLora.supports(self.model) else None
+        # suffix tokens per prefill chunk (static decoding): a CPU's caches hold ~2k tokens' activations
+        self._prefill_tokens = 2048 if self.device.type == "cpu" else 65536
         self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
 
     def use_adapters(self, names: Sequence[str]) -> None:
@@ -311,6 +363,7 @@ class Generator:
             raise AdapterError("adapters cannot be added to an int8 generator; load them before quantising "
                                "(PUSHGEN_CPU_INT8=0 to generate in float)")
         self.model = load_adapters(self.model, todo)
+        self._fused = FusedLora(self.model) if FusedLora.supports(self.model) else None
         self._runners.clear()  # captured against the model without these adapters
 
     def _pick_mode(self, mode: str) -> str:
@@ -323,7 +376,7 @@ class Generator:
         # the grouped attention's masks have no window: with sliding layers, only sequences within the window
         self._window = int(cfg.sliding_window) if sliding else None
         if mode == "auto":
-            return "graph" if self.device.type == "cuda" and not sliding else "dynamic"
+            return "dynamic" if sliding else "graph" if self.device.type == "cuda" else "static"
         if mode != "dynamic" and sliding:
             raise ValueError(f"decode={mode!r} needs a model without sliding-window attention layers")
         if mode == "graph" and self.device.type != "cuda":
@@ -365,21 +418,27 @@ class Generator:
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
         order = sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
-        if self.decode_mode == "dynamic":  # rows of one batch may use different adapters
+        if self.decode_mode == "dynamic" or (self.decode_mode == "static" and self._fused is not None):
+            # rows of one batch may use different adapters (runs of one adapter, as sorted)
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches: list[list[_Row]] = []  # fixed-shape decoding: one adapter per batch
+        batches: list[list[_Row]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
         for _, group in itertools.groupby(order, key=lambda r: r.adapter):
             group = list(group)
             batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
         return batches
 
     def _forward(self, **kwargs: Any) -> Any:
+        """One forward pass; ``adapters`` names each row's adapter (None: the active scope's, see
+        :meth:`_adapter_scope`). With plain LoRA adapters the fused forward applies them (no peft hooks)."""
         adapters = kwargs.pop("adapters")
+        kwargs[self._cache_kw] = kwargs.pop("past_key_values")
+        kwargs.update(use_cache=True, logits_to_keep=1)  # only the last position's logits are used
+        if self._fused is not None:
+            with self._fused.rows(adapters) if adapters is not None else contextlib.nullcontext():
+                return self.model.get_base_model()(**kwargs)
         if adapters is not None and hasattr(self.model, "peft_config"):
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
-        kwargs[self._cache_kw] = kwargs.pop("past_key_values")
-        # only the last position's logits are used: skip the vocabulary projection everywhere else
-        return self.model(**kwargs, use_cache=True, logits_to_keep=1)
+        return self.model(**kwargs)
 
     def _prefix_kv(self, prefix: tuple[int, ...], adapter: str | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The per-layer (keys, values) of a prefix, computed once per (prefix, adapter)."""
@@ -394,8 +453,18 @@ class Generator:
         return self._prefix_cache[key]
 
     @contextlib.contextmanager
-    def _adapter_scope(self, adapter: str | None) -> Iterator[None]:
-        """Make ``adapter`` (None: the base model) the active one for calls without per-row adapter names."""
+    def _adapter_scope(self, adapter: Sequence[str | None] | str | None) -> Iterator[None]:
+        """Make ``adapter`` (None: the base model) the active one for calls without per-row adapter names; with the
+        fused LoRA forward, a list names each row's adapter."""
+        if self._fused is not None:
+            with self._fused.rows(adapter):
+                yield
+            return
+        if adapter is not None and not isinstance(adapter, str):
+            if len(set(adapter)) > 1:
+                raise ValueError("one adapter per batch without the fused LoRA forward, not "
+                                 f"{sorted(set(map(str, adapter)))}")
+            adapter = adapter[0]
         if not hasattr(self.model, "peft_config"):
             yield
         elif adapter is None:
@@ -431,7 +500,7 @@ class Generator:
         """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
         gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row.
         ``rows`` maps output rows to batch rows (default: one each)."""
-        if not p_max:
+        if not p_max or not any(r.prefix for r in batch):
             return None
         keys = [(r.group, r.adapter) for r in batch]
         where: dict[tuple[int, str | None], int] = {}
@@ -487,11 +556,11 @@ class Generator:
         zero = torch.zeros((), dtype=dtype, device=keep.device)
         return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
 
-    def _prefill_mask(self, keep: torch.Tensor, p_max: int, s: int) -> torch.Tensor:
-        """The additive mask of a prefill of ``s`` suffix tokens after ``p_max`` prefix slots: query i sees the
-        positions ``keep`` (``[rows, keys]``) marks, up to and including its own (``p_max + i``)."""
+    def _prefill_mask(self, keep: torch.Tensor, first: int, s: int) -> torch.Tensor:
+        """The additive mask of a prefill of ``s`` tokens written from slot ``first`` on: query i sees the
+        positions ``keep`` (``[rows, keys]``) marks, up to and including its own (``first + i``)."""
         dev = keep.device
-        causal = torch.arange(keep.shape[1], device=dev)[None, :] <= (p_max + torch.arange(s, device=dev))[:, None]
+        causal = torch.arange(keep.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
         return self._additive(keep[:, None, :] & causal[None])
 
     def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
@@ -554,47 +623,73 @@ class Generator:
             next_pos = next_pos + 1
         return self._collect(tokens, kept, stopped, b, n)
 
-    def _runner(self, adapter: str | None, rows: int, length: int) -> _StaticRunner:
-        key = (adapter, rows, length)
+    def _runner(self, adapter: str | None, capacity: int, length: int) -> _StaticRunner:
+        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels)."""
+        graph = self.decode_mode == "graph"
+        key = (adapter if graph else None, capacity, length)
         if key not in self._runners:
             if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
                 self._runners.pop(next(iter(self._runners)))
-            self._runners[key] = _StaticRunner(self, adapter, rows, length, graph=self.decode_mode == "graph")
+            self._runners[key] = _StaticRunner(self, capacity, length, graph=graph)
         return self._runners[key]
 
     def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
-        """Fixed shapes: a preallocated cache of a bucketed number of rows and length, every row decoded until all
-        have stopped; on CUDA each decode step is one replay of a captured graph. One adapter per batch."""
+        """A preallocated cache: each request's suffix is prefilled once, its rows are repeated for the candidates,
+        then one token per row and step. With CUDA graphs every step replays one graph over a bucketed number of
+        rows of one adapter, until all rows have stopped; without, the rows of a batch may carry different
+        adapters and finished rows are dropped (copied out of the cache) once that saves more than it costs."""
         dev = self.device
+        graph = self.decode_mode == "graph"
         b = len(batch)
         p_max = max(len(r.prefix) for r in batch)
         s_max = max(len(r.suffix) for r in batch)
         real = b * n
-        rows = max(8, 1 << (real - 1).bit_length())  # few distinct shapes, so few graphs
+        capacity = max(8, 1 << (real - 1).bit_length())  # few distinct shapes: few graphs, few cache allocations
+        rows = capacity if graph else real
         length = -(-(p_max + s_max + limit) // 64) * 64
-        runner = self._runner(batch[0].adapter, rows, length)
+        runner = self._runner(batch[0].adapter, capacity, length)
+        adapters = [r.adapter for r in batch] if not graph and self._fused is not None else batch[0].adapter
+        runner.use(b, adapters)
+        # prefilled in chunks of similar length (the batch is sorted by length): less padding, and activations that
+        # stay in the CPU's caches
+        chunk = max(1, self._prefill_tokens // s_max)
+        for c in range(0, b, chunk):
+            part = batch[c:c + chunk]
+            ids, mask, pos = self._inputs(part, p_max, max(len(r.suffix) for r in part))
+            runner.prefill(slice(c, c + len(part)), adapters[c:c + chunk] if isinstance(adapters, list) else adapters,
+                           self._batch_prefix_kv(part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
+        runner.cache.pos.fill_(p_max + s_max)
+        logits = runner.logits[:b]
         # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
         src = torch.arange(rows, device=dev) // n
         src[real:] = 0
-        prefix = self._batch_prefix_kv(batch, p_max, rows=src)
-        ids, mask, pos = (t.index_select(0, src) for t in self._inputs(batch, p_max, s_max))
-        runner.prefill(prefix, p_max, ids, mask.bool(), pos)
-        logits = runner.logits
+        if rows != b:
+            runner.gather(src)
+            logits = runner.logits[:rows]
         sampled = (torch.arange(rows, device=dev) % n) != 0
         gen = torch.Generator(device=dev).manual_seed(seed)
         tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
         kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
         stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
         newlines = torch.zeros(rows, dtype=torch.long, device=dev)
+        live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
         for step in range(limit):
-            nxt = self._pick(logits, sampled, gen)
+            nxt = self._pick(logits, sampled[live], gen)
             is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-            newlines += self._is_newline[nxt].long()
-            tokens[:, step] = nxt
-            kept[:, step] = ~is_eos & ~stopped
-            stopped |= is_eos | (newlines >= 2) if self.stop_rules else is_eos
+            newlines[live] += self._is_newline[nxt].long()
+            tokens[live, step] = nxt
+            kept[live, step] = ~is_eos & ~stopped[live]
+            stopped[live] |= is_eos | (newlines[live] >= 2) if self.stop_rules else is_eos
             if step == limit - 1 or bool(stopped[:real].all()):
                 break
+            if not graph:  # drop finished rows when the row-steps saved outweigh one copy of the cache
+                going = ~stopped[live]
+                dead = runner.n - int(going.sum())
+                if dead and dead * (limit - step - 1) >= runner.n:
+                    keep = going.nonzero().squeeze(-1)
+                    runner.gather(keep)
+                    live = (torch.arange(rows, device=dev) if isinstance(live, slice) else live)[keep]
+                    nxt = nxt[keep]
             logits = runner.step(nxt)
         return self._collect(tokens[:real], kept[:real], stopped[:real], b, n)
 

@@ -20,7 +20,6 @@ about 0.0015 with its seed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.data import unit_interval
 from generator.recsys_eval import metrics_from_ranks, target_ranks, zscore
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,8 @@ class LtrReranker:
 
 
 def _held_out(users: Sequence[str], fraction: float, seed: int) -> np.ndarray:
-    """Stable per-user choice (sha256 of seed and id, never Python's salted ``hash``)."""
-    v = [int(hashlib.sha256(f"{seed}:{u}".encode()).hexdigest()[:8], 16) / 16**8 for u in users]
-    return np.asarray(v) < fraction
+    """Stable per-user choice (:func:`generator.data.unit_interval` of seed and id)."""
+    return np.asarray([unit_interval(seed, u) for u in users]) < fraction
 
 
 def train_ltr(signals: dict[str, torch.Tensor], blend: torch.Tensor, targets: np.ndarray, users: Sequence[str],

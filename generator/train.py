@@ -25,7 +25,6 @@ small: one epoch over the 5,283 Upworthy training texts gives 29.45 held-out per
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import math
@@ -41,7 +40,7 @@ from typing import Any, Literal
 
 from generator.adapters import AdapterInfo, check_name, save_adapter
 from generator.config import get_settings
-from generator.data import Item, PastPush, find_table, language_of, load_table
+from generator.data import Item, PastPush, file_sha256, find_table, language_of, load_table, unit_interval
 from generator.errors import DataError
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 
@@ -132,15 +131,6 @@ class TextExample:
 
 
 # -- data ----------------------------------------------------------------------------------------------------
-def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _stable(key: str, seed: int) -> float:
-    """A number in [0, 1) fixed by ``key`` and ``seed``: the same group lands in the same split everywhere."""
-    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:12], 16) / 16**12
-
-
 def load_pushes(path: str | Path) -> list[PastPush]:
     """Validated pushes; a bad row is a :class:`DataError` naming file, row and field."""
     rows = load_table(path, PastPush).rows
@@ -254,8 +244,8 @@ def split_by_group(
     seed: int = 0,
 ) -> tuple[list[TextExample], list[TextExample]]:
     """(train, valid): whole groups go to one side, chosen by a hash of the group id."""
-    train = [e for e in examples if _stable(e.group_id, seed) >= valid_fraction]
-    valid = [e for e in examples if _stable(e.group_id, seed) < valid_fraction]
+    train = [e for e in examples if unit_interval(seed, e.group_id) >= valid_fraction]
+    valid = [e for e in examples if unit_interval(seed, e.group_id) < valid_fraction]
     return train, valid
 
 
@@ -265,7 +255,7 @@ def train_valid_split(examples: Sequence[TextExample], cfg: LoraTrainConfig,
     the held-out groups beyond the cap trained on rather than left idle, train capped at ``max_texts``."""
     train, valid = split_by_group(examples, cfg.valid_fraction, cfg.seed)
     if not valid and len({e.group_id for e in examples}) > 1:  # tiny files: still validate on one group
-        gid = min({e.group_id for e in examples}, key=lambda g: _stable(g, cfg.seed))
+        gid = min({e.group_id for e in examples}, key=lambda g: unit_interval(cfg.seed, g))
         train, valid = [e for e in train if e.group_id != gid], [e for e in train if e.group_id == gid]
     capped = cap_by_group(valid, cfg.max_valid, cfg.seed)
     kept = {e.group_id for e in capped}
@@ -281,7 +271,7 @@ def cap_by_group(examples: Sequence[TextExample], limit: int, seed: int = 0) -> 
     for e in examples:
         groups[e.group_id].append(e)
     out: list[TextExample] = []
-    for gid in sorted(groups, key=lambda g: _stable(g, seed + 1)):
+    for gid in sorted(groups, key=lambda g: unit_interval(seed + 1, g)):
         if len(out) + len(groups[gid]) > limit:
             continue
         out += groups[gid]
@@ -524,7 +514,7 @@ def train_adapter(
         if items_path
         else load_items_near(pushes_path)
     )
-    data_hash = file_hash(pushes_path)
+    data_hash = file_sha256(pushes_path)
 
     # data
     torch.manual_seed(cfg.seed)

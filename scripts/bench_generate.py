@@ -5,9 +5,10 @@ fixed generated length (stop rules off, so every method does the same work):
 
   naive       one ``model.generate`` call per user (what a first version does)
   hf-batched  Hugging Face ``generate`` on left-padded batches
-  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing; on CPU finished rows are
-              dropped from a growing cache, on CUDA a preallocated cache and one CUDA graph per decode step
-  pushgen-dynamic  the same with the CPU's loop (``--methods`` to include it; shows what the graphs bring on CUDA)
+  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing, a preallocated KV cache,
+              prefill in length-sorted chunks, fused LoRA (several adapters per batch); on CPU finished rows are
+              dropped from the cache, on CUDA one CUDA graph per decode step
+  pushgen-dynamic  the same with a growing cache (``--methods`` to include it; the loop sliding-window models use)
   pushgen-int8     pushgen with dynamic int8 Linear layers (CPU; ``--methods`` to include it)
 
 each with no adapter, one LoRA adapter, and four adapters mixed within every batch (peft ``adapter_names``).

@@ -79,13 +79,13 @@ def test_trained_adapter_is_saved_with_metadata_and_listed(
     two_adapters: tuple[str, str], push_file: Path, tiny_llama: Path
 ) -> None:
     from generator.adapters import get_adapter, list_adapters
-    from generator.train import file_hash
+    from generator.data import file_sha256
 
     names = [a.name for a in list_adapters()]
     assert names == sorted(two_adapters)
     info = get_adapter("acme-en")
     assert (info.path / "adapter_model.safetensors").exists() and (info.path / "adapter_config.json").exists()
-    assert info.base == str(tiny_llama) and info.data_hash == file_hash(push_file)
+    assert info.base == str(tiny_llama) and info.data_hash == file_sha256(push_file)
     assert info.hyperparameters["rank"] == 4 and info.created_at
     assert info.metrics["steps"] > 0 and info.metrics["tokens_per_s"] > 0 and info.metrics["valid_texts"] > 0
     assert len(info.fewshot) == 5 and all(t["answer"].startswith("Title:") for t in info.fewshot)

@@ -106,6 +106,7 @@ def test_static_decoding_gives_the_dynamic_paths_greedy_output(tiny_llama: Path,
     dynamic = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12, decode="dynamic")
     static = Generator(model=model, tokenizer=tok, batch_size=4, max_new_tokens=12, decode="static")
     assert static.decode_mode == "static"
+    static._prefill_tokens = 8  # prefill row by row: each row's suffix padded only to its own length
     want = dynamic.generate(reqs, n_candidates=2, seed=3)
     got = static.generate(reqs, n_candidates=2, seed=3)
     assert [c[0].raw for c in got] == [c[0].raw for c in want]
@@ -122,17 +123,18 @@ def test_decode_mode_is_checked(tiny: Generator) -> None:
         Generator(model=tiny.model, tokenizer=tiny.tokenizer, decode="graph")
     with pytest.raises(ValueError, match="decode must be"):
         Generator(model=tiny.model, tokenizer=tiny.tokenizer, decode="fast")
-    assert Generator(model=tiny.model, tokenizer=tiny.tokenizer).decode_mode == "dynamic"  # auto on CPU
+    assert Generator(model=tiny.model, tokenizer=tiny.tokenizer).decode_mode == "static"  # auto on CPU
 
 
-def test_grouped_attention_equals_sdpa_with_repeated_heads() -> None:
+@pytest.mark.parametrize("s", [1, 4])  # one query per row (decoding) and several (prefilling): two code paths
+def test_grouped_attention_equals_sdpa_with_repeated_heads(s: int) -> None:
     """The fixed-shape path's attention: K/V heads shared by groups of query heads, an additive mask."""
     import torch
 
     from generator.generate import _grouped_attention
 
     g = torch.Generator().manual_seed(0)
-    b, hq, hkv, s, length, d = 3, 6, 2, 4, 9, 8
+    b, hq, hkv, length, d = 3, 6, 2, 9, 8
     q, k, v = (torch.randn(*shape, generator=g) for shape in ((b, hq, s, d), (b, hkv, length, d), (b, hkv, length, d)))
     keep = torch.rand(b, 1, s, length, generator=g) > 0.3
     keep[..., 0] = True
@@ -159,3 +161,69 @@ def test_int8_generation_quantises_the_base_layers_and_keeps_adapters_float(tiny
     reqs = [GenerationRequest(key=str(i), prompt=p, adapter="brand_a") for i, p in enumerate(PROMPTS)]
     out = gen.generate(reqs)
     assert all(len(c) == 1 and 0 < c[0].new_tokens <= 8 for c in out)
+
+
+def test_fused_lora_equals_peft_per_row_adapters(tiny_llama: Path, tiny_with_adapters) -> None:  # type: ignore[no-untyped-def]
+    """The fused LoRA forward (runs of rows, in-place addmm) gives peft's logits for every row's adapter, leaves the
+    model untouched outside its scope, and rejects adapters that are not loaded; DoRA keeps peft's forward."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from generator.multi_lora import FusedLora, runs
+
+    model, tok = tiny_with_adapters
+    assert runs(["a", "a", None, "b", "b", "a"]) == [(0, 2, "a"), (2, 3, None), (3, 5, "b"), (5, 6, "a")]
+    dora = get_peft_model(load_causal_lm(str(tiny_llama), device="cpu")[0],
+                          LoraConfig(r=4, target_modules=["q_proj"], use_dora=True))
+    assert FusedLora.supports(model) and not FusedLora.supports(dora)
+    assert not FusedLora.supports(load_causal_lm(str(tiny_llama), device="cpu")[0])  # no adapters at all
+    fused = FusedLora(model)
+    assert fused.adapters == {"brand_a", "brand_b"}
+    ids = tok(PROMPTS[:3] * 2, return_tensors="pt", padding=True).input_ids
+    adapters = ["brand_a", "brand_a", None, "brand_b", "brand_b", "brand_a"]
+    with torch.inference_mode():
+        want = model(input_ids=ids, adapter_names=[a or "__base__" for a in adapters]).logits
+        with fused.rows(adapters):
+            got = model.get_base_model()(input_ids=ids).logits
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        with fused.rows("brand_b"):
+            every = model.get_base_model()(input_ids=ids).logits
+        torch.testing.assert_close(every, model(input_ids=ids, adapter_names=["brand_b"] * 6).logits,
+                                   rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(every, got)  # the adapters really differ
+        layer = fused.layers[0]
+        assert "forward" not in vars(layer)  # peft's forward again outside the scope
+        with pytest.raises(KeyError, match="brand_c"), fused.rows(["brand_c"]):
+            pass
+
+
+def test_static_decoding_drops_finished_rows_and_keeps_the_output(tiny_with_adapters, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Rows that stop early leave the static cache (a gather of the live rows) without changing anyone's copy."""
+    import torch
+
+    from generator.generate import _StaticRunner
+
+    model, tok = tiny_with_adapters
+    reqs = [GenerationRequest(key=str(i), prompt=p, adapter=["brand_a", "brand_b"][i % 2])
+            for i, p in enumerate(PROMPTS * 2)]
+    dynamic = Generator(model=model, tokenizer=tok, batch_size=8, max_new_tokens=12, decode="dynamic")
+    static = Generator(model=model, tokenizer=tok, batch_size=8, max_new_tokens=12, decode="static")
+    first = dynamic.generate(reqs)
+    # stop tokens that some rows emit early: their second generated token
+    early = {tok(c[0].raw, add_special_tokens=False).input_ids[1] for c in first[:3]}
+    for g in (dynamic, static):
+        g._eos = torch.tensor(sorted(early))
+    drops: list[tuple[int, int]] = []
+    gather = _StaticRunner.gather
+
+    def spy(self, src):  # type: ignore[no-untyped-def]
+        drops.append((self.n, len(src)))
+        gather(self, src)
+
+    monkeypatch.setattr(_StaticRunner, "gather", spy)
+    want = dynamic.generate(reqs)
+    got = static.generate(reqs)
+    assert sum(c[0].new_tokens < 12 for c in want) >= 2  # some rows did stop early
+    assert any(after < before for before, after in drops)  # and left the cache
+    assert [c[0].raw for c in got] == [c[0].raw for c in want]
+    assert [(c[0].finished, c[0].new_tokens) for c in got] == [(c[0].finished, c[0].new_tokens) for c in want]
