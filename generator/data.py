@@ -368,6 +368,7 @@ def split_by_group(path: str | Path, train_out: str | Path, heldout_out: str | P
         if not rec.get(key):
             raise DataError(str(path), n, key, "missing: every row needs a group")
         columns = columns or list(rec)
+        # blake2b, not unit_interval's sha256: changing the digest would move every split already published
         digest = hashlib.blake2b(f"{salt}:{rec[key]}".encode(), digest_size=8).digest()
         (held if int.from_bytes(digest, "big") / 2**64 < fraction else train).append(rec)
     write_table(train_out, train, columns)

@@ -119,6 +119,19 @@ def timed(device: torch.device, fn, *args) -> float:  # type: ignore[no-untyped-
     return time.perf_counter() - t0
 
 
+def write_profile(path: Path, device: torch.device, gen, parts, adapters) -> None:  # type: ignore[no-untyped-def]
+    """One pushgen call under torch.profiler: the op table (by device time on CUDA, else by CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        dt = timed(device, run_pushgen, gen, parts, adapters)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{len(parts)} messages in {dt:.3f} s under the profiler\n"
+                    + prof.key_averages().table(sort_by=key, row_limit=40), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m", help="registry name, folder, or 'random'")
@@ -134,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="naive, hf-batched, pushgen (decode mode --decode), pushgen-dynamic, pushgen-int8 (CPU)")
     ap.add_argument("--decode", default="auto", help="pushgen's decode mode: auto, dynamic, static or graph")
     ap.add_argument("--json", type=Path, default=Path("out/bench_generate.json"))
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="also profile one pushgen batch (torch.profiler) and write its op table to this file")
     args = ap.parse_args(argv)
 
     from generator.generate import Generator
@@ -177,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                             "seconds": round(dt, 3), "messages_per_s": round(n / dt, 2),
                             "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
             console.print(results[-1])
+        if args.profile is not None and "pushgen" in gens:
+            write_profile(args.profile.with_suffix(f".a{n_adapters}{args.profile.suffix}"), device, gens["pushgen"],
+                          parts[:args.batch_size], names[:args.batch_size] if names else None)
         if n_adapters:
             model.unload()  # peft: remove the LoRA layers again, leaving the base model as it was
     naive = {r["adapters"]: r["messages_per_s"] for r in results if r["method"] == "naive"}

@@ -29,9 +29,9 @@ run bench_generate 300 python3 scripts/bench_generate.py --model random --tokeni
   --users 8192 --naive-users 8 --hf-users 2048 --batch-size 1024 --new-tokens 40 \
   --methods naive,hf-batched,pushgen --json "$OUT/bench_generate.json"
 # pushgen alone with larger batches (what one worker does with a big audience)
-run bench_generate_b4096 100 python3 scripts/bench_generate.py --model random --tokenizer .gpu/tokenizer \
+run bench_generate_b4096 140 python3 scripts/bench_generate.py --model random --tokenizer .gpu/tokenizer \
   --device cuda --users 16384 --batch-size 4096 --new-tokens 40 --methods pushgen --adapters 1,4 \
-  --json "$OUT/bench_generate_b4096.json"
+  --json "$OUT/bench_generate_b4096.json" --profile "$OUT/profile_b4096.txt"
 run bench_scorer 60 python3 scripts/bench_scorer.py --device cuda --encoder random:.gpu/minilm --texts 8192 \
   --json "$OUT/bench_scorer.json"
 run bench_train 90 python3 scripts/bench_train.py --base random:.gpu/tokenizer --steps 40 --batch-size 32 \
