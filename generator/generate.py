@@ -460,11 +460,7 @@ class Generator:
             with self._fused.rows(adapter):
                 yield
             return
-        if adapter is not None and not isinstance(adapter, str):
-            if len(set(adapter)) > 1:
-                raise ValueError("one adapter per batch without the fused LoRA forward, not "
-                                 f"{sorted(set(map(str, adapter)))}")
-            adapter = adapter[0]
+        assert adapter is None or isinstance(adapter, str), "a list of adapters needs the fused LoRA forward"
         if not hasattr(self.model, "peft_config"):
             yield
         elif adapter is None:
