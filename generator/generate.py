@@ -131,6 +131,23 @@ def _attention(model: Any, name: str) -> Iterator[None]:
         cfg._attn_implementation = before
 
 
+def pick_tokens(logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator, *, temperature: float,
+                top_k: int, top_p: float) -> torch.Tensor:
+    """Next token of each row: argmax where ``sampled`` is false; elsewhere a draw from the ``top_k`` most likely
+    tokens (all, when 0) at ``temperature``, cut to the smallest set whose probability reaches ``top_p``.
+    Only the top-k are sorted (``topk`` returns them in order), not the vocabulary: at thousands of rows per step
+    a full sort of rows x vocabulary costs more than the model's step."""
+    nxt = logits.argmax(dim=-1)
+    if bool(sampled.any()):
+        lg = logits[sampled].float() / temperature
+        vals, idx = torch.topk(lg, min(top_k, lg.shape[-1]) if top_k else lg.shape[-1], dim=-1)
+        probs = torch.softmax(vals, dim=-1)
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+        choice = torch.multinomial(probs, 1, generator=gen)  # multinomial normalises the weights itself
+        nxt[sampled] = idx.gather(-1, choice).squeeze(-1)
+    return nxt
+
+
 @dataclass
 class _PrefixKV:
     """Prefix K/V of a batch: per layer, the distinct prefixes' (keys, values) left-padded to one length, and the
@@ -477,19 +494,7 @@ class Generator:
     # -- decoding ------------------------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Next tokens: argmax for greedy rows; temperature/top-k/top-p sampling for the others."""
-        nxt = logits.argmax(dim=-1)
-        if bool(sampled.any()):
-            lg = logits[sampled].float() / self.temperature
-            if self.top_k:
-                kth = torch.topk(lg, min(self.top_k, lg.shape[-1]), dim=-1).values[:, -1:]
-                lg = lg.masked_fill(lg < kth, float("-inf"))
-            probs = torch.softmax(lg, dim=-1)
-            sorted_p, idx = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(dim=-1) - sorted_p > self.top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen).squeeze(-1)
-            nxt[sampled] = idx.gather(-1, choice[:, None]).squeeze(-1)
-        return nxt
+        return pick_tokens(logits, sampled, gen, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
     def _batch_prefix_kv(self, batch: list[_Row], p_max: int,
                          rows: torch.Tensor | None = None) -> _PrefixKV | None:

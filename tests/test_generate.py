@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from generator.generate import GenerationRequest, Generator, parse_title_body
+from generator.generate import GenerationRequest, Generator, parse_title_body, pick_tokens
 from generator.models import load_causal_lm
 
 
@@ -20,6 +21,29 @@ from generator.models import load_causal_lm
 ])
 def test_parse_title_body(completion: str, title: str, body: str) -> None:
     assert parse_title_body(completion) == (title, body)
+
+
+def test_pick_tokens_samples_only_the_nucleus_of_the_top_k_in_proportion() -> None:
+    # probabilities 0.4, 0.3, 0.2, 0.06, 0.04 on tokens 7, 3, 9, 1, 5 of a 12-token vocabulary
+    probs = torch.full((12,), 1e-9)
+    probs[[7, 3, 9, 1, 5]] = torch.tensor([0.4, 0.3, 0.2, 0.06, 0.04])
+    rows = 4000
+    logits = probs.log().expand(rows, -1).clone()
+    logits[0] = torch.arange(12.0)  # a greedy row: argmax, whatever the sampling settings
+    sampled = torch.ones(rows, dtype=torch.bool)
+    sampled[0] = False
+    gen = torch.Generator().manual_seed(0)
+    # top-p 0.8: tokens 7, 3 and 9 (0.4 + 0.3 < 0.8 <= 0.9); top-k 4 would have allowed token 1 too
+    got = pick_tokens(logits, sampled, gen, temperature=1.0, top_k=4, top_p=0.8)
+    assert got[0] == 11
+    counts = torch.bincount(got[1:], minlength=12).float() / (rows - 1)
+    assert set(torch.nonzero(counts).squeeze(-1).tolist()) == {3, 7, 9}
+    assert torch.allclose(counts[[7, 3, 9]], torch.tensor([0.4, 0.3, 0.2]) / 0.9, atol=0.03)
+    # top-k 2 cuts before top-p does; without sampled rows every row is its argmax
+    got = pick_tokens(logits, sampled, gen, temperature=1.0, top_k=2, top_p=0.99)
+    assert set(got[1:].tolist()) == {3, 7}
+    assert pick_tokens(logits, torch.zeros(rows, dtype=torch.bool), gen, temperature=1.0, top_k=0,
+                       top_p=0.5).tolist() == [11] + [7] * (rows - 1)
 
 
 @pytest.fixture(scope="module")
