@@ -70,6 +70,7 @@ class GuardContext:
     quoted_texts: Sequence[str] = ()  # shopper-written texts (reviews) the prompt quoted
     example_texts: Sequence[str] = ()  # the template's few-shot example answers (about other products)
     generic_texts: Sequence[str] = ()  # the brand's own template copy for this user (the fallback): never "copied"
+    prompt_text: str = ""  # the user turn the model was given (its fact labels must not come back in the copy)
     policy: BrandPolicy = field(default_factory=BrandPolicy)
 
     @property
@@ -81,18 +82,23 @@ class GuardContext:
         pct = self.facts.get("coupon_pct")
         return {int(pct)} if isinstance(pct, int | float | str) and str(pct).isdigit() else set()
 
-    @property
-    def allowed_amounts(self) -> dict[Decimal, set[str]]:
+    def named_items(self, text: str) -> Sequence[Item]:
+        """The ranked items ``text`` names; all of them when it names none (``mentions_item`` fails that copy).
+        A price or discount must belong to an item the copy names: 10% off item B in a push about item A is
+        as wrong as an invented 10%."""
+        return [it for it in self.items if mentions_item(text, it)] or self.items
+
+    def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
         out: dict[Decimal, set[str]] = {}
-        for it in self.items:
+        for it in self.items if items is None else items:
             for amount in (it.price, it.sale_price):
                 if amount is not None:
                     out.setdefault(Decimal(amount).quantize(Decimal("0.01")), set()).add(it.currency)
         return out
 
-    @property
-    def allowed_percentages(self) -> set[int]:
-        return {it.discount_pct for it in self.items if it.discount_pct} | self.extra_percentages
+    def allowed_percentages(self, items: Sequence[Item] | None = None) -> set[int]:
+        return {it.discount_pct for it in (self.items if items is None else items) if it.discount_pct} \
+            | self.extra_percentages
 
 
 def graphemes(text: str) -> int:
@@ -180,10 +186,14 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
 
 
 def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    allowed = ctx.allowed_amounts
-    for amount, currencies, matched in money_mentions(f"{title}\n{body}"):
+    """Every amount is the price or sale price, in its currency, of an item the copy names."""
+    text = f"{title}\n{body}"
+    allowed = ctx.allowed_amounts(ctx.named_items(text))
+    for amount, currencies, matched in money_mentions(text):
         if amount not in allowed:
-            return CheckResult("prices", False, f"price {matched!r} matches no item's price")
+            other = amount in ctx.allowed_amounts()
+            return CheckResult("prices", False, f"price {matched!r} is another item's, not the named item's"
+                               if other else f"price {matched!r} matches no item's price")
         if currencies and not currencies & allowed[amount]:
             return CheckResult("prices", False,
                                f"price {matched!r} has the wrong currency (item is in {sorted(allowed[amount])[0]})")
@@ -191,8 +201,10 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    allowed = ctx.allowed_percentages
-    for m in _PERCENT.finditer(f"{title}\n{body}"):
+    """Every percentage is the discount of an item the copy names, or the campaign's (a coupon's)."""
+    text = f"{title}\n{body}"
+    allowed = ctx.allowed_percentages(ctx.named_items(text))
+    for m in _PERCENT.finditer(text):
         value = Decimal(m["num"])
         if value != value.to_integral_value() or int(value) not in allowed:
             why = f"allowed: {sorted(allowed)}" if allowed else "no item is discounted"
@@ -241,12 +253,17 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy is written in the user's language, judged by script: Chinese copy is mostly Han characters
-    (product names may stay in Latin letters), other locales' copy has no Han characters."""
+    (product names may stay in Latin letters) and so is its title, other locales' copy has no Han characters.
+    A title of only numbers and symbols ("15%", "$22.47") is in no language."""
     text = f"{title} {body}"
     han = len(_HAN.findall(text))
     latin_words = len(regex.findall(r"\p{Latin}+", text))
     lang = language_of(ctx.locale)
+    if title.strip() and not regex.search(r"\p{L}", title):  # an empty title is check_lengths' to report
+        return CheckResult("language", False, "the title has no words, only numbers or symbols")
     if lang == "zh":
+        if title.strip() and not _HAN.search(title):
+            return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
         if han == 0 or han < latin_words:
             return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
                                                   f"{latin_words} Latin words")
@@ -343,7 +360,7 @@ def _allowed_numbers(ctx: GuardContext) -> set[str]:
     texts = [it.title for it in ctx.items] + [f"{it.price} {it.sale_price or ''}" for it in ctx.items]
     texts += [str(v) for v in ctx.facts.values()]
     nums = {n for t in texts for n in regex.findall(r"\d+(?:\.\d+)?", t)}
-    return nums | {str(p) for p in ctx.allowed_percentages}
+    return nums | {str(p) for p in ctx.allowed_percentages()}
 
 
 def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -354,6 +371,8 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if offer and not ctx.facts.get("offer"):
         return CheckResult("facts", False, f"invented offer {offer[0]!r}")
     code = ctx.facts.get("coupon_code")
+    if code and str(code) not in text:
+        return CheckResult("facts", False, f"the campaign's coupon code {code!r} is missing")
     for m in regex.finditer(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b", text):  # coupon-code-like tokens
         if m[0] != code:
             return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
@@ -363,6 +382,11 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
         parts = regex.findall(r"\d+(?:\.\d+)?", m[0])
         if not all(p in allowed or p.rstrip("0").rstrip(".") in allowed for p in parts):
             return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
+    titles = {it.title.lower() for it in ctx.items}
+    for quoted in regex.findall(r"「([^」\n]+)」", text):  # a bracketed product name is an item's whole name
+        meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
+        if meant is not None and quoted.strip().lower() not in titles:
+            return CheckResult("facts", False, f"names 「{quoted}」 for {meant.title!r}: a cut or altered name")
     own = {it.item_id for it in ctx.items}
     own_brands = {it.brand.lower() for it in ctx.items if it.brand}
     low = text.lower()
@@ -396,6 +420,25 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("example_copy", True)
 
 
+_LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,40}?)\s*[:：]")
+
+
+def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The copy is not the prompt read back: none of its fact labels ("商品：", "Price now:") and none of its
+    unlabelled lines (the instruction, "写一条商品推荐推送。") come back."""
+    if not ctx.prompt_text:
+        return CheckResult("prompt_echo", True)
+    text = f"{title}\n{body}".lower()
+    for label in {m.strip().lower() for m in _LABEL.findall(ctx.prompt_text)}:
+        if regex.search(rf"(?<!\w){regex.escape(label)}\s*[:：]", text):
+            return CheckResult("prompt_echo", False, f"repeats the prompt's label {label!r}")
+    for line in ctx.prompt_text.lower().splitlines():
+        line = line.strip()
+        if len(line) >= 6 and not _LABEL.match(line) and line in text:
+            return CheckResult("prompt_echo", False, f"repeats the prompt's line {line!r}")
+    return CheckResult("prompt_echo", True)
+
+
 def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     """Jaccard similarity of word 3-shingles (Han 3-grams) at or above ``threshold``."""
     sa, sb = _shingles(a, 3), _shingles(b, 3)
@@ -407,7 +450,8 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
 DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_language,
                                      check_prices, check_percentages, check_facts, check_mentions_item,
-                                     check_example_copy, check_policy, check_pii, check_injection)
+                                     check_example_copy, check_prompt_echo, check_policy, check_pii,
+                                     check_injection)
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,

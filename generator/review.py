@@ -163,7 +163,7 @@ def _item_from_record(r: dict[str, Any]) -> Item | None:
 def guard_context(message: Message, job: Job | None) -> GuardContext:
     """Rebuild the facts a message's copy was checked against: the user's ranked items (from the job's shop
     when it still has them, else from the stored records), locale, campaign facts and policy, the shopper
-    review the prompt quoted and the template's example answers."""
+    review the prompt quoted, the template's example answers and the prompt's user turn."""
     campaign = campaign_of(job) if job is not None else Campaign()
     params = (job.params or {}) if job is not None else {}
     shop = _shop(str(params.get("shop") or get_settings().shop_dir))
@@ -180,6 +180,7 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
     quoted: list[str] = []
     examples: list[str] = []
     generic: list[str] = []
+    prompt_text = ""
     if items:
         from generator.campaign import _review_for, generic_copy
 
@@ -193,6 +194,7 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
             try:
                 rendered = library.render(message.template, **{k: available.get(k) for k in declared})
                 examples = [a for _, a in rendered.examples]
+                prompt_text = rendered.user
                 generic = generic_copy(library, locale, ctype, items[0], campaign.facts)
             except PushgenError:
                 examples = []
@@ -200,7 +202,7 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
                 quoted = [review]
     return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
                         quoted_texts=quoted, policy=campaign.policy, example_texts=examples,
-                        generic_texts=generic)
+                        generic_texts=generic, prompt_text=prompt_text)
 
 
 def display_items(message: Message, job: Job | None) -> list[dict[str, Any]]:

@@ -37,6 +37,9 @@ def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
         {"user_id": "name", "item_ids": item.item_id, "status": "passed", "title": "Deal",
          "body": f"{other.title} is here."},
         {"user_id": "dropped", "item_ids": item.item_id, "status": "flagged", "title": "Deal", "body": "$1.23"},
+        # both are the user's ranked items, but the price in the copy is the unnamed one's
+        {"user_id": "swap", "item_ids": f"{item.item_id} {other.item_id}", "status": "passed", "title": "Deal",
+         "body": f"{item.title} now ${other.price}."},
     ]
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "audit_messages.py"), "--messages",
                           str(_write(tmp_path / "m.csv", rows)), "--json", str(tmp_path / "a.json")],
@@ -45,9 +48,9 @@ def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
     import json
 
     report = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
-    assert report["passing"] == 4
+    assert report["passing"] == 5
     assert sorted((v["user_id"], v["kind"]) for v in report["violations"]) == [
-        ("name", "product"), ("pct", "percentage"), ("price", "price")]
+        ("name", "product"), ("pct", "percentage"), ("price", "price"), ("swap", "price")]
     clean = subprocess.run([sys.executable, str(ROOT / "scripts" / "audit_messages.py"), "--messages",
                             str(_write(tmp_path / "ok.csv", rows[:1]))], capture_output=True, text=True, check=False)
     assert clean.returncode == 0, clean.stdout

@@ -72,6 +72,58 @@ def test_percentages_must_be_real_discounts(body: str, ok: bool) -> None:
     assert check_percentages("t", body, CTX).passed is ok
 
 
+LAMP = Item(item_id="C3", title="Northwind Waterproof Headlamp", brand="Northwind", price=Decimal("44.95"),
+            sale_price=Decimal("22.47"), currency="USD", in_stock=True, url="u")
+
+
+def test_prices_and_discounts_must_be_the_named_items_own() -> None:
+    ctx = GuardContext(items=[LAMP, TENT])  # 50% and 21% off
+    assert check_percentages("50% off", "Northwind Waterproof Headlamp now $22.47", ctx).passed
+    wrong = check_percentages("21% off", "Northwind Waterproof Headlamp now $22.47", ctx)
+    assert not wrong.passed and "allowed: [50]" in wrong.reason
+    price = check_prices("Now $149.00", "Northwind Waterproof Headlamp, 50% off", ctx)
+    assert not price.passed and "another item's" in price.reason
+    # naming both items allows both items' facts; naming none leaves every ranked item's (mentions_item fails it)
+    assert check_percentages("21% and 50% off", "Trailblazer tent and Northwind Waterproof Headlamp", ctx).passed
+    assert check_percentages("21% off", "today only", ctx).passed
+
+
+def test_a_coupon_campaigns_copy_carries_its_code() -> None:
+    from generator.guardrails import check_facts
+
+    ctx = GuardContext(items=[TENT], facts={"coupon_code": "HELLO15", "coupon_pct": 15})
+    assert check_facts("15% off", "Use HELLO15 on the Trailblazer tent", ctx).passed
+    r = check_facts("专属 15% 优惠券", "使用优惠码 15% 购买 Trailblazer 帐篷", ctx)
+    assert not r.passed and "'HELLO15' is missing" in r.reason
+
+
+def test_a_bracketed_product_name_is_the_items_whole_name() -> None:
+    from generator.guardrails import check_facts
+
+    tent2 = Item(item_id="A2", title="Trailblazer 3-Person Backpacking Tent", brand="Trailblazer",
+                 price=Decimal("229.00"), currency="USD", in_stock=True, url="u")
+    ctx = GuardContext(items=[tent2, TENT], locale="zh_CN")  # names alike: each whole name is still right
+    assert check_facts("好物推荐", "「Trailblazer 2-Person Backpacking Tent」现售 $149.00", ctx).passed
+    cut = check_facts("好物推荐", "「Trailblazer 2-Person Backpacking」现售 $149.00", ctx)
+    assert not cut.passed and "cut or altered" in cut.reason
+    assert check_facts("双十一", "「双十一」来了：Trailblazer 2-Person Backpacking Tent", ctx).passed  # not a name
+
+
+def test_copy_that_reads_the_prompt_back_fails() -> None:
+    from generator.guardrails import check_prompt_echo
+
+    prompt = "写一条商品推荐推送。\n商品：「Trailblazer 2-Person Backpacking Tent」\n价格：$149.00"
+    ctx = GuardContext(items=[TENT], locale="zh_CN", prompt_text=prompt)
+    assert check_prompt_echo("好物推荐", "「Trailblazer 2-Person Backpacking Tent」现售 $149.00", ctx).passed
+    label = check_prompt_echo("好物推荐", "商品：「Trailblazer 2-Person Backpacking Tent」", ctx)
+    assert not label.passed and "'商品'" in label.reason
+    assert not check_prompt_echo("好物推荐，只要 $149.00", "写一条商品推荐推送。", ctx).passed
+    en = GuardContext(items=[TENT], prompt_text="Write a price-drop push.\nProduct: Tent\nPrice now: $149.00")
+    assert not check_prompt_echo("Tent deal", "Price now: $149.00 for the Trailblazer tent", en).passed
+    assert check_prompt_echo("Price drop: tent", "The Trailblazer tent is now $149.00", en).passed
+    assert check_prompt_echo("x", "Price now: $1", GuardContext(items=[TENT])).passed  # no prompt, no check
+
+
 def test_no_discount_claims_when_nothing_is_discounted() -> None:
     r = check_percentages("t", "10% off", GuardContext(items=[MUG]))
     assert not r.passed and "no item is discounted" in r.reason
@@ -103,6 +155,10 @@ def test_run_checks_collects_every_failure() -> None:
     ("zh_CN", "降价", "Northwind Trailblazer Backpacking Tent now $149.00", False),
     ("en_US", "Tent sale", "Trailblazer tent now $149.00", True),
     ("en_US", "Tent sale 帐篷", "Trailblazer tent now $149.00", False),
+    ("zh_CN", "21%", "Trailblazer 帐篷现价 $149.00，立减 21%！", False),  # a title in no language
+    ("zh_CN", "Trailblazer Tent", "Trailblazer 帐篷现价 $149.00，立减 21%！", False),  # an English title
+    ("en_US", "$149.00", "Trailblazer tent now $149.00", False),
+    ("en_US", "21% off", "Trailblazer tent now $149.00", True),
 ])
 def test_language_matches_locale(locale: str, title: str, body: str, ok: bool) -> None:
     from generator.guardrails import check_language
