@@ -86,29 +86,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_naive(model, tok, parts, new_tokens, adapters, device):  # type: ignore[no-untyped-def]
+def _sampling(candidates: int) -> dict:
+    """Greedy for one candidate; else the Generator's sampling settings, ``candidates`` sequences per prompt."""
+    if candidates == 1:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.92, "num_return_sequences": candidates}
+
+
+def run_naive(model, tok, parts, new_tokens, adapters, device, candidates=1):  # type: ignore[no-untyped-def]
     for i, (shared, own) in enumerate(parts):
         enc = tok(shared + own, return_tensors="pt", add_special_tokens=False).to(device)
-        kw = {"adapter_names": [adapters[i]]} if adapters else {}
-        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                       pad_token_id=tok.pad_token_id, **kw)
+        kw = {"adapter_names": [adapters[i]] * candidates} if adapters else {}  # generate repeats the rows
+        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id,
+                       **_sampling(candidates), **kw)
 
 
-def run_hf_batched(model, tok, parts, new_tokens, adapters, device, batch):  # type: ignore[no-untyped-def]
+def run_hf_batched(model, tok, parts, new_tokens, adapters, device, batch,  # type: ignore[no-untyped-def]
+                   candidates=1):
     for s in range(0, len(parts), batch):
         chunk = [a + b for a, b in parts[s:s + batch]]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        kw = {"adapter_names": adapters[s:s + batch]} if adapters else {}
-        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                       pad_token_id=tok.pad_token_id, **kw)
+        kw = {"adapter_names": [a for a in adapters[s:s + batch] for _ in range(candidates)]} if adapters else {}
+        model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id,
+                       **_sampling(candidates), **kw)
 
 
-def run_pushgen(gen, parts, adapters):  # type: ignore[no-untyped-def]
+def run_pushgen(gen, parts, adapters, candidates=1):  # type: ignore[no-untyped-def]
     from generator.generate import GenerationRequest
 
     reqs = [GenerationRequest(key=str(i), prompt=own, prefix=shared, adapter=adapters[i] if adapters else None)
             for i, (shared, own) in enumerate(parts)]
-    gen.generate(reqs)
+    gen.generate(reqs, n_candidates=candidates)
 
 
 def timed(device: torch.device, fn, *args) -> float:  # type: ignore[no-untyped-def]
@@ -142,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hf-users", type=int, default=None, help="users timed for hf-batched (default: --users)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=40)
+    ap.add_argument("--candidates", type=int, default=1,
+                    help="candidates per user: 1 = greedy (the default, outputs comparable); N > 1 = what a "
+                         "campaign does (pushgen: 1 greedy + N-1 sampled; Hugging Face: N sampled, the same "
+                         "temperature/top-k/top-p); messages/s counts users")
     ap.add_argument("--adapters", default="0,1,4", help="adapter set-ups to run: counts, comma-separated")
     ap.add_argument("--methods", default="naive,hf-batched,pushgen",
                     help="naive, hf-batched, pushgen (decode mode --decode), pushgen-dynamic, pushgen-int8 (CPU)")
@@ -174,23 +186,25 @@ def main(argv: list[str] | None = None) -> int:
             # warm-up: kernels and allocator; with CUDA graphs, the capture of each (adapter, batch shape), which
             # a long-running worker does once
             n_warm = min(args.users, args.batch_size * max(n_adapters, 1)) if gen.decode_mode == "graph" else 2
-            run_pushgen(gen, parts[:n_warm], names[:n_warm] if names else None)
+            run_pushgen(gen, parts[:n_warm], names[:n_warm] if names else None, args.candidates)
         for method in methods:
             if method == "naive":
                 n = min(args.naive_users, args.users)
-                dt = timed(device, run_naive, model, tok, parts[:n], args.new_tokens, names, device)
+                dt = timed(device, run_naive, model, tok, parts[:n], args.new_tokens, names, device,
+                           args.candidates)
             elif method == "hf-batched":
                 n = min(args.hf_users or args.users, args.users)
                 dt = timed(device, run_hf_batched, model, tok, parts[:n], args.new_tokens, names, device,
-                           args.batch_size)
+                           args.batch_size, args.candidates)
             else:
                 n = args.users
                 gens[method]._prefix_cache.clear()  # the prefix is computed inside the timed run
-                dt = timed(device, run_pushgen, gens[method], parts, names)
+                dt = timed(device, run_pushgen, gens[method], parts, names, args.candidates)
             decode = gens[method].decode_mode if method in gens else None
             results.append({"method": method, "decode": decode, "adapters": n_adapters, "messages": n,
-                            "seconds": round(dt, 3), "messages_per_s": round(n / dt, 2),
-                            "new_tokens_per_s": round(n * args.new_tokens / dt, 1)})
+                            "candidates": args.candidates, "seconds": round(dt, 3),
+                            "messages_per_s": round(n / dt, 2),
+                            "new_tokens_per_s": round(n * args.candidates * args.new_tokens / dt, 1)})
             console.print(results[-1])
         if args.profile is not None and "pushgen" in gens:
             write_profile(args.profile.with_suffix(f".a{n_adapters}{args.profile.suffix}"), device, gens["pushgen"],
@@ -204,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         r["x_naive"] = round(r["messages_per_s"] / naive[r["adapters"]], 2) if r["adapters"] in naive else None
         r["x_hf_batched"] = round(r["messages_per_s"] / hf[r["adapters"]], 2) if r["adapters"] in hf else None
         r["vs_one_adapter"] = round(r["messages_per_s"] / one[r["method"]], 2) if r["method"] in one else None
-    table = Table(title=f"generation, {args.users} users, ~{prompt_tokens:.0f} prompt tokens, "
-                        f"{args.new_tokens} new tokens, {device}")
+    table = Table(title=f"generation, {args.users} users x {args.candidates} candidates, ~{prompt_tokens:.0f} "
+                        f"prompt tokens, {args.new_tokens} new tokens, {device}")
     for col in ("method", "adapters", "messages/s", "new tokens/s", "× naive", "× hf-batched", "vs 1 adapter"):
         table.add_column(col, justify="right")
     for r in results:
@@ -214,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     meta = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda"
             else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "model": args.model, "users": args.users, "batch_size": args.batch_size,
+            "torch": torch.__version__, "model": args.model, "users": args.users, "candidates": args.candidates,
+            "batch_size": args.batch_size,
             "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt_tokens, 1),
             "load_average": os.getloadavg()[0]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
