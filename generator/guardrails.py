@@ -272,7 +272,8 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("language", True)
 
 
-_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost)\b"
+_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost|"
+                        r"complimentary|on the house)\b"
                         r"|免费|包邮|赠品|买一送一",
                         regex.I)
 _LINK = regex.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|cn|co|info|biz|xyz|ly)\b", regex.I)
@@ -314,6 +315,25 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
     return CheckResult("policy", True)
+
+
+# what a shop's own push never says of what it sells: a small model paraphrases a quoted bad review into the copy
+_DISPARAGING = regex.compile(
+    r"\b(?:(?:(?:is|are|was|were) not|isn't|aren't|wasn't|weren't|not) (?:that |very |so |really )?(?:good|"
+    r"great|worth it|recommended|high enough|what you(?:'re| are) looking for)|quality is (?:not|poor|low|bad)|"
+    r"poor(?:ly made)?|(?:isn't|aren't|not) cheap|"
+    r"flimsy|cheap(?:ly)? made|disappoint\w*|defective|waste of money|low[- ]quality|terrible|awful|worst|"
+    r"not a favou?rite|(?:don't|do not) buy|falls? apart|broke(?:n)? (?:after|within|in)|returned it)\b"
+    r"|质量差|质量不好|做工粗糙|不好用|不值这个价|失望|劣质|差评|太差|一般般", regex.I)
+
+
+def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The copy does not speak ill of what it sells ("the quality is not high enough", "flimsy", 质量差): a
+    small model paraphrases a critical review it was shown, which the injection check (verbatim copies) misses."""
+    m = _DISPARAGING.search(f"{title}\n{body}")
+    if m:
+        return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
+    return CheckResult("tone", True)
 
 
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -450,7 +470,7 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
 DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_language,
                                      check_prices, check_percentages, check_facts, check_mentions_item,
-                                     check_example_copy, check_prompt_echo, check_policy, check_pii,
+                                     check_example_copy, check_prompt_echo, check_policy, check_tone, check_pii,
                                      check_injection)
 
 

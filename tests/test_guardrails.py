@@ -88,6 +88,16 @@ def test_prices_and_discounts_must_be_the_named_items_own() -> None:
     assert check_percentages("21% off", "today only", ctx).passed
 
 
+@pytest.mark.parametrize("body", ["Trailblazer tent, now with a complimentary footprint", "Free shipping on the tent",
+                                  "Trailblazer 帐篷，包邮到家"])
+def test_invented_offers_fail_unless_the_campaign_has_one(body: str) -> None:
+    from generator.guardrails import check_facts
+
+    r = check_facts("Tent deal", body, GuardContext(items=[TENT]))
+    assert not r.passed and "invented offer" in r.reason
+    assert check_facts("Tent deal", body, GuardContext(items=[TENT], facts={"offer": "free footprint"})).passed
+
+
 def test_a_coupon_campaigns_copy_carries_its_code() -> None:
     from generator.guardrails import check_facts
 
@@ -122,6 +132,23 @@ def test_copy_that_reads_the_prompt_back_fails() -> None:
     assert not check_prompt_echo("Tent deal", "Price now: $149.00 for the Trailblazer tent", en).passed
     assert check_prompt_echo("Price drop: tent", "The Trailblazer tent is now $149.00", en).passed
     assert check_prompt_echo("x", "Price now: $1", GuardContext(items=[TENT])).passed  # no prompt, no check
+
+
+@pytest.mark.parametrize(("title", "body", "ok"), [
+    ("High-end Rocking Camp Chair", "A great value, but the quality is not what you are looking for.", False),
+    ("Not a favorite, but one of a kind", "The Trailblazer tent is $149.00.", False),
+    ("Tent deal", "Some found it flimsy, but it is $149.00.", False),
+    ("Top rated tent", "The Trailblazer tent: the best, but it's not cheap.", False),
+    ("帐篷降价", "Trailblazer 帐篷做工粗糙，现价 $149.00", False),
+    ("Camp in comfort", "The Trailblazer tent is not just light, it is great value at $149.00.", True),
+    ("No more cold nights", "Trailblazer tent, $149.00: worth every trip.", True),
+    ("帐篷降价啦", "Trailblazer 帐篷现价 $149.00，不容错过！", True),
+    ("帐篷降价啦", "Trailblazer 帐篷现价 $149.00，30 天无理由退货，买了不后悔。", True),
+])
+def test_copy_never_speaks_ill_of_the_product(title: str, body: str, ok: bool) -> None:
+    from generator.guardrails import check_tone
+
+    assert check_tone(title, body, CTX).passed is ok
 
 
 def test_no_discount_claims_when_nothing_is_discounted() -> None:
