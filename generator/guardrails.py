@@ -83,10 +83,15 @@ class GuardContext:
         return {int(pct)} if isinstance(pct, int | float | str) and str(pct).isdigit() else set()
 
     def named_items(self, text: str) -> Sequence[Item]:
-        """The ranked items ``text`` names; all of them when it names none (``mentions_item`` fails that copy).
-        A price or discount must belong to an item the copy names: 10% off item B in a push about item A is
+        """The ranked items ``text`` names: those whose whole title it has, and those it names in part
+        (``mentions_item``) outside these titles; all of them when it names none (``check_mentions_item`` fails that
+        copy). A price or discount must belong to an item the copy names: 10% off item B in a push about item A is
         as wrong as an invented 10%."""
-        return [it for it in self.items if mentions_item(text, it)] or self.items
+        rest = text.lower()
+        whole = [it for it in self.items if it.title.lower() in rest]
+        for it in whole:
+            rest = rest.replace(it.title.lower(), " ")
+        return whole + [it for it in self.items if it not in whole and mentions_item(rest, it)] or self.items
 
     def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
         out: dict[Decimal, set[str]] = {}

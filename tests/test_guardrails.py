@@ -86,6 +86,12 @@ def test_prices_and_discounts_must_be_the_named_items_own() -> None:
     # naming both items allows both items' facts; naming none leaves every ranked item's (mentions_item fails it)
     assert check_percentages("21% and 50% off", "Trailblazer tent and Northwind Waterproof Headlamp", ctx).passed
     assert check_percentages("21% off", "today only", ctx).passed
+    # a whole title names that item only, even when its words half-name another ranked item too
+    lamp2 = Item(item_id="C4", title="Northwind Waterproof Lantern", brand="Northwind", price=Decimal("30.00"),
+                 sale_price=Decimal("27.00"), currency="USD", in_stock=True, url="u")  # 10% off
+    both = GuardContext(items=[lamp2, LAMP])
+    assert not check_percentages("10% off", "Northwind Waterproof Headlamp now $22.47", both).passed
+    assert check_percentages("10% off", "Northwind Waterproof lantern, today", both).passed
 
 
 @pytest.mark.parametrize("body", ["Trailblazer tent, now with a complimentary footprint", "Free shipping on the tent",
