@@ -10,6 +10,7 @@ for adapters it does not handle).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import itertools
@@ -102,8 +103,7 @@ def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     fused kernels never materialise the scores. Query head h uses K/V head h // group, as in ``repeat_kv``."""
     b, hq, s, d = query.shape
     if s > 1:  # a prefill: many queries per row, where SDPA's fused kernels beat materialising the scores (3x on CPU)
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask.to(query.dtype), scale=scaling, enable_gqa=True)
+        out = _prefill_attention(query, key, value, attention_mask, scaling, native_gqa=query.device.type != "cuda")
         return out.transpose(1, 2).contiguous(), None
     hkv = key.shape[1]
     g = hq // hkv
@@ -113,6 +113,19 @@ def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     probs = torch.softmax(scores, dim=-1).to(value.dtype).view(b, hkv, g * s, -1)
     out = torch.matmul(probs, value).view(b, hq, s, d)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _prefill_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
+                       scaling: float | None, *, native_gqa: bool) -> torch.Tensor:
+    """SDPA over grouped K/V heads with an additive mask. ``native_gqa``: SDPA's ``enable_gqa`` (the CPU's fused
+    kernel takes it with a mask). Else the K/V heads are repeated for their query heads first: on CUDA, SDPA runs
+    GQA only in the flash kernel (no mask) and the math kernel (fp32 scores of rows x heads x queries x keys
+    materialised), while the memory-efficient kernel takes a mask but not GQA; the repeat costs far less."""
+    if not native_gqa:
+        g = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(g, dim=1), value.repeat_interleave(g, dim=1)
+    return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask.to(query.dtype),
+                                                            scale=scaling, enable_gqa=native_gqa)
 
 
 GROUPED_ATTENTION = "pushgen_grouped"
@@ -285,6 +298,7 @@ class _StaticRunner:
             self._capture()
         else:
             self._graph.replay()
+        self.gen.decode_steps["graph" if self.use_graph else "eager"] += 1
         return self.logits[:self.n]
 
     def _capture(self) -> None:
@@ -357,6 +371,9 @@ class Generator:
         self._prefix_cache: dict[tuple[tuple[int, ...], str | None], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.decode_mode = self._pick_mode(decode or settings.decode)
         self._runners: dict[tuple[str | None, int, int], _StaticRunner] = {}
+        # decode steps of the preallocated-cache loop, by how they ran: "graph" (a CUDA graph replayed) or "eager";
+        # a benchmark reports them, so a graph capture that failed (and fell back to eager) is seen
+        self.decode_steps: collections.Counter[str] = collections.Counter()
         self._fused = FusedLora(self.model) if FusedLora.supports(self.model) else None
         # suffix tokens per prefill chunk (static decoding): a CPU's caches hold ~2k tokens' activations
         self._prefill_tokens = 2048 if self.device.type == "cpu" else 65536

@@ -201,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 gens[method]._prefix_cache.clear()  # the prefix is computed inside the timed run
                 dt = timed(device, run_pushgen, gens[method], parts, names, args.candidates)
             decode = gens[method].decode_mode if method in gens else None
-            results.append({"method": method, "decode": decode, "adapters": n_adapters, "messages": n,
+            steps = dict(gens[method].decode_steps) if method in gens else None  # since the Generator was made
+            if decode == "graph" and steps and steps.get("eager"):
+                console.print(f"[red]{method}: {steps['eager']} decode steps ran eagerly (a CUDA graph capture "
+                              "failed; see the log)[/red]")
+            results.append({"method": method, "decode": decode, "decode_steps": steps, "adapters": n_adapters,
+                            "messages": n,
                             "candidates": args.candidates, "seconds": round(dt, 3),
                             "messages_per_s": round(n / dt, 2),
                             "new_tokens_per_s": round(n * args.candidates * args.new_tokens / dt, 1)})

@@ -168,6 +168,12 @@ def test_grouped_attention_equals_sdpa_with_repeated_heads(s: int) -> None:
     got, _ = _grouped_attention(None, q, k, v, mask)
     assert got.shape == (b, s, hq, d)
     torch.testing.assert_close(got, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    if s > 1:  # the prefill's two forms: SDPA's own GQA (CPU) and K/V heads repeated first (CUDA's kernels)
+        from generator.generate import _prefill_attention
+
+        for native in (True, False):
+            torch.testing.assert_close(_prefill_attention(q, k, v, mask, None, native_gqa=native), want,
+                                       rtol=1e-5, atol=1e-5)
 
 
 def test_int8_generation_quantises_the_base_layers_and_keeps_adapters_float(tiny_with_adapters) -> None:  # type: ignore[no-untyped-def]
@@ -251,3 +257,5 @@ def test_static_decoding_drops_finished_rows_and_keeps_the_output(tiny_with_adap
     assert any(after < before for before, after in drops)  # and left the cache
     assert [c[0].raw for c in got] == [c[0].raw for c in want]
     assert [(c[0].finished, c[0].new_tokens) for c in got] == [(c[0].finished, c[0].new_tokens) for c in want]
+    # the steps are counted by how they ran (a benchmark reports them): on CPU every static step is eager
+    assert static.decode_steps["eager"] > 0 and static.decode_steps["graph"] == 0 and not dynamic.decode_steps
