@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -449,6 +450,14 @@ class Generator:
             rows.append(_Row(i, prefix, whole[n:], r.adapter, group))
         return rows
 
+    def _texts(self, ids: list[list[int]]) -> list[str]:
+        """Token ids to text. A fast tokenizer's own ``decode_batch`` (Rust, GIL released, ~3.5x faster than
+        ``batch_decode``'s per-sequence Python) when it gives the same text: no space clean-up to apply."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
+            return backend.decode_batch(ids, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
         order = sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
@@ -719,19 +728,32 @@ class Generator:
         limit = max_new_tokens or self.max_new_tokens
         out: list[list[Candidate]] = [[] for _ in requests]
         t0, n_tokens = time.perf_counter(), 0
-        for b, batch in enumerate(self._batches(self._prepare(requests))):
-            decoded = self._decode(batch, n_candidates, seed + b, limit)
-            texts = iter(self.tokenizer.batch_decode([ids for cands in decoded for ids, _ in cands],
-                                                     skip_special_tokens=True))
+
+        def finish(batch: list[_Row], decoded: list[list[tuple[list[int], bool]]], texts: Future[list[str]]) -> int:
+            done, text = 0, iter(texts.result())
             for row, cands in zip(batch, decoded, strict=True):
                 for k, (ids, stopped) in enumerate(cands):
-                    text = next(texts)
-                    title, body = parse_title_body(text)
-                    out[row.index].append(Candidate(title=title, body=body, raw=text, sampled=k > 0,
+                    raw = next(text)
+                    title, body = parse_title_body(raw)
+                    out[row.index].append(Candidate(title=title, body=body, raw=raw, sampled=k > 0,
                                                     new_tokens=len(ids), finished=stopped))
-                    n_tokens += len(ids)
+                    done += len(ids)
             if progress is not None:
                 progress(len(batch))
+            return done
+
+        # a batch's token ids become text in a worker thread while the next batch decodes (the fast tokenizer's
+        # decode releases the GIL); its candidates are built once that batch has been launched
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pushgen-detokenize") as host:
+            previous = None
+            for b, batch in enumerate(self._batches(self._prepare(requests))):
+                decoded = self._decode(batch, n_candidates, seed + b, limit)
+                texts = host.submit(self._texts, [ids for cands in decoded for ids, _ in cands])
+                if previous is not None:
+                    n_tokens += finish(*previous)
+                previous = (batch, decoded, texts)
+            if previous is not None:
+                n_tokens += finish(*previous)
         dt = time.perf_counter() - t0
         log.info("generated %d candidates for %d prompts in %.1f s (%.0f new tokens/s)",
                  sum(len(c) for c in out), len(requests), dt, n_tokens / max(dt, 1e-9))

@@ -57,6 +57,23 @@ PROMPTS = ["Write a push about tents.\nTitle:", "Short\nTitle:",
            "Sale!\nTitle:", "Lanterns for camping trips in the mountains\nTitle:"]
 
 
+def test_texts_equal_batch_decode_and_progress_counts_every_batch(tiny: Generator) -> None:
+    """Token ids become text through the fast tokenizer's own batch decode, in a worker thread while the next
+    batch decodes: the same text as ``batch_decode``, and every batch still reported, in order."""
+    import random
+
+    tok = tiny.tokenizer
+    rng = random.Random(0)
+    ids = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 30))] for _ in range(200)]
+    ids.append(tok("Title: 帐篷降价啦\nBody: $149.00", add_special_tokens=False).input_ids + [tok.eos_token_id])
+    assert hasattr(tok, "_tokenizer")  # the Rust path is the one under test
+    assert tiny._texts(ids) == tok.batch_decode(ids, skip_special_tokens=True)
+    done: list[int] = []
+    reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
+    got = tiny.generate(reqs, progress=done.append)  # batch size 4: batches of 4 and 1
+    assert sorted(done, reverse=True) == [4, 1] and all(len(c) == 1 and c[0].raw for c in got)
+
+
 def test_batched_greedy_equals_one_at_a_time(tiny: Generator) -> None:
     reqs = [GenerationRequest(key=str(i), prompt=p) for i, p in enumerate(PROMPTS)]
     batched = tiny.generate(reqs)
