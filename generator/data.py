@@ -8,6 +8,7 @@ bad rows and reports them instead. Writers are atomic: a file is either written 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -29,21 +30,18 @@ def unit_interval(salt: object, key: str) -> float:
     """A number in [0, 1) fixed by (salt, key): the first 8 bytes of SHA-256 over ``salt:key``. pushgen's one way
     to split or bucket by id (experiment arms, held-out groups and users), the same on every machine and process
     (never Python's ``hash()``, which is salted per process)."""
-    import hashlib
-
     digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes (read in 1 MiB blocks): what trained models record of their data."""
-    import hashlib
-
     h = hashlib.sha256()
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
 
 SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _UMASK = os.umask(0o022)  # read once: written tables get normal permissions, not mkstemp's 0600
@@ -357,7 +355,6 @@ def split_by_group(path: str | Path, train_out: str | Path, heldout_out: str | P
     """Split a table into two files by group (every row of a group lands on the same side), keeping all columns.
     A group is held out when a stable hash of ``salt`` and its id falls below ``fraction``, so the same
     groups are held out on every machine and for any file that holds them. Returns the row counts."""
-    import hashlib
 
     if not 0 < fraction < 1:
         raise DataError(str(path), None, None, f"fraction must be between 0 and 1, not {fraction}")

@@ -277,9 +277,10 @@ class _StaticRunner:
         self.keep[rows, start:end] = keep[:, p_max:]
         self.cache.use(rows)
         if prefix_kv is not None:
-            for layer, (k, v) in enumerate(prefix_kv.layers):  # gathered one layer at a time: bounded memory
-                self.cache.keys[layer][:, :, :p_max].copy_(k.index_select(0, prefix_kv.index))
-                self.cache.values[layer][:, :, :p_max].copy_(v.index_select(0, prefix_kv.index))
+            for layer in range(len(prefix_kv.layers)):  # gathered one layer at a time: bounded memory
+                k, v = prefix_kv.layer(layer)
+                self.cache.keys[layer][:, :, :p_max].copy_(k)
+                self.cache.values[layer][:, :, :p_max].copy_(v)
         self.cache.pos.fill_(start)
         mask = self.gen._prefill_mask(self.keep[rows], start, s)
         with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
@@ -375,7 +376,7 @@ class Generator:
         # decode steps of the preallocated-cache loop, by how they ran: "graph" (a CUDA graph replayed) or "eager";
         # a benchmark reports them, so a graph capture that failed (and fell back to eager) is seen
         self.decode_steps: collections.Counter[str] = collections.Counter()
-        self._fused = FusedLora(self.model) if FusedLora.supports(self.model) else None
+        self._fused = FusedLora.of(self.model)
         # suffix tokens per prefill chunk (static decoding): a CPU's caches hold ~2k tokens' activations
         self._prefill_tokens = 2048 if self.device.type == "cpu" else 65536
         self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
@@ -398,7 +399,7 @@ class Generator:
             raise AdapterError("adapters cannot be added to an int8 generator; load them before quantising "
                                "(PUSHGEN_CPU_INT8=0 to generate in float)")
         self.model = load_adapters(self.model, todo)
-        self._fused = FusedLora(self.model) if FusedLora.supports(self.model) else None
+        self._fused = FusedLora.of(self.model)
         self._runners.clear()  # captured against the model without these adapters
 
     def _pick_mode(self, mode: str) -> str:
@@ -522,11 +523,9 @@ class Generator:
         """Next tokens: argmax for greedy rows; temperature/top-k/top-p sampling for the others."""
         return pick_tokens(logits, sampled, gen, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
-    def _batch_prefix_kv(self, batch: list[_Row], p_max: int,
-                         rows: torch.Tensor | None = None) -> _PrefixKV | None:
+    def _batch_prefix_kv(self, batch: list[_Row], p_max: int) -> _PrefixKV | None:
         """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
-        gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row.
-        ``rows`` maps output rows to batch rows (default: one each)."""
+        gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row."""
         if not p_max or not any(r.prefix for r in batch):
             return None
         keys = [(r.group, r.adapter) for r in batch]
@@ -537,8 +536,6 @@ class Generator:
                 where[k] = len(distinct)
                 distinct.append((r.prefix, r.adapter))
         index = torch.tensor([where[k] for k in keys], device=self.device)
-        if rows is not None:
-            index = index.index_select(0, rows)
         per: list[Any] = [self._prefix_kv(*k) if k[0] else None for k in distinct]
         like = next(kv for kv in per if kv is not None)
         per = [kv if kv is not None else [(k[:, :, :0], v[:, :, :0]) for k, v in like] for kv in per]  # no prefix

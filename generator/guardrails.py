@@ -325,8 +325,8 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
 # what a shop's own push never says of what it sells: a small model paraphrases a quoted bad review into the copy
 _DISPARAGING = regex.compile(
     r"\b(?:(?:(?:is|are|was|were) not|isn't|aren't|wasn't|weren't|not) (?:that |very |so |really )?(?:good|"
-    r"great|worth it|recommended|high enough|what you(?:'re| are) looking for)|quality is (?:not|poor|low|bad)|"
-    r"poor(?:ly made)?|(?:isn't|aren't|not) cheap|"
+    r"great|cheap|worth it|recommended|high enough|what you(?:'re| are) looking for)|quality is (?:not|poor|low|bad)|"
+    r"poor(?:ly made)?|"
     r"flimsy|cheap(?:ly)? made|disappoint\w*|defective|waste of money|low[- ]quality|terrible|awful|worst|"
     r"not a favou?rite|(?:don't|do not) buy|falls? apart|broke(?:n)? (?:after|within|in)|returned it)\b"
     r"|质量差|质量不好|做工粗糙|不好用|不值这个价|失望|劣质|差评|太差|一般般", regex.I)

@@ -55,6 +55,11 @@ class FusedLora:
         self.refresh()
         self._forwards = [(m, self._forward_of(m)) for m in self.layers]
 
+    @classmethod
+    def of(cls, model: Any) -> FusedLora | None:
+        """The fused forward of ``model``'s adapters, or None where :meth:`supports` says it cannot be fused."""
+        return cls(model) if cls.supports(model) else None
+
     @staticmethod
     def supports(model: Any) -> bool:
         """Whether every LoRA layer of ``model`` is a plain, unmerged LoRA on a Linear layer."""

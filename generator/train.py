@@ -244,8 +244,10 @@ def split_by_group(
     seed: int = 0,
 ) -> tuple[list[TextExample], list[TextExample]]:
     """(train, valid): whole groups go to one side, chosen by a hash of the group id."""
-    train = [e for e in examples if unit_interval(seed, e.group_id) >= valid_fraction]
-    valid = [e for e in examples if unit_interval(seed, e.group_id) < valid_fraction]
+    train: list[TextExample] = []
+    valid: list[TextExample] = []
+    for e in examples:
+        (valid if unit_interval(seed, e.group_id) < valid_fraction else train).append(e)
     return train, valid
 
 

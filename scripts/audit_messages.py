@@ -37,8 +37,8 @@ def audit(messages: Path, shop_dir: Path, facts: dict | None = None) -> dict:
     passing = [r for r in rows if r["status"] == "passed"]
     for r in passing:
         text = f"{r['title']}\n{r['body']}"
-        mine = [items[i] for i in r["item_ids"].split() if i in items]
-        mine = [it for it in mine if it.title in text] or mine  # a price or % is the named item's own
+        ranked = [items[i] for i in r["item_ids"].split() if i in items]
+        mine = [it for it in ranked if it.title in text] or ranked  # a price or % is the named item's own
         prices = {Decimal(str(p)).quantize(Decimal("0.01")) for it in mine for p in (it.price, it.sale_price) if p}
         pcts = {round(100 * (1 - it.sale_price / it.price)) for it in mine if it.sale_price and it.price}
         pcts |= campaign_pcts
@@ -49,7 +49,7 @@ def audit(messages: Path, shop_dir: Path, facts: dict | None = None) -> dict:
             if int(p) not in pcts:
                 violations.append({"user_id": r["user_id"], "kind": "percentage", "value": p, "text": text})
         named = {t for t in titles if t in text}
-        wrong = named - {items[i].title for i in r["item_ids"].split() if i in items}
+        wrong = named - {it.title for it in ranked}
         if wrong:
             violations.append({"user_id": r["user_id"], "kind": "product", "value": sorted(wrong), "text": text})
     return {"messages": len(rows), "passing": len(passing), "violations": violations}

@@ -87,10 +87,16 @@ def sync(device: torch.device) -> None:
 
 
 def _sampling(candidates: int) -> dict:
-    """Greedy for one candidate; else the Generator's sampling settings, ``candidates`` sequences per prompt."""
+    """Greedy for one candidate; else the Generator's own sampling settings, ``candidates`` sequences per prompt."""
     if candidates == 1:
         return {"do_sample": False}
-    return {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.92, "num_return_sequences": candidates}
+    import inspect
+
+    from generator.generate import Generator
+
+    defaults = inspect.signature(Generator.__init__).parameters
+    return {"do_sample": True, "num_return_sequences": candidates,
+            **{k: defaults[k].default for k in ("temperature", "top_k", "top_p")}}
 
 
 def run_naive(model, tok, parts, new_tokens, adapters, device, candidates=1):  # type: ignore[no-untyped-def]
@@ -206,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]{method}: {steps['eager']} decode steps ran eagerly (a CUDA graph capture "
                               "failed; see the log)[/red]")
             results.append({"method": method, "decode": decode, "decode_steps": steps, "adapters": n_adapters,
-                            "messages": n,
-                            "candidates": args.candidates, "seconds": round(dt, 3),
+                            "messages": n, "candidates": args.candidates, "seconds": round(dt, 3),
                             "messages_per_s": round(n / dt, 2),
                             "new_tokens_per_s": round(n * args.candidates * args.new_tokens / dt, 1)})
             console.print(results[-1])
