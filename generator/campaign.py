@@ -214,8 +214,8 @@ def generic_copy(prompts: PromptLibrary, locale: str, campaign_type: str, item: 
                  facts: dict[str, Any]) -> list[str]:
     """The brand's template-only copy (title, body) for a user's featured item: the fallback message, and the
     phrasing the example-copy check never counts as lifted from an example."""
-    r = prompts.render(prompts.resolve("fallback", locale), campaign_type=campaign_type, item=item_facts(item),
-                       campaign=facts)
+    r = prompts.render(prompts.resolve("fallback", locale), campaign_type=campaign_type,
+                       item=item_facts(item, locale), campaign=facts, locale=locale)
     return [r.title, r.user]
 
 
@@ -332,8 +332,8 @@ class CampaignRunner:
             locale = campaign.locale or user.locale
             template = campaign.template or self.prompts.resolve(ctype, locale)
             review = _review_for(shop, featured.item)
-            available = {"brand": campaign.brand, "item": item_facts(featured.item), "campaign": campaign.facts,
-                         "review": review, "campaign_type": ctype}
+            available = {"brand": campaign.brand, "item": item_facts(featured.item, locale),
+                         "campaign": campaign.facts, "review": review, "campaign_type": ctype, "locale": locale}
             declared = self.prompts.get(template).variables
             rendered = self.prompts.render(template, **{k: available.get(k) for k in declared})
             gen = self.generator_for(locale)

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
         description="Generator per language (JSON, e.g. '{\"zh\": \"gemma3-270m\"}'); languages not listed, or "
                     "whose model package is not installed, use generator_model.",
     )
+    default_locale: str = Field(default="en_US", description="The shop's default locale: how prices, dates and "
+                                "counts are written for users whose locale CLDR does not know (with a warning).")
     scorer_model: str = Field(default="minilm", description="Registry name, HF id or folder.")
     broker_url: str | None = Field(
         default=None, description="Celery broker (redis://... or amqp://...); None runs tasks in process.")

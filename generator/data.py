@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generator.errors import DataError
+from generator.formatting import discount_percent
+from generator.names import short_name
 
 
 def unit_interval(salt: object, key: str) -> float:
@@ -81,6 +83,11 @@ class Item(Contract):
     in_stock: bool
     url: str = Field(min_length=1)
     image_url: str = ""
+    short_name: str = Field(default="", max_length=60,
+                            description="What a push calls the item (\"Gorilla Glue\"); derived from the title "
+                            "and brand when empty (generator.names.short_name).")
+    stated_discount_pct: int | None = Field(default=None, ge=1, le=99,
+                                            description="The catalog's own stated discount, when it has one.")
 
     @field_validator("sale_price")
     @classmethod
@@ -96,10 +103,16 @@ class Item(Contract):
 
     @property
     def discount_pct(self) -> int | None:
-        """Whole-percent discount of ``sale_price`` against ``price`` (rounded down, so never overstated)."""
-        if self.sale_price is None or self.price <= 0 or self.sale_price >= self.price:
+        """Whole-percent discount: the catalog's stated one, else half-up rounding of what a shopper computes
+        from ``price`` and ``sale_price`` (:func:`generator.formatting.discount_percent`, the one rule)."""
+        if self.sale_price is None:
             return None
-        return int((self.price - self.sale_price) * 100 // self.price)
+        return discount_percent(self.price, self.sale_price, self.stated_discount_pct)
+
+    @property
+    def display_name(self) -> str:
+        """The name copy uses: the catalog's ``short_name``, else one derived from title and brand."""
+        return self.short_name or short_name(self.title, self.brand, self.category)
 
     def text(self) -> str:
         """The text the scorer embeds: title, category, brand and description."""

@@ -8,16 +8,18 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
 import regex
 from pydantic import BaseModel, Field
 
 from generator.data import Item, language_of
-from generator.prompts import CURRENCY_SYMBOLS, quote_user_text
+from generator.formatting import mask, money_mentions, percent_mentions
+from generator.prompts import quote_user_text
 
 MAX_PAYLOAD_BYTES = 4096
 
@@ -88,10 +90,15 @@ class GuardContext:
         copy). A price or discount must belong to an item the copy names: 10% off item B in a push about item A is
         as wrong as an invented 10%."""
         rest = text.lower()
-        whole = [it for it in self.items if it.title.lower() in rest]
+        whole = [it for it in self.items if it.title.lower() in rest or it.display_name.lower() in rest]
         for it in whole:
-            rest = rest.replace(it.title.lower(), " ")
+            rest = rest.replace(it.title.lower(), " ").replace(it.display_name.lower(), " ")
         return whole + [it for it in self.items if it not in whole and mentions_item(rest, it)] or self.items
+
+    def item_fact_texts(self) -> list[str]:
+        """The items' own words: titles and display names. Sizes, counts, pack sizes and model numbers in them
+        are facts of the item (allowed in copy about it), never a price, a discount or a coupon code."""
+        return [t for it in self.items for t in (it.title, it.display_name)]
 
     def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
         out: dict[Decimal, set[str]] = {}
@@ -111,49 +118,15 @@ def graphemes(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
 
-_SYMBOL_CURRENCIES: dict[str, set[str]] = {}
-for _code, _sym in CURRENCY_SYMBOLS.items():
-    _SYMBOL_CURRENCIES.setdefault(_sym, set()).add(_code)
-_SYMBOL_CURRENCIES["￥"] = {"CNY", "JPY"}
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
-_MONEY_BEFORE = regex.compile(rf"(?P<sym>[$€£¥￥])\s?(?P<num>{_NUMBER})")
-_MONEY_AFTER = regex.compile(rf"(?<![\d.])(?P<num>{_NUMBER})\s?(?P<code>[A-Z]{{3}}\b|元|美元|欧元|英镑|dollars?\b)",
-                             regex.I)
-_BARE_DECIMAL = regex.compile(r"(?<![\d.,$€£¥￥])\d+\.\d{2}(?![\d%])")
-_PERCENT = regex.compile(r"(?P<num>\d+(?:\.\d+)?)\s?(?:%|％|percent\b|per cent\b)", regex.I)
-_WORDS_CURRENCY = {"元": {"CNY"}, "美元": {"USD"}, "欧元": {"EUR"}, "英镑": {"GBP"}, "dollar": {"USD"},
-                   "dollars": {"USD"}}
+def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
+    """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
+    ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
+    needle = regex.sub(r"\s+", " ", matched.strip().lower())
+    return any(needle in regex.sub(r"\s+", " ", t.lower()) for t in ctx.item_fact_texts())
 
 
-def _amount(num: str) -> Decimal | None:
-    try:
-        return Decimal(num.replace(",", "")).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return None
-
-
-def money_mentions(text: str) -> list[tuple[Decimal, set[str], str]]:
-    """Every amount of money in ``text`` as ``(amount, possible currencies, matched text)``."""
-    found: list[tuple[Decimal, set[str], str]] = []
-    spans: list[tuple[int, int]] = []
-    for m in _MONEY_BEFORE.finditer(text):
-        amt = _amount(m["num"])
-        if amt is not None:
-            found.append((amt, _SYMBOL_CURRENCIES.get(m["sym"], set()), m[0]))
-            spans.append(m.span())
-    for m in _MONEY_AFTER.finditer(text):
-        amt, code = _amount(m["num"]), m["code"]
-        if amt is None or any(a <= m.start() < b for a, b in spans):
-            continue
-        currencies = _WORDS_CURRENCY.get(code.lower(), {code.upper()})
-        found.append((amt, currencies, m[0]))
-        spans.append(m.span())
-    for m in _BARE_DECIMAL.finditer(text):  # "now 19.99": an amount with no currency at all
-        if not any(a <= m.start() < b for a, b in spans):
-            amt = _amount(m[0])
-            if amt is not None:
-                found.append((amt, set(), m[0]))
-    return found
+def _numbers_of(text: str) -> set[str]:
+    return {n.lstrip("0") or "0" for n in regex.findall(r"\d+(?:\.\d+)?", text)}
 
 
 # --- checks -------------------------------------------------------------------------------------------------
@@ -191,29 +164,36 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
 
 
 def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """Every amount is the price or sale price, in its currency, of an item the copy names."""
+    """Every amount, in any locale's notation (₹1,399 / 1,399 元 / 1.399,00 €), is the price or sale price,
+    in its currency, of an item the copy names. Numbers of the item's own title are not prices."""
     text = f"{title}\n{body}"
     allowed = ctx.allowed_amounts(ctx.named_items(text))
-    for amount, currencies, matched in money_mentions(text):
-        if amount not in allowed:
-            other = amount in ctx.allowed_amounts()
-            return CheckResult("prices", False, f"price {matched!r} is another item's, not the named item's"
-                               if other else f"price {matched!r} matches no item's price")
-        if currencies and not currencies & allowed[amount]:
+    every = ctx.allowed_amounts()
+    for m in money_mentions(text):
+        if _is_item_fact(m.text, ctx) or (not m.currencies and _numbers_of(m.text) <= _numbers_of(
+                " ".join(ctx.item_fact_texts()))):
+            continue
+        hits = m.amounts & set(allowed)
+        if not hits:
+            return CheckResult("prices", False, f"price {m.text!r} is another item's, not the named item's"
+                               if m.amounts & set(every) else f"price {m.text!r} matches no item's price")
+        if m.currencies and not any(m.currencies & allowed[a] for a in hits):
             return CheckResult("prices", False,
-                               f"price {matched!r} has the wrong currency (item is in {sorted(allowed[amount])[0]})")
+                               f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")
     return CheckResult("prices", True)
 
 
 def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """Every percentage is the discount of an item the copy names, or the campaign's (a coupon's)."""
+    """Every percentage (15%, 15 %, 85折) is the discount of an item the copy names (the one rounding rule:
+    a truncated or inflated one fails), or the campaign's (a coupon's)."""
     text = f"{title}\n{body}"
     allowed = ctx.allowed_percentages(ctx.named_items(text))
-    for m in _PERCENT.finditer(text):
-        value = Decimal(m["num"])
-        if value != value.to_integral_value() or int(value) not in allowed:
+    for m in percent_mentions(text):
+        if _is_item_fact(m.text, ctx):
+            continue
+        if m.value != m.value.to_integral_value() or int(m.value) not in allowed:
             why = f"allowed: {sorted(allowed)}" if allowed else "no item is discounted"
-            return CheckResult("percentages", False, f"discount {m[0]!r} is not the real one ({why})")
+            return CheckResult("percentages", False, f"discount {m.text!r} is not the real one ({why})")
     return CheckResult("percentages", True)
 
 
@@ -225,12 +205,19 @@ def _content_words(text: str) -> list[str]:
 
 
 def mentions_item(text: str, item: Item) -> bool:
-    """Whether ``text`` names ``item``: its full title, or at least half of its title's content words
-    (and at least two of them), e.g. "Summit water bottle" for "Summit Insulated Water Bottle 750ml"."""
+    """Whether ``text`` names ``item``: its full title or short display name, or at least half of the content
+    words of either (and at least two of them), e.g. "Summit water bottle" for "Summit Insulated Water Bottle
+    750ml", "Hatchbox filament" for "Hatchbox PLA 3D Printer Filament"."""
     low = text.lower()
-    if item.title.lower() in low:
+    if item.title.lower() in low or item.display_name.lower() in low:
         return True
-    words = _content_words(item.title)
+    if _content_words(item.display_name) and _half_named(text, item.display_name):
+        return True
+    return _half_named(text, item.title)
+
+
+def _half_named(text: str, name: str) -> bool:
+    words = _content_words(name)
     present = set(_content_words(text))
     hits = sum(1 for w in words if w in present)
     return bool(words) and hits >= min(2, len(words)) and hits * 2 >= len(words)
@@ -247,29 +234,51 @@ _HAN = regex.compile(r"\p{Han}")
 
 
 def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """No broken characters (a multi-byte character cut in half decodes to U+FFFD) or control characters."""
+    """No broken characters (a multi-byte character cut in half decodes to U+FFFD) or control characters, no
+    word written twice in a row ("your cable cable"), no template syntax or stray brackets left over."""
     text = f"{title}{body}"
     if "\ufffd" in text:
         return CheckResult("well_formed", False, "contains a broken character (U+FFFD)")
     if regex.search(r"[\p{Cc}\p{Cs}\p{Co}]", text):
         return CheckResult("well_formed", False, "contains control or private-use characters")
+    twice = regex.search(r"(?<![\p{L}\p{N}])(\p{L}{2,})\s+\1(?![\p{L}\p{N}])", _without_names(f"{title}\n{body}", ctx),
+                         regex.I)
+    if twice:
+        return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
+    if regex.search(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>", text):
+        return CheckResult("well_formed", False, "contains template syntax or markup")
     return CheckResult("well_formed", True)
+
+
+def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The title is a hook, not the product's name alone (the body names the product): "Hatchbox PLA 3D
+    Printer Filament" as a title says nothing a shopper would tap for."""
+    bare = regex.sub(r"[\p{P}\p{S}\s]+", " ", title).strip().lower()
+    for it in ctx.items:
+        for name in (it.title, it.display_name):
+            if bare and bare == regex.sub(r"[\p{P}\p{S}\s]+", " ", name).strip().lower():
+                return CheckResult("title_hook", False, "the title is the product's name alone")
+    return CheckResult("title_hook", True)
 
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy is written in the user's language, judged by script: Chinese copy is mostly Han characters
-    (product names may stay in Latin letters) and so is its title, other locales' copy has no Han characters.
-    A title of only numbers and symbols ("15%", "$22.47") is in no language."""
+    around the product's own (often English) name and brand, and its title has Han characters; other locales'
+    copy has none. A title of only numbers, prices and symbols ("15%", "US$22.47") is in no language."""
     text = f"{title} {body}"
     han = len(_HAN.findall(text))
-    latin_words = len(regex.findall(r"\p{Latin}+", text))
+    names = sorted({n for it in ctx.items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
+    around = mask(text, [m.span for m in money_mentions(text)])  # US$ and ¥ are no words
+    around = regex.sub("|".join(regex.escape(n) for n in names), " ", around, flags=regex.I) if names else around
+    latin_words = len(regex.findall(r"\p{Latin}+", around))  # an English product or brand name is normal in zh
     lang = language_of(ctx.locale)
-    if title.strip() and not regex.search(r"\p{L}", title):  # an empty title is check_lengths' to report
+    bare = mask(title, [m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)])
+    if title.strip() and not regex.search(r"\p{L}", bare):  # an empty title is check_lengths' to report
         return CheckResult("language", False, "the title has no words, only numbers or symbols")
     if lang == "zh":
         if title.strip() and not _HAN.search(title):
             return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
-        if han == 0 or han < latin_words:
+        if han == 0 or han < 3 * latin_words:
             return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
                                                   f"{latin_words} Latin words")
     elif han:
@@ -277,10 +286,6 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("language", True)
 
 
-_OFFERS = regex.compile(r"\b(free|freebie|giveaway|bogo|buy one,? get one|gift card|free shipping|no cost|"
-                        r"complimentary|on the house)\b"
-                        r"|免费|包邮|赠品|买一送一",
-                        regex.I)
 _LINK = regex.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|cn|co|info|biz|xyz|ly)\b", regex.I)
 _EMAIL = regex.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE = regex.compile(r"(?<![\w$€£¥.])\+?\d[\d\s().-]{7,}\d(?![\w%])")
@@ -291,11 +296,25 @@ _ZH_PROFANITY = ("傻逼", "他妈", "操你", "淫", "屌", "贱人", "妈的",
 
 
 @lru_cache(maxsize=1)
-def _profanity():  # type: ignore[no-untyped-def]
+def _english_profanity() -> regex.Pattern[str]:
+    """better_profanity's English word list as one whole-word pattern (its own matcher also flags words inside
+    leetspeak variants and parts of product names)."""
     from better_profanity import profanity
 
     profanity.load_censor_words()
-    return profanity
+    words = sorted({str(w).lower() for w in profanity.CENSOR_WORDSET if regex.fullmatch(r"[a-z][a-z ']+", str(w))},
+                   key=len, reverse=True)
+    return regex.compile(r"(?<![\p{L}\p{N}])(?:" + "|".join(regex.escape(w) for w in words) + r")(?![\p{L}\p{N}])",
+                         regex.I)
+
+
+def profanity_in(text: str, locale: str) -> list[str]:
+    """Profane words of ``text`` (lowercased): English whole words in every locale (product names stay
+    English), and common Chinese terms for zh locales."""
+    found = [m[0].lower() for m in _english_profanity().finditer(text)]
+    if language_of(locale) == "zh":
+        found += [w for w in _ZH_PROFANITY if w in text]
+    return found
 
 
 def _luhn(digits: str) -> bool:
@@ -309,14 +328,17 @@ def _luhn(digits: str) -> bool:
 
 
 def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """The brand's banned words, profanity (English word list and common Chinese terms), required disclaimer."""
+    """The brand's banned words, profanity (whole words of a locale-aware list, outside the items' own
+    names: a "Shear Cutter" or a "Cock Valve" is a product, not an insult), required disclaimer."""
     text = f"{title}\n{body}"
-    low = text.lower()
+    own = " ".join(ctx.item_fact_texts()).lower()
+    low = _without_names(text, ctx).lower()  # "Quick-Cure Epoxy" is a product's name, not a "cure" claim
     for word in ctx.policy.banned_words:
         if regex.search(rf"(?<!\w){regex.escape(word.lower())}(?!\w)", low):
             return CheckResult("policy", False, f"banned word {word!r}")
-    if _profanity().contains_profanity(text) or any(w in text for w in _ZH_PROFANITY):
-        return CheckResult("policy", False, "profanity")
+    for word in profanity_in(text, ctx.locale):
+        if not regex.search(rf"(?<!\w){regex.escape(word)}(?!\w)", own):
+            return CheckResult("policy", False, f"profanity {word!r}")
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
     return CheckResult("policy", True)
@@ -341,12 +363,22 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("tone", True)
 
 
+def _without_names(text: str, ctx: GuardContext) -> str:
+    """``text`` with the items' own titles and display names blanked (their model numbers and words are the
+    catalog's, not the copy's)."""
+    names = sorted({n for n in ctx.item_fact_texts() if n}, key=len, reverse=True)
+    return regex.sub("|".join(regex.escape(n) for n in names), " ", text, flags=regex.I) if names else text
+
+
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """No e-mail addresses, phone numbers or card-like numbers (13-19 digits passing Luhn) in the output."""
-    text = f"{title}\n{body}"
+    """No e-mail addresses, phone numbers or card-like numbers (13-19 digits passing Luhn) in the output; an
+    item's own model number ("Pro Series 1400750340") is not a phone number."""
+    text = _without_names(f"{title}\n{body}", ctx)
     if _EMAIL.search(text):
         return CheckResult("pii", False, "contains an e-mail address")
     for m in _PHONE.finditer(text):
+        if regex.fullmatch(r"\s*\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s*", m[0]):
+            continue  # a date (05.12.2026), which check_facts holds to the campaign's
         digits = regex.sub(r"\D", "", m[0])
         if 13 <= len(digits) <= 19 and _luhn(digits):
             return CheckResult("pii", False, "contains a card-like number")
@@ -382,48 +414,169 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def _allowed_numbers(ctx: GuardContext) -> set[str]:
-    texts = [it.title for it in ctx.items] + [f"{it.price} {it.sale_price or ''}" for it in ctx.items]
+    texts = ctx.item_fact_texts() + [f"{it.price} {it.sale_price or ''}" for it in ctx.items]
     texts += [str(v) for v in ctx.facts.values()]
-    nums = {n for t in texts for n in regex.findall(r"\d+(?:\.\d+)?", t)}
-    return nums | {str(p) for p in ctx.allowed_percentages()}
+    return set().union(*(_numbers_of(t) for t in texts)) | {str(p) for p in ctx.allowed_percentages()}
+
+
+_GENERIC_BRANDS = {"generic", "unknown", "unbranded", "n/a", "na", "none", "no brand", "other", "various",
+                   "casual", "blue", "black", "white", "red", "green", "new", "home", "pro", "3d", "industrial tools",
+                   "tools", "usa", "china", "amazon"}
+@dataclass(frozen=True)
+class CatalogIndex:
+    """What the facts check needs of a whole catalog, built once per catalog: each item's lowercased title, and
+    one pattern over the brand values that name a brand (not a generic word such as "Blue", "Casual" or "3D",
+    and not a word that many other brands' titles use, as "fits Dremel" is in a dozen accessories' titles)."""
+
+    titles: tuple[tuple[str, str, str], ...]  # (item_id, lowercased title, title)
+    brands: regex.Pattern[str] | None
+    brand_names: dict[str, str]  # lowercased brand -> as the catalog writes it
+    vocabulary: frozenset[str]  # product words of the catalog's titles (in 2+ titles, not generic copy words)
+
+
+_INDEXES: dict[int, tuple[Sequence[Item], CatalogIndex]] = {}
+# words any push may use about any product: they say nothing about what the product is
+_COPY_WORDS = frozenset("""
+tap see look take check shop get grab save lower drop dropped down now new price prices deal deals off was were
+great good nice back stock cart waiting ready available again arrived arrival order finish treat yourself like
+might love enjoy pick picked picks for you your just here there this that these those with from what when how
+still thinking over today time day days week while because about our all one more less just only also very
+meet first try hello welcome home visit since last browsed bought viewed favourite favorite wishlist saved
+reminder update news days inside open use code coupon percent dollars price tag value worth better quality
+kit set pack tool tools item items product products thing things brand new sale sales discount everyday need
+needs project projects work job jobs made make makes help helps keep keeps right perfect easy simple ready
+""".split())
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _product_vocabulary(catalog: Sequence[Item]) -> frozenset[str]:
+    seen: Counter[str] = Counter()
+    for it in catalog:
+        seen.update({_stem(w) for w in regex.findall(r"\p{L}{3,}", it.title.lower())})
+    return frozenset(w for w, n in seen.items() if n >= 2 and w not in _COPY_WORDS and w not in _STOP)
+
+
+def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
+    cached = _INDEXES.get(id(catalog))
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    names = {it.brand.lower(): it.brand for it in catalog
+             if len(it.brand) >= 3 and it.brand.lower() not in _GENERIC_BRANDS}
+    pattern = regex.compile(r"(?<!\w)(?:" + "|".join(regex.escape(b) for b in sorted(names, key=len, reverse=True))
+                            + r")(?!\w)") if names else None
+    others = dict.fromkeys(names, 0)
+    for it in catalog:
+        for found in set(pattern.findall(it.title.lower())) if pattern else ():
+            if found != it.brand.lower():
+                others[found] += 1
+    distinct = {b: names[b] for b, n in others.items() if n < 3}
+    index = CatalogIndex(titles=tuple((it.item_id, it.title.lower(), it.title) for it in catalog),
+                         brands=regex.compile(r"(?<!\w)(?:" + "|".join(
+                             regex.escape(b) for b in sorted(distinct, key=len, reverse=True)) + r")(?!\w)")
+                         if distinct else None, brand_names=distinct, vocabulary=_product_vocabulary(catalog))
+    if len(_INDEXES) > 16:
+        _INDEXES.clear()
+    _INDEXES[id(catalog)] = (catalog, index)
+    return index
 
 
 def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """No invented offers (free, gifts, BOGO) unless the campaign has one; every other number (sizes, counts,
-    dates) comes from the items or the campaign; no other catalog product or brand than the user's items."""
+    """No invented codes or numbers: a coupon campaign's code is present, no other code-like token (a model
+    number of the item's own title is a fact, not a code), every other number (sizes, counts, dates) comes
+    from the items or the campaign; a product name in 「」 is an item's whole title or display name; no other
+    catalog product or brand than the user's items (a compatibility mention in the item's own title is not
+    another brand)."""
     text = f"{title}\n{body}"
-    offer = _OFFERS.search(text)
-    if offer and not ctx.facts.get("offer"):
-        return CheckResult("facts", False, f"invented offer {offer[0]!r}")
+    own_text = " ".join(ctx.item_fact_texts())
     code = ctx.facts.get("coupon_code")
     if code and str(code) not in text:
         return CheckResult("facts", False, f"the campaign's coupon code {code!r} is missing")
     for m in regex.finditer(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b", text):  # coupon-code-like tokens
-        if m[0] != code:
+        if m[0] != code and not regex.search(rf"(?<!\w){regex.escape(m[0])}(?!\w)", own_text):
             return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
     allowed = _allowed_numbers(ctx)
-    stripped = _MONEY_BEFORE.sub(" ", _PERCENT.sub(" ", text))
+    words = [m.span() for m in regex.finditer(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)", text)]  # 3D is a word
+    stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
     for m in regex.finditer(r"\d+(?:[.,:/]\d+)*", stripped):
-        parts = regex.findall(r"\d+(?:\.\d+)?", m[0])
-        if not all(p in allowed or p.rstrip("0").rstrip(".") in allowed for p in parts):
+        whole = {n.lstrip("0") or "0" for n in regex.findall(r"\d+", m[0])}  # 05.12.2026 is a date's parts
+        if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed or whole <= allowed):
             return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
-    titles = {it.title.lower() for it in ctx.items}
+    names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
     for quoted in regex.findall(r"「([^」\n]+)」", text):  # a bracketed product name is an item's whole name
         meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
-        if meant is not None and quoted.strip().lower() not in titles:
+        if meant is not None and quoted.strip().lower() not in names:
             return CheckResult("facts", False, f"names 「{quoted}」 for {meant.title!r}: a cut or altered name")
+    return _other_products(text, ctx)
+
+
+def _other_products(text: str, ctx: GuardContext) -> CheckResult:
+    if not ctx.catalog:
+        return CheckResult("facts", True)
+    index = catalog_index(ctx.catalog)
     own = {it.item_id for it in ctx.items}
     own_brands = {it.brand.lower() for it in ctx.items if it.brand}
+    names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
+    own_text = " ".join(ctx.item_fact_texts()).lower()
     low = text.lower()
-    for it in ctx.catalog:
-        if it.item_id in own:
-            continue
-        if it.title.lower() in low:
-            return CheckResult("facts", False, f"names another product {it.title!r}")
-        if it.brand and it.brand.lower() not in own_brands and regex.search(
-                rf"(?<!\w){regex.escape(it.brand.lower())}(?!\w)", low):
-            return CheckResult("facts", False, f"names another brand {it.brand!r}")
+    for item_id, title, written in index.titles:
+        if item_id not in own and title in low and title not in names and title not in own_text:
+            return CheckResult("facts", False, f"names another product {written!r}")
+    for found in set(index.brands.findall(low)) if index.brands else ():
+        if found not in own_brands and not regex.search(rf"(?<!\w){regex.escape(found)}(?!\w)", own_text):
+            return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
     return CheckResult("facts", True)
+
+
+# claims a shop cannot back unless the campaign states them: superlatives and comparatives (never), urgency and
+# deadlines (with facts.ends_at), scarcity (facts.stock_left), offers (facts.free_shipping / gift / bundle / offer)
+_SUPERLATIVE = regex.compile(
+    r"#\s?1\b|\b(?:(?:the )?best(?! of luck)|no\.? ?1|number one|on the market|in the world|world'?s|unbeatable|"
+    r"unmatched|unrivall?ed|top[- ]of[- ]the[- ]line|top[- ]rated|highest[- ]rated|lowest price|cheapest|"
+    r"better than|beats? (?:any|all|every)|like no other|second to none|the only|best[- ]selling|best ?seller|"
+    r"award[- ]winning|#1 rated|perfect|flawless|guaranteed?|must[- ]have|life[- ]changing|revolutionary|"
+    r"ultimate|finest|greatest|most (?:popular|loved|trusted|powerful|reliable)|premium quality|highest quality|"
+    r"top quality|the top)\b"
+    r"|最好|最佳|最棒|第一|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
+    regex.I)
+_URGENCY = regex.compile(
+    r"\b(?:today only|today|tonight|this weekend|limited[- ]time|time is running out|ends? (?:soon|today|tonight|"
+    r"tomorrow|at midnight|on|this)|ending soon|last chance|final hours?|don'?t (?:wait|miss out|delay)|hurry|"
+    r"act (?:now|fast)|before it'?s gone|before it ends|now or never|deadline|expires?|"
+    r"while (?:it|they) lasts?|for a limited|only for now)\b"
+    r"|限时|今天|今日|今晚|截止|最后机会|最后一天|倒计时|抢购|马上抢|赶紧|错过不再|手慢无|即将结束", regex.I)
+_SCARCITY = regex.compile(
+    r"\b(?:only \d+ (?:left|remaining)|\d+ left|few left|almost gone|selling fast|running out|low stock|"
+    r"while (?:stocks?|supplies) lasts?|limited stock|limited quantit(?:y|ies)|limited supply|sell(?:s|ing)? out|"
+    r"won'?t last|grab (?:one|it) while|going fast)\b"
+    r"|仅剩|只剩|库存有限|数量有限|先到先得|售完即止|卖完|即将售罄|限量", regex.I)
+_OFFER = regex.compile(
+    r"\b(?:free(?! of)|freebie|giveaway|bogo|buy one,? get one|gift(?:s| card| with)?|free shipping|"
+    r"ships? free|no cost|complimentary|on the house|bundle|bonus|extra \d+% off)\b"
+    r"|免费|包邮|免运费|赠品|送礼|买一送一|赠送|套装优惠|满减", regex.I)
+_OFFER_FACTS = ("free_shipping", "gift", "bundle", "offer")
+
+
+def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """No claim the campaign cannot back: superlatives and comparatives ("the best", "#1", "on the market",
+    最好, 第一) never; urgency and deadlines ("today only", "ends tonight", 限时, 今天) only with ``ends_at``;
+    scarcity ("only 3 left", "while stocks last", 仅剩, 先到先得) only with ``stock_left``; offers (free
+    shipping, gifts, bundles, 包邮) only with a fact that states one."""
+    text = f"{title}\n{body}"
+    own = " ".join(ctx.item_fact_texts())
+    for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
+                                (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS)):
+        for m in pattern.finditer(text):
+            if regex.search(rf"(?<!\w){regex.escape(m[0])}(?!\w)", own, regex.I):
+                continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
+            facts = (fact,) if isinstance(fact, str) else fact or ()
+            if any(ctx.facts.get(f) for f in facts):
+                continue
+            need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
+            return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
+    return CheckResult("claims", True)
 
 
 def _han_runs(text: str, n: int) -> set[str]:
@@ -472,9 +625,48 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     return len(sa & sb) / len(sa | sb) >= threshold
 
 
+# what copy says people do with a product, and the product words that make it fit ("Lace up now!" on a drawer
+# organizer is a non sequitur)
+_DOINGS: dict[str, tuple[str, ...]] = {
+    r"lace (?:up|them up)": ("shoe", "boot", "sneaker", "lace", "trainer"),
+    r"brew\w*": ("coffee", "tea", "beer", "brew", "kettle", "espresso", "wine", "ferment", "hydrometer", "malt"),
+    r"sip\w*": ("cup", "mug", "bottle", "tumbler", "glass", "tea", "coffee", "drink", "flask"),
+    r"(?:hit|on) the trail|hik(?:e|ing)|trail days": ("trail", "hiking", "boot", "backpack", "tent", "camp", "outdoor"),
+    r"camp(?:ing|site)?\b": ("camp", "tent", "lantern", "sleeping", "outdoor", "hiking"),
+    r"sleep (?:better|tight|well)|sweet dreams": ("pillow", "mattress", "bed", "sheet", "blanket", "sleep", "duvet"),
+    r"(?:your )?next run|running": ("running", "run", "shoe", "sneaker", "treadmill", "jog"),
+    r"ride|cycling": ("bike", "bicycle", "cycling", "scooter", "ride", "helmet"),
+    r"cook(?:ing)?|kitchen": ("kitchen", "cook", "pan", "pot", "knife", "oven", "chef", "food", "utensil"),
+    r"wear (?:it|them)|outfit|style it": ("shirt", "jacket", "dress", "wear", "shoe", "hat", "sock", "glove",
+                                          "apparel"),
+}
+
+
+def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
+    """The copy talks about this product: no product word of the catalog that the user's items are not
+    ("a great tool for coffee grinders" for a drawer organizer), and no use that does not fit them ("Lace up
+    now!" for anything without laces)."""
+    text = f"{title}\n{body}"
+    own = " ".join([*ctx.item_fact_texts(), *(f"{it.category} {it.description} {it.brand}" for it in ctx.items)])
+    own_words = {_stem(w) for w in regex.findall(r"\p{L}{3,}", own.lower())}
+    residual = _without_names(text, ctx).lower()
+    for pattern, fits in _DOINGS.items():
+        m = regex.search(rf"\b(?:{pattern})", residual)
+        if m and not any(f in w for f in fits for w in own_words):
+            return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
+    if ctx.catalog:
+        vocabulary = catalog_index(ctx.catalog).vocabulary
+        for w in regex.findall(r"\p{L}{3,}", residual):
+            if _stem(w) in vocabulary and _stem(w) not in own_words:
+                return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
+    return CheckResult("sense", True)
+
+
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
-DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_language,
-                                     check_prices, check_percentages, check_facts, check_mentions_item,
+DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_title_hook,
+                                     check_language,
+                                     check_prices, check_percentages, check_facts, check_claims, check_sense,
+                                     check_mentions_item,
                                      check_example_copy, check_prompt_echo, check_policy, check_tone, check_pii,
                                      check_injection)
 

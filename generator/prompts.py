@@ -24,16 +24,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from generator.config import get_settings
 from generator.data import Item, language_of
 from generator.errors import TemplateError
+from generator.formatting import format_count, format_day, format_money, format_pct
 
 HEADER = re.compile(r"^\{#-?\s*(.*?)\s*-?#\}", re.S)
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "¥", "JPY": "¥"}
 GENERATION_PREFIX = "Title:"  # prefilled assistant text so the model answers in the Title/Body format
 
 
-def format_price(amount: Decimal, currency: str) -> str:
-    """``$12.99`` for known symbols, ``12.99 SEK`` otherwise. Guardrails parse the same forms."""
-    sym = CURRENCY_SYMBOLS.get(currency)
-    return f"{sym}{amount:.2f}" if sym else f"{amount:.2f} {currency}"
+def format_price(amount: Decimal, currency: str, locale: str = "en_US") -> str:
+    """A price as a shopper of ``locale`` reads it (``$12.99``, ``₹1,399``, ``1.399 €``); see
+    :mod:`generator.formatting`, which the guardrails use to read it back."""
+    return format_money(amount, currency, locale, get_settings().default_locale)
 
 
 def quote_user_text(text: str, limit: int = 160) -> str:
@@ -47,18 +47,27 @@ def quote_user_text(text: str, limit: int = 160) -> str:
     return f'"{text}"'
 
 
-def item_facts(item: Item) -> dict[str, Any]:
-    """The facts of an item a template may use; prices pre-formatted so the copy and guardrails agree."""
+def item_facts(item: Item, locale: str = "en_US") -> dict[str, Any]:
+    """The facts of an item a template may use, written for ``locale`` so the model copies them as the
+    shopper reads them: ``name`` (the short display name), ``price``/``old_price`` (money), ``discount``
+    (``15%``, ``15 %``) and ``discount_pct`` (the number), ``title`` (the whole catalog title); ``money(x)``
+    writes a few-shot example's price in the same currency and locale."""
+    default = get_settings().default_locale
+    pct = item.discount_pct
     return {
         "item_id": item.item_id,
         "title": item.title,
+        "name": item.display_name,
         "brand": item.brand,
         "category": item.category,
-        "price": format_price(item.current_price, item.currency),
-        "old_price": format_price(item.price, item.currency) if item.sale_price is not None else None,
-        "discount_pct": item.discount_pct,
+        "price": format_price(item.current_price, item.currency, locale),
+        "old_price": format_price(item.price, item.currency, locale) if pct else None,
+        "discount_pct": pct,
+        "discount": format_pct(pct, locale, default) if pct else None,
         "in_stock": item.in_stock,
         "url": item.url,
+        "currency": item.currency,
+        "money": lambda amount: format_price(Decimal(str(amount)), item.currency, locale),  # example prices
     }
 
 
@@ -86,6 +95,11 @@ def _environment(folder: Path) -> SandboxedEnvironment:
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
                                autoescape=False)
     env.filters["quote"] = quote_user_text
+    default = get_settings().default_locale
+    env.filters["money"] = lambda amount, currency, locale: format_money(amount, currency, locale, default)
+    env.filters["pct"] = lambda value, locale: format_pct(value, locale, default)
+    env.filters["count"] = lambda value, locale: format_count(value, locale, default)
+    env.filters["day"] = lambda value, locale: format_day(value, locale, default)
     return env
 
 

@@ -42,8 +42,8 @@ def write_messages_csv(messages: Sequence[UserMessage], path: Path) -> Path:
 
 def render_review_html(messages: Sequence[UserMessage], *, title: str, job_id: str | None = None) -> str:
     env = Environment(loader=PackageLoader("generator", "templates"), autoescape=select_autoescape(default=True))
-    env.filters["money"] = lambda item: format_price(item.current_price, item.currency)
-    env.filters["old_money"] = lambda item: format_price(item.price, item.currency)
+    env.filters["money"] = lambda item, locale: format_price(item.current_price, item.currency, locale)
+    env.filters["old_money"] = lambda item, locale: format_price(item.price, item.currency, locale)
     passed = sum(m.status == "passed" for m in messages)
     fallbacks = sum(m.status == "fallback" for m in messages)
     return env.get_template("review.html").render(

@@ -189,8 +189,8 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
         if message.template in library.names():
             declared = library.get(message.template).variables
             ctype = campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, []))
-            available = {"brand": campaign.brand, "item": item_facts(items[0]), "campaign": campaign.facts,
-                         "review": review, "campaign_type": ctype}
+            available = {"brand": campaign.brand, "item": item_facts(items[0], locale), "campaign": campaign.facts,
+                         "review": review, "campaign_type": ctype, "locale": locale}
             try:
                 rendered = library.render(message.template, **{k: available.get(k) for k in declared})
                 examples = [a for _, a in rendered.examples]
@@ -205,7 +205,7 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
                         generic_texts=generic, prompt_text=prompt_text)
 
 
-def display_items(message: Message, job: Job | None) -> list[dict[str, Any]]:
+def display_items(message: Message, job: Job | None, locale: str = "en_US") -> list[dict[str, Any]]:
     """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
     Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
     from generator.prompts import format_price
@@ -225,7 +225,7 @@ def display_items(message: Message, job: Job | None) -> list[dict[str, Any]]:
         image = str(r.get("image_url") or (known.image_url if known else ""))
 
         def money(amount: Decimal, currency: str = currency) -> str:
-            return format_price(amount, currency) if currency else f"{amount:.2f}"
+            return format_price(amount, currency, locale) if currency else f"{amount:.2f}"
 
         out.append({"item_id": r.get("item_id"), "title": r.get("title"), "rank": r.get("rank"),
                     "score": r.get("score"), "why": list(r.get("why") or []),

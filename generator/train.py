@@ -194,13 +194,13 @@ def render_prompt(
         lang = language_of(push.locale)
         for name in (f"{push.campaign_type}.{lang}", f"{push.campaign_type}.en"):
             if name in library.names() and set(library.get(name).variables) == {"brand", "item"}:
-                return library.render(name, brand=brand, item=item_facts(item))
+                return library.render(name, brand=brand, item=item_facts(item, push.locale))
     name = library.resolve(FALLBACK_TEMPLATE, push.locale)
     return library.render(
         name,
         brand=brand,
         campaign_type=push.campaign_type,
-        item=item_facts(item) if item is not None else None,
+        item=item_facts(item, push.locale) if item is not None else None,
     )
 
 

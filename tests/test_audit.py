@@ -24,9 +24,10 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
 def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
     from generator.data import load_shop
 
-    item = next(i for i in load_shop(ROOT / "examples" / "shop").items if i.sale_price)
-    other = next(i for i in load_shop(ROOT / "examples" / "shop").items if i.item_id != item.item_id)
-    pct = round(100 * (1 - item.sale_price / item.price))
+    item = next(i for i in load_shop(ROOT / "examples" / "shop").items if i.sale_price and len(i.title) <= 45)
+    other = next(i for i in load_shop(ROOT / "examples" / "shop").items
+                 if i.item_id != item.item_id and len(i.title) <= 45)
+    pct = item.discount_pct
     good = f"{item.title} dropped to ${item.sale_price} ({pct}% off)."
     rows = [
         {"user_id": "ok", "item_ids": item.item_id, "status": "passed", "title": "Deal", "body": good},
@@ -54,3 +55,38 @@ def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
     clean = subprocess.run([sys.executable, str(ROOT / "scripts" / "audit_messages.py"), "--messages",
                             str(_write(tmp_path / "ok.csv", rows[:1]))], capture_output=True, text=True, check=False)
     assert clean.returncode == 0, clean.stdout
+
+
+def test_audit_flags_unbacked_claims_pasted_titles_and_rupee_prices(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "long_titles.csv", shop / "items.csv")
+    (shop / "users.csv").write_text("user_id,locale\nu1,en_IN\n", encoding="utf-8")
+    (shop / "events.csv").write_text("user_id,item_id,event_type,timestamp\n", encoding="utf-8")
+    caliper, pen = "L06", "L17"  # Kelvix caliper $29.95 -> $17.97 (40% off); pen ₹990 -> ₹466 (53% off)
+    rows = [
+        {"user_id": "ok", "item_ids": caliper, "status": "passed", "title": "40% off",
+         "body": "Kelvix Digital Caliper now $17.97. Tap to see it."},
+        {"user_id": "rupees", "item_ids": pen, "status": "fallback", "title": "Price drop: 53% off",
+         "body": "Solimo 3D Pen is now ₹466, down from ₹990. Tap to see it."},
+        {"user_id": "truncated", "item_ids": pen, "status": "passed", "title": "52% off",
+         "body": "Solimo 3D Pen is now ₹466."},
+        {"user_id": "wrong rupees", "item_ids": pen, "status": "passed", "title": "Deal",
+         "body": "Solimo 3D Pen is now ₹1,466."},
+        {"user_id": "claim", "item_ids": caliper, "status": "passed", "title": "Hurry",
+         "body": "The best caliper on the market, now $17.97."},
+        {"user_id": "pasted", "item_ids": caliper, "status": "passed", "title": "Deal",
+         "body": "Kelvix VTD425 Digital Caliper, 0-6 Inch Stainless Steel, IP54, Extra-Large LCD Screen, "
+                 "Inch/Metric/Fraction Conversion"},
+    ]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "audit_messages.py"), "--messages",
+                          str(_write(tmp_path / "m.csv", rows)), "--shop", str(shop), "--json",
+                          str(tmp_path / "a.json")], capture_output=True, text=True, check=False)
+    assert out.returncode == 1, out.stderr
+    report = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    assert report["passing"] == 6
+    assert sorted({(v["user_id"], v["kind"]) for v in report["violations"]}) == [
+        ("claim", "claim"), ("pasted", "long name"), ("truncated", "percentage"), ("wrong rupees", "price")]

@@ -118,14 +118,14 @@ def test_fallback_is_deterministic_and_passes_the_same_checks() -> None:
     assert model.calls == 3  # first round plus two bounded retries
     assert m.status == "fallback" and m.chosen.passed
     assert m.chosen.title == "Price drop: 21% off"
-    assert m.chosen.body == "Trailblazer Backpacking Tent is now $149.00 (was $189.00). Tap to see it."
+    assert m.chosen.body == "Trailblazer Backpacking Tent is now $149, down from $189. Tap to see it."
 
 
 class GoodModel(EchoModel):
     def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
         texts = [("Camp for less", "The Trailblazer Backpacking Tent is now $149.00, 21% off."),
-                 ("Your tent, cheaper", "Trailblazer Backpacking Tent dropped to $149.00. Pitch it this weekend!"),
-                 ("Nights under stars", "Grab the Trailblazer Backpacking Tent for $149.00 before it's gone.")]
+                 ("Your tent, cheaper", "Trailblazer Backpacking Tent dropped to $149.00. Pitch it on your next trip!"),
+                 ("Nights under stars", "Sleep under the stars: the Trailblazer Backpacking Tent, $149.00.")]
         return [[Candidate(title=t, body=b, raw="", sampled=k > 0) for k, (t, b) in enumerate(texts[:n_candidates])]
                 for _ in requests]
 

@@ -97,11 +97,11 @@ def test_prices_and_discounts_must_be_the_named_items_own() -> None:
 @pytest.mark.parametrize("body", ["Trailblazer tent, now with a complimentary footprint", "Free shipping on the tent",
                                   "Trailblazer 帐篷，包邮到家"])
 def test_invented_offers_fail_unless_the_campaign_has_one(body: str) -> None:
-    from generator.guardrails import check_facts
+    from generator.guardrails import check_claims
 
-    r = check_facts("Tent deal", body, GuardContext(items=[TENT]))
-    assert not r.passed and "invented offer" in r.reason
-    assert check_facts("Tent deal", body, GuardContext(items=[TENT], facts={"offer": "free footprint"})).passed
+    r = check_claims("Tent deal", body, GuardContext(items=[TENT]))
+    assert not r.passed and "unsupported offer claim" in r.reason
+    assert check_claims("Tent deal", body, GuardContext(items=[TENT], facts={"offer": "free footprint"})).passed
 
 
 def test_a_coupon_campaigns_copy_carries_its_code() -> None:

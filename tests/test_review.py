@@ -431,4 +431,4 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
             now = [f"{r.name}: {r.reason}" for r in review.recheck(m, job, cand["title"], cand["body"]) if not r.passed]
             assert now == [r for r in cand["reasons"] if not r.startswith("complete")], (m.user_id, cand)
             compared.update(r.split(":")[0] for r in now)
-    assert {"prices", "percentages", "facts", "language"} <= compared
+    assert {"prices", "percentages", "claims", "language"} <= compared

@@ -1,0 +1,244 @@
+"""Money, percentages, counts and dates written the way each shopper reads them, and read back.
+
+One layer on Babel (CLDR data), used by the prompts, the fallback copy, the guardrails and the review pages:
+
+- :func:`format_money` writes an amount in the shop's currency for the user's locale: symbol and its place,
+  grouping (Indian lakh/crore in ``en_IN``: ₹1,23,456), decimals only when the price has them (₹1,399, $19.99).
+- :func:`money_mentions` finds every amount of money in a text, in any locale's notation (₹1,399, 1,399 元,
+  1.399,00 €, 1 399 €, US$19.99, Rs. 1,399), with the currencies it may be in and every reading of its number.
+- :func:`percent_mentions` finds percentages (15%, 15 %, 15 percent, and the Chinese 85折 = 15% off).
+- :func:`discount_percent` is the one discount rule: half-up rounding of what the shopper computes.
+
+Unknown locales fall back to the shop's default (``Settings.default_locale``) with one warning per locale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+
+import regex
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date as _babel_date
+from babel.numbers import format_currency, format_decimal, format_percent, get_currency_symbol
+
+log = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+# The currencies whose symbols the parser knows in every locale below (any ISO code is known as a code).
+KNOWN_CURRENCIES = ("USD", "EUR", "GBP", "CNY", "JPY", "INR", "CAD", "AUD", "HKD", "TWD", "KRW", "SGD", "CHF",
+                    "SEK", "NOK", "DKK", "PLN", "BRL", "MXN", "RUB", "TRY", "ZAR", "NZD", "THB", "IDR", "VND")
+_SYMBOL_LOCALES = ("en_US", "en_GB", "en_IN", "en_AU", "en_CA", "zh_CN", "zh_TW", "zh_HK", "ja_JP", "ko_KR",
+                   "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "nl_NL", "sv_SE", "hi_IN", "ru_RU", "pl_PL")
+# words shoppers write for a currency, beside the symbols CLDR gives
+_CURRENCY_WORDS: dict[str, set[str]] = {
+    "元": {"CNY"}, "块": {"CNY"}, "人民币": {"CNY"}, "美元": {"USD"}, "欧元": {"EUR"}, "英镑": {"GBP"},
+    "日元": {"JPY"}, "円": {"JPY"}, "卢比": {"INR"}, "港元": {"HKD"}, "rs": {"INR"}, "rs.": {"INR"},
+    "rupee": {"INR"}, "rupees": {"INR"}, "dollar": {"USD", "CAD", "AUD", "HKD", "SGD", "NZD"},
+    "dollars": {"USD", "CAD", "AUD", "HKD", "SGD", "NZD"}, "euro": {"EUR"}, "euros": {"EUR"},
+    "yuan": {"CNY"}, "rmb": {"CNY"}, "yen": {"JPY"},
+}
+
+
+@lru_cache(maxsize=256)
+def _locale(locale: str) -> Locale | None:
+    try:
+        return Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return None
+
+
+def is_known_locale(locale: str) -> bool:
+    """Whether CLDR knows ``locale`` (``en_IN``, ``zh-CN``, ``de``)."""
+    return _locale(locale) is not None
+
+
+@lru_cache(maxsize=256)
+def resolve_locale(locale: str, default: str = "en_US") -> Locale:
+    """The Babel locale for ``locale``; an unknown one falls back to ``default`` with a warning (once)."""
+    found = _locale(locale)
+    if found is None:
+        log.warning("unknown locale %r: formatting for the shop's default %r", locale, default)
+        found = _locale(default) or Locale.parse("en_US")
+    return found
+
+
+def _quantized(amount: Decimal | int | float | str) -> Decimal:
+    return Decimal(str(amount)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def format_money(amount: Decimal | int | float | str, currency: str, locale: str, default: str = "en_US") -> str:
+    """``amount`` of ``currency`` as a shopper of ``locale`` writes it, decimals only when it has cents:
+    ``format_money(1399, "INR", "en_IN") == "₹1,399"``, ``format_money(123456, "INR", "en_IN") == "₹1,23,456"``,
+    ``format_money(Decimal("19.99"), "USD", "en_US") == "$19.99"``, ``format_money(1399, "EUR", "de_DE")`` is
+    ``"1.399 €"`` (with a no-break space)."""
+    value = _quantized(amount)
+    loc = resolve_locale(locale, default)
+    if value == value.to_integral_value():
+        pattern = loc.currency_formats["standard"].pattern
+        whole = regex.sub(r"\.0+", "", pattern)
+        return format_currency(value, currency, format=whole, locale=loc, currency_digits=False)
+    return format_currency(value, currency, locale=loc)
+
+
+def format_pct(value: int | float | Decimal, locale: str, default: str = "en_US") -> str:
+    """A whole percentage as ``locale`` writes it: ``15%`` (en), ``15 %`` (de, fr: no-break space)."""
+    return format_percent(Decimal(str(value)) / 100, locale=resolve_locale(locale, default))
+
+
+def format_count(value: int | float | Decimal, locale: str, default: str = "en_US") -> str:
+    """A count with the locale's grouping: ``1,000`` (en), ``1.000`` (de), ``1,000`` (zh)."""
+    return format_decimal(value, locale=resolve_locale(locale, default))
+
+
+def format_day(value: date | datetime | str, locale: str, default: str = "en_US") -> str:
+    """A date as ``locale`` writes it in running text: ``Dec 5, 2026`` (en_US), ``5 Dec 2026`` (en_GB),
+    ``2026年12月5日`` (zh)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _babel_date(value, format="medium", locale=resolve_locale(locale, default))
+
+
+def discount_percent(price: Decimal, sale_price: Decimal | None, stated: int | None = None) -> int | None:
+    """The one discount rule: the catalog's stated percentage when it has one, else half-up rounding of what
+    the shopper computes ((price - sale) / price: 990 → 466 is 52.93% off → 53; 12.21 → 6.11 is 49.96% → 50).
+    None when there is no discount or it rounds to 0."""
+    if stated is not None:
+        return stated or None
+    if sale_price is None or price <= 0 or sale_price >= price:
+        return None
+    pct = ((price - sale_price) * 100 / price).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(pct) or None
+
+
+# --- reading amounts back --------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _symbols() -> dict[str, frozenset[str]]:
+    """Every currency marker a shopper may read: CLDR symbols of the known currencies in many locales, ISO
+    codes, and currency words; each mapped to the currencies it may stand for."""
+    out: dict[str, set[str]] = {}
+    for code in KNOWN_CURRENCIES:
+        out.setdefault(code.lower(), set()).add(code)
+        for loc in _SYMBOL_LOCALES:
+            sym = get_currency_symbol(code, locale=loc)
+            if sym and sym != code:
+                out.setdefault(sym.lower(), set()).add(code)
+    for extra, codes in {"$": {"USD"}, "¥": {"CNY", "JPY"}, "￥": {"CNY", "JPY"}, "₹": {"INR"}, "€": {"EUR"},
+                         "£": {"GBP"}}.items():
+        out.setdefault(extra, set()).update(codes)
+    for word, codes in _CURRENCY_WORDS.items():
+        out.setdefault(word, set()).update(codes)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def currencies_of(marker: str) -> frozenset[str]:
+    """The currencies a marker (symbol, ISO code or word) may stand for; ISO codes not in the list stand for
+    themselves."""
+    found = _symbols().get(marker.lower().strip())
+    if found is not None:
+        return found
+    return frozenset({marker.upper()}) if regex.fullmatch(r"[A-Z]{3}", marker) else frozenset()
+
+
+_SEP = r"[,.\u00a0\u202f'’ ]"
+NUMBER = rf"\d+(?:{_SEP}\d{{2,3}})*(?:[.,]\d{{1,2}})?"
+
+
+@lru_cache(maxsize=1)
+def _money_patterns() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
+    markers = sorted(_symbols(), key=len, reverse=True)
+    symbolic = [regex.escape(m) for m in markers if not regex.fullmatch(r"[a-z.]+", m)]
+    wordy = [regex.escape(m) for m in markers if regex.fullmatch(r"[a-z.]+", m)]
+    any_marker = "|".join(symbolic + [rf"\b{w}(?!\w)" for w in wordy])
+    before = regex.compile(rf"(?P<cur>{any_marker})\s?(?P<num>{NUMBER})(?!\d)", regex.I)
+    after = regex.compile(rf"(?<![\d.,])(?P<num>{NUMBER})\s?(?P<cur>{any_marker})", regex.I)
+    return before, after
+
+
+def readings(number: str) -> set[Decimal]:
+    """Every amount a written number may mean in some locale: ``1.399`` is 1399 (de) or not money with three
+    decimals; ``1,399`` is 1399; ``13,99`` is 13.99; ``1,23,456`` is 123456; ``1 399,50`` is 1399.50."""
+    parts = regex.split(_SEP, number)
+    seps = regex.findall(_SEP, number)
+    out: set[Decimal] = set()
+    if not seps:
+        return {Decimal(number).quantize(CENT)}
+    # every separator groups digits (the last group has three digits, groups are of 2 or 3: Indian or Western)
+    if len(parts[-1]) == 3 and all(len(p) in (2, 3) for p in parts[1:]):
+        out.add(Decimal("".join(parts)))
+    # the last separator is a decimal point or comma (one or two digits after it), the others group
+    if seps[-1] in ",." and len(parts[-1]) in (1, 2) and all(len(p) in (2, 3) for p in parts[1:-1]) \
+            and all(s != seps[-1] for s in seps[:-1]):
+        try:
+            out.add(Decimal("".join(parts[:-1]) + "." + parts[-1]))
+        except InvalidOperation:
+            pass
+    return {x.quantize(CENT) for x in out}
+
+
+@dataclass(frozen=True)
+class MoneyMention:
+    """An amount of money found in a text: every reading of its number, the currencies its marker may stand
+    for (empty: a bare decimal), and the matched text with its span."""
+
+    amounts: frozenset[Decimal]
+    currencies: frozenset[str]
+    text: str
+    span: tuple[int, int]
+
+
+def money_mentions(text: str) -> list[MoneyMention]:
+    """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
+    or after it, or a bare decimal with two decimals (``now 19.99``)."""
+    before, after = _money_patterns()
+    found: list[MoneyMention] = []
+
+    def free(span: tuple[int, int]) -> bool:
+        return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
+
+    for pattern in (before, after):
+        for m in pattern.finditer(text):
+            amounts = readings(m["num"].strip())
+            if amounts and free(m.span()):
+                found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
+    for m in regex.finditer(r"(?<![\d.,])\d+(?:,\d{3})*\.\d{2}(?![\d%.,])", text):
+        if free(m.span()):
+            found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
+    return sorted(found, key=lambda x: x.span)
+
+
+_PERCENT = regex.compile(r"(?P<num>\d+(?:[.,]\d+)?)[\s\u00a0\u202f]?(?:%|％|percent\b|per cent\b|pct\b)", regex.I)
+_ZHE = regex.compile(r"(?<![\d.])(?P<num>\d{1,2}(?:\.\d)?)\s?折")
+
+
+@dataclass(frozen=True)
+class PercentMention:
+    """A discount percentage found in a text (``85折`` is read as 15)."""
+
+    value: Decimal
+    text: str
+    span: tuple[int, int]
+
+
+def percent_mentions(text: str) -> list[PercentMention]:
+    """Percentages in ``text``: ``15%``, ``15 %``, ``15 percent``, ``15％`` and the Chinese ``85折``/``8.5折``
+    (pay 85%, i.e. 15% off)."""
+    out = [PercentMention(Decimal(m["num"].replace(",", ".")), m[0], m.span()) for m in _PERCENT.finditer(text)]
+    for m in _ZHE.finditer(text):
+        n = Decimal(m["num"])
+        paid = n * 10 if "." in m["num"] or n < 10 else n  # 85折 = 8.5折 = pay 85%; 8折 = pay 80%
+        out.append(PercentMention(Decimal(100) - paid, m[0], m.span()))
+    return sorted(out, key=lambda x: x.span)
+
+
+def mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``text`` with the given spans blanked (same length, so other spans keep their offsets)."""
+    chars = list(text)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)

@@ -1,0 +1,169 @@
+"""Short display names: what a person calls an item in a push ("Hatchbox PLA 3D Printer Filament", "Gorilla
+Glue", "Kreg Pocket Screws"), not its 120-character catalog title.
+
+A catalog's own ``short_name`` column wins. Otherwise :func:`short_name` derives one from the title and brand:
+the title's first clause (before the first comma, dash, bar, "for"/"with"), without model numbers, sizes,
+counts and pack sizes, without words that only praise ("Premium", "Original"), led by the brand when the title
+names it, and cut to its last words (an English noun phrase ends in its head noun) to fit ``MAX_CHARS``.
+Derived names are cached per (title, brand).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import regex
+
+MAX_CHARS = 40
+MAX_PRODUCT_WORDS = 5
+
+_CLAUSE_BREAK = regex.compile(r",\s|\s[-–—|/]\s|(?<=\p{L})[-–—]\s|\s*[|;:]\s*"
+                              r"|\s(?:for|with|by|fits|compatible|includes?)\s", regex.I)
+_BRACKETS = regex.compile(r"\([^)]*\)?|\[[^\]]*\]?|\{[^}]*\}?")
+_UNITS = (r"(?:mm|cm|m|km|in|inch|inches|ft|feet|foot|yd|yds|yards?|oz|ounces?|lbs?|pounds?|kg|g|gram|grams|mg|ml|l|"
+          r"liters?|litres?|gal|gallons?|qt|quarts?|v|volts?|w|watts?|a|amps?|mah|psi|rpm|hz|khz|mhz|ghz|mp|gb|tb|"
+          r"mil|gauge|ga|grit|awg|ply|pcs|pc|pk|ct|dia|ea|x|degrees?|°|\"|''|')")
+_COUNT_NOUN = regex.compile(r"^(?:pieces?|packs?|count|sets?|pairs?|rolls?|sheets?|boxe?s?|bags?|units?|value)$",
+                            regex.I)
+_COLOURS = {"black", "white", "red", "blue", "green", "yellow", "orange", "purple", "pink", "grey", "gray", "brown",
+            "silver", "gold", "clear", "olive", "navy", "beige", "ivory", "transparent", "natural", "multicolor"}
+# tokens that are a model number, size, count or pack size: anything with a digit, plus unit words around them
+_NUMERIC = regex.compile(r"^[^\p{L}]*\d")
+_KEEP = regex.compile(r"^(?:[234]D|[48]K|[345]G|\d-in-\d)$", regex.I)  # words, not sizes: 3D printer, 4K camera
+_UNIT_WORD = regex.compile(rf"^{_UNITS}\.?$", regex.I)
+_PRAISE = {"premium", "original", "genuine", "new", "professional", "pro", "best", "quality", "high", "deluxe",
+           "ultimate", "superior", "perfect", "great", "top", "brand", "authentic", "upgraded", "improved",
+           "heavy-duty", "heavy", "duty", "industrial-grade", "commercial", "grade", "series", "style", "type",
+           "model", "version", "edition", "official", "classic"}
+# nouns a product name ends on (singular); a catalog adds its own through the category path's last word
+HEAD_NOUNS = frozenset("""
+adapter anchor bag band bar base battery bead beaker bearing belt bit blade block board bolt bottle bowl box brace
+bracket brush bucket bulb burr cable caliper camera can cap capacitor card cart case caster chain charger clamp
+cleaner clip coil compound connector container controller cord cover cup cutter cylinder desiccant dial dispenser
+disc drill driver extractor fan fastener file filament filter fitting flask funnel fuse gauge glove glue grease
+grinder hammer handle heater holder hook hose hydrometer insert jar kit knife label ladder lamp lantern level light
+lock loupe lubricant magnet magnifier marker mask meter mat mirror module motor mount nail needle nozzle nut oil
+organizer pad paint pan paper paste pen pencil pin pipe plate pliers plug pot potentiometer printer probe pump punch
+rack rail ramp razor regulator relay resistor ring rivet rod roll roller rope ruler sander saw scale scissors screw
+sealant sealer sensor set shears sheet sheeting shelf sleeve sling snips socket solder solution spray spring stand
+staple stapler station strap strip switch syringe table tape tester thermometer thermostat timer tip tire tool
+towel transistor tray tube tubing valve vise wheel wire wrap wrench
+shoe boot jacket shirt pillow blanket mug kettle lamp speaker headphone charger watch
+""".split())
+_LINKING = {"and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+", "-", "this", "is", "are", "our"}
+
+
+def _clean(text: str) -> str:
+    text = text.replace("Â", " ").replace("\u00a0", " ")
+    text = regex.sub(r"[®™©]", "", text)
+    return regex.sub(r"\s+", " ", text).strip()
+
+
+def brand_in_title(title: str, brand: str) -> str:
+    """The brand as the title writes it, or "" when the title does not name it (a brand column holding "Blue"
+    or "Casual", or a seller's name, is not put in front of the product)."""
+    brand = _clean(brand)
+    if not brand:
+        return ""
+    spelled = r"[\s\-]*".join(regex.escape(p) for p in regex.split(r"[\s\-]+", brand) if p)  # Oral B = Oral-B
+    m = regex.search(rf"(?<![\p{{L}}\p{{N}}]){spelled}(?![\p{{L}}\p{{N}}])", title, regex.I)
+    if m:
+        return m[0]
+    first = brand.split()[0]
+    if len(first) >= 4:
+        m = regex.search(rf"^{regex.escape(first)}(?![\p{{L}}\p{{N}}])", title, regex.I)
+        if m:
+            return m[0]
+    return ""
+
+
+def _display_case(word: str, shouting: bool = False) -> str:
+    """ALL-CAPS words longer than four letters (three in a title that is all capitals) read as shouting in a
+    push: HATCHBOX → Hatchbox, WRAP → Wrap; short acronyms (PLA, LED, USB) stay."""
+    letters = regex.sub(r"[^\p{L}]", "", word)
+    if len(letters) > (3 if shouting else 4) and letters.isupper():
+        return "-".join(p[:1] + p[1:].lower() for p in word.split("-"))
+    return word
+
+
+def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozenset()) -> list[str]:
+    words = clause.split()
+    brand_words = {w.lower() for w in brand.split()}
+    out: list[str] = []
+    after_number = False
+    for w in words:
+        bare = w.strip(".,;:!?\"'()")
+        low = bare.lower()
+        counted = after_number and bool(_COUNT_NOUN.match(bare))
+        after_number = bool(_NUMERIC.match(bare)) and not _KEEP.match(bare)
+        if not bare or after_number or counted or _UNIT_WORD.match(bare) or low in brand_words or low in _PRAISE \
+                or not regex.search(r"\p{L}", bare):
+            continue
+        if regex.search(r"\p{Lu}.*\d|\d.*\p{Lu}", bare) and not _KEEP.match(bare):  # model numbers: DPG200
+            continue
+        out.append(bare)
+    while out and out[0].lower() in _LINKING:
+        out.pop(0)
+    while out and (out[-1].lower() in _LINKING or out[-1].lower() in _COLOURS) and len(out) > 1:
+        out.pop()
+    heads = [i for i, w in enumerate(out) if _singular(w.lower()) in head_nouns]
+    if heads and heads[-1] >= 1:  # end the phrase on its head noun: "Kapton Tape Sheets" (not "... Thick")
+        out = out[:heads[-1] + 1]
+    seen: set[str] = set()
+    for i in range(len(out) - 1, -1, -1):  # "3D ABS 3D Printer Filament": keep a word's last occurrence
+        if out[i].lower() in seen:
+            del out[i]
+        else:
+            seen.add(out[i].lower())
+    return out
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
+
+
+def _fit(brand: str, words: list[str], limit: int) -> str:
+    """The brand and the last words of the product phrase that fit ``limit`` characters."""
+    words = words[-MAX_PRODUCT_WORDS:]
+    while words:
+        name = " ".join(([brand] if brand else []) + words)
+        if len(name) <= limit:
+            return name
+        words = words[1:]
+        while words and words[0].lower() in _LINKING:
+            words = words[1:]
+    return brand[:limit].rstrip()
+
+
+@lru_cache(maxsize=65536)
+def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
+    """A short display name for a catalog item (see the module docstring); never longer than ``limit``
+    characters and never cut inside a word. The last word of ``category`` ("... Pipe Fittings") is one more
+    head noun the name may end on."""
+    title = _clean(title)
+    leaf = regex.findall(r"\p{L}+", category.lower())
+    heads = HEAD_NOUNS | ({_singular(leaf[-1])} if leaf else set())
+    long_words = [w for w in title.split() if len(w) > 3]
+    shouting = sum(w.isupper() for w in long_words) * 2 > len(long_words)  # an all-capitals title
+    if len(title) <= 30 and not _CLAUSE_BREAK.search(title) and not _BRACKETS.search(title):
+        return " ".join(_display_case(w) for w in title.split())  # "Atlas ESR70", "BC547 Transistor"
+    named = brand_in_title(title, brand)
+    shown = " ".join(_display_case(w, shouting) for w in named.split())
+    if len(shown) > limit // 2:  # "Rubbermaid Commercial Products": its first word names it well enough
+        shown = shown.split()[0]
+    body = _BRACKETS.sub(" ", title)
+    clauses = [_product_words(c, named, heads) for c in _CLAUSE_BREAK.split(body)]
+    clauses = [[_display_case(w, shouting) for w in c] for c in clauses
+               if any(not _COUNT_NOUN.match(w) and w.lower() not in _LINKING for w in c)]
+    if clauses and len(clauses[0]) == 1 and len(clauses) > 1 and not shown:
+        lead, rest = clauses[0][0], clauses[1]  # "PhysiciansCare by ... Eye Flush Station"
+        if lead.lower() in (w.lower() for w in rest):  # "Hydrometer - This is a Triple Scale Hydrometer"
+            return _fit("", rest, limit)
+        return _fit(lead, rest, limit)
+    if clauses:
+        return _fit(shown, clauses[0], limit)
+    return _fit(shown, [], limit) or title[:limit].rsplit(" ", 1)[0]

@@ -1,0 +1,174 @@
+"""Copy a marketer would send on a real catalogue: short names, item facts, claims, Chinese around English names,
+and a fallback that passes every check for every item (the fixture here; the whole real catalogue when
+../shared/data is beside the checkout)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import regex
+
+from generator.campaign import CAMPAIGN_TYPES, generic_copy
+from generator.data import Item, load_table
+from generator.guardrails import (
+    GuardContext,
+    check_claims,
+    check_facts,
+    check_language,
+    check_policy,
+    check_prices,
+    failures,
+    run_checks,
+)
+from generator.names import MAX_CHARS, short_name
+from generator.prompts import default_library
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = load_table(Path(__file__).parent / "fixtures" / "long_titles.csv", Item).rows
+BY_ID = {it.item_id: it for it in FIXTURE}
+AMAZON = ROOT.parent / "shared" / "data" / "amazon_scientific"
+COUPON = {"coupon_code": "HELLO15", "coupon_pct": 15}
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in regex.findall(r"[\p{L}\p{N}+/&'-]+", text)}
+
+
+@pytest.mark.parametrize("item", FIXTURE, ids=lambda it: it.item_id)
+def test_short_names_are_short_whole_words_of_the_title(item: Item) -> None:
+    name = item.display_name
+    assert 0 < len(name) <= MAX_CHARS
+    assert _words(name) <= _words(item.title), f"{name!r} has words that are not the title's"
+    assert not regex.search(r"\d{3,}", name) or len(item.title) <= 30, f"{name!r} keeps a model number"
+
+
+@pytest.mark.parametrize(("item_id", "expected"), [
+    ("L01", "Filamax PLA 3D Printer Filament"), ("L02", "Gripwell Glue"),
+    ("L03", "Steelcraft Adhesive-Backed Sanding Roll"),
+    ("L06", "Kelvix Digital Caliper"), ("L13", "Triple Scale Hydrometer"),
+])
+def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
+    assert BY_ID[item_id].display_name == expected
+
+
+def test_a_catalogs_own_short_name_wins() -> None:
+    item = BY_ID["L01"].model_copy(update={"short_name": "Filamax blue PLA"})
+    assert item.display_name == "Filamax blue PLA"
+    assert short_name("Gripwell Original Gripwell Glue, Waterproof, 8 ounce Bottle", "Gripwell") == "Gripwell Glue"
+
+
+@pytest.mark.parametrize("locale", ["en_US", "zh_CN"])
+@pytest.mark.parametrize("campaign_type", CAMPAIGN_TYPES)
+def test_the_fallback_passes_every_check_for_every_fixture_item(locale: str, campaign_type: str) -> None:
+    lib = default_library()
+    facts = COUPON if campaign_type == "coupon" else {}
+    for item in FIXTURE:
+        title, body = generic_copy(lib, locale, campaign_type, item, facts)
+        ctx = GuardContext(items=[item], locale=locale, facts=facts, catalog=FIXTURE)
+        assert failures(run_checks(title, body, ctx)) == [], (item.item_id, title, body)
+        assert item.title not in body or len(item.title) <= MAX_CHARS, "the fallback pastes the catalog title"
+
+
+@pytest.mark.skipif(not AMAZON.is_dir(), reason="the shared Amazon catalogue is not beside this checkout")
+def test_the_fallback_passes_every_check_for_every_item_of_the_real_catalogue(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_amazon_shop.py"), str(AMAZON), "--out",
+                    str(tmp_path / "shop"), "--users", "5"], check=True, capture_output=True)
+    catalog = load_table(tmp_path / "shop" / "items.csv", Item).rows
+    assert len(catalog) == 4385
+    lib = default_library()
+    bad = []
+    for locale in ("en_US", "zh_CN"):
+        for item in catalog:
+            ctype = "price_drop" if item.discount_pct else "content_recommendation"
+            title, body = generic_copy(lib, locale, ctype, item, {})
+            problems = failures(run_checks(title, body, GuardContext(items=[item], locale=locale, catalog=catalog)))
+            if problems:
+                bad.append((item.item_id, locale, body, problems))
+    assert bad == []
+
+
+def test_numbers_of_the_items_own_title_are_facts_not_prices_or_codes() -> None:
+    filament, magnets, caliper = BY_ID["L01"], BY_ID["L10"], BY_ID["L06"]
+    ctx = GuardContext(items=[filament, magnets, caliper], catalog=FIXTURE)
+    body = "Filamax PLA filament, accurate to 0.03 mm, now $19.99. Magnetix magnets: 328 Pcs, 2.2 lbs pull."
+    assert check_prices("Print more", body, ctx).passed
+    assert check_facts("Print more", body, ctx).passed
+    assert check_facts("Measure it", "The Kelvix VTD425 Digital Caliper, $17.97", ctx).passed
+    assert not check_facts("Measure it", "Use code VTD999 on the Kelvix caliper", ctx).passed
+    assert not check_prices("Print more", "Filamax PLA filament now 0.05", ctx).passed
+
+
+def test_brands_are_catalog_brands_and_a_compatibility_mention_is_not_another_brand() -> None:
+    burrs, paste, tape = BY_ID["L04"], BY_ID["L07"], BY_ID["L18"]
+    assert check_facts("Carve", "Rotarix burrs that fit Dremel rotary tools, $15.99", GuardContext(
+        items=[burrs], catalog=FIXTURE)).passed
+    assert check_facts("Cool it", "Polar Paste 5 thermal paste, $8.99", GuardContext(
+        items=[paste], catalog=FIXTURE)).passed
+    assert check_facts("3D fun", "Stick it: hook and loop tape for 3D projects and industrial tools", GuardContext(
+        items=[tape], catalog=FIXTURE)).passed  # "3D" and "Industrial Tools" are brand values, not brands
+    r = check_facts("Cool it", "Polar Paste 5, a Dremel favourite", GuardContext(items=[paste], catalog=FIXTURE))
+    assert not r.passed and "another brand 'Dremel'" in r.reason
+
+
+def test_profanity_is_whole_words_and_never_the_products_own_name() -> None:
+    shears = BY_ID["L16"]
+    ctx = GuardContext(items=[shears], catalog=FIXTURE)
+    assert check_policy("Cut clean", "Sharpline Titanium Shear Cutter, $13.99. Tap to see it.", ctx).passed
+    assert check_policy("Glue", "Bondix Quick-Cure Epoxy, $15", GuardContext(items=[BY_ID["L14"]])).passed
+    assert not check_policy("Damn good", "Sharpline snips, $13.99", ctx).passed
+    assert not check_policy("好物", "他妈的好用", GuardContext(items=[shears], locale="zh_CN")).passed
+
+
+@pytest.mark.parametrize("text", [
+    "The best caliper on the market", "#1 rated caliper", "Best solar lighting in the world", "Unbeatable value",
+    "Top of the line precision", "Today only: 40% off", "Limited time offer", "Ends tonight", "Only 3 left",
+    "While stocks last", "Hurry, grab it", "Free shipping on your caliper", "A free gift with your caliper",
+    "最好的卡尺", "全网最低价", "销量第一", "限时优惠", "今天下单", "先到先得", "仅剩 3 件", "最后机会", "马上抢购",
+    "包邮到家",
+])
+def test_claims_the_campaign_cannot_back_fail(text: str) -> None:
+    r = check_claims("Caliper", text, GuardContext(items=[BY_ID["L06"]]))
+    assert not r.passed and "unsupported" in r.reason
+
+
+@pytest.mark.parametrize(("text", "facts"), [
+    ("Ends Dec 5: 40% off", {"ends_at": "2026-12-05"}), ("Limited time: 40% off", {"ends_at": "2026-12-05"}),
+    ("限时优惠，12月5日截止", {"ends_at": "2026-12-05"}), ("Only 3 left", {"stock_left": 3}),
+    ("仅剩 3 件", {"stock_left": 3}), ("Free shipping on your caliper", {"free_shipping": True}),
+    ("包邮到家", {"free_shipping": True}), ("Now $17.97. Tap to see it.", {}), ("Kelvix caliper, 40% off", {}),
+])
+def test_claims_the_campaign_states_pass(text: str, facts: dict[str, object]) -> None:
+    assert check_claims("Caliper", text, GuardContext(items=[BY_ID["L06"]], facts=facts)).passed
+
+
+def test_a_products_own_name_is_not_a_claim() -> None:
+    assert check_claims("Cut clean", "Sharpline Titanium Shear Cutter, Heavy Duty Sheet Metal Snips, Best Choice Grip",
+                        GuardContext(items=[BY_ID["L16"]])).passed
+
+
+def test_chinese_copy_around_an_english_name_is_chinese() -> None:
+    caliper = BY_ID["L06"]
+    ctx = GuardContext(items=[caliper], locale="zh_CN")
+    assert check_language("你看过的商品降价了", "「Kelvix Digital Caliper」现价 US$17.97，点击查看。", ctx).passed
+    assert check_language("卡尺降价", "Kelvix VTD425 Digital Caliper, 0-6 Inch Stainless Steel, IP54, Extra-Large LCD "
+                          "Screen, Inch/Metric/Fraction Conversion 现价 US$17.97，点击查看", ctx).passed
+    assert not check_language("降价", "Kelvix Digital Caliper is now only US$17.97, tap", ctx).passed
+    assert not check_language("US$17.97", "「Kelvix Digital Caliper」现价 US$17.97", ctx).passed
+    assert not check_language("$17.97", "Kelvix Digital Caliper now $17.97", GuardContext(items=[caliper])).passed
+
+
+@pytest.mark.parametrize(("item_id", "text", "ok"), [
+    ("L06", "Kelvix Digital Caliper, now $17.97. Lace up now!", False),
+    ("L06", "Kelvix Digital Caliper: a great tool for your tape", False),  # another product's word (2+ titles)
+    ("L06", "Kelvix Digital Caliper, now $17.97. Measure twice, cut once.", True),
+    ("L01", "Filamax PLA 3D Printer Filament for your next print, now $19.99", True),
+    ("L13", "Triple Scale Hydrometer for your next brew, $4.49", True),  # brewing fits a brewing hydrometer
+    ("L14", "Bondix Quick-Cure Epoxy: brew a fresh pot", False),
+])
+def test_sense_copy_must_fit_the_product(item_id: str, text: str, ok: bool) -> None:
+    from generator.guardrails import check_sense
+
+    assert check_sense("Hi", text, GuardContext(items=[BY_ID[item_id]], catalog=FIXTURE)).passed is ok

@@ -1,0 +1,126 @@
+"""Money, percentages, counts and dates per locale (Babel/CLDR), read back by the guardrails in any notation."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+import regex
+
+from generator.data import Item
+from generator.formatting import (
+    discount_percent,
+    format_count,
+    format_day,
+    format_money,
+    format_pct,
+    money_mentions,
+    percent_mentions,
+    resolve_locale,
+)
+from generator.guardrails import GuardContext, check_percentages, check_prices
+
+LOCALES = ("en_US", "en_GB", "en_IN", "de_DE", "fr_FR", "ja_JP", "zh_CN", "es_ES", "hi_IN")
+CURRENCIES = ("USD", "EUR", "INR", "CNY")
+AMOUNTS = ("1399", "1399.50", "23790", "123456", "123456.78", "1234567", "9999999.99")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("currency", CURRENCIES)
+def test_every_locale_formats_and_reads_back_every_amount(locale: str, currency: str) -> None:
+    for raw in AMOUNTS:
+        amount = Decimal(raw)
+        written = format_money(amount, currency, locale)
+        number = regex.search(r"\d[\d.,\u00a0\u202f]*\d", written)[0]
+        assert ("." in raw) == bool(regex.search(r"[.,]\d\d$", number)), f"{written!r}: cents only when it has them"
+        found = money_mentions(f"Now {written} only")
+        assert len(found) == 1, (written, found)
+        assert amount.quantize(Decimal("0.01")) in found[0].amounts, (written, found[0])
+        assert currency in found[0].currencies, (written, found[0])
+
+
+@pytest.mark.parametrize(("amount", "currency", "locale", "expected"), [
+    (1399, "INR", "en_IN", "₹1,399"),
+    (123456, "INR", "en_IN", "₹1,23,456"),
+    (Decimal("19.99"), "USD", "en_US", "$19.99"),
+    (1399, "USD", "en_US", "$1,399"),
+    (1399, "CNY", "zh_CN", "¥1,399"),
+    (1399, "EUR", "de_DE", "1.399\u00a0€"),
+    (Decimal("1399.5"), "EUR", "de_DE", "1.399,50\u00a0€"),
+    (1399, "GBP", "en_GB", "£1,399"),
+    (1399, "JPY", "ja_JP", "￥1,399"),
+    (1399, "USD", "zh_CN", "US$1,399"),
+])
+def test_prices_are_written_as_the_shopper_reads_them(amount: object, currency: str, locale: str,
+                                                      expected: str) -> None:
+    assert format_money(amount, currency, locale) == expected  # type: ignore[arg-type]
+
+
+def test_percent_count_and_date_follow_the_locale() -> None:
+    assert format_pct(15, "en_US") == "15%"
+    assert format_pct(15, "de_DE") == "15\u00a0%"
+    assert format_count(1234567, "de_DE") == "1.234.567"
+    assert format_count(1234567, "en_IN") == "12,34,567"
+    assert format_day("2026-12-05", "zh_CN") == "2026年12月5日"
+    assert format_day("2026-12-05", "en_GB") == "5 Dec 2026"
+
+
+def test_unknown_locale_falls_back_to_the_default_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    resolve_locale.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="generator.formatting"):
+        assert format_money(1399, "INR", "xx_QQ", default="en_IN") == "₹1,399"
+    assert "unknown locale 'xx_QQ'" in caplog.text
+
+
+@pytest.mark.parametrize(("text", "amount", "currencies"), [
+    ("₹1,399", "1399", {"INR"}), ("1,399 元", "1399", {"CNY"}), ("1.399,00 €", "1399", {"EUR"}),
+    ("Rs. 1,399", "1399", {"INR"}), ("1 399,50 €", "1399.50", {"EUR"}), ("US$19.99", "19.99", {"USD"}),
+    ("13,99 €", "13.99", {"EUR"}), ("₹1,23,456", "123456", {"INR"}), ("19.99 dollars", "19.99", {"USD"}),
+])
+def test_money_is_read_back_in_any_notation(text: str, amount: str, currencies: set[str]) -> None:
+    [m] = money_mentions(f"now {text} for you")
+    assert Decimal(amount).quantize(Decimal("0.01")) in m.amounts and currencies <= m.currencies
+
+
+def test_a_weight_is_not_money_and_zhe_is_a_discount() -> None:
+    assert money_mentions("holds 9 pounds, weighs 2.2 lbs") == []
+    assert [p.value for p in percent_mentions("8.5折 / 85折 / 8折 / 15 %")] == [15, 15, 20, 15]
+
+
+RUPEE = Item(item_id="F1", title="Solimo Stainless Steel Water Bottle, 1 Litre", brand="Solimo", price=Decimal("1399"),
+             sale_price=Decimal("990"), currency="INR", in_stock=True, url="u")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_guardrail_rejects_a_wrong_amount_in_every_notation(locale: str) -> None:
+    ctx = GuardContext(items=[RUPEE], locale=locale)
+    right = format_money(990, "INR", locale)
+    wrong = format_money(999, "INR", locale)
+    assert check_prices("Bottle", f"Solimo water bottle now {right}", ctx).passed
+    r = check_prices("Bottle", f"Solimo water bottle now {wrong}", ctx)
+    assert not r.passed and "matches no item's price" in r.reason
+    dollars = format_money(990, "USD", locale)
+    assert not check_prices("Bottle", f"Solimo water bottle now {dollars}", ctx).passed
+
+
+@pytest.mark.parametrize(("price", "sale", "expected"), [
+    ("12.21", "6.11", 50), ("990", "466", 53), ("100", "60.05", 40), ("20", "19.95", None), ("10", "10", None),
+])
+def test_one_discount_rule_rounds_half_up(price: str, sale: str, expected: int | None) -> None:
+    assert discount_percent(Decimal(price), Decimal(sale)) == expected
+    item = Item(item_id="X", title="Thing", price=Decimal(price), sale_price=Decimal(sale), currency="USD",
+                in_stock=True, url="u")
+    assert item.discount_pct == expected
+
+
+def test_a_stated_discount_wins_and_a_truncated_one_fails_the_check() -> None:
+    stated = Item(item_id="X", title="Thing", price=Decimal("990"), sale_price=Decimal("466"), currency="INR",
+                  in_stock=True, url="u", stated_discount_pct=52)
+    assert stated.discount_pct == 52
+    half = Item(item_id="Y", title="Neiko Digital Caliper", price=Decimal("12.21"), sale_price=Decimal("6.11"),
+                currency="USD", in_stock=True, url="u")
+    ctx = GuardContext(items=[half])
+    assert check_percentages("50% off", "Neiko Digital Caliper", ctx).passed
+    for wrong in ("49% off", "51% off", "49.96% off"):
+        assert not check_percentages(wrong, "Neiko Digital Caliper", ctx).passed, wrong
