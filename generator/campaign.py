@@ -353,7 +353,7 @@ class CampaignRunner:
             contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
                                          catalog=shop.items, quoted_texts=quoted, policy=campaign.policy,
                                          example_texts=[a for _, a in rendered.examples],
-                                         generic_texts=generic, prompt_text=rendered.user)
+                                         generic_texts=generic, prompt_text=rendered.user, campaign_type=ctype)
             requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=adapter))
             model_of[uid] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
 

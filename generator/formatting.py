@@ -206,7 +206,7 @@ def money_mentions(text: str) -> list[MoneyMention]:
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
                 found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
-    for m in regex.finditer(r"(?<![\d.,])\d+(?:,\d{3})*\.\d{2}(?![\d%.,])", text):
+    for m in regex.finditer(r"(?<![\d.,])\d+(?:,\d{3})*\.\d{2}(?![\d%]|[.,]\d)", text):
         if free(m.span()):
             found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
     return sorted(found, key=lambda x: x.span)

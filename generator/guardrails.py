@@ -73,6 +73,7 @@ class GuardContext:
     example_texts: Sequence[str] = ()  # the template's few-shot example answers (about other products)
     generic_texts: Sequence[str] = ()  # the brand's own template copy for this user (the fallback): never "copied"
     prompt_text: str = ""  # the user turn the model was given (its fact labels must not come back in the copy)
+    campaign_type: str = ""  # what the campaign says happened: only an abandoned-cart push may speak of the cart
     policy: BrandPolicy = field(default_factory=BrandPolicy)
 
     @property
@@ -177,7 +178,9 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if not hits:
             return CheckResult("prices", False, f"price {m.text!r} is another item's, not the named item's"
                                if m.amounts & set(every) else f"price {m.text!r} matches no item's price")
-        if m.currencies and not any(m.currencies & allowed[a] for a in hits):
+        if not m.currencies:
+            return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
+        if not any(m.currencies & allowed[a] for a in hits):
             return CheckResult("prices", False,
                                f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")
     return CheckResult("prices", True)
@@ -557,6 +560,13 @@ _OFFER = regex.compile(
     r"ships? free|no cost|complimentary|on the house|bundle|bonus|extra \d+% off)\b"
     r"|免费|包邮|免运费|赠品|送礼|买一送一|赠送|套装优惠|满减", regex.I)
 _OFFER_FACTS = ("free_shipping", "gift", "bundle", "offer")
+# what happened to this shopper or item: true only in the campaign that says so
+_EVENTS: dict[str, regex.Pattern[str]] = {
+    "abandoned_cart": regex.compile(r"\b(?:(?:in|to|from) your (?:shopping )?(?:cart|basket|bag)|added to (?:your )?"
+                                    r"(?:cart|basket|bag)|left (?:it )?(?:behind|in)|still in your)\b|购物车", regex.I),
+    "back_in_stock": regex.compile(r"\b(?:back in stock|restocked|in stock again|available again|it'?s back|"
+                                   r"back on (?:the )?shel(?:f|ves))\b|补货|到货|重新有货", regex.I),
+}
 
 
 def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -576,6 +586,11 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
                 continue
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
+    for campaign_type, pattern in _EVENTS.items():
+        m = pattern.search(text)
+        if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
+            return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
+                               f"{ctx.campaign_type.replace('_', ' ')} push")
     return CheckResult("claims", True)
 
 

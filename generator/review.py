@@ -202,10 +202,11 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
                 quoted = [review]
     return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
                         quoted_texts=quoted, policy=campaign.policy, example_texts=examples,
-                        generic_texts=generic, prompt_text=prompt_text)
+                        generic_texts=generic, prompt_text=prompt_text,
+                        campaign_type=campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, [])) if items else "")
 
 
-def display_items(message: Message, job: Job | None, locale: str = "en_US") -> list[dict[str, Any]]:
+def display_items(message: Message, job: Job | None, locale: str | None = None) -> list[dict[str, Any]]:
     """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
     Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
     from generator.prompts import format_price
@@ -213,6 +214,11 @@ def display_items(message: Message, job: Job | None, locale: str = "en_US") -> l
     params = (job.params or {}) if job is not None else {}
     shop = _shop(str(params.get("shop") or get_settings().shop_dir))
     by_id = shop.items_by_id if shop else {}
+    if locale is None:  # prices as the user read them: the job's locale, else the user's, else the template's
+        user = next((u for u in shop.users if u.user_id == message.user_id), None) if shop else None
+        lang = (message.template or "").rsplit(".", 1)[-1]
+        locale = (job.locale if job is not None and job.locale else None) or (user.locale if user else None) \
+            or ("zh_CN" if lang == "zh" else get_settings().default_locale)
     out = []
     for r in message.ranked_items or []:
         known = by_id.get(str(r.get("item_id")))

@@ -7,7 +7,7 @@ Real items (titles, brands, category paths), real purchase histories (the train 
 ``scripts/import_amazon_scientific.py`` rebuilds them) and users; what the source lacks is synthetic and
 deterministic (the same for the same ``--seed`` on every machine):
 
-- prices: log-uniform between 4 and 400 in the shop's currency, ending in .99, .49 or .00 (rupee and yen prices
+- prices: log-uniform between 4 and ``--max-price`` (400) dollars' worth in the shop's currency, ending in .99, .49 or .00 (rupee and yen prices
   are whole, as shoppers there see them: ₹1,399);
 - discounts: about 40% of the items are on sale, 5-60% off, with sale prices ending like list prices (so the
   rounding of the percentage matters: 12.21 → 6.11 is 50% off, not 49%);
@@ -34,9 +34,9 @@ WHOLE_CURRENCIES = {"INR", "JPY", "KRW", "IDR", "VND"}
 RATES = {"USD": 1, "EUR": 1, "GBP": 1, "CNY": 7, "INR": 80, "JPY": 150}  # rough scale of a price, not a rate
 
 
-def _price(asin: str, seed: int, currency: str) -> Decimal:
+def _price(asin: str, seed: int, currency: str, top: float = 400) -> Decimal:
     scale = RATES.get(currency, 1)
-    raw = math.exp(math.log(4) + unit_interval(f"price{seed}", asin) * (math.log(400) - math.log(4))) * scale
+    raw = math.exp(math.log(4) + unit_interval(f"price{seed}", asin) * (math.log(top) - math.log(4))) * scale
     if currency in WHOLE_CURRENCIES:
         step = 100 if raw > 1000 else 10
         return Decimal(max(step, int(raw / step) * step) - 1)  # ₹1,399, ₹899, ₹99
@@ -56,11 +56,11 @@ def _sale(asin: str, price: Decimal, seed: int, currency: str) -> Decimal | None
     return sale if Decimal("0.5") <= sale < price else None
 
 
-def price_items(items: list[dict[str, str]], seed: int, currency: str) -> None:
+def price_items(items: list[dict[str, str]], seed: int, currency: str, top: float = 400) -> None:
     """Give every item its synthetic price, discount and stock, in place."""
     for row in items:
         asin = row["item_id"]
-        price = _price(asin, seed, currency)
+        price = _price(asin, seed, currency, top)
         sale = _sale(asin, price, seed, currency)
         row.update(price=str(price), sale_price="" if sale is None else str(sale), currency=currency,
                    in_stock="true" if unit_interval(f"stock{seed}", asin) < 0.92 else "false")
@@ -86,7 +86,7 @@ README = """# Amazon Industrial & Scientific shop (built by scripts/make_amazon_
 Real item titles, brands and category paths and real purchase histories (Amazon Review Data 2018, Ni, Li,
 McAuley; UniSRec preprocessing; research use). Built with: `{command}`.
 
-Synthetic and deterministic (seed {seed}): prices (log-uniform 4-400, in {currency}), sale prices (about 40% of
+Synthetic and deterministic (seed {seed}): prices (log-uniform 4-{top:g} dollars' worth, in {currency}), sale prices (about 40% of
 items, 5-60% off), stock (about 92% in stock), user locales ({zh_share:.0%} zh_CN, the rest {locale}) and event
 timestamps (one day per position in a user's sequence; only the order is real). Do not read the prices as
 Amazon's.
@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--currency", default="USD", help="the shop's currency (ISO code)")
     parser.add_argument("--locale", default="en_US", help="locale of the other users")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-price", type=float, default=400,
+                        help="top of the price range, in dollars' worth (rupee prices are 80x: 2000 gives ₹1,59,999)")
     args = parser.parse_args(argv)
     if args.users is not None and args.users < 1 or not 0 <= args.zh_share <= 1:
         print("error: --users must be >= 1 and --zh-share between 0 and 1", file=sys.stderr)
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         src, paths = read_source(args.folder)
         tables = build_tables(src, sequences(src, paths))
-        price_items(tables["items"], args.seed, args.currency.upper())
+        price_items(tables["items"], args.seed, args.currency.upper(), args.max_price)
         pick_users(tables, args.users, args.zh_share, args.locale, args.seed)
         write_tables(tables, args.out, "csv")
     except DataError as exc:
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = "python scripts/make_amazon_shop.py " + " ".join(sys.argv[1:] if argv is None else argv)
     (args.out / "README.md").write_text(README.format(
-        command=command, seed=args.seed, currency=args.currency.upper(), zh_share=args.zh_share,
+        command=command, seed=args.seed, top=args.max_price, currency=args.currency.upper(), zh_share=args.zh_share,
         locale=args.locale, users=len(tables["users"]), items=len(tables["items"]), events=len(tables["events"])),
         encoding="utf-8")
     print(f"{args.out}: {len(tables['users'])} users, {len(tables['items'])} items, "

@@ -67,7 +67,7 @@ def test_the_fallback_passes_every_check_for_every_fixture_item(locale: str, cam
     facts = COUPON if campaign_type == "coupon" else {}
     for item in FIXTURE:
         title, body = generic_copy(lib, locale, campaign_type, item, facts)
-        ctx = GuardContext(items=[item], locale=locale, facts=facts, catalog=FIXTURE)
+        ctx = GuardContext(items=[item], locale=locale, facts=facts, catalog=FIXTURE, campaign_type=campaign_type)
         assert failures(run_checks(title, body, ctx)) == [], (item.item_id, title, body)
         assert item.title not in body or len(item.title) <= MAX_CHARS, "the fallback pastes the catalog title"
 
@@ -84,7 +84,8 @@ def test_the_fallback_passes_every_check_for_every_item_of_the_real_catalogue(tm
         for item in catalog:
             ctype = "price_drop" if item.discount_pct else "content_recommendation"
             title, body = generic_copy(lib, locale, ctype, item, {})
-            problems = failures(run_checks(title, body, GuardContext(items=[item], locale=locale, catalog=catalog)))
+            ctx = GuardContext(items=[item], locale=locale, catalog=catalog, campaign_type=ctype)
+            problems = failures(run_checks(title, body, ctx))
             if problems:
                 bad.append((item.item_id, locale, body, problems))
     assert bad == []
@@ -172,3 +173,22 @@ def test_sense_copy_must_fit_the_product(item_id: str, text: str, ok: bool) -> N
     from generator.guardrails import check_sense
 
     assert check_sense("Hi", text, GuardContext(items=[BY_ID[item_id]], catalog=FIXTURE)).passed is ok
+
+
+@pytest.mark.parametrize(("campaign_type", "text", "ok"), [
+    ("price_drop", "Added to your cart: Kelvix Digital Caliper, $17.97", False),
+    ("abandoned_cart", "Still in your cart: Kelvix Digital Caliper, $17.97", True),
+    ("content_recommendation", "Kelvix Digital Caliper is back in stock, $17.97", False),
+    ("back_in_stock", "Kelvix Digital Caliper is back in stock, $17.97", True),
+    ("price_drop", "「Kelvix Digital Caliper」还在你的购物车里", False),
+])
+def test_copy_says_only_what_happened_in_this_campaign(campaign_type: str, text: str, ok: bool) -> None:
+    ctx = GuardContext(items=[BY_ID["L06"]], campaign_type=campaign_type)
+    assert check_claims("Caliper", text, ctx).passed is ok
+
+
+def test_a_price_without_its_currency_fails() -> None:
+    ctx = GuardContext(items=[BY_ID["L06"]])
+    r = check_prices("Caliper", "Kelvix Digital Caliper, now 17.97. Tap to see it.", ctx)
+    assert not r.passed and "without its currency" in r.reason
+    assert check_prices("Caliper", "Kelvix Digital Caliper, now $17.97. Tap to see it.", ctx).passed

@@ -55,7 +55,7 @@ def test_body_limit_uses_strictest_platform() -> None:
     ("Only $99.00 today", False),
     ("Only 149.00 EUR", False),
     ("Now €149.00", False),
-    ("Now 149.00", True),
+    ("Now 149.00", False),  # a price without its currency
     ("Now 149.01", False),
     ("现价 149.00 美元", True),
     ("现价 ¥149.00", False),

@@ -1,0 +1,72 @@
+"""What a guardrail changes: the copy a job would have sent without some checks, for blind grading beside the real.
+
+    python scripts/ablate_checks.py --job JOB_ID --without claims sense title_hook --messages out/pd50/messages.csv \
+        --out out/ablate/pd50-no-claims-sense.csv [--database-url sqlite:///...]
+
+For every user of the job whose chosen copy would change if the named checks did not exist (a candidate that
+failed only those checks, and would have won the choice), writes that candidate as a ``messages.csv`` row with
+status ``passed``; users whose choice would not change are left out. ``scripts/grade_sheet.py export`` takes the
+file as one more set, so graders judge the copy those checks stopped without knowing it. Prints how many
+candidates each check failed alone, and how many choices it changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from generator.report import MESSAGE_COLUMNS  # noqa: E402
+from generator.store import Store  # noqa: E402
+
+
+def _failed(candidate: dict) -> set[str]:
+    return {r.split(":", 1)[0] for r in candidate.get("reasons", [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--job", required=True)
+    ap.add_argument("--without", nargs="+", required=True, help="check names to pretend away")
+    ap.add_argument("--messages", type=Path, required=True, help="the job's messages.csv (locale, item ids)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--database-url", default=None)
+    args = ap.parse_args(argv)
+    ignored = set(args.without)
+    store = Store(args.database_url)
+    rows = {(r["user_id"], r["variant"]): r for r in csv.DictReader(args.messages.open(encoding="utf-8"))}
+    alone: Counter[str] = Counter()
+    changed, out = 0, []
+    for m in store.list_messages(args.job):
+        cands = m.candidates or []
+        for c in cands:
+            fails = _failed(c)
+            if fails and fails <= ignored:
+                alone.update(fails)
+        # the first candidate that would pass, in generation order (greedy first), as the runner picks without a
+        # click-through model
+        ok = [c for c in cands if _failed(c) <= ignored and "complete" not in _failed(c)]
+        if not ok or m.variant != 0:
+            continue
+        best = ok[0]
+        if (best["title"], best["body"]) == (m.title, m.body):
+            continue
+        changed += 1
+        base = rows.get((m.user_id, str(m.variant)), {})
+        out.append({**{k: base.get(k, "") for k in MESSAGE_COLUMNS}, "title": best["title"], "body": best["body"],
+                    "status": "passed", "reasons": "; ".join(best.get("reasons", []))})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(MESSAGE_COLUMNS))
+        w.writeheader()
+        w.writerows(out)
+    print(f"candidates failing only {sorted(ignored)}: {dict(alone)}; choices changed: {changed}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
