@@ -194,7 +194,7 @@ class MoneyMention:
 
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
-    or after it, or a bare decimal with two decimals (``now 19.99``)."""
+    or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
     before, after = _money_patterns()
     found: list[MoneyMention] = []
 
@@ -206,7 +206,8 @@ def money_mentions(text: str) -> list[MoneyMention]:
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
                 found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
-    for m in regex.finditer(r"(?<![\d.,])\d+(?:,\d{3})*\.\d{2}(?![\d%]|[.,]\d)", text):
+    bare = r"(?<![\d.,])(?:\d+(?:,\d{3})*\.\d{2}|\d{1,3}(?:,\d{3})+)(?![\d%]|[.,]\d)"  # 19.99, 3,942
+    for m in regex.finditer(bare, text):
         if free(m.span()):
             found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
     return sorted(found, key=lambda x: x.span)

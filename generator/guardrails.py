@@ -164,6 +164,10 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
     return CheckResult("payload_size", True)
 
 
+_WAS = regex.compile(r"(?:was|were|from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
+                     r"reduced from|down from|not)\W*(?:at\W*)?(?:only\W*)?$|原价|原来|原售价|之前|曾", regex.I)
+
+
 def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Every amount, in any locale's notation (₹1,399 / 1,399 元 / 1.399,00 €), is the price or sale price,
     in its currency, of an item the copy names. Numbers of the item's own title are not prices."""
@@ -180,6 +184,11 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                if m.amounts & set(every) else f"price {m.text!r} matches no item's price")
         if not m.currencies:
             return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
+        listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in ctx.named_items(text) if it.discount_pct}
+        before = text[max(0, m.span[0] - 24):m.span[0]].lower()
+        if m.amounts & listed and not _WAS.search(before):
+            return CheckResult("prices", False, f"{m.text!r} is the price before the discount, written as the "
+                                                "price now (say 'was' or 'down from')")
         if not any(m.currencies & allowed[a] for a in hits):
             return CheckResult("prices", False,
                                f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")

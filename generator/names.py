@@ -55,6 +55,9 @@ _LINKING = {"and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+"
 
 def _clean(text: str) -> str:
     text = text.replace("Â", " ").replace("\u00a0", " ")
+    # "SiliconeTubing": a lost space before a head noun (brands such as PhysioGuard or KimWipes keep theirs)
+    text = regex.sub(r"\b(\p{Lu}\p{Ll}{4,})(\p{Lu}\p{Ll}{3,})\b",
+                     lambda m: f"{m[1]} {m[2]}" if _singular(m[2].lower()) in HEAD_NOUNS else m[0], text)
     text = regex.sub(r"[®™©]", "", text)
     return regex.sub(r"\s+", " ", text).strip()
 
@@ -88,7 +91,7 @@ def _display_case(word: str, shouting: bool = False) -> str:
 
 def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozenset()) -> list[str]:
     words = clause.split()
-    brand_words = {w.lower() for w in brand.split()}
+    brand_words = {w.strip(".,;:!?\"'()").lower() for w in brand.split()}
     out: list[str] = []
     after_number = False
     for w in words:
@@ -146,7 +149,8 @@ def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX
     head noun the name may end on."""
     title = _clean(title)
     leaf = regex.findall(r"\p{L}+", category.lower())
-    heads = HEAD_NOUNS | ({_singular(leaf[-1])} if leaf else set())
+    # an item taxonomy's leaf ("... Pipe Fittings") names the product; a department ("Camping & Hiking") does not
+    heads = HEAD_NOUNS | ({_singular(leaf[-1])} if leaf and leaf[-1].endswith("s") else set())
     long_words = [w for w in title.split() if len(w) > 3]
     shouting = sum(w.isupper() for w in long_words) * 2 > len(long_words)  # an all-capitals title
     if len(title) <= 30 and not _CLAUSE_BREAK.search(title) and not _BRACKETS.search(title):

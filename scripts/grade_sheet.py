@@ -5,8 +5,9 @@
     python scripts/grade_sheet.py score --graded grading/graded*.csv --key grading/key.json [--json out.json]
 
 ``export`` writes ``sheet.csv`` (or ``sheet-1.csv`` … with ``--parts``) holding, per message, only what a grader
-may see: a random row id, the locale, the title and body, the featured item's facts (name, brand, price, sale
-price, discount, category, the first line of the description) and the campaign's facts, shuffled across sets.
+may see: a random row id, the locale, the title and body, the featured item's catalog facts (name, brand, price,
+sale price, discount, category, the first line of the description) and the campaign's type and facts, shuffled
+across sets.
 Which set, user, system or candidate wrote a row (and whether it is a template fallback) goes to ``key.json``,
 which graders never see. Users the system gave no copy ("flagged") are not on the sheet and count as not
 sendable.
@@ -39,7 +40,7 @@ RULES = {1: "facts", 2: "claims", 3: "sense", 4: "language", 5: "fit", 6: "tone"
 
 def item_card(item: Item, locale: str) -> str:
     """The facts a grader sees of the featured item, as the shopper would read them."""
-    parts = [f"name: {item.title}", f"short name: {item.display_name}", f"brand: {item.brand or '-'}",
+    parts = [f"name: {item.title}", f"brand: {item.brand or '-'}",
              f"price: {format_price(item.price, item.currency, locale)}"]
     if item.discount_pct:
         parts += [f"sale price: {format_price(item.current_price, item.currency, locale)}",
@@ -76,7 +77,8 @@ def export(sets: list[str], out: Path, seed: int, parts: int) -> None:
             row_id = f"{len(rows) + 1:04d}"
             rows.append({"row": row_id, "locale": r["locale"], "title": r["title"], "body": r["body"],
                          "item": item_card(items[ids[0]], r["locale"]),
-                         "campaign": json.dumps(facts, ensure_ascii=False) if facts else "-"})
+                         "campaign": json.dumps({"type": r["template"].rsplit(".", 1)[0] or "-", **facts},
+                                                ensure_ascii=False)})
             key["rows"][row_id] = {"set": name, "user_id": r["user_id"], "status": r["status"]}
         key["sets"][name] = {"messages": sum(counts.values()), **counts}
     random.Random(seed).shuffle(rows)

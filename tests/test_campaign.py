@@ -118,7 +118,7 @@ def test_fallback_is_deterministic_and_passes_the_same_checks() -> None:
     assert model.calls == 3  # first round plus two bounded retries
     assert m.status == "fallback" and m.chosen.passed
     assert m.chosen.title == "Price drop: 21% off"
-    assert m.chosen.body == "Trailblazer Backpacking Tent is now $149, down from $189. Tap to see it."
+    assert m.chosen.body == "Trailblazer Backpacking Tent: now $149, down from $189. Tap to see it."
 
 
 class GoodModel(EchoModel):
