@@ -24,6 +24,7 @@ from generator.campaign import Campaign, CampaignRunner, adapter_label, select_a
 from generator.config import get_settings
 from generator.data import Shop, load_shop
 from generator.errors import PushgenError
+from generator.inputs import STRICT
 from generator.store import Job, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ UNFINISHED_CHUNK = ("pending", "queued", "running")
 class JobRequest(BaseModel):
     """What the campaign tool submits (``POST /v1/jobs``)."""
 
+    model_config = STRICT
     campaign: Campaign
     idempotency_key: str | None = Field(default=None, max_length=200,
                                         description="Submitting the same key again returns the same job.")
