@@ -97,11 +97,15 @@ def check_value(value: Any, where: str = "") -> Any:
 def check_locale(value: str) -> str:
     """``value`` if Babel knows the locale (``en_US``, ``zh-CN``, ``fr``); else a ValueError for pydantic."""
     from babel import Locale, UnknownLocaleError
+    from babel.core import parse_locale
 
     try:
-        Locale.parse(value.replace("-", "_"))
+        asked = parse_locale(value.replace("-", "_"))
+        found = Locale.parse(value.replace("-", "_"))
     except (UnknownLocaleError, ValueError, TypeError):
         raise ValueError(f"unknown locale {show(value)!r}") from None
+    if asked[1] and found.territory != asked[1]:  # Babel would quietly turn en_ZZ into en_US
+        raise ValueError(f"unknown locale {show(value)!r} (no region {show(asked[1])!r} for that language)")
     return value
 
 

@@ -31,6 +31,7 @@ from generator.config import get_settings
 from generator.data import Item, Shop, load_shop, write_table
 from generator.errors import PushgenError
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
+from generator.inputs import InputError, check_text
 from generator.prompts import default_library, item_facts
 from generator.scorer import RankedItem
 from generator.store import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, Store, utcnow
@@ -293,6 +294,10 @@ def _record(s: Session, m: Message, who: Reviewer, action: str, new_status: str,
 
 def _clean(text: str, what: str, *, required: bool = True) -> str:
     text = (text or "").strip()
+    try:
+        check_text(text, what)
+    except InputError as exc:
+        raise ReviewError(str(exc)) from None
     if required and not text:
         raise ReviewError(f"{what} is required")
     if len(text) > MAX_TEXT:

@@ -22,10 +22,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import Field
 
 from generator import review
+from generator.inputs import MAX_INT
 from generator.review import REVIEW_STATUSES, Reviewer, ReviewError
 from generator.store import Job, Message, Store
 
@@ -35,6 +38,8 @@ LOGIN_CSRF_COOKIE = "pushgen_login_csrf"
 FLASH_COOKIE = "pushgen_flash"
 SESSION_SECONDS = 8 * 3600
 PAGE_SIZE = 50
+MAX_PAGE = 10**9  # pages * page size stays far inside a 64-bit offset
+MessageId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="The message's id.")]
 STATIC = {"review.css": "text/css", "review.js": "text/javascript"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data:; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
@@ -155,7 +160,7 @@ def _render(request: Request, name: str, session: Session | None, **context: Any
     flash = _unsign(request, request.cookies.get(FLASH_COOKIE))
     html = templates.get_template(f"review/{name}").render(request=request, session=session, flash=flash,
                                                statuses=REVIEW_STATUSES, **context)
-    resp = HTMLResponse(html)
+    resp = HTMLResponse(html.encode("utf-8", "replace"))  # text stored before input was checked still renders
     if flash is not None:
         resp.delete_cookie(FLASH_COOKIE, path="/review")
     return resp
@@ -239,7 +244,7 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
                status: Annotated[str, Query(pattern="^(|pending|edited|approved|rejected)$")] = "",
                flag: Annotated[str, Query(pattern="^(|pass|fail)$")] = "",
                variant: Annotated[str, Query(pattern=r"^\d{0,2}$")] = "",
-               page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+               page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1) -> HTMLResponse:
     job = _job(request, job_id)
     store = _store(request)
     filters = {"review_status": status or None, "flag": flag or None,
@@ -258,7 +263,7 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
 
 @router.get("/jobs/{job_id}/variants", response_class=HTMLResponse)
 def variants_page(request: Request, job_id: str, session: Annotated[Session, Depends(page_session)],
-                  page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+                  page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1) -> HTMLResponse:
     job = _job(request, job_id)
     store = _store(request)
     campaign = review.campaign_of(job)
@@ -285,7 +290,7 @@ def _message(request: Request, message_id: int) -> Message:
 
 
 @router.post("/messages/{message_id}/approve")
-def approve(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def approve(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
             next: Annotated[str, Form()] = "") -> RedirectResponse:
     m = _message(request, message_id)
     default, anchor = f"/review/jobs/{m.job_id}", f"#m-{message_id}"
@@ -297,7 +302,7 @@ def approve(request: Request, message_id: int, session: Annotated[Session, Depen
 
 
 @router.post("/messages/{message_id}/reject")
-def reject(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def reject(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
            reason: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
            next: Annotated[str, Form()] = "") -> RedirectResponse:
     m = _message(request, message_id)
@@ -310,7 +315,7 @@ def reject(request: Request, message_id: int, session: Annotated[Session, Depend
 
 
 @router.post("/messages/{message_id}/edit")
-def edit(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def edit(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
          title: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          body: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          then: Annotated[str, Form(pattern="^(save|approve)$")] = "save",
@@ -346,7 +351,7 @@ def approve_passing(request: Request, job_id: str, session: Annotated[Session, D
 @router.post("/jobs/{job_id}/bulk")
 def bulk(request: Request, job_id: str, session: Annotated[Session, Depends(post_session)],
          action: Annotated[str, Form(pattern="^(approve|reject)$")],
-         ids: Annotated[list[int] | None, Form()] = None,
+         ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]] | None, Form()] = None,
          reason: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          next: Annotated[str, Form()] = "") -> RedirectResponse:
     _job(request, job_id)
