@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from generator.campaign import Campaign, load_campaign, select_audience
 from generator.config import get_settings
-from generator.data import load_shop, load_table
 from generator.data import User as UserRow
+from generator.data import load_shop, load_table
 from generator.errors import DataError
 from generator.store import Job, JobChunk, Message, Store
 from tests.review_fixtures import seed_review_job
