@@ -26,6 +26,7 @@ from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
 from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
+from generator.links import deep_link
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
 from generator.store import Store
@@ -314,6 +315,8 @@ class CampaignRunner:
         messages are added to that job (a chunk of a queued job), whose status the caller manages."""
         t0 = time.perf_counter()
         audience = select_audience(shop, campaign, user_ids)
+        if self.store is not None:  # erased users are never messaged again (the suppression list)
+            audience = self.store.targetable(audience)
         users = {u.user_id: u for u in shop.users}
         items = shop.items_by_id
         carts = _abandoned_cart_items(shop) if campaign.type == "abandoned_cart" else {}
@@ -350,8 +353,7 @@ class CampaignRunner:
                 gen.use_adapters([adapter])
             # an adapter learnt the brand from its past pushes and was trained without the example turns
             shared, own = prompt_parts(gen.tokenizer, rendered, with_examples=adapter is None)
-            sep = "&" if "?" in featured.item.url else "?"
-            link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
+            link = deep_link(featured.item, utm_source=campaign.utm_source, utm_campaign=campaign.name)
             quoted = [review] if review and "review" in declared else []
             for v in range(campaign.variants):
                 messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,

@@ -55,6 +55,11 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
     c = request.campaign
     _check_references(c, shop)
     audience = select_audience(shop, c)
+    erased = store.suppressed_users(audience)
+    if erased and c.audience.user_ids is not None:
+        raise PushgenError(f"audience.user_ids: {len(erased)} of these users were erased and may not be messaged "
+                           "until they are restored")
+    audience = [u for u in audience if u not in erased]
     if not audience:
         raise PushgenError("the audience is empty")
     later = request.schedule is not None and request.schedule > utcnow()
@@ -120,6 +125,8 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     chunk = store.start_chunk(job_id, index)
     if chunk.status == "done" or job.status == "cancelled":
         return _settle(store, job_id, index, "done" if chunk.status == "done" else "cancelled")
+    if not chunk.user_ids:  # every user of the chunk was erased: nothing to write, and never 'everyone'
+        return _settle(store, job_id, index, "done")
     if chunk.deliveries > get_settings().max_deliveries:
         return _settle(store, job_id, index, "failed",
                        f"dead-lettered after {chunk.deliveries - 1} deliveries without finishing")

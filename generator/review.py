@@ -16,13 +16,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,17 @@ from generator.guardrails import CheckResult, GuardContext, failures, run_checks
 from generator.inputs import InputError, check_text
 from generator.prompts import default_library, item_facts
 from generator.scorer import RankedItem
-from generator.store import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, Store, utcnow
+from generator.store import (
+    ApiToken,
+    AppSecret,
+    Job,
+    Message,
+    ReviewEvent,
+    ReviewRule,
+    ReviewSession,
+    Store,
+    utcnow,
+)
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
@@ -89,6 +100,40 @@ def token_hash_prefix(store: Store, token_id: int) -> str:
     with store.session() as s:
         row = s.get(ApiToken, token_id)
         return row.token_hash[:16] if row else ""
+
+
+def open_session(store: Store, token_id: int, seconds: int) -> str:
+    """A new server-side review session for a token; returns its random id (the cookie carries it)."""
+    import hashlib
+    from datetime import timedelta
+
+    sid = secrets.token_urlsafe(32)
+    now = utcnow()
+    with store.session() as s:
+        s.execute(delete(ReviewSession).where(ReviewSession.expires_at < now))  # forget expired ones
+        s.add(ReviewSession(id=hashlib.sha256(sid.encode()).hexdigest(), token_id=token_id,
+                            expires_at=now + timedelta(seconds=seconds)))
+    return sid
+
+
+def session_is_open(store: Store, sid: str, token_id: int) -> bool:
+    """Whether ``sid`` is an unexpired session of ``token_id`` that was not logged out."""
+    import hashlib
+
+    with store.session() as s:
+        row = s.get(ReviewSession, hashlib.sha256(sid.encode()).hexdigest())
+        if row is None or row.token_id != token_id:
+            return False
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        return expires > utcnow()
+
+
+def close_session(store: Store, sid: str) -> None:
+    """Log a session out for good (the cookie is refused from now on, wherever it was copied to)."""
+    import hashlib
+
+    with store.session() as s:
+        s.execute(delete(ReviewSession).where(ReviewSession.id == hashlib.sha256(sid.encode()).hexdigest()))
 
 
 def app_secret(store: Store, name: str) -> str:
@@ -329,6 +374,8 @@ def reject(store: Store, message_id: int, who: Reviewer, reason: str) -> Message
     reason = _clean(reason, "a reason for rejecting")
     with store.session() as s:
         m = _locked(s, message_id)
+        if m.status == "erased":
+            raise ReviewError("this user's personal data was erased; the message cannot be reviewed")
         if m.review_status != "rejected":
             _record(s, m, who, "reject", "rejected", reason=reason)
         return m
@@ -380,6 +427,8 @@ def bulk(store: Store, message_ids: Iterable[int], action: str, who: Reviewer,
                     done += _approve(s, m, who, "bulk: selected")
                 else:
                     skipped.append(mid)
+            elif m.status == "erased":
+                skipped.append(mid)
             elif m.review_status != "rejected":
                 _record(s, m, who, "reject", "rejected", reason=reason)
                 done += 1

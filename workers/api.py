@@ -5,6 +5,8 @@ everything, including erasing a user's personal data. Tokens are stored hashed (
 """
 
 
+import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query
@@ -23,10 +25,30 @@ bearer = HTTPBearer(auto_error=False)
 JobId = Annotated[str, Path(min_length=1, max_length=36, description="The job's id (a UUID).")]
 
 
+class RedactUserPaths(logging.Filter):
+    """Access-log lines name ``/v1/users/[erased]``, never the user id an erasure was asked for."""
+
+    PATTERN = re.compile(r"(/v1/users/)[^/?\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[erased]", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1[erased]", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactUserPaths) for f in access.filters):
+        access.addFilter(RedactUserPaths())
+
+
 def create_app(store: Store | None = None) -> FastAPI:
     app = FastAPI(title="pushgen", version="0.1.0",
                   description="Queue push-copy generation jobs and read their messages.")
     app.state.store = store or Store()
+    _redact_access_log()
 
     def role(*allowed: str):  # type: ignore[no-untyped-def]
         def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:

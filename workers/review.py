@@ -100,6 +100,8 @@ def _session(request: Request) -> Session | None:
         return None
     try:
         who = review.reviewer_by_id(_store(request), int(data["tid"]), str(data["th"]))
+        if who is not None and not review.session_is_open(_store(request), str(data["sid"]), int(data["tid"])):
+            return None  # logged out (or expired) on the server: the cookie alone is not enough
     except (KeyError, TypeError, ValueError):
         return None
     return Session(who, str(data.get("csrf", ""))) if who is not None else None
@@ -203,6 +205,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=500)] = "",
         resp.status_code = 401
         return resp
     payload = {"tid": who.token_id, "th": review.token_hash_prefix(_store(request), who.token_id or 0),
+               "sid": review.open_session(_store(request), who.token_id or 0, SESSION_SECONDS),
                "csrf": secrets.token_urlsafe(32), "exp": int(time.time()) + SESSION_SECONDS}
     resp = RedirectResponse(_safe_next(next, "/review/jobs"), status_code=303)
     _set_cookie(request, resp, SESSION_COOKIE, _sign(request, payload), SESSION_SECONDS)
@@ -212,6 +215,8 @@ def login(request: Request, token: Annotated[str, Form(max_length=500)] = "",
 
 @router.post("/logout")
 def logout(request: Request, _: Annotated[Session, Depends(post_session)]) -> RedirectResponse:
+    data = _unsign(request, request.cookies.get(SESSION_COOKIE)) or {}
+    review.close_session(_store(request), str(data.get("sid", "")))  # revoked on the server, not only forgotten
     resp = RedirectResponse("/review/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/review")
     return resp
