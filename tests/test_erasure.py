@@ -55,8 +55,8 @@ def _records(user: str, mine: bool) -> list[dict]:
 def _scenario(store: Store, shop: Path) -> dict[str, str]:
     """A job naming the user (params, chunk, idempotency key), their messages (approved and rejected with a
     reason), a device token, an experiment that sent to them and an outcome event. Returns the job and exp ids."""
-    request = jobs.JobRequest(campaign=Campaign(type="price_drop", variants=2, audience=Audience(user_ids=[USER, OTHER])),
-                              idempotency_key=f"campaign-7-{USER}")
+    campaign = Campaign(type="price_drop", variants=2, audience=Audience(user_ids=[USER, OTHER]))
+    request = jobs.JobRequest(campaign=campaign, idempotency_key=f"campaign-7-{USER}")
     job, _ = jobs.create_job(store, request, shop=load_shop(shop))
     store.finish_chunk(job.id, 0, "failed", f"unknown user ids: ['{USER}']")
     store.save_messages(job.id, _records(USER, True) + _records(OTHER, False))
