@@ -257,10 +257,11 @@ TOKEN = Annotated[str, typer.Option(envvar="PUSHGEN_API_TOKEN", help="Bearer tok
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API (jobs, messages, erasure)."""
+    """Run the HTTP API (jobs, messages, erasure, review pages) and, like every worker, the recovery pass every
+    PUSHGEN_RECOVER_EVERY seconds (a job whose server was killed mid-generation is picked up again)."""
     import uvicorn
 
-    uvicorn.run("workers.api:app", factory=True, host=host, port=port)
+    uvicorn.run("workers.api:serve_app", factory=True, host=host, port=port)
 
 
 @app.command()
@@ -289,6 +290,28 @@ def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer
     if role not in ROLES:
         raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     console.print(Store().create_token(name, role))
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """The stored tokens: id, name, role and when created (never the token: only its hash is stored)."""
+    from generator.store import Store
+
+    table = Table("id", "name", "role", "created")
+    for t in Store().list_tokens():
+        table.add_row(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@token_app.command("delete")
+def token_delete(token_id: Annotated[int, typer.Argument(help="The token's id (pushgen token list).", min=1,
+                                                         max=2**63 - 1)]) -> None:
+    """Delete a token: requests with it are refused from now on and its review sessions end."""
+    from generator.store import Store
+
+    if not Store().delete_token(token_id):
+        raise PushgenError(f"no token with id {token_id} (see pushgen token list)")
+    console.print(f"deleted token {token_id}")
 
 
 @job_app.command("submit")

@@ -284,8 +284,23 @@ def display_items(message: Message, job: Job | None, locale: str | None = None) 
                     "price": money(price) if price is not None else "",
                     "list_price": money(listed) if listed is not None and discount else "",
                     "discount_pct": discount,
-                    "image_url": image if image.startswith(("https://", "http://", "/")) else ""})
+                    "image_url": image if image_allowed(image) else ""})
     return out
+
+
+def image_allowed(url: str) -> bool:
+    """Whether the review pages may load this item image: https on a host of ``PUSHGEN_REVIEW_IMAGE_HOSTS``
+    (none by default: the pages load nothing from outside the app, and show a placeholder)."""
+    from urllib.parse import urlsplit
+
+    from generator.links import host_allowed
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and parts.username is None \
+        and host_allowed(parts.hostname or "", get_settings().review_image_hosts)
 
 
 def recheck(message: Message, job: Job | None, title: str, body: str) -> list[CheckResult]:

@@ -402,6 +402,19 @@ class Store:
             s.add(ApiToken(name=name, role=role, token_hash=hashlib.sha256(token.encode()).hexdigest()))
         return token
 
+    def list_tokens(self) -> list[ApiToken]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+    def delete_token(self, token_id: int) -> bool:
+        """Delete a token (its review sessions go with it); False when there is none with that id."""
+        with self.session() as s:
+            row = s.get(ApiToken, token_id)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
     def role_of(self, token: str) -> str | None:
         import hashlib
 

@@ -7,6 +7,7 @@ everything, including erasing a user's personal data. Tokens are stored hashed (
 
 import logging
 import re
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query
@@ -19,6 +20,7 @@ from generator.inputs import MAX_INT
 from generator.store import Store
 from workers import review as review_pages
 from workers.http_guard import RequestGuard, install_error_handlers
+from workers.recovery import RecoveryLoop
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 bearer = HTTPBearer(auto_error=False)
@@ -44,8 +46,20 @@ def _redact_access_log() -> None:
         access.addFilter(RedactUserPaths())
 
 
-def create_app(store: Store | None = None) -> FastAPI:
-    app = FastAPI(title="pushgen", version="0.1.0",
+def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
+    """The API app; with ``recover`` it also runs the recovery pass in a thread while it serves (``pushgen serve``),
+    as every worker does."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        loop = RecoveryLoop(at_start=True).start() if recover else None
+        try:
+            yield
+        finally:
+            if loop is not None:
+                loop.stop()
+
+    app = FastAPI(title="pushgen", version="0.1.0", lifespan=lifespan,
                   description="Queue push-copy generation jobs and read their messages.")
     app.state.store = store or Store()
     _redact_access_log()
@@ -126,6 +140,11 @@ def create_app(store: Store | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, max_bytes=lambda: get_settings().max_request_bytes,
                        token_ok=lambda token: app.state.store.role_of(token) is not None)
     return app
+
+
+def serve_app() -> FastAPI:
+    """What ``pushgen serve`` runs: the API with the recovery pass (``uvicorn --factory workers.api:serve_app``)."""
+    return create_app(recover=True)
 
 
 app = create_app  # `uvicorn --factory workers.api:app`

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from pathlib import Path
@@ -41,8 +42,16 @@ PAGE_SIZE = 50
 MAX_PAGE = 10**9  # pages * page size stays far inside a 64-bit offset
 MessageId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="The message's id.")]
 STATIC = {"review.css": "text/css", "review.js": "text/javascript"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data:; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def csp() -> str:
+    """The Content-Security-Policy: images only from this app, or from ``PUSHGEN_REVIEW_IMAGE_HOSTS`` (https)."""
+    from generator.config import get_settings
+
+    hosts = "".join(f" https://{h}" for h in get_settings().review_image_hosts if re.fullmatch(r"[\w.*-]+", h))
+    return CSP.format(images=hosts)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
@@ -405,7 +414,7 @@ def install(app: Any) -> None:
     async def review_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
         if request.url.path.startswith("/review"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("Content-Security-Policy", csp())
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
             response.headers.setdefault("X-Frame-Options", "DENY")
