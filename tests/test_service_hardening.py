@@ -26,7 +26,6 @@ from tests.review_fixtures import seed_review_job
 from tests.test_cli_errors import assert_one_line_error, pushgen
 from workers.senders.dryrun import DryRunSender
 
-
 # --- outcome events -----------------------------------------------------------------------------------------
 
 def test_events_are_refused_for_sends_that_never_went_out() -> None:
