@@ -381,6 +381,9 @@ def _mount_subcommands() -> None:
     app.add_typer(ctr_app, name="ctr")
     app.add_typer(review_app, name="review")
     from generator.cli_experiment import experiment_app, loop_cmd
+    from generator.cli_privacy import privacy_app
+
+    app.add_typer(privacy_app, name="privacy")
 
     app.add_typer(experiment_app, name="experiment")
     app.command("loop")(loop_cmd)

@@ -212,3 +212,13 @@ def test_migration_0006_rekeys_old_erasures_and_pseudonyms(tmp_path: Path) -> No
     assert store.suppressed_users([USER, OTHER]) == {USER}
     [m] = store.list_messages(job.id)
     assert m.user_id != old_id and m.user_id.startswith("erased:") and m.item_ids == [] and m.review_status == "erased"
+
+
+def test_privacy_commands_erase_and_restore(shop: Path) -> None:
+    from tests.test_cli_errors import assert_one_line_error, pushgen
+
+    r = pushgen("privacy", "erase", USER, "--by", "dpo")
+    assert r.returncode == 0 and USER not in r.stdout and '"users_erased": 1' in r.stdout, r.stderr
+    assert Store().suppressed_users([USER]) == {USER}
+    assert pushgen("privacy", "restore", USER).returncode == 0 and Store().suppressed_users([USER]) == set()
+    assert_one_line_error(pushgen("privacy", "restore", USER), "not on the suppression list")
