@@ -14,10 +14,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from generator.config import get_settings
@@ -26,6 +25,8 @@ from generator.data import EventType, Item, Shop, User, language_of
 from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
+from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
+from generator.links import deep_link
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
 from generator.store import Store
@@ -39,33 +40,46 @@ CAMPAIGN_TYPES = ("back_in_stock", "price_drop", "abandoned_cart", "new_arrivals
 class Audience(BaseModel):
     """Who gets the campaign: explicit user ids, or every opted-in user matching the filters."""
 
-    user_ids: list[str] | None = None
-    locales: list[str] | None = Field(default=None, description="e.g. ['zh_CN']; None = every locale")
-    limit: int | None = Field(default=None, ge=1, description="At most this many users (sorted by id).")
+    model_config = STRICT
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, min_length=1, max_length=100_000, description="Only these users; leave it out for every "
+        "opted-in user (an empty list is an error, never 'everyone').")
+    locales: list[Annotated[str, AfterValidator(check_locale)]] | None = Field(
+        default=None, min_length=1, max_length=200, description="e.g. ['zh_CN']; None = every locale")
+    limit: int | None = Field(default=None, ge=1, le=MAX_INT, description="At most this many users (sorted by id).")
 
 
 class Campaign(BaseModel):
     """A campaign as the campaign tool describes it (the YAML of ``pushgen generate --campaign``)."""
 
-    name: str = "campaign"
+    model_config = STRICT
+    name: str = Field(default="campaign", min_length=1, max_length=200)
     type: str = Field(default=AUTO, description=f"One of {', '.join(CAMPAIGN_TYPES)}, or 'auto' (price_drop "
                                                 "for discounted featured items, else content_recommendation).")
-    template: str | None = Field(default=None, description="Template name; default: by type and user locale.")
+    template: str | None = Field(default=None, max_length=200,
+                                 description="Template name; default: by type and user locale.")
     adapter: str | dict[str, str] | None = Field(
         default=None, description="LoRA brand adapter: one registered name, or one per language "
         "(e.g. {en: shop-en, zh: shop-zh}); each must be trained on the model that writes that language.")
-    locale: str | None = Field(default=None, description="Force one locale's template for every user.")
-    brand: str = "Northwind Home & Outdoor"
-    facts: dict[str, Any] = Field(default_factory=dict,
+    locale: Annotated[str, AfterValidator(check_locale)] | None = Field(
+        default=None, description="Force one locale's template for every user.")
+    brand: str = Field(default="Northwind Home & Outdoor", max_length=200)
+    facts: dict[str, Any] = Field(default_factory=dict, max_length=100,
                                   description="Campaign facts the copy may state, e.g. coupon_code, coupon_pct.")
-    item_ids: list[str] | None = Field(default=None, description="Only these items (back in stock, new arrivals).")
+    item_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=100_000, description="Only these items (back in stock, new arrivals).")
     audience: Audience = Field(default_factory=Audience)
     variants: int = Field(default=1, ge=1, le=8, description="Distinct messages per user (A/B variants).")
     candidates: int = Field(default=3, ge=1, le=16, description="Generated candidates per user and round.")
     retries: int = Field(default=1, ge=0, le=5, description="Extra rounds for users with no passing candidate.")
     top_k: int = Field(default=5, ge=1, le=50)
     policy: BrandPolicy = Field(default_factory=BrandPolicy)
-    utm_source: str = "push"
+    utm_source: str = Field(default="push", min_length=1, max_length=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, data: Any) -> Any:
+        return check_value(data)
 
     @model_validator(mode="after")
     def _known_type(self) -> Campaign:
@@ -78,13 +92,7 @@ class Campaign(BaseModel):
 
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign YAML file; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise DataError(str(path), None, None, "file not found") from None
-    except yaml.YAMLError as exc:
-        raise DataError(str(path), None, None, f"not valid YAML: {exc}") from exc
+    raw = load_yaml_mapping(path, "campaign")
     try:
         return Campaign.model_validate(raw)
     except ValidationError as exc:
@@ -177,8 +185,9 @@ def choose(candidates: Sequence[Candidate], taken: Sequence[str] = ()) -> Candid
 def select_audience(shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None = None) -> list[str]:
     """User ids to message: the given ones (or the campaign's), else opted-in users matching its filters."""
     by_id = {u.user_id: u for u in shop.users}
-    ids = list(user_ids or campaign.audience.user_ids or [])
-    if ids:
+    given = user_ids if user_ids is not None else campaign.audience.user_ids
+    if given is not None:  # explicit ids, even an empty list, are never widened to everyone
+        ids = list(given)
         unknown = [u for u in ids if u not in by_id]
         if unknown:
             raise PushgenError(f"unknown user ids: {unknown[:5]}")
@@ -306,6 +315,8 @@ class CampaignRunner:
         messages are added to that job (a chunk of a queued job), whose status the caller manages."""
         t0 = time.perf_counter()
         audience = select_audience(shop, campaign, user_ids)
+        if self.store is not None:  # erased users are never messaged again (the suppression list)
+            audience = self.store.targetable(audience)
         users = {u.user_id: u for u in shop.users}
         items = shop.items_by_id
         carts = _abandoned_cart_items(shop) if campaign.type == "abandoned_cart" else {}
@@ -342,8 +353,7 @@ class CampaignRunner:
                 gen.use_adapters([adapter])
             # an adapter learnt the brand from its past pushes and was trained without the example turns
             shared, own = prompt_parts(gen.tokenizer, rendered, with_examples=adapter is None)
-            sep = "&" if "?" in featured.item.url else "?"
-            link = f"{featured.item.url}{sep}utm_source={campaign.utm_source}&utm_campaign={campaign.name}"
+            link = deep_link(featured.item, utm_source=campaign.utm_source, utm_campaign=campaign.name)
             quoted = [review] if review and "review" in declared else []
             for v in range(campaign.variants):
                 messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,

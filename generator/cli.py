@@ -6,9 +6,11 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
+import click
 import typer
+import typer._click.exceptions as _click_errors
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
@@ -42,23 +44,36 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 
 
 def run() -> None:
-    """Entry point: pushgen errors become one clear line on stderr and exit code 2."""
+    """Entry point: one error path. Any usage or data error is one line on stderr (``error: ...``) and a non-zero
+    exit (2: usage or input, 1: anything else), never a traceback (``--verbose`` adds it for unexpected ones).
+    Typer raises its own exception classes (``typer._click``), not click's: both are handled."""
     try:
-        app(standalone_mode=False)
-    except PushgenError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except typer.Exit as exc:
+        rc = app(standalone_mode=False)  # typer returns the code of a typer.Exit (--help, templates check)
+    except (typer.Abort, click.Abort, KeyboardInterrupt):
+        _fail("aborted", 130)
+    except (_click_errors.NoArgsIsHelpError, click.exceptions.NoArgsIsHelpError) as exc:
+        exc.show()  # the help text, as asked for by giving no arguments
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
+    except (_click_errors.ClickException, click.ClickException) as exc:
+        ctx = getattr(exc, "ctx", None)
+        usage = isinstance(exc, _click_errors.UsageError | click.UsageError) and ctx is not None
+        _fail(exc.format_message() + (f" (see '{ctx.command_path} --help')" if usage else ""), exc.exit_code or 2)
+    except PushgenError as exc:
+        _fail(str(exc), 2)
+    except UnicodeError as exc:
+        _fail(f"not valid UTF-8 text: {exc}", 2)
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 2)
+    except Exception as exc:  # noqa: BLE001 - the one place a bug is reported, in one line
+        if "--verbose" in sys.argv or "-v" in sys.argv:
+            logging.getLogger(__name__).exception("internal error")
+        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)", 1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print("error: " + " ".join(str(message).split()), markup=False, highlight=False)
+    sys.exit(code)
 
 
 # --- demo ---------------------------------------------------------------------------------------------------
@@ -242,10 +257,11 @@ TOKEN = Annotated[str, typer.Option(envvar="PUSHGEN_API_TOKEN", help="Bearer tok
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API (jobs, messages, erasure)."""
+    """Run the HTTP API (jobs, messages, erasure, review pages) and, like every worker, the recovery pass every
+    PUSHGEN_RECOVER_EVERY seconds (a job whose server was killed mid-generation is picked up again)."""
     import uvicorn
 
-    uvicorn.run("workers.api:app", factory=True, host=host, port=port)
+    uvicorn.run("workers.api:serve_app", factory=True, host=host, port=port)
 
 
 @app.command()
@@ -274,6 +290,28 @@ def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer
     if role not in ROLES:
         raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     console.print(Store().create_token(name, role))
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """The stored tokens: id, name, role and when created (never the token: only its hash is stored)."""
+    from generator.store import Store
+
+    table = Table("id", "name", "role", "created")
+    for t in Store().list_tokens():
+        table.add_row(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@token_app.command("delete")
+def token_delete(token_id: Annotated[int, typer.Argument(help="The token's id (pushgen token list).", min=1,
+                                                         max=2**63 - 1)]) -> None:
+    """Delete a token: requests with it are refused from now on and its review sessions end."""
+    from generator.store import Store
+
+    if not Store().delete_token(token_id):
+        raise PushgenError(f"no token with id {token_id} (see pushgen token list)")
+    console.print(f"deleted token {token_id}")
 
 
 @job_app.command("submit")
@@ -343,6 +381,9 @@ def _mount_subcommands() -> None:
     app.add_typer(ctr_app, name="ctr")
     app.add_typer(review_app, name="review")
     from generator.cli_experiment import experiment_app, loop_cmd
+    from generator.cli_privacy import privacy_app
+
+    app.add_typer(privacy_app, name="privacy")
 
     app.add_typer(experiment_app, name="experiment")
     app.command("loop")(loop_cmd)

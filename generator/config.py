@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     recover_every: float = Field(default=30, ge=0,
                                  description="Seconds between recovery passes in each worker (0: none; then run "
                                              "`pushgen job recover` from cron).")
+    link_hosts: list[str] = Field(
+        default_factory=lambda: ["shop.example.com", "www.amazon.com"],
+        description="Hosts a deep link may point to (JSON list; '*.example.com' allows its subdomains); the default "
+                    "holds those of the bundled sample shop and of the Amazon importer. An item whose URL is "
+                    "elsewhere, or not http(s), gets no push: its chunk fails naming the item.")
+    review_image_hosts: list[str] = Field(
+        default_factory=list, description="Hosts the review pages may load item images from (JSON list; same "
+        "patterns). Empty: no image leaves the app; a placeholder is shown.")
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest HTTP request body accepted.")
     device: str | None = Field(default=None, description="'cuda', 'cpu' or None to pick CUDA when present.")
     batch_size: int = Field(default=32, ge=1, description="Prompts per generation batch.")

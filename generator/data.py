@@ -132,6 +132,13 @@ class User(Contract):
     timezone: str = "UTC"
     push_opt_in: bool = True
 
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, v: str) -> str:
+        from generator.inputs import check_locale
+
+        return check_locale(v)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
@@ -228,10 +235,34 @@ class LoadResult(Generic[C]):
 
 
 def _read_raw(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(row_number, record)``; row numbers are 1-based data rows (the CSV header is not a row)."""
+    """Yield ``(row_number, record)``; row numbers are 1-based data rows (the CSV header is not a row). A file that
+    cannot be read as its format (a folder, bytes that are not UTF-8, broken CSV quoting) or a value outside the
+    input limits (:func:`generator.inputs.check_value`) is a :class:`DataError` naming the file and row."""
+    from generator.inputs import InputError, check_value
+
+    if path.is_dir():
+        raise DataError(str(path), None, None, "is a folder, not a file")
+    n = 0
+    try:
+        for n, rec in _read_rows(path):
+            try:
+                check_value(rec)
+            except InputError as exc:
+                field, _, problem = str(exc).partition(": ")
+                raise DataError(str(path), n, field or None, problem) from None
+            yield n, rec
+    except UnicodeDecodeError:
+        raise DataError(str(path), n + 1, None, "not UTF-8 text") from None
+    except csv.Error as exc:
+        raise DataError(str(path), n + 1, None, f"not valid CSV: {exc}") from None
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not in the header
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
                 raise DataError(str(path), None, None, "empty file: no header row")
@@ -241,7 +272,7 @@ def _read_raw(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                                     f"cells but the header has {len(reader.fieldnames)}")
                 yield n, rec
     elif suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             n = 0
             for line in fh:
                 if not line.strip():
@@ -278,6 +309,17 @@ def _describe(exc: ValidationError) -> tuple[str | None, str]:
     return (loc[0] if loc else None), msg.removeprefix("Value error, ")
 
 
+def _check_columns(path: Path, contract: type[Contract], record: dict[str, Any]) -> None:
+    """Extra columns are allowed (exports carry more than pushgen reads), but one that looks like a misspelt
+    contract column which the file lacks (``push_optin``) is an error: its value would be silently ignored."""
+    from generator.inputs import misspelt_key
+
+    for column in record:
+        meant = misspelt_key(str(column), contract.model_fields, present=record)
+        if meant:
+            raise DataError(str(path), None, str(column), f"unknown column; did you mean {meant!r}?")
+
+
 def load_table(path: str | Path, contract: type[C], *, skip_invalid: bool = False) -> LoadResult[C]:
     """Read and validate every row of ``path`` against ``contract``.
 
@@ -291,6 +333,8 @@ def load_table(path: str | Path, contract: type[C], *, skip_invalid: bool = Fals
     seen: dict[str, int] = {}
     result: LoadResult[C] = LoadResult(rows=[])
     for n, rec in _read_raw(path):
+        if not result.rows and not result.skipped:
+            _check_columns(path, contract, rec)
         try:
             row = contract.model_validate(rec)
             if key:

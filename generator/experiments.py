@@ -52,6 +52,9 @@ HOLDOUT = "holdout"
 EVENT_TYPES = ("delivered", "opened", "clicked", "converted")
 FINAL_SEND = ("holdout", "dropped", "capped", "no_token", "sent", "dead_token", "too_large", "failed", "sending")
 RETRYABLE_SEND = ("deferred", "retry", "awaiting")
+# the sends an outcome may belong to: only a push that went out is delivered, opened or clicked; a holdout user
+# (no push, the control) still converts
+OUTCOME_SENDS = {"delivered": ("sent",), "opened": ("sent",), "clicked": ("sent",), "converted": ("sent", "holdout")}
 
 
 class ExperimentError(PushgenError):
@@ -421,7 +424,8 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
     rules = SendRules(**exp.params.get("rules", {}))
     tz = timezones if timezones is not None else _timezones(store, exp)
     arm_rows = {a.name: a for a in arms(store, experiment_id)}
-    todo = [a for a in assignments(store, experiment_id) if user_ids is None or a.user_id in set(user_ids)]
+    todo = [a for a in assignments(store, experiment_id) if (user_ids is None or a.user_id in set(user_ids))
+            and not a.user_id.startswith("erased:")]  # an erased user is never sent to
     counts: Counter[str] = Counter()
     for a in todo:
         key = idempotency_key(experiment_id, a.user_id)
@@ -522,16 +526,26 @@ def reset_stuck(store: Store, experiment_id: str, older_than: timedelta) -> int:
         return int(res.rowcount or 0)
 
 
-def pseudonymise_user(s: Any, user_id: str) -> int:
-    """For an erasure (:meth:`generator.store.Store.erase_user`, in its transaction): the user's assignments and
-    sends get an unlinkable id per experiment, so the experiments' counts stay right while nothing links them to
-    the person. Returns the rows changed."""
+def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
+    """For an erasure (:func:`generator.erasure.erase`, in its transaction): the user's assignments and sends
+    get a random id per experiment, so the experiments' counts stay right while nothing links them to the
+    person; a send's idempotency key (a plain hash of experiment and user id) becomes random, its provider id
+    and error are dropped, and the client's ids of its outcome events become keyed hashes (a repost of the same
+    event is still recognised). Returns the rows changed."""
+    from generator.erasure import ERASED, keyed
+
+    pseudonyms: dict[str, str] = {}
     n = 0
     for a in s.scalars(select(Assignment).where(Assignment.user_id == user_id)):
-        a.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, a.experiment_id + user_id)}"
+        a.user_id = pseudonyms.setdefault(a.experiment_id, ERASED + uuid.uuid4().hex)
         n += 1
     for x in s.scalars(select(Send).where(Send.user_id == user_id)):
-        x.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, x.experiment_id + user_id)}"
+        x.user_id = pseudonyms.setdefault(x.experiment_id, ERASED + uuid.uuid4().hex)
+        x.idempotency_key, x.provider_id, x.error = ERASED + uuid.uuid4().hex[:32], None, None
+        for event_id in list(s.scalars(select(OutcomeEvent.event_id).where(OutcomeEvent.send_id == x.id))):
+            s.execute(update(OutcomeEvent).where(OutcomeEvent.event_id == event_id)
+                      .values(event_id=ERASED + keyed(key, event_id)))
+            n += 1
         n += 1
     return n
 
@@ -541,7 +555,13 @@ def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str
     """Store outcome events, each ``{event_id, type, send_id | send_key | (experiment_id, user_id), revenue?,
     occurred_at?}``. An event id seen before is skipped (idempotent). Returns counts ``stored`` and
     ``duplicate``; an event naming no known send raises :class:`ExperimentError` and nothing is stored."""
+    from generator.erasure import ERASED, installation_key, keyed
+
     out = {"stored": 0, "duplicate": 0}
+
+    def key() -> bytes:
+        return installation_key(store)
+
     with store.session() as s:
         for e in events:
             etype = e.get("type")
@@ -550,7 +570,11 @@ def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str
             send_row = _find_send(s, e)
             if send_row is None:
                 raise ExperimentError(f"event {e.get('event_id')!r}: no such send")
-            if s.get(OutcomeEvent, e["event_id"]) is not None:
+            if send_row.status not in OUTCOME_SENDS[etype]:  # dropped, no token, failed...: nothing went out
+                raise ExperimentError(f"event {e.get('event_id')!r}: send {send_row.id} did not go out "
+                                      f"(status {send_row.status}), so it cannot be {etype}")
+            if s.get(OutcomeEvent, e["event_id"]) is not None or (
+                    send_row.user_id.startswith(ERASED) and s.get(OutcomeEvent, ERASED + keyed(key(), e["event_id"]))):
                 out["duplicate"] += 1
                 continue
             revenue = e.get("revenue")

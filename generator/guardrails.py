@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 import regex
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from generator.data import Item, language_of
 from generator.formatting import mask, money_mentions, percent_mentions
@@ -52,6 +52,7 @@ class CheckResult:
 class BrandPolicy(BaseModel):
     """A brand's rules for its copy (YAML in a campaign file, or the defaults)."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt rule is an error, never silently ignored
     banned_words: list[str] = Field(default_factory=lambda: ["guaranteed", "miracle", "cure", "risk-free",
                                                              "lowest price ever", "100%"],
                                     description="Words or phrases that must never appear (case-insensitive).")

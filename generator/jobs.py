@@ -24,6 +24,7 @@ from generator.campaign import Campaign, CampaignRunner, adapter_label, select_a
 from generator.config import get_settings
 from generator.data import Shop, load_shop
 from generator.errors import PushgenError
+from generator.inputs import STRICT
 from generator.store import Job, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ UNFINISHED_CHUNK = ("pending", "queued", "running")
 class JobRequest(BaseModel):
     """What the campaign tool submits (``POST /v1/jobs``)."""
 
+    model_config = STRICT
     campaign: Campaign
     idempotency_key: str | None = Field(default=None, max_length=200,
                                         description="Submitting the same key again returns the same job.")
@@ -53,6 +55,11 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
     c = request.campaign
     _check_references(c, shop)
     audience = select_audience(shop, c)
+    erased = store.suppressed_users(audience)
+    if erased and c.audience.user_ids is not None:
+        raise PushgenError(f"audience.user_ids: {len(erased)} of these users were erased and may not be messaged "
+                           "until they are restored")
+    audience = [u for u in audience if u not in erased]
     if not audience:
         raise PushgenError("the audience is empty")
     later = request.schedule is not None and request.schedule > utcnow()
@@ -118,6 +125,8 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     chunk = store.start_chunk(job_id, index)
     if chunk.status == "done" or job.status == "cancelled":
         return _settle(store, job_id, index, "done" if chunk.status == "done" else "cancelled")
+    if not chunk.user_ids:  # every user of the chunk was erased: nothing to write, and never 'everyone'
+        return _settle(store, job_id, index, "done")
     if chunk.deliveries > get_settings().max_deliveries:
         return _settle(store, job_id, index, "failed",
                        f"dead-lettered after {chunk.deliveries - 1} deliveries without finishing")

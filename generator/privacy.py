@@ -1,6 +1,7 @@
-"""Erasure of a user's personal data (``DELETE /v1/users/{id}``): their events and reviews in the shop's files,
-their device tokens, and the personal parts of their stored messages, with a record of the erasure (when, by
-whom, how many rows of each kind; the user only as a hash)."""
+"""Erasure of a user's personal data (``DELETE /v1/users/{id}``): their rows in the shop's files (events, reviews,
+users), their device tokens, and the personal parts of their stored messages, jobs and experiments (see
+:mod:`generator.erasure`), with a record of the erasure (when, by whom, how many rows of each kind; the user only
+as a keyed hash) and a place on the suppression list."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def erase_user(store: Store, user_id: str, *, requested_by: str, shop_dir: Path 
     first (each rewritten atomically), so a failure there leaves the database and its record untouched and the
     erasure can simply be asked for again."""
     shop_dir = shop_dir or configured_shop_dir()
-    counts = erase_user_rows(shop_dir, user_id) if shop_dir is not None else {"events": 0, "reviews": 0}
+    kinds = ("events", "reviews", "users")  # the users row too: re-importing the user lifts nothing (suppressed)
+    counts = erase_user_rows(shop_dir, user_id, kinds) if shop_dir is not None else dict.fromkeys(kinds, 0)
     record = store.erase_user(user_id, requested_by=requested_by, counts=counts)
     return {"erasure_id": record.id, "erased_at": record.created_at.isoformat(), "requested_by": record.requested_by,
             **{f"{kind}_erased": n for kind, n in record.counts.items()}}

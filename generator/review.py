@@ -16,13 +16,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,9 +32,20 @@ from generator.config import get_settings
 from generator.data import Item, Shop, load_shop, write_table
 from generator.errors import PushgenError
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
+from generator.inputs import InputError, check_text
 from generator.prompts import default_library, item_facts
 from generator.scorer import RankedItem
-from generator.store import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, Store, utcnow
+from generator.store import (
+    ApiToken,
+    AppSecret,
+    Job,
+    Message,
+    ReviewEvent,
+    ReviewRule,
+    ReviewSession,
+    Store,
+    utcnow,
+)
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
@@ -88,6 +100,40 @@ def token_hash_prefix(store: Store, token_id: int) -> str:
     with store.session() as s:
         row = s.get(ApiToken, token_id)
         return row.token_hash[:16] if row else ""
+
+
+def open_session(store: Store, token_id: int, seconds: int) -> str:
+    """A new server-side review session for a token; returns its random id (the cookie carries it)."""
+    import hashlib
+    from datetime import timedelta
+
+    sid = secrets.token_urlsafe(32)
+    now = utcnow()
+    with store.session() as s:
+        s.execute(delete(ReviewSession).where(ReviewSession.expires_at < now))  # forget expired ones
+        s.add(ReviewSession(id=hashlib.sha256(sid.encode()).hexdigest(), token_id=token_id,
+                            expires_at=now + timedelta(seconds=seconds)))
+    return sid
+
+
+def session_is_open(store: Store, sid: str, token_id: int) -> bool:
+    """Whether ``sid`` is an unexpired session of ``token_id`` that was not logged out."""
+    import hashlib
+
+    with store.session() as s:
+        row = s.get(ReviewSession, hashlib.sha256(sid.encode()).hexdigest())
+        if row is None or row.token_id != token_id:
+            return False
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        return expires > utcnow()
+
+
+def close_session(store: Store, sid: str) -> None:
+    """Log a session out for good (the cookie is refused from now on, wherever it was copied to)."""
+    import hashlib
+
+    with store.session() as s:
+        s.execute(delete(ReviewSession).where(ReviewSession.id == hashlib.sha256(sid.encode()).hexdigest()))
 
 
 def app_secret(store: Store, name: str) -> str:
@@ -238,8 +284,23 @@ def display_items(message: Message, job: Job | None, locale: str | None = None) 
                     "price": money(price) if price is not None else "",
                     "list_price": money(listed) if listed is not None and discount else "",
                     "discount_pct": discount,
-                    "image_url": image if image.startswith(("https://", "http://", "/")) else ""})
+                    "image_url": image if image_allowed(image) else ""})
     return out
+
+
+def image_allowed(url: str) -> bool:
+    """Whether the review pages may load this item image: https on a host of ``PUSHGEN_REVIEW_IMAGE_HOSTS``
+    (none by default: the pages load nothing from outside the app, and show a placeholder)."""
+    from urllib.parse import urlsplit
+
+    from generator.links import host_allowed
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and parts.username is None \
+        and host_allowed(parts.hostname or "", get_settings().review_image_hosts)
 
 
 def recheck(message: Message, job: Job | None, title: str, body: str) -> list[CheckResult]:
@@ -293,6 +354,10 @@ def _record(s: Session, m: Message, who: Reviewer, action: str, new_status: str,
 
 def _clean(text: str, what: str, *, required: bool = True) -> str:
     text = (text or "").strip()
+    try:
+        check_text(text, what)
+    except InputError as exc:
+        raise ReviewError(str(exc)) from None
     if required and not text:
         raise ReviewError(f"{what} is required")
     if len(text) > MAX_TEXT:
@@ -324,6 +389,8 @@ def reject(store: Store, message_id: int, who: Reviewer, reason: str) -> Message
     reason = _clean(reason, "a reason for rejecting")
     with store.session() as s:
         m = _locked(s, message_id)
+        if m.status == "erased":
+            raise ReviewError("this user's personal data was erased; the message cannot be reviewed")
         if m.review_status != "rejected":
             _record(s, m, who, "reject", "rejected", reason=reason)
         return m
@@ -375,6 +442,8 @@ def bulk(store: Store, message_ids: Iterable[int], action: str, who: Reviewer,
                     done += _approve(s, m, who, "bulk: selected")
                 else:
                     skipped.append(mid)
+            elif m.status == "erased":
+                skipped.append(mid)
             elif m.review_status != "rejected":
                 _record(s, m, who, "reject", "rejected", reason=reason)
                 done += 1

@@ -26,7 +26,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
-    delete,
     event,
     select,
     update,
@@ -120,7 +119,8 @@ class ApiToken(Base):
 
 class Erasure(Base):
     """A record that a user's personal data was erased: when, by whom, how many rows of each kind. The user is
-    kept only as the SHA-256 of their id, so the record itself holds no personal data."""
+    kept only as a keyed hash of their id (:func:`generator.erasure.user_ref`), so the record holds no personal
+    data and nobody without this database's key can test an id against it."""
 
     __tablename__ = "erasures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -198,6 +198,17 @@ class AppSecret(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReviewSession(Base):
+    """A logged-in review session, by the SHA-256 of the random id its cookie carries: logging out deletes it, so
+    a copied cookie is worthless afterwards; deleting the token deletes its sessions."""
+
+    __tablename__ = "review_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 MESSAGE_FIELDS = ("title", "body", "deep_link", "item_ids", "prompt", "template", "adapter", "status",
                   "guardrails", "candidates", "ranked_items", "ctr_score")
 
@@ -206,6 +217,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free space (erasure)
     cur.close()
 
 
@@ -263,9 +275,13 @@ class Store:
     # messages ---------------------------------------------------------------------------------------------
     def save_messages(self, job_id: str, messages: Iterable[dict[str, Any]]) -> int:
         """Insert or replace messages keyed by (job_id, user_id, variant) in one transaction; returns count."""
+        messages = list(messages)
+        erased = self.suppressed_users({m["user_id"] for m in messages})  # erased while their chunk ran
         n = 0
         with self.session() as s:
             for m in messages:
+                if m["user_id"] in erased:
+                    continue
                 variant = int(m.get("variant", 0))
                 row = s.scalar(select(Message).where(Message.job_id == job_id, Message.user_id == m["user_id"],
                                                      Message.variant == variant))
@@ -386,6 +402,19 @@ class Store:
             s.add(ApiToken(name=name, role=role, token_hash=hashlib.sha256(token.encode()).hexdigest()))
         return token
 
+    def list_tokens(self) -> list[ApiToken]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+    def delete_token(self, token_id: int) -> bool:
+        """Delete a token (its review sessions go with it); False when there is none with that id."""
+        with self.session() as s:
+            row = s.get(ApiToken, token_id)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
     def role_of(self, token: str) -> str | None:
         import hashlib
 
@@ -394,29 +423,22 @@ class Store:
             return row.role if row else None
 
     def erase_user(self, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
-        """Erase a user's personal data from the database: the copy, prompt, deep link and candidates of their
-        stored messages (kept, under an unlinkable id, as counts) and their device tokens; then record the
-        erasure with ``counts`` (rows erased elsewhere, e.g. the shop's files) added. One transaction."""
-        import hashlib
+        """Erase a user's personal data from the database and record the erasure with ``counts`` (rows erased
+        elsewhere, e.g. the shop's files) added; see :mod:`generator.erasure`."""
+        from generator.erasure import erase
 
-        with self.session() as s:
-            rows = list(s.scalars(select(Message).where(Message.user_id == user_id)))
-            for m in rows:
-                m.title = m.body = m.prompt = ""
-                m.deep_link = None
-                m.candidates, m.ranked_items = [], []
-                m.user_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, m.job_id + user_id)}"
-                m.status = "erased"
-            from generator.review import erase_review_texts  # the audit trail's copies of that copy
+        return erase(self, user_id, requested_by=requested_by, counts=counts)
 
-            erase_review_texts(s, [m.id for m in rows])
-            experiment_rows = _experiments.pseudonymise_user(s, user_id)  # assignments and sends keep their arm
-            tokens = s.execute(delete(DeviceToken).where(DeviceToken.user_id == user_id)).rowcount
-            record = Erasure(user_hash=hashlib.sha256(user_id.encode()).hexdigest(), requested_by=requested_by,
-                             counts={**(counts or {}), "messages": len(rows), "device_tokens": tokens,
-                                     **({"experiment_rows": experiment_rows} if experiment_rows else {})})
-            s.add(record)
-        return record
+    def suppressed_users(self, user_ids: Iterable[str]) -> set[str]:
+        """Those of ``user_ids`` that were erased (the suppression list): never messaged again until restored."""
+        from generator.erasure import suppressed
+
+        return suppressed(self, user_ids)
+
+    def targetable(self, user_ids: Sequence[str]) -> list[str]:
+        """``user_ids`` without the erased ones, in order."""
+        erased = self.suppressed_users(user_ids)
+        return [u for u in user_ids if u not in erased]
 
     def add_device_token(self, user_id: str, platform: str, token: str) -> None:
         """Remember where to push to a user (``fcm`` or ``apns``); the same token again is a no-op."""
@@ -430,13 +452,13 @@ class Store:
             return list(s.scalars(select(DeviceToken).where(DeviceToken.user_id == user_id)))
 
     def erasures(self, user_id: str | None = None) -> list[Erasure]:
-        """Erasure records, newest first (those of ``user_id`` only, matched by its hash)."""
-        import hashlib
+        """Erasure records, newest first (those of ``user_id`` only, matched by its keyed hash)."""
+        from generator.erasure import user_ref
 
         with self.session() as s:
             q = select(Erasure).order_by(Erasure.created_at.desc(), Erasure.id.desc())
             if user_id is not None:
-                q = q.where(Erasure.user_hash == hashlib.sha256(user_id.encode()).hexdigest())
+                q = q.where(Erasure.user_hash == user_ref(self, user_id))
             return list(s.scalars(q))
 
     def token_name(self, token: str) -> str | None:
@@ -473,4 +495,5 @@ class Store:
 
 
 # Tables declared beside their own module, imported here so that Base.metadata (and Alembic) sees every table.
+from generator import erasure as _erasure  # noqa: E402,F401  (the suppression list)
 from generator import experiments as _experiments  # noqa: E402,F401  (sends, outcome events, ...)

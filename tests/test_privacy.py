@@ -74,12 +74,15 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
     assert sum(m["user_id"] == OTHER and m["title"] != "" for m in msgs) == 2
 
     [record] = store.erasures(USER)
-    assert record.user_hash == hashlib.sha256(USER.encode()).hexdigest() and record.requested_by == "dpo-desk (admin)"
-    assert record.counts == {"events": mine["events"], "reviews": mine["reviews"], "messages": 2, "device_tokens": 2}
+    assert record.requested_by == "dpo-desk (admin)"
+    assert record.user_hash != hashlib.sha256(USER.encode()).hexdigest()  # keyed: nobody can recompute it
+    assert record.counts == {"events": mine["events"], "reviews": mine["reviews"], "users": 1, "messages": 2,
+                             "device_tokens": 2, "job_rows": 2}  # the job's params and its chunk named the user
     assert USER not in f"{record.user_hash} {record.requested_by} {record.counts}"  # the record is not personal
 
     again = client.delete(f"/v1/users/{USER}", headers=admin).json()  # asking twice is harmless, and recorded
     assert again["events_erased"] == again["messages_erased"] == again["device_tokens_erased"] == 0
+    assert again["users_erased"] == 0
     assert len(store.erasures(USER)) == 2 and store.erasures(OTHER) == []
 
 
@@ -101,5 +104,6 @@ def test_without_a_configured_shop_the_bundled_sample_is_never_rewritten(
     digest = {p.name: p.read_bytes() for p in SHOP.glob("*.csv")}
     store = Store()
     out = privacy.erase_user(store, USER, requested_by="test")
-    assert out["events_erased"] == out["reviews_erased"] == 0 and len(store.erasures(USER)) == 1
+    assert out["events_erased"] == out["reviews_erased"] == out["users_erased"] == 0
+    assert len(store.erasures(USER)) == 1 and store.suppressed_users([USER, OTHER]) == {USER}
     assert {p.name: p.read_bytes() for p in SHOP.glob("*.csv")} == digest

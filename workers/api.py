@@ -5,39 +5,64 @@ everything, including erasing a user's personal data. Tokens are stored hashed (
 """
 
 
+import logging
+import re
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from generator import jobs, privacy, review
 from generator.config import get_settings
 from generator.errors import PushgenError
+from generator.inputs import MAX_INT
 from generator.store import Store
 from workers import review as review_pages
+from workers.http_guard import RequestGuard, install_error_handlers
+from workers.recovery import RecoveryLoop
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 bearer = HTTPBearer(auto_error=False)
 JobId = Annotated[str, Path(min_length=1, max_length=36, description="The job's id (a UUID).")]
 
 
-def create_app(store: Store | None = None) -> FastAPI:
-    app = FastAPI(title="pushgen", version="0.1.0",
+class RedactUserPaths(logging.Filter):
+    """Access-log lines name ``/v1/users/[erased]``, never the user id an erasure was asked for."""
+
+    PATTERN = re.compile(r"(/v1/users/)[^/?\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[erased]", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1[erased]", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactUserPaths) for f in access.filters):
+        access.addFilter(RedactUserPaths())
+
+
+def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
+    """The API app; with ``recover`` it also runs the recovery pass in a thread while it serves (``pushgen serve``),
+    as every worker does."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        loop = RecoveryLoop(at_start=True).start() if recover else None
+        try:
+            yield
+        finally:
+            if loop is not None:
+                loop.stop()
+
+    app = FastAPI(title="pushgen", version="0.1.0", lifespan=lifespan,
                   description="Queue push-copy generation jobs and read their messages.")
     app.state.store = store or Store()
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        limit = get_settings().max_request_bytes
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-        if request.method in ("POST", "PUT", "PATCH") and length is None:
-            body = await request.body()
-            if len(body) > limit:
-                return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-        return await call_next(request)
+    _redact_access_log()
 
     def role(*allowed: str):  # type: ignore[no-untyped-def]
         def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
@@ -74,7 +99,7 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}/messages")
     def messages(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
-                 offset: Annotated[int, Query(ge=0)] = 0,
+                 offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  review_status: Annotated[str | None, Query(pattern="^(pending|edited|approved|rejected)$",
                                                             description="Only messages in this review state, e.g. "
@@ -110,7 +135,16 @@ def create_app(store: Store | None = None) -> FastAPI:
     from workers import events_api
 
     events_api.install(app)  # POST /v1/events, GET /v1/experiments/{id}
+    install_error_handlers(app)
+    # outermost: token gate, streaming body limit and JSON limits before anything parses the request
+    app.add_middleware(RequestGuard, max_bytes=lambda: get_settings().max_request_bytes,
+                       token_ok=lambda token: app.state.store.role_of(token) is not None)
     return app
+
+
+def serve_app() -> FastAPI:
+    """What ``pushgen serve`` runs: the API with the recovery pass (``uvicorn --factory workers.api:serve_app``)."""
+    return create_app(recover=True)
 
 
 app = create_app  # `uvicorn --factory workers.api:app`

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from generator import experiments
 from generator.errors import PushgenError
+from generator.inputs import MAX_INT, STRICT
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -21,9 +22,10 @@ class OutcomeIn(BaseModel):
     """One outcome of one send. Name the send by ``send_id``, by the ``send_key`` carried in the push's data,
     or by ``experiment_id`` + ``user_id``."""
 
+    model_config = STRICT
     event_id: str = Field(min_length=1, max_length=200, description="Client-chosen id; posting it again is a no-op.")
     type: Literal["delivered", "opened", "clicked", "converted"]
-    send_id: int | None = Field(default=None, ge=1)
+    send_id: int | None = Field(default=None, ge=1, le=MAX_INT)
     send_key: str | None = Field(default=None, max_length=64)
     experiment_id: str | None = Field(default=None, max_length=36)
     user_id: str | None = Field(default=None, max_length=200)
@@ -40,6 +42,7 @@ class OutcomeIn(BaseModel):
 
 
 class EventsIn(BaseModel):
+    model_config = STRICT
     events: list[OutcomeIn] = Field(min_length=1, max_length=1000)
 
 

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from pathlib import Path
@@ -22,10 +23,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import Field
 
 from generator import review
+from generator.inputs import MAX_INT
 from generator.review import REVIEW_STATUSES, Reviewer, ReviewError
 from generator.store import Job, Message, Store
 
@@ -35,9 +39,19 @@ LOGIN_CSRF_COOKIE = "pushgen_login_csrf"
 FLASH_COOKIE = "pushgen_flash"
 SESSION_SECONDS = 8 * 3600
 PAGE_SIZE = 50
+MAX_PAGE = 10**9  # pages * page size stays far inside a 64-bit offset
+MessageId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="The message's id.")]
 STATIC = {"review.css": "text/css", "review.js": "text/javascript"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data:; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def csp() -> str:
+    """The Content-Security-Policy: images only from this app, or from ``PUSHGEN_REVIEW_IMAGE_HOSTS`` (https)."""
+    from generator.config import get_settings
+
+    hosts = "".join(f" https://{h}" for h in get_settings().review_image_hosts if re.fullmatch(r"[\w.*-]+", h))
+    return CSP.format(images=hosts)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
@@ -95,6 +109,8 @@ def _session(request: Request) -> Session | None:
         return None
     try:
         who = review.reviewer_by_id(_store(request), int(data["tid"]), str(data["th"]))
+        if who is not None and not review.session_is_open(_store(request), str(data["sid"]), int(data["tid"])):
+            return None  # logged out (or expired) on the server: the cookie alone is not enough
     except (KeyError, TypeError, ValueError):
         return None
     return Session(who, str(data.get("csrf", ""))) if who is not None else None
@@ -155,7 +171,7 @@ def _render(request: Request, name: str, session: Session | None, **context: Any
     flash = _unsign(request, request.cookies.get(FLASH_COOKIE))
     html = templates.get_template(f"review/{name}").render(request=request, session=session, flash=flash,
                                                statuses=REVIEW_STATUSES, **context)
-    resp = HTMLResponse(html)
+    resp = HTMLResponse(html.encode("utf-8", "replace"))  # text stored before input was checked still renders
     if flash is not None:
         resp.delete_cookie(FLASH_COOKIE, path="/review")
     return resp
@@ -198,6 +214,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=500)] = "",
         resp.status_code = 401
         return resp
     payload = {"tid": who.token_id, "th": review.token_hash_prefix(_store(request), who.token_id or 0),
+               "sid": review.open_session(_store(request), who.token_id or 0, SESSION_SECONDS),
                "csrf": secrets.token_urlsafe(32), "exp": int(time.time()) + SESSION_SECONDS}
     resp = RedirectResponse(_safe_next(next, "/review/jobs"), status_code=303)
     _set_cookie(request, resp, SESSION_COOKIE, _sign(request, payload), SESSION_SECONDS)
@@ -207,6 +224,8 @@ def login(request: Request, token: Annotated[str, Form(max_length=500)] = "",
 
 @router.post("/logout")
 def logout(request: Request, _: Annotated[Session, Depends(post_session)]) -> RedirectResponse:
+    data = _unsign(request, request.cookies.get(SESSION_COOKIE)) or {}
+    review.close_session(_store(request), str(data.get("sid", "")))  # revoked on the server, not only forgotten
     resp = RedirectResponse("/review/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/review")
     return resp
@@ -239,7 +258,7 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
                status: Annotated[str, Query(pattern="^(|pending|edited|approved|rejected)$")] = "",
                flag: Annotated[str, Query(pattern="^(|pass|fail)$")] = "",
                variant: Annotated[str, Query(pattern=r"^\d{0,2}$")] = "",
-               page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+               page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1) -> HTMLResponse:
     job = _job(request, job_id)
     store = _store(request)
     filters = {"review_status": status or None, "flag": flag or None,
@@ -258,7 +277,7 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
 
 @router.get("/jobs/{job_id}/variants", response_class=HTMLResponse)
 def variants_page(request: Request, job_id: str, session: Annotated[Session, Depends(page_session)],
-                  page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+                  page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1) -> HTMLResponse:
     job = _job(request, job_id)
     store = _store(request)
     campaign = review.campaign_of(job)
@@ -285,7 +304,7 @@ def _message(request: Request, message_id: int) -> Message:
 
 
 @router.post("/messages/{message_id}/approve")
-def approve(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def approve(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
             next: Annotated[str, Form()] = "") -> RedirectResponse:
     m = _message(request, message_id)
     default, anchor = f"/review/jobs/{m.job_id}", f"#m-{message_id}"
@@ -297,7 +316,7 @@ def approve(request: Request, message_id: int, session: Annotated[Session, Depen
 
 
 @router.post("/messages/{message_id}/reject")
-def reject(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def reject(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
            reason: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
            next: Annotated[str, Form()] = "") -> RedirectResponse:
     m = _message(request, message_id)
@@ -310,7 +329,7 @@ def reject(request: Request, message_id: int, session: Annotated[Session, Depend
 
 
 @router.post("/messages/{message_id}/edit")
-def edit(request: Request, message_id: int, session: Annotated[Session, Depends(post_session)],
+def edit(request: Request, message_id: MessageId, session: Annotated[Session, Depends(post_session)],
          title: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          body: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          then: Annotated[str, Form(pattern="^(save|approve)$")] = "save",
@@ -346,7 +365,7 @@ def approve_passing(request: Request, job_id: str, session: Annotated[Session, D
 @router.post("/jobs/{job_id}/bulk")
 def bulk(request: Request, job_id: str, session: Annotated[Session, Depends(post_session)],
          action: Annotated[str, Form(pattern="^(approve|reject)$")],
-         ids: Annotated[list[int] | None, Form()] = None,
+         ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]] | None, Form()] = None,
          reason: Annotated[str, Form(max_length=review.MAX_TEXT)] = "",
          next: Annotated[str, Form()] = "") -> RedirectResponse:
     _job(request, job_id)
@@ -395,7 +414,7 @@ def install(app: Any) -> None:
     async def review_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
         if request.url.path.startswith("/review"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("Content-Security-Policy", csp())
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
             response.headers.setdefault("X-Frame-Options", "DENY")

@@ -7,7 +7,6 @@ work that a broker restart lost, and scheduled jobs that are due, are sent (agai
 from __future__ import annotations
 
 import logging
-import threading
 
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.exc import OperationalError
@@ -16,6 +15,7 @@ from generator import jobs
 from generator.config import get_settings
 from generator.store import Store
 from workers.celery_app import app
+from workers.recovery import RecoveryLoop
 
 log = logging.getLogger(__name__)
 _STORES: dict[str, Store] = {}
@@ -51,27 +51,16 @@ def generate_chunk(self, job_id: str, index: int) -> str:  # type: ignore[no-unt
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
 
 
-_STOP = threading.Event()
-
-
-def _recover_loop(every: float) -> None:
-    own: Store | None = None  # its own connections, never shared with the task thread; the tasks migrate
-    while not _STOP.wait(every):
-        try:
-            own = own or Store(get_settings().database_url, migrate=False)
-            jobs.recover(own)
-        except Exception:  # noqa: BLE001 - the broker or database is away; the next pass tries again
-            log.warning("recovery pass failed", exc_info=True)
+_LOOP: RecoveryLoop | None = None
 
 
 @worker_ready.connect
 def _start_recovery(**_: object) -> None:
-    every = get_settings().recover_every
-    if every > 0:
-        _STOP.clear()
-        threading.Thread(target=_recover_loop, args=(every,), name="pushgen-recover", daemon=True).start()
+    global _LOOP
+    _LOOP = RecoveryLoop().start()
 
 
 @worker_shutdown.connect
 def _stop_recovery(**_: object) -> None:
-    _STOP.set()
+    if _LOOP is not None:
+        _LOOP.stop()
