@@ -7,8 +7,8 @@ Real items (titles, brands, category paths), real purchase histories (the train 
 ``scripts/import_amazon_scientific.py`` rebuilds them) and users; what the source lacks is synthetic and
 deterministic (the same for the same ``--seed`` on every machine):
 
-- prices: log-uniform between 4 and ``--max-price`` (400) dollars' worth in the shop's currency, ending in .99, .49 or .00 (rupee and yen prices
-  are whole, as shoppers there see them: ₹1,399);
+- prices: log-uniform between 4 and ``--max-price`` (400) dollars' worth in the shop's currency, ending in .99,
+  .49 or .00 (rupee and yen prices are whole, as shoppers there see them: ₹1,399);
 - discounts: about 40% of the items are on sale, 5-60% off, with sale prices ending like list prices (so the
   rounding of the percentage matters: 12.21 → 6.11 is 50% off, not 49%);
 - stock: about 92% in stock; locales: ``--zh-share`` of the users read Chinese (zh_CN), the rest ``--locale``.
@@ -86,9 +86,9 @@ README = """# Amazon Industrial & Scientific shop (built by scripts/make_amazon_
 Real item titles, brands and category paths and real purchase histories (Amazon Review Data 2018, Ni, Li,
 McAuley; UniSRec preprocessing; research use). Built with: `{command}`.
 
-Synthetic and deterministic (seed {seed}): prices (log-uniform 4-{top:g} dollars' worth, in {currency}), sale prices (about 40% of
-items, 5-60% off), stock (about 92% in stock), user locales ({zh_share:.0%} zh_CN, the rest {locale}) and event
-timestamps (one day per position in a user's sequence; only the order is real). Do not read the prices as
+Synthetic and deterministic (seed {seed}): prices (log-uniform 4-{top:g} dollars' worth, in {currency}),
+sale prices (about 40% of items, 5-60% off), stock (about 92% in stock), user locales ({zh_share:.0%} zh_CN,
+the rest {locale}) and event timestamps (one day per position in a user's sequence; only the order is real). Do not read the prices as
 Amazon's.
 
 {users} users, {items} items, {events} purchase events.
