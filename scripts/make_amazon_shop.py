@@ -88,8 +88,8 @@ McAuley; UniSRec preprocessing; research use). Built with: `{command}`.
 
 Synthetic and deterministic (seed {seed}): prices (log-uniform 4-{top:g} dollars' worth, in {currency}),
 sale prices (about 40% of items, 5-60% off), stock (about 92% in stock), user locales ({zh_share:.0%} zh_CN,
-the rest {locale}) and event timestamps (one day per position in a user's sequence; only the order is real). Do not read the prices as
-Amazon's.
+the rest {locale}) and event timestamps (one day per position in a user's sequence; only the order is real).
+Do not read the prices as Amazon's.
 
 {users} users, {items} items, {events} purchase events.
 """
