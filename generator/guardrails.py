@@ -165,7 +165,7 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
     return CheckResult("payload_size", True)
 
 
-_WAS = regex.compile(r"(?:was|were|from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
+_WAS = regex.compile(r"(?:was|were|(?<!up )from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
                      r"reduced from|down from|not)\W*(?:at\W*)?(?:only\W*)?$|原价|原来|原售价|之前|曾", regex.I)
 
 
@@ -207,6 +207,9 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if m.value != m.value.to_integral_value() or int(m.value) not in allowed:
             why = f"allowed: {sorted(allowed)}" if allowed else "no item is discounted"
             return CheckResult("percentages", False, f"discount {m.text!r} is not the real one ({why})")
+        vague = r"\b(?:up to|as much as|at least|over|more than)\s*$|最高|高达|至少"
+        if regex.search(vague, text[:m.span[0]][-16:], regex.I):
+            return CheckResult("percentages", False, f"a vague discount around {m.text!r}: the item's is exact")
     return CheckResult("percentages", True)
 
 
@@ -267,6 +270,8 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The title is a hook, not the product's name alone (the body names the product): "Hatchbox PLA 3D
     Printer Filament" as a title says nothing a shopper would tap for."""
     bare = regex.sub(r"[\p{P}\p{S}\s]+", " ", title).strip().lower()
+    if bare and bare == regex.sub(r"[\p{P}\p{S}\s]+", " ", body).strip().lower():
+        return CheckResult("title_hook", False, "the body repeats the title")
     for it in ctx.items:
         for name in (it.title, it.display_name):
             if bare and bare == regex.sub(r"[\p{P}\p{S}\s]+", " ", name).strip().lower():

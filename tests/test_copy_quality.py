@@ -192,3 +192,17 @@ def test_a_price_without_its_currency_fails() -> None:
     r = check_prices("Caliper", "Kelvix Digital Caliper, now 17.97. Tap to see it.", ctx)
     assert not r.passed and "without its currency" in r.reason
     assert check_prices("Caliper", "Kelvix Digital Caliper, now $17.97. Tap to see it.", ctx).passed
+
+
+def test_up_from_up_to_and_a_title_repeated_as_body_fail() -> None:
+    from generator.guardrails import check_percentages, check_title_hook
+
+    ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
+    assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, up from $29.95.", ctx).passed
+    assert check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, down from $29.95.", ctx).passed
+    assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $29.95.", ctx).passed
+    assert not check_percentages("Caliper", "Kelvix Digital Caliper: up to 40% off", ctx).passed
+    same = "Kelvix Digital Caliper dropped to $17.97, 40% off"
+    assert not check_title_hook(same, same, ctx).passed
+    assert not check_title_hook("Kelvix Digital Caliper", "Kelvix Digital Caliper, $17.97", ctx).passed
+    assert check_title_hook("Now 40% off", "Kelvix Digital Caliper dropped to $17.97", ctx).passed
