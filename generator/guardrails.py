@@ -257,10 +257,13 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("well_formed", False, "contains a broken character (U+FFFD)")
     if regex.search(r"[\p{Cc}\p{Cs}\p{Co}]", text):
         return CheckResult("well_formed", False, "contains control or private-use characters")
-    twice = regex.search(r"(?<![\p{L}\p{N}])(\p{L}{2,})\s+\1(?![\p{L}\p{N}])", _without_names(f"{title}\n{body}", ctx),
-                         regex.I)
+    plain = _without_names(f"{title}\n{body}", ctx)
+    twice = regex.search(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", plain, regex.I)
     if twice:
         return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
+    sentences = [s.strip().lower() for s in regex.split(r"[.!?。！？\n]+", body) if len(s.strip()) > 3]
+    if len(sentences) != len(set(sentences)):
+        return CheckResult("well_formed", False, "repeats a sentence")
     if regex.search(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>", text):
         return CheckResult("well_formed", False, "contains template syntax or markup")
     return CheckResult("well_formed", True)
@@ -556,7 +559,8 @@ _SUPERLATIVE = regex.compile(
     r"better than|beats? (?:any|all|every)|like no other|second to none|the only|best[- ]selling|best ?seller|"
     r"award[- ]winning|#1 rated|perfect|flawless|guaranteed?|must[- ]have|life[- ]changing|revolutionary|"
     r"ultimate|finest|greatest|most (?:popular|loved|trusted|powerful|reliable)|premium quality|highest quality|"
-    r"top quality|the top)\b"
+    r"top quality|the top|change your life|everything you need|all you need|excellent customer service|"
+    r"five stars|5 stars)\b"
     r"|最好|最佳|最棒|第一|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
     regex.I)
 _URGENCY = regex.compile(
@@ -575,6 +579,8 @@ _OFFER = regex.compile(
     r"ships? free|no cost|complimentary|on the house|bundle|bonus|extra \d+% off)\b"
     r"|免费|包邮|免运费|赠品|送礼|买一送一|赠送|套装优惠|满减", regex.I)
 _OFFER_FACTS = ("free_shipping", "gift", "bundle", "offer")
+_SERVICE = regex.compile(r"\b(?:refunds?|returns?|warranty|guarantee[ds]?|customer service|money back|satisfaction)\b"
+                         r"|退款|退货|保修|质保|售后", regex.I)
 # what happened to this shopper or item: true only in the campaign that says so
 _EVENTS: dict[str, regex.Pattern[str]] = {
     "abandoned_cart": regex.compile(r"\b(?:(?:in|to|from) your (?:shopping )?(?:cart|basket|bag)|added to (?:your )?"
@@ -592,7 +598,8 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     own = " ".join(ctx.item_fact_texts())
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
-                                (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS)):
+                                (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
+                                (_SERVICE, "service", ("returns", "warranty"))):
         for m in pattern.finditer(text):
             if regex.search(rf"(?<!\w){regex.escape(m[0])}(?!\w)", own, regex.I):
                 continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
@@ -628,7 +635,7 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("example_copy", True)
 
 
-_LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,40}?)\s*[:：]")
+_LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,60}?)\s*[:：]")
 
 
 def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -638,7 +645,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("prompt_echo", True)
     text = f"{title}\n{body}".lower()
     for label in {m.strip().lower() for m in _LABEL.findall(ctx.prompt_text)}:
-        if regex.search(rf"(?<!\w){regex.escape(label)}\s*[:：]", text):
+        if regex.search(rf"(?<!\w){regex.escape(label)}\s*[:：]", text) or (len(label) >= 12 and label in text):
             return CheckResult("prompt_echo", False, f"repeats the prompt's label {label!r}")
     for line in ctx.prompt_text.lower().splitlines():
         line = line.strip()
