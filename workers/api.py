@@ -135,6 +135,9 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
     from workers import events_api
 
     events_api.install(app)  # POST /v1/events, GET /v1/experiments/{id}
+    from workers import devices_api
+
+    app.include_router(devices_api.router)  # POST /v1/devices, DELETE /v1/devices/{token}, GET .../devices
     install_error_handlers(app)
     # outermost: token gate, streaming body limit and JSON limits before anything parses the request
     app.add_middleware(RequestGuard, max_bytes=lambda: get_settings().max_request_bytes,
