@@ -27,6 +27,7 @@ from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
 from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
 from generator.links import deep_link
+from generator.payloads import RichPush
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
 from generator.store import Store
@@ -75,6 +76,7 @@ class Campaign(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50)
     policy: BrandPolicy = Field(default_factory=BrandPolicy)
     utm_source: str = Field(default="push", min_length=1, max_length=100)
+    rich: RichPush | None = Field(default=None, description="Rich push: the item's image, buttons, app links.")
 
     @model_validator(mode="before")
     @classmethod

@@ -402,12 +402,19 @@ def _sent_recently(s: Any, user_id: str, since: datetime) -> int:
         Send.user_id == user_id, Send.status == "sent", Send.sent_at >= since)) or 0)
 
 
-def push_payload(message: Message, experiment_id: str, send_key: str, arm: str) -> dict[str, Any]:
-    """The provider-neutral push: copy, deep link and the ids that outcome events refer back to."""
+def push_payload(message: Message, experiment_id: str, send_key: str, arm: str,
+                 rich: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The provider-neutral push: copy, deep link and the ids that outcome events refer back to; with the
+    campaign's ``rich`` settings also the featured item's image, buttons and per-platform links."""
+    from generator.payloads import rich_fields
+
+    featured = (message.ranked_items or [{}])[0]
     return {"title": message.title, "body": message.body, "deep_link": message.deep_link or "",
             "idempotency_key": send_key, "collapse_id": f"exp-{experiment_id[:8]}",
             "data": {"experiment_id": experiment_id, "arm": arm, "send_key": send_key,
-                     "deep_link": message.deep_link or ""}}
+                     "deep_link": message.deep_link or ""},
+            **rich_fields(rich, item_id=str(featured.get("item_id") or (message.item_ids or [""])[0]),
+                          image_url=str(featured.get("image_url") or ""), web_link=message.deep_link or "")}
 
 
 def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSender], *,
@@ -424,6 +431,7 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
     rules = SendRules(**exp.params.get("rules", {}))
     tz = timezones if timezones is not None else _timezones(store, exp)
     arm_rows = {a.name: a for a in arms(store, experiment_id)}
+    rich = _campaign_of(store, exp).get("rich")
     todo = [a for a in assignments(store, experiment_id) if (user_ids is None or a.user_id in set(user_ids))
             and not a.user_id.startswith("erased:")]  # an erased user is never sent to
     counts: Counter[str] = Counter()
@@ -450,7 +458,7 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
                     counts[status] += 1
                     continue
                 row.status, row.platform, row.device_token_id = "sending", token.platform, token.id
-                payload = push_payload(message, experiment_id, key, a.arm)
+                payload = push_payload(message, experiment_id, key, a.arm, rich)
                 token_value, send_id, token_id = token.token, row.id, token.id
         except IntegrityError:
             continue
@@ -491,6 +499,12 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
     if token is None:
         return "no_token", message, None
     return "go", message, token
+
+
+def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
+    """The campaign (as stored JSON) of the experiment's job; {} when the job is gone."""
+    job = store.get_job(exp.job_id) if exp.job_id else None
+    return dict(((job.params or {}).get("campaign") or {}) if job else {})
 
 
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:

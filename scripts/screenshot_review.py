@@ -1,6 +1,7 @@
 """Take the README's screenshot of the review queue (docs/review-queue.png) with Playwright and Debian's
 Chromium: a throw-away SQLite store seeded with the browser tests' job, the API app on a free loopback port,
-a reviewer logged in through the form, one edit that fails a guardrail, one approval and one rejection.
+a reviewer logged in through the form, rich-push previews (item pictures drawn locally), one edit that fails a
+guardrail, one approval and one rejection.
 
     .venv/bin/python scripts/screenshot_review.py --out docs/review-queue.png
 """
@@ -28,6 +29,9 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/review.db")
         job_id = seed_review_job(store, users=4, variants=1)
+        from rich_fixtures import enable_rich
+
+        enable_rich(store, job_id)  # the item's image and two buttons in the iOS and Android previews
         token = store.create_token("alice", "reviewer")
         with LiveServer(store) as server:
             if browser is not None:
@@ -44,8 +48,10 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
 
 def _shoot(browser: Any, url: str, token: str, job_id: str, out: Path) -> None:
     from review_fixtures import login
+    from rich_fixtures import serve_item_images
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    serve_item_images(context)  # the sample shop's image URLs are not reachable offline
     page = context.new_page()
     login(page, url, token)
     page.goto(f"{url}/review/jobs/{job_id}")
