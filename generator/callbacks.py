@@ -11,7 +11,7 @@ pushgen POSTs one signed event to that URL, so the campaign tool need not poll `
   (``base * 2**(n-1)`` seconds, at most ``cap``), until ``max_attempts``, then ``failed``. A crash between the
   receiver's 2xx and the row's update sends the event again, so receivers deduplicate by the event id (the
   ``X-Pushgen-Event-Id`` and ``Idempotency-Key`` headers and the body's ``id``: the same on every try).
-* **Signed.** Each API token has its own secret (``GET /v1/callbacks/secret``). Every try carries
+* **Signed.** Each API token has its own secret (``POST /v1/callbacks/secret``). Every try carries
   ``X-Pushgen-Timestamp`` (Unix seconds, the time of the try) and ``X-Pushgen-Signature: v1=<hex>``, the
   HMAC-SHA256 of ``"<timestamp>." + body`` under the secret. :func:`verify` is the receiver's check: the
   signature must match and the timestamp be within ``tolerance`` seconds, so a captured request cannot be
@@ -144,7 +144,8 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], *, tolerance: f
 # -- the outbox -------------------------------------------------------------------------------------------------
 def subscribe(store: Store, job_id: str, url: str, bearer: str) -> str:
     """Ask for ``job_id``'s completion event at ``url``, signed with ``bearer``'s secret; returns the event id.
-    A job has one callback: subscribing again keeps the first."""
+    A job has one callback: subscribing again keeps the first. The token's secret is made now if it has none."""
+    secret_for(store, bearer)
     with store.session() as s:
         row = s.get(JobCallback, job_id)
         if row is None:
