@@ -16,6 +16,7 @@ from functools import lru_cache
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
+from generator.brand import BrandGuidelines, check_brand
 from generator.data import Item, language_of
 from generator.formatting import mask, money_mentions, percent_mentions
 from generator.payloads import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
@@ -57,6 +58,8 @@ class BrandPolicy(BaseModel):
     required_disclaimer: str | None = Field(default=None, description="Text every body must contain.")
     platforms: list[str] = Field(default_factory=lambda: ["ios", "android"],
                                  description="Platforms whose visible-length limits apply (the strictest wins).")
+    guidelines: BrandGuidelines | None = Field(default=None, description="The brand's guideline object "
+                                               "(generator.brand): tone, emoji, phrases per locale, capitalisation.")
 
 
 @dataclass
@@ -692,7 +695,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
                                      check_prices, check_percentages, check_facts, check_claims, check_sense,
                                      check_mentions_item,
                                      check_example_copy, check_prompt_echo, check_policy, check_tone, check_pii,
-                                     check_injection)
+                                     check_injection, check_brand)
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,

@@ -17,6 +17,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 CHROMIUM = "/usr/bin/chromium"
+GUIDELINES = {"tone": ["warm", "helpful", "concise"], "emoji": 1, "capitalisation": "sentence",
+              "locales": {"*": {"banned": ["cheap", "hurry", "last chance"]}}}
 
 
 def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
@@ -31,7 +33,7 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
         job_id = seed_review_job(store, users=4, variants=1)
         from rich_fixtures import enable_rich
 
-        enable_rich(store, job_id)  # the item's image and two buttons in the iOS and Android previews
+        enable_rich(store, job_id, policy={"guidelines": GUIDELINES})  # previews with images; brand rules
         token = store.create_token("alice", "reviewer")
         with LiveServer(store) as server:
             if browser is not None:
@@ -50,7 +52,7 @@ def _shoot(browser: Any, url: str, token: str, job_id: str, out: Path) -> None:
     from review_fixtures import login
     from rich_fixtures import serve_item_images
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
     serve_item_images(context)  # the sample shop's image URLs are not reachable offline
     page = context.new_page()
     login(page, url, token)
@@ -63,6 +65,7 @@ def _shoot(browser: Any, url: str, token: str, job_id: str, out: Path) -> None:
     page.wait_for_load_state()
     page.goto(f"{url}/review/jobs/{job_id}")
     page.keyboard.press("j")
+    page.evaluate("window.scrollTo(0, 0)")  # the header with the brand guidelines, then the first card
     out.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out), full_page=False)
     context.close()

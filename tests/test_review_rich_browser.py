@@ -85,3 +85,30 @@ def test_plain_copy_previews_without_image_or_buttons(live, page) -> None:  # ty
     expect(page.locator("figure.phone .buttons")).to_have_count(0)
     expect(page.locator("figure.phone .n-title").filter(has_text="<script>")).to_have_count(2)
     assert page.dialogs == []
+
+
+def test_the_queue_shows_the_brand_guidelines(live, page) -> None:  # type: ignore[no-untyped-def]
+    server, store, _ = live
+    job = seed_review_job(store, users=1, flagged=0)
+    enable_rich(store, job, policy={"guidelines": {
+        "tone": ["warm", "playful"], "emoji": 1, "capitalisation": "sentence",
+        "locales": {"*": {"banned": ["cheap", "hurry"]}, "en": {"required": ["made to last"],
+                                                              "disclaimer": "T&Cs apply."}}}})
+    page.goto(f"{server.url}/review/jobs/{job}")
+    rules = page.locator("section.brand-rules")
+    expect(rules.locator(".tone .tag")).to_have_text(["warm", "playful"])
+    expect(rules.locator(".emoji")).to_have_text("at most 1")
+    expect(rules.locator(".caps")).to_have_text("sentence")
+    expect(rules.locator("[data-locale='*'] .banned q")).to_have_text(["cheap", "hurry"])
+    expect(rules.locator("[data-locale='en'] .required q")).to_have_text(["made to last"])
+    expect(rules.locator("[data-locale='en'] .disclaimer q")).to_have_text("T&Cs apply.")
+    # the seeded copy says neither the required phrase nor the disclaimer: the brand check fails it on screen
+    expect(page.locator("li.check.fail").filter(has_text="brand")).to_have_count(0)  # checked when generated
+    m = store.list_messages(job)[0]
+    card = page.locator(f"#m-{m.id}")
+    card.locator("details.edit summary").click()
+    card.locator("textarea.edit-body").fill(m.body + " Enjoy it.")
+    card.locator("button.save").click()
+    page.wait_for_load_state()
+    expect(page.locator(f"#m-{m.id} li.check.fail").filter(has_text="brand")).to_contain_text(
+        "missing the required phrase 'made to last'")

@@ -276,7 +276,18 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
                    counts=review.review_counts(store, [job_id])[job_id], rule=review.get_rule(store, job_id),
                    filters={"status": status, "flag": flag, "variant": variant}, page=page,
                    pages=max(1, -(-total // PAGE_SIZE)), query=query, here=here, variants=campaign.variants,
-                   campaign=campaign)
+                   campaign=campaign, guidelines=_guidelines(campaign))
+
+
+def _guidelines(campaign: Any) -> Any:
+    """The brand guidelines the job's copy is held to (the campaign's, else its adapter's brand.yaml)."""
+    from generator.brand import policy_with_guidelines
+    from generator.errors import PushgenError
+
+    try:
+        return policy_with_guidelines(campaign.policy, campaign.adapter).guidelines
+    except PushgenError:  # a broken brand.yaml: the checks report it; the page still shows the queue
+        return None
 
 
 @router.get("/jobs/{job_id}/variants", response_class=HTMLResponse)
