@@ -73,7 +73,6 @@ def simulate(users: int, days: int, drift_share: float, seed: int, cfg: SendTime
     per_day = {a: [] for a in ARMS} | {"oracle": []}
     learned = []  # per day: share of optimised users whose hour is within 1 of their true best hour
     drifted = rng.random(users) < drift_share
-    first_hit = np.zeros(users, dtype=int)  # the send after which each user's hour is first within 1 h of the best
     for day in range(days):
         if day == days // 2:  # a routine change: the optimiser must follow it
             peaks = np.where(drifted, (peaks + rng.choice([-1, 1], users) * rng.uniform(4, 8, users)) % 24, peaks)
@@ -105,14 +104,8 @@ def simulate(users: int, days: int, drift_share: float, seed: int, cfg: SendTime
         d = np.abs(hours - true_best)
         near = np.minimum(d, 24 - d) <= 1
         learned.append(float(np.mean(near[arm == 0])))
-        if day < days // 2:
-            first_hit = np.where((first_hit == 0) & near, day + 1, first_hit)
-    hits = first_hit[(arm == 0)]
     return {"per_day": per_day, "learned_within_1h": learned,
-            "arm_sizes": {a: int((arm == i).sum()) for i, a in enumerate(ARMS)},
-            "sends_to_learn": {"median": float(np.median(hits[hits > 0])) if (hits > 0).any() else None,
-                               "p75": float(np.percentile(hits[hits > 0], 75)) if (hits > 0).any() else None,
-                               "share_learned": float(np.mean(hits > 0)), "within_sends": days // 2}}
+            "arm_sizes": {a: int((arm == i).sum()) for i, a in enumerate(ARMS)}}
 
 
 def summarise(sim: dict, days: int, last: int) -> dict:
@@ -127,12 +120,13 @@ def summarise(sim: dict, days: int, last: int) -> dict:
         comps[other] = {"optimised": c.value, other: c.control_value, "diff": c.diff, "p_value": c.p_value,
                         "relative_lift": c.value / c.control_value - 1, "relative_lift_ci": (lo, hi)}
     oracle = float(np.mean(rate["oracle"][window]))
-    half = days // 2
-    relearn = next((d - half + 1 for d in range(half, days)
-                    if sim["learned_within_1h"][d] >= sim["learned_within_1h"][half - 1] - 0.02), None)
+    marks = [n for n in (1, 7, 14, 28, 56, 84) if n <= days]
+    week = {n: (float(np.mean(rate["optimised"][max(0, n - 7):n])), float(np.mean(rate["random"][max(0, n - 7):n])))
+            for n in marks}
     return {"daily_open_rate": rate, "last_days": last, "totals": tot, "comparisons": comps,
-            "oracle_open_rate": oracle, "sends_to_learn": sim["sends_to_learn"],
-            "learned_within_1h": sim["learned_within_1h"], "sends_to_relearn_after_drift": relearn}
+            "oracle_open_rate": oracle, "learned_within_1h": sim["learned_within_1h"],
+            "learning_curve": {n: {"within_1h": sim["learned_within_1h"][n - 1], "open_rate_week": week[n][0],
+                                   "random_open_rate_week": week[n][1]} for n in marks}}
 
 
 def _ratio_interval(x_t: float, n_t: float, x_c: float, n_c: float, z: float = 1.96) -> tuple[float, float]:
@@ -168,13 +162,11 @@ def main() -> None:
         lo, hi = c["relative_lift_ci"]
         print(f"last {args.last} days: optimised {c['optimised']:.4f} vs {other} {c[other]:.4f}: "
               f"lift {c['relative_lift']:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}), p = {c['p_value']:.2g}")
-    learn = out["sends_to_learn"]
     print(f"oracle (every user at their true best hour): {out['oracle_open_rate']:.4f}")
-    print(f"sends until a user's hour is first within 1 h of their best (before the routine change): median "
-          f"{learn['median']}, 75th percentile {learn['p75']}; {learn['share_learned']:.0%} of the optimised arm "
-          f"got there within {learn['within_sends']} sends")
-    print(f"after the routine change, accuracy is back to its level before it after "
-          f"{out['sends_to_relearn_after_drift']} sends")
+    print("sends per user | optimised users within 1 h of their best hour | open rate, week up to it "
+          "(optimised vs random hour)")
+    for n, c in out["learning_curve"].items():
+        print(f"{n:>14} | {c['within_1h']:>45.0%} | {c['open_rate_week']:.3f} vs {c['random_open_rate_week']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, **out}, indent=1))

@@ -196,3 +196,20 @@ def test_the_schedule_command_plans_and_refuses_a_bad_window(tmp_path) -> None: 
     assert ok.returncode == 0 and "optimised/fallback: 2" in ok.stdout
     with store.session() as s:
         assert {r.local_hour for r in s.query(st.SendTime)} <= set(range(10, 20))
+
+
+def test_the_simulation_runs_and_writes_its_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "sim.json"
+    r = subprocess.run([sys.executable, "scripts/sim_send_time.py", "--users", "300", "--days", "8", "--json",
+                        str(out)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert set(data["comparisons"]) == {"random", "fixed"} and len(data["daily_open_rate"]["optimised"]) == 8
+    assert 0 < data["oracle_open_rate"] < 1 and "lift" in r.stdout
+    assert all(0 <= x <= 1 for x in data["learned_within_1h"])
