@@ -56,12 +56,16 @@ def generate_chunk(self, job_id: str, index: int) -> str:  # type: ignore[no-unt
 
 
 def _job_ended(job_id: str) -> None:
-    """A job that just ended sends its completion callback now (the recovery pass would, later)."""
-    job = store().get_job(job_id)
-    if job is not None and job.status in jobs.FINAL:
-        from workers.tasks_callbacks import deliver
+    """A job that asked for a completion callback and just ended sends it now (the recovery pass would, later)."""
+    from generator.callbacks import callback_state
 
-        deliver.delay()
+    state = callback_state(store(), job_id)
+    if state is not None and state["status"] == "waiting":
+        job = store().get_job(job_id)
+        if job is not None and job.status in jobs.FINAL:
+            from workers.tasks_callbacks import deliver
+
+            deliver.delay()
 
 
 _LOOP: RecoveryLoop | None = None
