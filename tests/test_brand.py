@@ -142,7 +142,7 @@ class RecordingModel:
         self.prompts += [f"{r.prefix}{r.prompt}" for r in requests]
         return [[Candidate(title="Your Aurora desk lamp is 25% off", body="Made to last 🎉🎉🎉 T&Cs apply.", raw="",
                            sampled=False),
-                 Candidate(title="Your Aurora desk lamp is 25% off", body="Now 30.00 with made to last. T&Cs apply.",
+                 Candidate(title="Your Aurora desk lamp is 25% off", body="Now $30.00, made to last. T&Cs apply.",
                            raw="", sampled=True)][:max(n_candidates, 1)] for _ in requests]
 
 
@@ -160,7 +160,7 @@ def test_the_guidelines_reach_the_prompt_and_choose_the_copy_that_keeps_them() -
     prompt = model.prompts[0]
     assert "Brand guidelines:" in prompt and "Voice: warm, playful." in prompt and "Use at most 1 emoji." in prompt
     assert "Always include: 'made to last'." in prompt and "End the message body with: T&Cs apply." in prompt
-    assert msg.chosen.body == "Now 30.00 with made to last. T&Cs apply."
+    assert msg.chosen.body == "Now $30.00, made to last. T&Cs apply."
     emoji_one = next(c for c in msg.candidates if "🎉" in c.body)
     assert any(k["name"] == "brand" and not k["passed"] and "3 emoji" in k["reason"] for k in emoji_one.checks)
     plain = RecordingModel()
