@@ -24,10 +24,15 @@ GUIDELINES = {"tone": ["warm", "helpful", "concise"], "emoji": 1, "capitalisatio
 def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
     """Seed, serve, review a little and save the screenshot to ``out``. ``browser``: an already launched
     Playwright browser to use (else Chromium at ``chromium`` is launched)."""
+    import os
+
     from review_fixtures import LiveServer, seed_review_job
 
+    from generator.config import get_settings
     from generator.store import Store
 
+    os.environ.setdefault("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')  # the sample shop's pictures
+    get_settings.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/review.db")
         job_id = seed_review_job(store, users=4, variants=1)

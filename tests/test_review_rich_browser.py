@@ -46,7 +46,16 @@ def page(live: Any) -> Iterator[Any]:
         browser.close()
 
 
-def test_the_preview_shows_the_items_image_and_buttons_as_ios_and_android_do(live, page) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def image_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review pages may load the sample shop's images (PUSHGEN_REVIEW_IMAGE_HOSTS; none by default)."""
+    from generator.config import get_settings
+
+    monkeypatch.setenv("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')
+    get_settings.cache_clear()
+
+
+def test_the_preview_shows_the_items_image_and_buttons_as_ios_and_android_do(live, image_hosts, page) -> None:  # type: ignore[no-untyped-def]
     server, store, _ = live
     job = seed_review_job(store, users=2, flagged=0)
     enable_rich(store, job)
@@ -112,3 +121,16 @@ def test_the_queue_shows_the_brand_guidelines(live, page) -> None:  # type: igno
     page.wait_for_load_state()
     expect(page.locator(f"#m-{m.id} li.check.fail").filter(has_text="brand")).to_contain_text(
         "missing the required phrase 'made to last'")
+
+
+def test_images_from_hosts_not_allowed_are_placeholders_and_never_loaded(live, page) -> None:  # type: ignore[no-untyped-def]
+    server, store, _ = live
+    job = seed_review_job(store, users=1, flagged=0)
+    enable_rich(store, job)
+    page.goto(f"{server.url}/review/jobs/{job}")
+    m = store.list_messages(job)[0]
+    card = page.locator(f"#m-{m.id}")
+    expect(card.locator("figure.phone img")).to_have_count(0)
+    expect(card.locator("figure.phone.android .no-img")).to_contain_text(m.ranked_items[0]["image_url"])
+    expect(card.locator("figure.phone.ios .buttons .button")).to_have_text(["Buy now", "Remind me later"])
+    assert page.asked == []  # nothing was requested from outside the app

@@ -248,13 +248,21 @@ def jobs_page(request: Request, session: Annotated[Session, Depends(page_session
 
 
 def _cards(request: Request, job: Job, messages: list[Message]) -> list[dict[str, Any]]:
-    from generator.payloads import preview
-
     trail = review.history(_store(request), [m.id for m in messages])
     rich = review.campaign_of(job).rich
     return [{"m": m, "events": trail[m.id], "approvable": review.approvable(m), "failing": review.failing_checks(m),
-             "top_items": review.display_items(m, job),
-             "preview": preview(m.title, m.body, m.deep_link or "", m.ranked_items or [], rich)} for m in messages]
+             "top_items": review.display_items(m, job), "preview": _preview(m, rich)} for m in messages]
+
+
+def _preview(m: Message, rich: Any) -> dict[str, Any]:
+    """The push as each platform shows it; its image only from PUSHGEN_REVIEW_IMAGE_HOSTS (else a placeholder)."""
+    from generator.payloads import preview
+
+    out = preview(m.title, m.body, m.deep_link or "", m.ranked_items or [], rich)
+    for platform in ("apns", "fcm"):
+        image = out[platform]["image"]
+        out[platform]["shown_image"] = image if image and review.image_allowed(image) else ""
+    return out
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
