@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from generator.brand import apply_to_prompt, policy_with_guidelines
 from generator.config import get_settings
 from generator.ctr import CtrModel, push_text
 from generator.data import EventType, Item, Shop, User, language_of
@@ -27,6 +28,7 @@ from generator.generate import Candidate, GenerationRequest, Generator
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
 from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
 from generator.links import deep_link
+from generator.payloads import RichPush
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
 from generator.store import Store
@@ -75,6 +77,7 @@ class Campaign(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50)
     policy: BrandPolicy = Field(default_factory=BrandPolicy)
     utm_source: str = Field(default="push", min_length=1, max_length=100)
+    rich: RichPush | None = Field(default=None, description="Rich push: the item's image, buttons, app links.")
 
     @model_validator(mode="before")
     @classmethod
@@ -346,7 +349,9 @@ class CampaignRunner:
             available = {"brand": campaign.brand, "item": item_facts(featured.item, locale),
                          "campaign": campaign.facts, "review": review, "campaign_type": ctype, "locale": locale}
             declared = self.prompts.get(template).variables
-            rendered = self.prompts.render(template, **{k: available.get(k) for k in declared})
+            policy = policy_with_guidelines(campaign.policy, campaign.adapter, locale)  # or brand.yaml's
+            rendered = apply_to_prompt(self.prompts.render(template, **{k: available.get(k) for k in declared}),
+                                       policy.guidelines, locale)
             gen = self.generator_for(locale)
             adapter = adapter_for(campaign, locale)
             if adapter:
@@ -361,7 +366,7 @@ class CampaignRunner:
                                             adapter=adapter))
             generic = generic_copy(self.prompts, locale, ctype, featured.item, campaign.facts)
             contexts[uid] = GuardContext(items=[r.item for r in top], locale=locale, facts=campaign.facts,
-                                         catalog=shop.items, quoted_texts=quoted, policy=campaign.policy,
+                                         catalog=shop.items, quoted_texts=quoted, policy=policy,
                                          example_texts=[a for _, a in rendered.examples],
                                          generic_texts=generic, prompt_text=rendered.user, campaign_type=ctype)
             requests.append(GenerationRequest(key=uid, prompt=own, prefix=shared, adapter=adapter))

@@ -387,6 +387,10 @@ def _mount_subcommands() -> None:
 
     app.add_typer(experiment_app, name="experiment")
     app.command("loop")(loop_cmd)
+    from generator.cli_features import control_app, schedule_cmd
+
+    experiment_app.command("schedule")(schedule_cmd)
+    app.add_typer(control_app, name="control")
 
 
 _mount_subcommands()

@@ -79,7 +79,16 @@ def summary(store: Store, experiment_id: str, *, until: datetime | None = None, 
         "decision": pick_winner(counts, alpha=alpha, tuning=tuning,
                                 srm_alarm=any(v["alarm"] for v in srm.values())),
         "alpha": alpha, "tuning": tuning,
+        **_campaign_sections(store, experiment_id, alpha),
     }
+
+
+def _campaign_sections(store: Store, experiment_id: str, alpha: float) -> dict[str, Any]:
+    """The send-time arms (:mod:`generator.sendtime`) and the brand's global control (:mod:`generator.holdout`)."""
+    from generator import holdout, sendtime
+
+    return {"send_time": sendtime.report(store, experiment_id, alpha),
+            "global_control": holdout.experiment_uplift(store, experiment_id, alpha)}
 
 
 def daily_series(store: Store, experiment_id: str, *, days: int | None = None,
@@ -219,5 +228,31 @@ the always-valid interval and p (confidence sequence, tuning {data['tuning']:.0f
 <h2>Sample-ratio checks</h2><p>Chi-square against the allocation weights; alarm at p &lt; 0.001.</p>
 <table><tr><th>stage</th><th>users per arm</th><th>p</th><th>verdict</th></tr>{srm}</table>
 <h2>Rates over time</h2>{_img(rates_png)}{_img(seq_png)}
+{_campaign_html(data)}
 </body></html>
 """
+
+
+def _campaign_html(data: dict[str, Any]) -> str:
+    """The send-time arms and the global control's uplift, when the experiment has them."""
+    e, out = html.escape, []
+    if data.get("send_time"):
+        rows = "".join(f"<tr><td>{e(t)}</td><td>{a['planned']}</td><td>{a['sent']}</td><td>{a['opened']}</td>"
+                       f"<td>{a['clicked']}</td></tr>" for t, a in data["send_time"]["arms"].items())
+        comps = "".join(f"<tr><td>{e(c['metric'])}</td><td>{c['value']:.4f}</td><td>{c['control_value']:.4f}</td>"
+                        f"<td>{c['diff']:+.4f}</td><td>{c['p_value']:.4f}</td></tr>"
+                        for c in data["send_time"]["comparisons"])
+        out.append("<h2>Send time</h2><p>Per planned user: each user's best hour against a random allowed hour."
+                   "</p><table><tr><th>timing</th><th>planned</th><th>sent</th><th>opened</th><th>clicked</th></tr>"
+                   f"{rows}</table><table><tr><th>metric</th><th>optimised</th><th>random hour</th><th>diff</th>"
+                   f"<th>z-test p</th></tr>{comps}</table>")
+    if data.get("global_control"):
+        g = data["global_control"]
+        rows = "".join(f"<tr><td>{e(m['metric'])}</td><td>{m['sent']:.4f}</td><td>{m['global_control']:.4f}</td>"
+                       f"<td>{m['diff']:+.4f}</td><td>{m['diff_ci'][0]:+.4f}–{m['diff_ci'][1]:+.4f}</td>"
+                       f"<td>{m['p_value']:.4f}</td></tr>" for m in g["metrics"])
+        out.append(f"<h2>Global control</h2><p>Users who could get the push ({g['users']['sent']}) against the "
+                   f"brand's global control group ({g['users']['global_control']}), per user.</p><table><tr>"
+                   "<th>metric</th><th>sent</th><th>global control</th><th>diff</th><th>95% interval</th>"
+                   f"<th>p</th></tr>{rows}</table>")
+    return "".join(out)

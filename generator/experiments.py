@@ -15,9 +15,11 @@ Read top to bottom:
   copy is sent, and a user keeps their arm even when their arm's copy is rejected by a reviewer or a guardrail
   (their send is recorded as ``dropped``): drops can never move users between arms and bias the comparison.
 * **Sending** (:func:`send`) walks the assignments that have no final send yet and records one
-  :class:`Send` per user: ``holdout`` (no push), ``dropped`` (the arm's copy for the user was rejected or
+  :class:`Send` per user: ``holdout`` (no push), ``global_control`` (the brand's global control group,
+  :mod:`generator.holdout`: no push), ``dropped`` (the arm's copy for the user was rejected or
   fails a guardrail), ``awaiting`` (not generated or not reviewed yet: tried again on the next run),
-  ``deferred`` (quiet hours in the user's time zone: tried again on the next run), ``capped`` (the user's
+  ``scheduled`` (the user's own send time, :mod:`generator.sendtime`, is still to come), ``deferred`` (quiet
+  hours in the user's time zone: tried again on the next run), ``capped`` (the user's
   frequency cap), ``no_token``, then the provider's verdict: ``sent``, ``dead_token`` (the provider said the
   token is invalid; it is marked dead and never used again), ``too_large`` (payload over 4,096 bytes after
   JSON encoding), ``failed`` or ``retry`` (transient errors after the sender's own retries; a later run tries
@@ -44,17 +46,21 @@ from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstrain
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from generator import holdout, sendtime
 from generator.data import unit_interval
 from generator.errors import PushgenError
 from generator.store import Base, DeviceToken, Job, Message, Store, utcnow
 
 HOLDOUT = "holdout"
+_DEFAULT_BRAND = "Northwind Home & Outdoor"  # generator.campaign.Campaign.brand's default (jobs store it anyway)
 EVENT_TYPES = ("delivered", "opened", "clicked", "converted")
-FINAL_SEND = ("holdout", "dropped", "capped", "no_token", "sent", "dead_token", "too_large", "failed", "sending")
-RETRYABLE_SEND = ("deferred", "retry", "awaiting")
+FINAL_SEND = ("holdout", "dropped", "capped", "no_token", "sent", "dead_token", "too_large", "failed", "sending",
+              "global_control")
+RETRYABLE_SEND = ("deferred", "retry", "awaiting", "scheduled")
 # the sends an outcome may belong to: only a push that went out is delivered, opened or clicked; a holdout user
-# (no push, the control) still converts
-OUTCOME_SENDS = {"delivered": ("sent",), "opened": ("sent",), "clicked": ("sent",), "converted": ("sent", "holdout")}
+# or a member of the brand's global control (no push, the control) still converts
+OUTCOME_SENDS = {"delivered": ("sent",), "opened": ("sent",), "clicked": ("sent",),
+                 "converted": ("sent", "holdout", "global_control")}
 
 
 class ExperimentError(PushgenError):
@@ -402,12 +408,19 @@ def _sent_recently(s: Any, user_id: str, since: datetime) -> int:
         Send.user_id == user_id, Send.status == "sent", Send.sent_at >= since)) or 0)
 
 
-def push_payload(message: Message, experiment_id: str, send_key: str, arm: str) -> dict[str, Any]:
-    """The provider-neutral push: copy, deep link and the ids that outcome events refer back to."""
+def push_payload(message: Message, experiment_id: str, send_key: str, arm: str,
+                 rich: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The provider-neutral push: copy, deep link and the ids that outcome events refer back to; with the
+    campaign's ``rich`` settings also the featured item's image, buttons and per-platform links."""
+    from generator.payloads import rich_fields
+
+    featured = (message.ranked_items or [{}])[0]
     return {"title": message.title, "body": message.body, "deep_link": message.deep_link or "",
             "idempotency_key": send_key, "collapse_id": f"exp-{experiment_id[:8]}",
             "data": {"experiment_id": experiment_id, "arm": arm, "send_key": send_key,
-                     "deep_link": message.deep_link or ""}}
+                     "deep_link": message.deep_link or ""},
+            **rich_fields(rich, item_id=str(featured.get("item_id") or (message.item_ids or [""])[0]),
+                          image_url=str(featured.get("image_url") or ""), web_link=message.deep_link or "")}
 
 
 def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSender], *,
@@ -424,6 +437,8 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
     rules = SendRules(**exp.params.get("rules", {}))
     tz = timezones if timezones is not None else _timezones(store, exp)
     arm_rows = {a.name: a for a in arms(store, experiment_id)}
+    campaign = _campaign_of(store, exp)
+    rich, control = campaign.get("rich"), holdout.get_control(store, campaign.get("brand", _DEFAULT_BRAND))
     todo = [a for a in assignments(store, experiment_id) if (user_ids is None or a.user_id in set(user_ids))
             and not a.user_id.startswith("erased:")]  # an erased user is never sent to
     counts: Counter[str] = Counter()
@@ -441,7 +456,7 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
                     s.add(row)
                     s.flush()  # a concurrent insert of the same key fails here: the other worker owns it
                 status, message, token = _decide(s, exp, arm_rows[a.arm], a.user_id, rules, tz, now,
-                                                 list(by_platform))
+                                                 list(by_platform), control)
                 row.updated_at = now
                 if message is not None:
                     row.message_id, row.adapter = message.id, message.adapter
@@ -450,7 +465,7 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
                     counts[status] += 1
                     continue
                 row.status, row.platform, row.device_token_id = "sending", token.platform, token.id
-                payload = push_payload(message, experiment_id, key, a.arm)
+                payload = push_payload(message, experiment_id, key, a.arm, rich)
                 token_value, send_id, token_id = token.token, row.id, token.id
         except IntegrityError:
             continue
@@ -470,10 +485,13 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
 
 
 def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, tz: Mapping[str, str],
-            now: datetime, platforms: Sequence[str]) -> tuple[str, Message | None, DeviceToken | None]:
+            now: datetime, platforms: Sequence[str],
+            control: holdout.Control | None = None) -> tuple[str, Message | None, DeviceToken | None]:
     """What to do with one user's send: a final status, or ``go`` with the approved message and a live token."""
     if arm.variant is None:
         return "holdout", None, None
+    if control is not None and user_id in control:
+        return holdout.STATUS, None, None  # the brand's global control group: no campaign push at all
     message = s.scalar(select(Message).where(Message.job_id == exp.job_id, Message.user_id == user_id,
                                              Message.variant == arm.variant))
     if message is None:
@@ -482,6 +500,8 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
         if message.review_status == "rejected" or message.status not in ("passed", "fallback"):
             return "dropped", message, None  # can never be approved: the user stays in the arm, unsent
         return "awaiting", message, None  # waiting for a reviewer
+    if sendtime.wait(s, exp.id, user_id, now, tz.get(user_id, "UTC")):
+        return "scheduled", message, None  # the user's own send time (generator.sendtime) is still to come
     if rules.quiet(now, tz.get(user_id, "UTC")):
         return "deferred", message, None
     if rules.frequency_cap and _sent_recently(s, user_id, now - timedelta(hours=rules.cap_window_hours)) \
@@ -491,6 +511,12 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
     if token is None:
         return "no_token", message, None
     return "go", message, token
+
+
+def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
+    """The campaign (as stored JSON) of the experiment's job; {} when the job is gone."""
+    job = store.get_job(exp.job_id) if exp.job_id else None
+    return dict(((job.params or {}).get("campaign") or {}) if job else {})
 
 
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:
@@ -546,6 +572,9 @@ def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
             s.execute(update(OutcomeEvent).where(OutcomeEvent.event_id == event_id)
                       .values(event_id=ERASED + keyed(key, event_id)))
             n += 1
+        n += 1
+    for t in s.scalars(select(sendtime.SendTime).where(sendtime.SendTime.user_id == user_id)):
+        t.user_id = pseudonyms.setdefault(t.experiment_id, ERASED + uuid.uuid4().hex)  # still joins its send
         n += 1
     return n
 

@@ -7,7 +7,6 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,11 +16,11 @@ from functools import lru_cache
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
+from generator.brand import BrandGuidelines, check_brand
 from generator.data import Item, language_of
 from generator.formatting import mask, money_mentions, percent_mentions
+from generator.payloads import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.prompts import quote_user_text
-
-MAX_PAYLOAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,8 @@ class BrandPolicy(BaseModel):
     required_disclaimer: str | None = Field(default=None, description="Text every body must contain.")
     platforms: list[str] = Field(default_factory=lambda: ["ios", "android"],
                                  description="Platforms whose visible-length limits apply (the strictest wins).")
+    guidelines: BrandGuidelines | None = Field(default=None, description="The brand's guideline object "
+                                               "(generator.brand): tone, emoji, phrases per locale, capitalisation.")
 
 
 @dataclass
@@ -148,17 +149,13 @@ def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]
 
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
-    """The FCM HTTP v1 and APNs payloads this copy would travel in (minimal form)."""
-    data = {"deep_link": deep_link} if deep_link else {}
-    return {
-        "fcm": {"message": {"notification": {"title": title, "body": body}, "data": data}},
-        "apns": {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}, **data},
-    }
+    """The FCM HTTP v1 message and APNs payload this copy would travel in, as the senders build them
+    (:mod:`generator.payloads`; a rich push's image and buttons are dropped before the copy, so copy fits alone)."""
+    return {name: build(plain_push(title, body, deep_link)) for name, build in BUILDERS.items()}
 
 
 def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str = "") -> CheckResult:
-    sizes = {k: len(json.dumps(v, ensure_ascii=False).encode("utf-8"))
-             for k, v in push_payloads(title, body, deep_link).items()}
+    sizes = {k: encoded_size(v) for k, v in push_payloads(title, body, deep_link).items()}
     worst = max(sizes, key=sizes.__getitem__)
     if sizes[worst] > MAX_PAYLOAD_BYTES:
         return CheckResult("payload_size", False, f"{worst} payload is {sizes[worst]} bytes, limit {MAX_PAYLOAD_BYTES}")
@@ -705,7 +702,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
                                      check_prices, check_percentages, check_facts, check_claims, check_sense,
                                      check_mentions_item,
                                      check_example_copy, check_prompt_echo, check_policy, check_tone, check_pii,
-                                     check_injection)
+                                     check_injection, check_brand)
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,

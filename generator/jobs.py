@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
 
+from generator.callbacks import callback_state, drain
 from generator.campaign import Campaign, CampaignRunner, adapter_label, select_audience
 from generator.config import get_settings
 from generator.data import Shop, load_shop
@@ -42,6 +43,9 @@ class JobRequest(BaseModel):
     schedule: AwareDatetime | None = Field(
         default=None, description="When to start (ISO 8601 with a time zone). A job whose time is still to come is "
                                   "'scheduled' and is dispatched by the workers' recovery pass once it is due.")
+    callback_url: HttpUrl | None = Field(
+        default=None, description="Where to POST the signed completion event (done, failed or cancelled); see "
+                                  "generator.callbacks.")
 
 
 def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> tuple[Job, bool]:
@@ -180,7 +184,8 @@ def job_status(store: Store, job_id: str) -> dict[str, Any] | None:
             if job.finished_at else None, "schedule": job.params.get("schedule"),
             "idempotency_key": job.idempotency_key,
             "progress": round(finished / total_chunks, 4) if total_chunks else 1.0,
-            "chunks": chunks, "messages": store.count_messages(job_id), "expected_messages": job.total}
+            "chunks": chunks, "messages": store.count_messages(job_id), "expected_messages": job.total,
+            "callback": callback_state(store, job_id)}
 
 
 def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = None,
@@ -266,6 +271,7 @@ def recover(store: Store, *, now: datetime | None = None, requeue_after: float |
             send_chunks(store, job_id, sorted(indexes))
         else:
             run_job_inline(store, job_id, indexes=sorted(indexes))
+    drain(store)  # completion callbacks of jobs that ended, and retries that are due
     if started or lost:
         log.info("recovery: %d scheduled jobs started, %d lost chunks sent again", len(started), len(lost))
     return {"scheduled": len(started), "chunks": len(lost)}

@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from generator.brand import policy_with_guidelines
 from generator.campaign import Campaign, campaign_type_for
 from generator.config import get_settings
 from generator.data import Item, Shop, load_shop, write_table
@@ -247,8 +248,8 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
             if review and "review" in declared:
                 quoted = [review]
     return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
-                        quoted_texts=quoted, policy=campaign.policy, example_texts=examples,
-                        generic_texts=generic, prompt_text=prompt_text,
+                        quoted_texts=quoted, policy=policy_with_guidelines(campaign.policy, campaign.adapter, locale),
+                        example_texts=examples, generic_texts=generic, prompt_text=prompt_text,
                         campaign_type=campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, [])) if items else "")
 
 

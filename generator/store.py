@@ -137,9 +137,12 @@ class DeviceToken(Base):
     __table_args__ = (UniqueConstraint("platform", "token", name="uq_device_token"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(200), index=True)
-    platform: Mapped[str] = mapped_column(String(16))  # fcm / apns
-    token: Mapped[str] = mapped_column(Text)
+    platform: Mapped[str] = mapped_column(String(16))  # fcm / apns / webhook
+    token: Mapped[str] = mapped_column(Text, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    app: Mapped[str | None] = mapped_column(String(200))  # migration 0006: what POST /v1/devices registers
+    locale: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime | None]
 
 
 class ItemEmbedding(Base):
@@ -495,5 +498,8 @@ class Store:
 
 
 # Tables declared beside their own module, imported here so that Base.metadata (and Alembic) sees every table.
+from generator import callbacks as _callbacks  # noqa: E402,F401  (job completion callbacks)
 from generator import erasure as _erasure  # noqa: E402,F401  (the suppression list)
 from generator import experiments as _experiments  # noqa: E402,F401  (sends, outcome events, ...)
+from generator import holdout as _holdout  # noqa: E402,F401  (global control groups)
+from generator import sendtime as _sendtime  # noqa: E402,F401  (per-user send times)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from generator import jobs, privacy, review
+from generator import callbacks, jobs, privacy, review
 from generator.config import get_settings
 from generator.errors import PushgenError
 from generator.inputs import MAX_INT
@@ -78,16 +78,20 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
 
     @app.post("/v1/jobs", status_code=202)
     def submit(req: jobs.JobRequest, background: BackgroundTasks,
-               _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+               _: Annotated[str, Depends(role("campaign_tool"))],
+               creds: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> dict[str, Any]:
         try:
             job, created = jobs.create_job(app.state.store, req)
         except PushgenError as exc:
             raise HTTPException(422, str(exc)) from exc
+        if created and req.callback_url is not None:
+            callbacks.subscribe(app.state.store, job.id, str(req.callback_url), creds.credentials)
         if created and job.status != "scheduled":  # a scheduled job is started by the recovery pass when due
             if get_settings().broker_url:
                 jobs.dispatch(app.state.store, job.id)
             else:
                 background.add_task(jobs.run_job_inline, app.state.store, job.id)
+                background.add_task(callbacks.drain, app.state.store)
         return {**jobs.job_status(app.state.store, job.id), "created": created}
 
     @app.get("/v1/jobs/{job_id}")
@@ -116,11 +120,13 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
                               "guardrails": m.guardrails} for m in rows]}
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    def cancel(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+    def cancel(job_id: JobId, background: BackgroundTasks,
+               _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
         try:
             jobs.cancel_job(app.state.store, job_id)
         except KeyError:
             raise HTTPException(404, f"no job {job_id}") from None
+        background.add_task(callbacks.drain, app.state.store)  # the job.cancelled event, if one was asked for
         return jobs.job_status(app.state.store, job_id)
 
     @app.delete("/v1/users/{user_id}")
@@ -135,6 +141,12 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
     from workers import events_api
 
     events_api.install(app)  # POST /v1/events, GET /v1/experiments/{id}
+    from workers import devices_api
+
+    app.include_router(devices_api.router)  # POST /v1/devices, DELETE /v1/devices/{token}, GET .../devices
+    from workers import callbacks_api
+
+    app.include_router(callbacks_api.router)  # POST /v1/callbacks/secret
     install_error_handlers(app)
     # outermost: token gate, streaming body limit and JSON limits before anything parses the request
     app.add_middleware(RequestGuard, max_bytes=lambda: get_settings().max_request_bytes,

@@ -14,7 +14,8 @@ from generator.config import get_settings
 
 
 def make_app() -> Celery:
-    return configure(Celery("pushgen", include=["workers.tasks", "workers.tasks_experiments"]))
+    return configure(Celery("pushgen", include=["workers.tasks", "workers.tasks_experiments",
+                                                "workers.tasks_callbacks"]))
 
 
 def configure(app: Celery) -> Celery:

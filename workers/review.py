@@ -249,8 +249,20 @@ def jobs_page(request: Request, session: Annotated[Session, Depends(page_session
 
 def _cards(request: Request, job: Job, messages: list[Message]) -> list[dict[str, Any]]:
     trail = review.history(_store(request), [m.id for m in messages])
+    rich = review.campaign_of(job).rich
     return [{"m": m, "events": trail[m.id], "approvable": review.approvable(m), "failing": review.failing_checks(m),
-             "top_items": review.display_items(m, job)} for m in messages]
+             "top_items": review.display_items(m, job), "preview": _preview(m, rich)} for m in messages]
+
+
+def _preview(m: Message, rich: Any) -> dict[str, Any]:
+    """The push as each platform shows it; its image only from PUSHGEN_REVIEW_IMAGE_HOSTS (else a placeholder)."""
+    from generator.payloads import preview
+
+    out = preview(m.title, m.body, m.deep_link or "", m.ranked_items or [], rich)
+    for platform in ("apns", "fcm"):
+        image = out[platform]["image"]
+        out[platform]["shown_image"] = image if image and review.image_allowed(image) else ""
+    return out
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -272,7 +284,18 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
                    counts=review.review_counts(store, [job_id])[job_id], rule=review.get_rule(store, job_id),
                    filters={"status": status, "flag": flag, "variant": variant}, page=page,
                    pages=max(1, -(-total // PAGE_SIZE)), query=query, here=here, variants=campaign.variants,
-                   campaign=campaign)
+                   campaign=campaign, guidelines=_guidelines(campaign))
+
+
+def _guidelines(campaign: Any) -> Any:
+    """The brand guidelines the job's copy is held to (the campaign's, else its adapter's brand.yaml)."""
+    from generator.brand import policy_with_guidelines
+    from generator.errors import PushgenError
+
+    try:
+        return policy_with_guidelines(campaign.policy, campaign.adapter).guidelines
+    except PushgenError:  # a broken brand.yaml: the checks report it; the page still shows the queue
+        return None
 
 
 @router.get("/jobs/{job_id}/variants", response_class=HTMLResponse)

@@ -41,14 +41,31 @@ def generate_chunk(self, job_id: str, index: int) -> str:  # type: ignore[no-unt
     ``max_deliveries`` deliveries (counted in the database, so worker crashes count too)."""
     self.update_state(state="PROGRESS", meta={"job_id": job_id, "chunk": index})
     try:
-        return jobs.run_chunk(store(), job_id, index)
+        status = jobs.run_chunk(store(), job_id, index)
+        _job_ended(job_id)
+        return status
     except (OperationalError, ConnectionError):
         raise  # transient: retried with backoff
     except Exception as exc:
         log.exception("chunk %s/%s failed", job_id, index)
         if self.request.retries >= get_settings().max_deliveries - 1:
-            return jobs.fail_chunk(store(), job_id, index, f"{type(exc).__name__}: {exc}")
+            status = jobs.fail_chunk(store(), job_id, index, f"{type(exc).__name__}: {exc}")
+            _job_ended(job_id)
+            return status
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
+
+
+def _job_ended(job_id: str) -> None:
+    """A job that asked for a completion callback and just ended sends it now (the recovery pass would, later)."""
+    from generator.callbacks import callback_state
+
+    state = callback_state(store(), job_id)
+    if state is not None and state["status"] == "waiting":
+        job = store().get_job(job_id)
+        if job is not None and job.status in jobs.FINAL:
+            from workers.tasks_callbacks import deliver
+
+            deliver.delay()
 
 
 _LOOP: RecoveryLoop | None = None

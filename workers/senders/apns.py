@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from generator.payloads import apns_payload, fit
 from workers.senders.base import Attempt, Sender, check_size, parse_retry_after
 
 APNS_URL = "https://api.push.apple.com"
@@ -43,12 +44,9 @@ class ApnsConfig:
 
 
 def build_payload(push: dict[str, Any]) -> dict[str, Any]:
-    """The APNs JSON: the ``aps`` dictionary (alert, sound) plus custom keys for the app."""
-    out: dict[str, Any] = {"aps": {"alert": {"title": push["title"], "body": push["body"]}, "sound": "default"}}
-    for k, v in (push.get("data") or {}).items():
-        if k != "aps":
-            out[k] = v
-    return out
+    """The APNs JSON (:func:`generator.payloads.apns_payload`), within 4,096 bytes by :func:`generator.payloads.fit`:
+    the image goes first, then the buttons."""
+    return fit(push, apns_payload)[0]
 
 
 def apns_id(idempotency_key: str | None) -> str:

@@ -12,19 +12,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from generator.errors import PushgenError
+from generator.payloads import MAX_PAYLOAD_BYTES, PayloadTooLarge, encoded_size
 
 _EPS = 1e-9  # float round-off in the refill must not leave a caller sleeping 0-second naps
-MAX_PAYLOAD_BYTES = 4096  # FCM (message payload) and APNs (alert notifications) alike
-
-
-class PayloadTooLarge(PushgenError):
-    """A push whose JSON payload exceeds the provider's limit; it is not sent."""
-
-
-def encoded_size(payload: Any) -> int:
-    """Bytes of ``payload`` as sent: compact JSON, UTF-8 (non-ASCII text counts its real bytes)."""
-    return len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+__all__ = ["MAX_PAYLOAD_BYTES", "PayloadTooLarge", "encoded_size"]  # the payload builder's, re-exported
 
 
 def check_size(payload: Any, limit: int = MAX_PAYLOAD_BYTES) -> bytes:

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from workers.senders.base import Attempt, Sender, check_size, parse_retry_after
+from generator.payloads import fcm_message, fit
+from workers.senders.base import Attempt, Sender, parse_retry_after
 
 FCM_URL = "https://fcm.googleapis.com"
 INVALID_TOKEN_CODES = ("UNREGISTERED",)
@@ -29,17 +30,10 @@ class FcmConfig:
 
 
 def build_message(token: str, push: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP v1 request body: notification, string-only data, Android priority and collapse key, and the
-    APNs collapse id for iOS devices reached through FCM."""
-    data = {str(k): str(v) for k, v in (push.get("data") or {}).items()}
-    message: dict[str, Any] = {
-        "token": token,
-        "notification": {"title": push["title"], "body": push["body"]},
-        "data": data,
-        "android": {"priority": "high", "collapse_key": push.get("collapse_id") or "pushgen"},
-        "apns": {"headers": {"apns-collapse-id": push.get("collapse_id") or "pushgen"}},
-    }
-    return {"message": message}
+    """The HTTP v1 request body (:func:`generator.payloads.fcm_message`, within 4,096 bytes by
+    :func:`generator.payloads.fit`: the image goes first, then the buttons) addressed to ``token``."""
+    message, _ = fit(push, fcm_message)
+    return {"message": {"token": token, **message}}
 
 
 def error_code(body: Any) -> str | None:
@@ -65,9 +59,7 @@ class FcmSender(Sender):
         return t() if callable(t) else t
 
     def send_once(self, token: str, push: dict[str, Any]) -> Attempt:
-        body = build_message(token, push)
-        without_token = {k: v for k, v in body["message"].items() if k != "token"}
-        check_size(without_token)  # the device token is addressing, not payload
+        body = build_message(token, push)  # fitted without the token: addressing, not payload
         resp = self.client.post(self.url, json=body, headers={"Authorization": f"Bearer {self._token()}"})
         try:
             data = resp.json()
