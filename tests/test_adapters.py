@@ -104,11 +104,14 @@ def test_delete_and_unknown_adapter_errors(two_adapters: tuple[str, str]) -> Non
 
 
 def test_each_row_of_a_mixed_batch_matches_its_adapter_alone(two_adapters: tuple[str, str]) -> None:
+    from decimal import Decimal
+
     import torch
 
     from generator.adapters import load_generator
+    from generator.data import Item
     from generator.generate import GenerationRequest
-    from generator.prompts import default_library, prompt_parts
+    from generator.prompts import default_library, item_facts, prompt_parts
 
     gen = load_generator(list(two_adapters), batch_size=8, max_new_tokens=12)
     from peft.tuners.lora import LoraLayer
@@ -121,7 +124,8 @@ def test_each_row_of_a_mixed_batch_matches_its_adapter_alone(two_adapters: tuple
         r = lib.render(
             "price_drop.en",
             brand="Acme",
-            item={"title": title, "price": "$9.99", "old_price": None, "discount_pct": None},
+            item=item_facts(Item(item_id=title, title=title, price=Decimal("9.99"), currency="USD", in_stock=True,
+                                 url="https://shop.example.com/p/1")),
         )
         prompts.append(prompt_parts(gen.tokenizer, r, with_examples=False))
     reqs = [
