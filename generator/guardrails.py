@@ -184,6 +184,8 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
         listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in ctx.named_items(text) if it.discount_pct}
         before = text[max(0, m.span[0] - 24):m.span[0]].lower()
+        if regex.search(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨", before):
+            return CheckResult("prices", False, f"{m.text!r}: no price of this push has gone up")
         if m.amounts & listed and not _WAS.search(before):
             return CheckResult("prices", False, f"{m.text!r} is the price before the discount, written as the "
                                                 "price now (say 'was' or 'down from')")

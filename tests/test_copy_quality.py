@@ -199,6 +199,7 @@ def test_up_from_up_to_and_a_title_repeated_as_body_fail() -> None:
 
     ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
     assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, up from $29.95.", ctx).passed
+    assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, up from $17.97.", ctx).passed
     assert check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, down from $29.95.", ctx).passed
     assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $29.95.", ctx).passed
     assert not check_percentages("Caliper", "Kelvix Digital Caliper: up to 40% off", ctx).passed
