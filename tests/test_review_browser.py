@@ -233,8 +233,12 @@ def test_auto_approve_rule_is_recorded_as_auto_rule(live, page) -> None:  # type
     assert sorted(_status(store, job).values()) == ["approved", "approved", "pending", "pending"]
 
 
-def test_screenshot_script_writes_the_review_queue_png(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_screenshot_script_writes_the_review_queue_png(browser, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
+
+    # the script lets the sample shop's pictures load; restored after this test so later ones see the default
+    monkeypatch.setenv("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')
 
     spec = importlib.util.spec_from_file_location("screenshot_review",
                                                   Path(__file__).parent.parent / "scripts" / "screenshot_review.py")
