@@ -89,3 +89,16 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-encoder")
     SentenceTransformer(modules=[models.Transformer(str(hf), max_seq_length=128), models.Pooling(32)]).save(str(folder))
     return folder
+
+
+@pytest.fixture
+def long_titles_shop(tmp_path: Path) -> Path:
+    """A shop folder whose items are the real-looking long catalog titles of tests/fixtures/long_titles.csv."""
+    import shutil
+
+    shop = tmp_path / "long_titles_shop"
+    shop.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "long_titles.csv", shop / "items.csv")
+    (shop / "users.csv").write_text("user_id,locale\nu1,en_IN\n", encoding="utf-8")
+    (shop / "events.csv").write_text("user_id,item_id,event_type,timestamp\n", encoding="utf-8")
+    return shop

@@ -57,15 +57,10 @@ def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
     assert clean.returncode == 0, clean.stdout
 
 
-def test_audit_flags_unbacked_claims_pasted_titles_and_rupee_prices(tmp_path: Path) -> None:
+def test_audit_flags_unbacked_claims_pasted_titles_and_rupee_prices(tmp_path: Path, long_titles_shop: Path) -> None:
     import json
-    import shutil
 
-    shop = tmp_path / "shop"
-    shop.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "long_titles.csv", shop / "items.csv")
-    (shop / "users.csv").write_text("user_id,locale\nu1,en_IN\n", encoding="utf-8")
-    (shop / "events.csv").write_text("user_id,item_id,event_type,timestamp\n", encoding="utf-8")
+    shop = long_titles_shop
     caliper, pen = "L06", "L17"  # Kelvix caliper $29.95 -> $17.97 (40% off); pen ₹990 -> ₹466 (53% off)
     rows = [
         {"user_id": "ok", "item_ids": caliper, "status": "passed", "title": "40% off",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,12 +28,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, check=True)
 
 
-def test_export_hides_the_source_and_score_counts_per_set(tmp_path: Path) -> None:
-    shop = tmp_path / "shop"
-    shop.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "long_titles.csv", shop / "items.csv")
-    (shop / "users.csv").write_text("user_id\nu1\n", encoding="utf-8")
-    (shop / "events.csv").write_text("user_id,item_id,event_type,timestamp\n", encoding="utf-8")
+def test_export_hides_the_source_and_score_counts_per_set(tmp_path: Path, long_titles_shop: Path) -> None:
+    shop = long_titles_shop
     a = _messages(tmp_path / "a.csv", [("secret-user-1", "passed", "Kelvix caliper, $17.97"),
                                        ("secret-user-2", "fallback", "Kelvix Digital Caliper is now $17.97"),
                                        ("secret-user-3", "flagged", "")])
