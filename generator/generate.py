@@ -16,6 +16,7 @@ import gc
 import inspect
 import itertools
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -272,6 +273,24 @@ class _StaticKV:
         return int(self.pos)
 
 
+class _Scratch:
+    """Reusable device buffers by name, grown when a larger one is asked for: a batch's tensors of thousands of rows
+    (its decoding state, the prefill's mask) are allocated once, not per batch, since fresh memory of that size
+    costs more in page faults than in writing it."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, *, zero: bool = False) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        view = buf[:size].view(shape)
+        return view.zero_() if zero else view
+
+
 class _StaticRunner:
     """Fixed-shape decoding state for up to ``capacity`` rows of ``length`` positions: the cache, the step's inputs
     and outputs (the first ``n`` rows in use), and on CUDA a graph of one decode step over all ``capacity`` rows
@@ -338,7 +357,7 @@ class _StaticRunner:
                 self.cache.values[layer][:, :, :p_max].copy_(v)
         self.cache.pos.fill_(start)
         self.cache.visible = end  # the slots after the suffix are empty: attended to by no prefill query
-        mask = self.gen._prefill_mask(bias[:, :end], start, s)
+        mask = self.gen._prefill_mask(bias[:, :end], start, s, out=self.gen._scratch)
         try:
             with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
                 out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos,
@@ -445,6 +464,7 @@ class Generator:
             self.model.config
         self._prefill_tokens = 2048 * 576 // cfg.hidden_size if self.device.type == "cpu" else 65536
         self._mask_elements = 1 << 24  # the prefill mask's size, rows x suffix x length, bounds a chunk too
+        self._scratch = _Scratch(self.device)
         # decode steps between checks of whether every row stopped (each check waits for a GPU)
         self._stop_check_every = 4 if self.device.type == "cuda" else 1
         self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
@@ -549,9 +569,12 @@ class Generator:
             return backend.decode_batch(ids, skip_special_tokens=True)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
-    def _parsed_texts(self, ids: list[list[int]]) -> list[tuple[str, str, str]]:
-        """``(text, title, body)`` of each row."""
-        return [(t, *parse_title_body(t)) for t in self._texts(ids)]
+    def _candidates(self, decoded: Decoded, n: int) -> list[list[Candidate]]:
+        """The ``n`` candidates of each request of a decoded batch: text, title and body, length, whether cut off."""
+        rows = [Candidate(*parse_title_body(text), text, k % n > 0, len(ids), stopped)
+                for k, (text, ids, stopped) in enumerate(zip(self._texts(decoded.ids), decoded.ids, decoded.stopped,
+                                                             strict=True))]
+        return [rows[i:i + n] for i in range(0, len(rows), n)]
 
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
@@ -684,13 +707,15 @@ class Generator:
         zero = torch.zeros((), dtype=dtype, device=keep.device)
         return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
 
-    def _prefill_mask(self, bias: torch.Tensor, first: int, s: int) -> torch.Tensor:
+    def _prefill_mask(self, bias: torch.Tensor, first: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """The additive mask of a prefill of ``s`` tokens written from slot ``first`` on: query i sees the
         positions the additive ``bias`` (``[rows, keys]``) keeps, up to and including its own (``first + i``).
-        One elementwise minimum over rows x queries x keys (both masks hold 0 or the dtype's minimum)."""
+        One elementwise minimum over rows x queries x keys (both masks hold 0 or the dtype's minimum), written into
+        a reused buffer of ``out`` when given."""
         dev = bias.device
         causal = torch.arange(bias.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
-        return torch.minimum(bias[:, None, :], self._additive(causal)[:, 0][None])[:, None]
+        dest = out.get("prefill_mask", (bias.shape[0], s, bias.shape[1]), bias.dtype) if out is not None else None
+        return torch.minimum(bias[:, None, :], self._additive(causal)[:, 0][None], out=dest)[:, None]
 
     def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
         """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
@@ -754,9 +779,13 @@ class Generator:
         return self._collect(tokens, kept, stopped)
 
     def _runner(self, adapter: str | None, capacity: int, length: int) -> _StaticRunner:
-        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels)."""
+        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels).
+        Without graphs, a runner of as many rows or more and up to one length step longer serves too (new buffers
+        of thousands of rows cost page faults; the longer one's extra positions are masked)."""
         graph = self.decode_mode == "graph"
         key = (adapter if graph else None, capacity, length)
+        if not graph and key not in self._runners:
+            key = next((k for k in self._runners if k[1] >= capacity and length <= k[2] <= length + 64), key)
         if key not in self._runners:
             if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
                 self._runners.pop(next(iter(self._runners)))
@@ -799,10 +828,10 @@ class Generator:
         sampled = torch.tensor([i % n != 0 for i in range(rows)], device=dev)
         sampled_rows = sampled.nonzero().squeeze(-1)  # made once per batch: the steps never wait for it
         gen = torch.Generator(device=dev).manual_seed(seed)
-        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
-        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
-        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
-        newlines = torch.zeros(rows, dtype=torch.long, device=dev)
+        # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
+        tokens, kept, newlines, stopped = (self._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
+            ("tokens", (rows, limit), torch.long), ("kept", (rows, limit), torch.bool),
+            ("newlines", (rows,), torch.long), ("stopped", (rows,), torch.bool)))
         live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
         for step in range(limit):
             nxt = self._pick(logits, sampled_rows, gen)
@@ -851,24 +880,21 @@ class Generator:
         out: list[list[Candidate]] = [[] for _ in requests]
         t0, n_tokens = time.perf_counter(), 0
 
-        def finish(batch: list[_Row], decoded: Decoded, texts: Future[list[tuple[str, str, str]]]) -> int:
-            parsed, n = texts.result(), n_candidates
-            for i, row in enumerate(batch):
-                out[row.index] = [Candidate(title=parsed[k][1], body=parsed[k][2], raw=parsed[k][0], sampled=k % n > 0,
-                                            new_tokens=len(decoded.ids[k]), finished=decoded.stopped[k])
-                                  for k in range(i * n, i * n + n)]
+        def finish(batch: list[_Row], decoded: Decoded, candidates: Future[list[list[Candidate]]]) -> int:
+            for row, cands in zip(batch, candidates.result(), strict=True):
+                out[row.index] = cands
             if progress is not None:
                 progress(len(batch))
             return sum(map(len, decoded.ids))
 
-        # a batch's token ids become text (and are parsed) in a worker thread while the next batch decodes (the fast
-        # tokenizer's decode releases the GIL, and so do the next batch's tensor operations); its candidates are
-        # built once that batch has been launched
+        # a batch's token ids become text and candidates in a worker thread while the next batch decodes (the fast
+        # tokenizer's decode releases the GIL, and so do the next batch's tensor operations); they are handed over
+        # once that batch has been launched
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pushgen-detokenize") as host:
             previous = None
             for b, batch in enumerate(self._batches(self._prepare(requests))):
                 decoded = self._decode(batch, n_candidates, seed + b, limit)
-                texts = host.submit(self._parsed_texts, decoded.ids)
+                texts = host.submit(self._candidates, decoded, n_candidates)
                 if previous is not None:
                     n_tokens += finish(*previous)
                 previous = (batch, decoded, texts)
