@@ -512,14 +512,15 @@ class Generator:
         return next(self.model.parameters()).device
 
     # -- preparation ---------------------------------------------------------------------------------------
-    def _prepare(self, requests: Sequence[GenerationRequest]) -> list[_Row]:
+    def _prepare(self, requests: Sequence[GenerationRequest], indexes: Sequence[int] | None = None) -> list[_Row]:
         """Tokenise each request as (shared prefix, own suffix), exactly as its whole prompt tokenises, so the model
         sees the tokens it would without sharing. A prompt that starts with an added token such as ``<|im_start|>``
         (split out before any other step of tokenising) tokenises the same after its prefix as alone: only the
         prompt is tokenised, and each distinct prompt once (users of one featured item share it). That is checked
         against the whole prompt once per prefix and starting token. Other prompts are tokenised whole, and the
         shared part is the tokens they have in common with their prefix text. Each distinct shared prefix is one
-        object, so sorting and grouping never compare it."""
+        object, so sorting and grouping never compare it. ``indexes``: each request's index in the caller's list
+        (default: its position)."""
         prefixes = list(dict.fromkeys(r.prefix for r in requests if r.prefix))
         prefix_ids = dict(zip(prefixes, self._encode(prefixes), strict=True))
         split = self._splits(requests, prefix_ids)
@@ -539,7 +540,7 @@ class Generator:
             if key not in shared:
                 shared[key] = (len(shared), tuple(pre))
             group, prefix = shared[key]
-            rows.append(_Row(i, prefix, own, r.adapter, group))
+            rows.append(_Row(i if indexes is None else indexes[i], prefix, own, r.adapter, group))
         return rows
 
     def _splits(self, requests: Sequence[GenerationRequest], prefix_ids: dict[str, list[int]]) -> list[bool]:
@@ -576,17 +577,25 @@ class Generator:
                                                              strict=True))]
         return [rows[i:i + n] for i in range(0, len(rows), n)]
 
-    def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
-        """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
-        order = sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
+    def _batches(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Requests (their indexes) grouped into batches of the same prefix and similar prompt length (little
+        padding), before tokenising: the prompt's length in characters stands for its length in tokens, so each
+        batch can be tokenised while the one before decodes."""
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].adapter or "", requests[i].prefix,
+                                                           len(requests[i].prompt), i))
         if self.decode_mode == "dynamic" or (self.decode_mode == "static" and self._fused is not None):
             # rows of one batch may use different adapters (runs of one adapter, as sorted)
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches: list[list[_Row]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
-        for _, group in itertools.groupby(order, key=lambda r: r.adapter):
+        batches: list[list[int]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
+        for _, group in itertools.groupby(order, key=lambda i: requests[i].adapter):
             group = list(group)
             batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
         return batches
+
+    def _tokenised(self, requests: Sequence[GenerationRequest], indexes: list[int]) -> list[_Row]:
+        """A batch's rows, tokenised, in decoding order: runs of one adapter, then by prefix and suffix length."""
+        rows = self._prepare([requests[i] for i in indexes], indexes)
+        return sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
 
     def _forward(self, **kwargs: Any) -> Any:
         """One forward pass; ``adapters`` names each row's adapter (None: the active scope's, see
@@ -887,12 +896,17 @@ class Generator:
                 progress(len(batch))
             return sum(map(len, decoded.ids))
 
-        # a batch's token ids become text and candidates in a worker thread while the next batch decodes (the fast
-        # tokenizer's decode releases the GIL, and so do the next batch's tensor operations); they are handed over
-        # once that batch has been launched
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pushgen-detokenize") as host:
+        # host work in two worker threads while a batch decodes: the next batch is tokenised, the last one's token
+        # ids become text and candidates (the fast tokenizer releases the GIL, and so do the tensor operations of
+        # the batch decoding); the candidates are handed over once the next batch has been launched
+        plan = self._batches(requests)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgen-host") as host:
             previous = None
-            for b, batch in enumerate(self._batches(self._prepare(requests))):
+            ahead = host.submit(self._tokenised, requests, plan[0]) if plan else None
+            for b in range(len(plan)):
+                batch = ahead.result()
+                if b + 1 < len(plan):
+                    ahead = host.submit(self._tokenised, requests, plan[b + 1])
                 decoded = self._decode(batch, n_candidates, seed + b, limit)
                 texts = host.submit(self._candidates, decoded, n_candidates)
                 if previous is not None:
