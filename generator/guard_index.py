@@ -9,6 +9,8 @@ compiled pattern per distinct brand.
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -87,3 +89,57 @@ def memo(ctx: Any, key: str, make: Callable[[], T]) -> T:
     if key not in store:
         store[key] = make()
     return store[key]
+
+
+class NearDuplicates:
+    """Copy already chosen, asked whether a text is a near-duplicate of any of it: the answer of
+    ``any(near_duplicate(text, t) for t in taken)`` without comparing with every text taken (that made choosing
+    quadratic in the users of a chunk).
+
+    Identical shingle sets are kept once. Other candidates are found by prefix filtering, exact for Jaccard
+    similarity: with every set's shingles in one fixed order, two sets at or above the threshold share a shingle
+    among the first ``|X| - ceil(t |X|) + 1`` of each; only those pairs are compared, by ``near_duplicate``'s own
+    formula. Texts without shingles compare as ``near_duplicate`` does: equal once stripped and lower-cased."""
+
+    def __init__(self, taken: Sequence[str] = (), threshold: float = 0.8):
+        from generator.guardrails import _shingles
+
+        self._shingles = _shingles
+        self.threshold = threshold
+        self._sets: list[frozenset[str]] = []
+        self._known: set[frozenset[str]] = set()
+        self._postings: dict[str, list[int]] = {}
+        self._plain: set[str] = set()  # texts without shingles, stripped and lower-cased
+        for text in taken:
+            self.add(text)
+
+    def _prefix(self, shingles: frozenset[str]) -> list[str]:
+        need = math.ceil(self.threshold * len(shingles) - 1e-9)  # a hair low at worst: a longer, still exact prefix
+        order = sorted(shingles, key=lambda s: (zlib.crc32(s.encode("utf-8")), s))
+        return order[:len(shingles) - need + 1]
+
+    def add(self, text: str) -> None:
+        shingles = frozenset(self._shingles(text, 3))
+        if not shingles:
+            self._plain.add(text.strip().lower())
+        elif shingles not in self._known:
+            self._known.add(shingles)
+            self._sets.append(shingles)
+            for s in self._prefix(shingles):
+                self._postings.setdefault(s, []).append(len(self._sets) - 1)
+
+    def near(self, text: str) -> bool:
+        shingles = frozenset(self._shingles(text, 3))
+        if not shingles:
+            return text.strip().lower() in self._plain
+        if shingles in self._known:
+            return True
+        seen: set[int] = set()
+        for s in self._prefix(shingles):
+            for k in self._postings.get(s, ()):
+                if k not in seen:
+                    seen.add(k)
+                    other = self._sets[k]
+                    if len(shingles & other) / len(shingles | other) >= self.threshold:
+                        return True
+        return False

@@ -22,12 +22,11 @@ import hashlib
 import json
 import logging
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -35,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from generator.config import get_settings
 from generator.data import Event, Item, Review, Shop
 from generator.errors import PushgenError
+from generator.shop_index import per_shop
 
 if TYPE_CHECKING:
     import torch
@@ -166,7 +166,7 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     """
     cfg = config or ScorerConfig()
     wanted = set(user_ids) if user_ids is not None else {u.user_id for u in shop.users}
-    by_user, reviews = _per_shop(shop, "by_user", lambda: _group_by_user(shop))
+    by_user, reviews = per_shop(shop, "by_user", lambda: _group_by_user(shop))
     out: dict[str, UserHistory] = {}
     for uid in wanted:
         h = UserHistory()
@@ -203,7 +203,7 @@ def _occurrences(h: UserHistory) -> list[tuple[int, list[tuple[float, str]]]]:
 def popularity(shop: Shop, index: dict[str, int]) -> np.ndarray:
     """Weighted interaction count per catalog item (events by type weight; reviews count as purchases)."""
     pop = np.zeros(len(index), dtype=np.float64)
-    for item_id, weight in _per_shop(shop, "popularity", lambda: _item_weights(shop)).items():
+    for item_id, weight in per_shop(shop, "popularity", lambda: _item_weights(shop)).items():
         if item_id in index:
             pop[index[item_id]] = weight
     return pop
@@ -230,20 +230,6 @@ def _group_by_user(shop: Shop) -> tuple[dict[str, list[tuple[int, Event]]], dict
     return events, reviews
 
 
-T = TypeVar("T")
-_SHOP_DERIVED: OrderedDict[tuple[int, str], tuple[tuple[Any, ...], Any]] = OrderedDict()
-
-
-def _per_shop(shop: Shop, name: str, make: Callable[[], T]) -> T:
-    """What ``make()`` derives from a shop's events and reviews, made once per shop (a worker ranks many chunks of
-    one shop): kept while the shop's event and review lists are the same objects of the same lengths."""
-    key, stamp = (id(shop), name), (shop.events, len(shop.events), shop.reviews, len(shop.reviews))
-    hit = _SHOP_DERIVED.get(key)
-    if hit is None or hit[0][0] is not stamp[0] or hit[0][2] is not stamp[2] or hit[0][1::2] != stamp[1::2]:
-        hit = _SHOP_DERIVED[key] = (stamp, make())
-        while len(_SHOP_DERIVED) > 8:
-            _SHOP_DERIVED.popitem(last=False)
-    return hit[1]
 
 
 class Scorer:

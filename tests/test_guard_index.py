@@ -84,3 +84,29 @@ def test_the_catalog_index_finds_what_scanning_the_catalog_finds() -> None:
         own_brands = {it.brand.lower() for it in catalog if it.item_id in own and it.brand}
         hit = index.first_other(low, own, own_brands)
         assert (None if hit is None else (hit.kind, hit.item.item_id)) == scan(low, own, own_brands), (low, own)
+
+
+def test_the_near_duplicate_index_answers_as_comparing_with_every_text() -> None:
+    from generator.guard_index import NearDuplicates
+    from generator.guardrails import near_duplicate
+
+    rng = random.Random(5)
+    words = ["camp", "in", "comfort", "tonight", "the", "tent", "is", "here", "now", "$149", "帐篷", "降价", "啦",
+             "fresh", "coffee", "every", "morning", "!", "Lamp", "lamp", ""]
+    texts = [" ".join(rng.choices(words, k=rng.randrange(0, 12))) for _ in range(150)]
+    texts += [t.upper() + "  " for t in texts[:40]] + ["", " ", "!", "帐篷降价啦帐篷降价啦"]
+    for _ in range(100):  # near misses: a long text with one word changed, added or dropped
+        base = rng.choices(words[:-1], k=rng.randrange(8, 20))
+        k = rng.randrange(len(base))
+        texts += [" ".join(base), " ".join(base[:k] + [rng.choice(words)] + base[k + 1:]),
+                  " ".join(base[:k] + base[k + 1:])]
+    rng.shuffle(texts)
+    index, taken, plain, partial = NearDuplicates(), [], set(), 0
+    for t in texts:  # ask, then take it (what choosing does user after user)
+        want = any(near_duplicate(t, x) for x in taken)
+        assert index.near(t) == want, (t, taken)
+        partial += want and t.strip().lower() not in plain
+        index.add(t)
+        taken.append(t)
+        plain.add(t.strip().lower())
+    assert partial > 20 and NearDuplicates(taken[:5]).near(taken[3])  # near but unequal texts were found too
