@@ -3,8 +3,9 @@
 The facts check must fail copy that names another catalog product (its whole title) or another brand, reporting
 the first such catalog item. Scanning every item per candidate (a substring test and a brand pattern per item)
 costs milliseconds with a few thousand items. :class:`CatalogIndex` is built once per catalog and finds the same
-first item: titles are looked up by their first four characters at each position of the text, brands by one
-compiled pattern per distinct brand.
+first item: each distinct first four characters of titles is searched for in the text (titles mostly begin with a
+brand, so there are few) and the titles at each place found are compared; brands by one compiled pattern per
+distinct brand.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ class CatalogIndex:
         """What scanning the catalog in order finds first in the lower-cased text ``low``: an item not among
         ``own_ids`` whose title is in the text (``product``), or whose brand, not among ``own_brands``, is a word
         of the text (``brand``); None when there is none."""
-        titles = [(pos, t) for p in range(len(low) - _KEY + 1) for pos, t in self._by_key.get(low[p:p + _KEY], ())
-                  if low.startswith(t, p)] + [(pos, t) for pos, t in self._short if t in low]
+        titles = [(pos, t) for pos, t in self._short if t in low]
+        for key, entries in self._by_key.items():  # few keys (titles begin with brands): a find per key
+            p = low.find(key)
+            while p >= 0:
+                titles += [(pos, t) for pos, t in entries if low.startswith(t, p)]
+                p = low.find(key, p + 1)
         product = min((pos for pos, _ in titles if self.catalog[pos].item_id not in own_ids), default=None)
         brand = min((pos for b, pos in self._brand_first.items()
                      if b not in own_brands and self._brand_pattern[b].search(low)), default=None)
