@@ -830,12 +830,14 @@ class Generator:
         runner.cache.pos.fill_(p_max + s_max)
         logits = runner.logits[:b]
         # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
-        src = [i // n for i in range(real)] + [0] * (rows - real)
         if rows != b:
-            runner.gather(torch.tensor(src, device=dev), src)
+            src = torch.arange(rows, device=dev) // n
+            src[real:] = 0
+            runner.gather(src, [i // n for i in range(real)] + [0] * (rows - real))
             logits = runner.logits[:rows]
-        sampled = torch.tensor([i % n != 0 for i in range(rows)], device=dev)
-        sampled_rows = sampled.nonzero().squeeze(-1)  # made once per batch: the steps never wait for it
+        sampled = torch.arange(rows, device=dev) % n != 0
+        sampled_rows = torch.arange(rows, device=dev).view(-1, n)[:, 1:].reshape(-1) if rows % n == 0 else \
+            sampled.nonzero().squeeze(-1)  # made once per batch, on the device: the steps never wait for it
         gen = torch.Generator(device=dev).manual_seed(seed)
         # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
         tokens, kept, newlines, stopped = (self._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (

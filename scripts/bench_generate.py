@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(--model null: a cProfile table of one whole run)")
     ap.add_argument("--repeat", type=int, default=3, help="--model null: timed runs per row (the median is kept)")
     ap.add_argument("--threads", type=int, default=None, help="--model null: torch threads (default 1)")
+    ap.add_argument("--distinct-prompts", action="store_true",
+                    help="--model null: a customer number in every user turn, so no two prompts are alike")
     args = ap.parse_args(argv)
     if args.model == "null":
         from scripts.bench_null import main_null

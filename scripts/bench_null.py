@@ -2,11 +2,13 @@
 
 Rows: ``naive`` (one user at a time: the whole prompt tokenised, one forward per token over the whole sequence,
 the token picked, a stop check and detokenising per row) and pushgen at each ``--batch-size``, with each adapter
-set-up. Every prompt is made distinct (a customer number in the user turn) so that tokenising is not shared
-between users. Messages/s counts users (``--candidates`` each); wall-clock and the process's CPU seconds are both
-reported (this machine's cores are shared, so wall-clock varies with the others' load), the median of ``--repeat``
-runs after a warm-up of one full batch (the steady state of a long campaign). ``--profile`` writes a cProfile
-table (where host time goes, by function and tensor operation) of one pushgen run at the largest batch size.
+set-up. The prompts are the sample shop's, as a campaign makes them (users of one featured item share a prompt,
+which pushgen tokenises once); ``--distinct-prompts`` adds a customer number to each user turn so that no two
+prompts are alike (the worst case for tokenising). Messages/s counts users (``--candidates`` each). Wall-clock
+and the process's CPU seconds are both reported (this machine's cores are shared, so wall-clock varies with the
+others' load), the median of ``--repeat`` runs after a warm-up of one full batch (the steady state of a long
+campaign). ``--profile`` writes a cProfile table (where the main thread's time goes, by function and tensor
+operation) of one pushgen run at the largest batch size.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def main_null(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or 1)
     device = torch.device("cpu")
     base, tok = build_model("null", args.tokenizer, device, args.new_tokens)
-    parts = distinct_prompts(prompts(tok, args.users))
+    parts = prompts(tok, args.users)
+    parts = distinct_prompts(parts) if args.distinct_prompts else parts
     prompt_tokens = sum(len(tok(a + b, add_special_tokens=False).input_ids) for a, b in parts[:512]) / min(
         512, len(parts))
     console, results = Console(), []
