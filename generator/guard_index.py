@@ -1,11 +1,10 @@
-"""Indexes that let the guardrails answer per candidate without scanning the catalog.
+"""Indexes that let the guardrails and choosing answer per candidate without scanning everything.
 
-The facts check must fail copy that names another catalog product (its whole title) or another brand, reporting
-the first such catalog item. Scanning every item per candidate (a substring test and a brand pattern per item)
-costs milliseconds with a few thousand items. :class:`CatalogIndex` is built once per catalog and finds the same
-first item: each distinct first four characters of titles is searched for in the text (titles mostly begin with a
-brand, so there are few) and the titles at each place found are compared; brands by one compiled pattern per
-distinct brand.
+- :func:`titles_in`: the catalog titles a text contains (the facts check's test for other products), found by the
+  titles' openings instead of testing every title of a catalog of thousands per candidate;
+- :func:`memo`: data a check derives from a guard context, made once per context;
+- :class:`NearDuplicates`: whether a text is a near-duplicate of copy already chosen, without comparing it with
+  every text chosen.
 """
 
 from __future__ import annotations
@@ -13,75 +12,49 @@ from __future__ import annotations
 import math
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-
-import regex
-
-from generator.data import Item
 
 _KEY = 4  # characters of a title that key it
 
 
-@dataclass(frozen=True)
-class Hit:
-    """The first catalog item a text names that it may not: ``kind`` is ``product`` (its title) or ``brand``."""
+class TitleIndex:
+    """Lower-cased titles by their first four characters: the titles a text contains, found with one search per
+    distinct opening (titles mostly begin with a brand, so there are few) instead of a test per title."""
 
-    kind: str
-    item: Item
-
-
-class CatalogIndex:
-    """Titles and brands of a catalog, lower-cased, with their first position in catalog order."""
-
-    def __init__(self, catalog: Sequence[Item]):
-        self.catalog, self.size = catalog, len(catalog)
-        self._by_key: dict[str, list[tuple[int, str]]] = {}
-        self._short: list[tuple[int, str]] = []
-        self._brand_first: dict[str, int] = {}
-        for pos, it in enumerate(catalog):
-            title = it.title.lower()
+    def __init__(self, titles: Sequence[tuple[str, str, str]]):
+        self.titles = titles
+        self._by_key: dict[str, list[int]] = {}
+        self._short: list[int] = []
+        for pos, (_, title, _) in enumerate(titles):
             if len(title) >= _KEY:
-                self._by_key.setdefault(title[:_KEY], []).append((pos, title))
+                self._by_key.setdefault(title[:_KEY], []).append(pos)
             else:
-                self._short.append((pos, title))
-            if it.brand:
-                self._brand_first.setdefault(it.brand.lower(), pos)
-        self._brand_pattern = {b: regex.compile(rf"(?<!\w){regex.escape(b)}(?!\w)") for b in self._brand_first}
+                self._short.append(pos)
 
-    def first_other(self, low: str, own_ids: Collection[str], own_brands: Collection[str]) -> Hit | None:
-        """What scanning the catalog in order finds first in the lower-cased text ``low``: an item not among
-        ``own_ids`` whose title is in the text (``product``), or whose brand, not among ``own_brands``, is a word
-        of the text (``brand``); None when there is none."""
-        titles = [(pos, t) for pos, t in self._short if t in low]
-        for key, entries in self._by_key.items():  # few keys (titles begin with brands): a find per key
-            p = low.find(key)
-            while p >= 0:
-                titles += [(pos, t) for pos, t in entries if low.startswith(t, p)]
-                p = low.find(key, p + 1)
-        product = min((pos for pos, _ in titles if self.catalog[pos].item_id not in own_ids), default=None)
-        brand = min((pos for b, pos in self._brand_first.items()
-                     if b not in own_brands and self._brand_pattern[b].search(low)), default=None)
-        if product is None and brand is None:
-            return None
-        if brand is None or (product is not None and product <= brand):
-            return Hit("product", self.catalog[product])  # type: ignore[index]
-        return Hit("brand", self.catalog[brand])
+    def contained(self, low: str) -> list[tuple[str, str, str]]:
+        """The entries whose lower-cased title is in ``low``, in their order."""
+        found = [pos for pos in self._short if self.titles[pos][1] in low]
+        for key, positions in self._by_key.items():
+            at = low.find(key)
+            while at >= 0:
+                found += [pos for pos in positions if low.startswith(self.titles[pos][1], at)]
+                at = low.find(key, at + 1)
+        return [self.titles[pos] for pos in sorted(set(found))]
 
 
-_INDEXES: OrderedDict[int, CatalogIndex] = OrderedDict()
+_INDEXES: OrderedDict[int, TitleIndex] = OrderedDict()
 
 
-def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
-    """The index of ``catalog``, built once per catalog object (a few are kept: a worker serves one shop)."""
-    key = id(catalog)
-    hit = _INDEXES.get(key)
-    if hit is None or hit.catalog is not catalog or hit.size != len(catalog):
-        hit = _INDEXES[key] = CatalogIndex(catalog)
+def titles_in(titles: Sequence[tuple[str, str, str]], low: str) -> list[tuple[str, str, str]]:
+    """The ``(item_id, lower-cased title, title)`` entries of a catalog's ``titles`` whose title ``low`` contains,
+    in catalog order: what testing every title finds (the index is built once per titles object)."""
+    hit = _INDEXES.get(id(titles))
+    if hit is None or hit.titles is not titles:
+        hit = _INDEXES[id(titles)] = TitleIndex(titles)
         while len(_INDEXES) > 4:
             _INDEXES.popitem(last=False)
-    return hit
+    return hit.contained(low)
 
 
 T = TypeVar("T")
