@@ -48,11 +48,29 @@ def quote_user_text(text: str, limit: int = 160) -> str:
     return f'"{text}"'
 
 
+_FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
 def item_facts(item: Item, locale: str = "en_US") -> dict[str, Any]:
     """The facts of an item a template may use, written for ``locale`` so the model copies them as the
     shopper reads them: ``name`` (the short display name), ``price``/``old_price`` (money), ``discount``
     (``15%``, ``15 %``) and ``discount_pct`` (the number), ``title`` (the whole catalog title); ``money(x)``
-    writes a few-shot example's price in the same currency and locale."""
+    writes a few-shot example's price in the same currency and locale. Made once per item (its field values)
+    and locale: formatting money costs more than the rest of a prompt, and the same ``money`` function keeps
+    the rendered prompts of one item's users one cached render."""
+    try:
+        key = (tuple(item.__dict__.values()), locale, get_settings().default_locale)
+        hit = _FACTS.get(key)
+    except TypeError:  # a field value that cannot be a key
+        return _item_facts(item, locale)
+    if hit is None:
+        if len(_FACTS) >= 1 << 14:
+            _FACTS.clear()
+        hit = _FACTS[key] = _item_facts(item, locale)
+    return dict(hit)
+
+
+def _item_facts(item: Item, locale: str) -> dict[str, Any]:
     default = get_settings().default_locale
     pct = item.discount_pct
     return {

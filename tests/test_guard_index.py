@@ -62,3 +62,19 @@ def test_the_near_duplicate_index_answers_as_comparing_with_every_text() -> None
         taken.append(t)
         plain.add(t.strip().lower())
     assert partial > 20 and NearDuplicates(taken[:5]).near(taken[3])  # near but unequal texts were found too
+
+
+def test_names_are_blanked_as_the_names_pattern_blanks_them() -> None:
+    import regex
+
+    from generator.guardrails import _blanked
+
+    rng = random.Random(7)
+    names = ["Summit Tent", "summit", "Tent 2P", "Ox", "Trail-Chair (Blue)", "tent", "a.b"]
+    pieces = ["SUMMIT TENT", "summit tent 2p", "ox", "Oxen", "trail-chair (blue)", "tents", "a.b", "aXb", " ", "!"]
+    for _ in range(500):
+        text = " ".join(rng.choices(pieces, k=rng.randrange(0, 7)))
+        chosen = sorted(set(rng.sample(names, rng.randrange(1, len(names)))), key=len, reverse=True)
+        want = regex.sub("|".join(regex.escape(n) for n in chosen), " ", text, flags=regex.I)
+        assert _blanked(text, chosen) == want, (text, chosen)
+    assert _blanked("帐篷 Summit Tent", ["summit tent"]) == "帐篷  "  # not ASCII: the pattern itself
