@@ -107,6 +107,8 @@ class NearDuplicates:
                 self._postings.setdefault(s, []).append(len(self._sets) - 1)
 
     def near(self, text: str) -> bool:
+        if not self._sets and not self._plain:  # nothing taken yet
+            return False
         shingles = frozenset(self._shingles(text, 3))
         if not shingles:
             return text.strip().lower() in self._plain
