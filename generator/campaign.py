@@ -25,12 +25,14 @@ from generator.ctr import CtrModel, push_text
 from generator.data import EventType, Item, Shop, User, language_of
 from generator.errors import DataError, ModelNotAvailable, PushgenError
 from generator.generate import Candidate, GenerationRequest, Generator
-from generator.guardrails import BrandPolicy, CheckResult, GuardContext, near_duplicate, run_checks
+from generator.guard_index import NearDuplicates
+from generator.guardrails import BrandPolicy, CheckResult, GuardContext, run_checks
 from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
 from generator.links import deep_link
 from generator.payloads import RichPush
 from generator.prompts import PromptLibrary, default_library, item_facts, prompt_parts
 from generator.scorer import RankedItem, RankRules, Scorer
+from generator.shop_index import best_reviews
 from generator.store import Store
 
 log = logging.getLogger(__name__)
@@ -171,15 +173,17 @@ def _progress(enabled: bool = True) -> Progress:
                     disable=not enabled)
 
 
-def choose(candidates: Sequence[Candidate], taken: Sequence[str] = ()) -> Candidate | None:
+def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = ()) -> Candidate | None:
     """The best candidate: passing ones first, then not a near-duplicate of copy already chosen for another
-    user, then by predicted click-through (when known), then greedy before sampled."""
+    user (``taken``: those texts, or their :class:`NearDuplicates` index), then by predicted click-through (when
+    known), then greedy before sampled."""
     if not candidates:
         return None
+    seen = taken if isinstance(taken, NearDuplicates) else NearDuplicates(taken)
 
     def key(i: int) -> tuple[Any, ...]:
         c = candidates[i]
-        dup = any(near_duplicate(f"{c.title} {c.body}", t) for t in taken)
+        dup = seen.near(f"{c.title} {c.body}")
         return (not c.passed, dup, sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
 
     return candidates[min(range(len(candidates)), key=key)]
@@ -216,10 +220,8 @@ def _abandoned_cart_items(shop: Shop) -> dict[str, str]:
 
 
 def _review_for(shop: Shop, item: Item) -> str | None:
-    """The best-rated review of an item (social proof; enters prompts only quoted)."""
-    reviews = sorted((r for r in shop.reviews if r.item_id == item.item_id and r.text),
-                     key=lambda r: (-r.rating, r.timestamp, r.user_id))
-    return reviews[0].text if reviews else None
+    """The best-rated review of an item (social proof; enters prompts only quoted); indexed once per shop."""
+    return best_reviews(shop).get(item.item_id)
 
 
 def generic_copy(prompts: PromptLibrary, locale: str, campaign_type: str, item: Item,
@@ -395,11 +397,12 @@ class CampaignRunner:
                     for m in by_user[req.key]:
                         m.candidates.extend(cands)
                         self._check(m, contexts[req.key])
-                    self._score_ctr(by_user[req.key][0].candidates)
+                # one click-through call for the round (the encoder works in batches), not one per user
+                self._score_ctr([c for req in pending for c in by_user[req.key][0].candidates])
                 pending = [r for r in pending
                            if sum(c.passed for c in by_user[r.key][0].candidates) < campaign.variants]
 
-        taken: list[str] = []
+        taken = NearDuplicates()  # copy chosen so far in this run, indexed
         for uid, ms in by_user.items():
             if not ms[0].ranked:
                 continue
@@ -412,7 +415,7 @@ class CampaignRunner:
                 else:
                     m.chosen = best
                     pool.remove(best)
-                    taken.append(f"{best.title} {best.body}")
+                    taken.add(f"{best.title} {best.body}")
 
         if self.store is not None:
             own_job = job_id is None

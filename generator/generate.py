@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import inspect
 import itertools
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +30,7 @@ from transformers import AttentionInterface, DynamicCache
 
 from generator.config import get_settings
 from generator.models import load_causal_lm, quantize_int8
-from generator.multi_lora import FusedLora
+from generator.multi_lora import FusedLora, RunPlan
 from generator.prompts import GENERATION_PREFIX
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,26 @@ def parse_title_body(completion: str, prefix: str = GENERATION_PREFIX) -> tuple[
     return title, body
 
 
+def _common_prefix(pre: list[int], whole: list[int]) -> int:
+    """How many leading tokens of ``whole`` a prefix of ``pre`` tokens shares, leaving at least one token of
+    ``whole`` for the suffix (a boundary token may merge differently when the prompt follows the prefix)."""
+    if len(pre) < len(whole) and whole[:len(pre)] == pre:
+        return len(pre)
+    n = 0
+    while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
+        n += 1
+    return n
+
+
+@dataclass
+class Decoded:
+    """A batch's decoded rows: token ids (end-of-turn dropped) and whether the row stopped by itself (else
+    ``max_new_tokens`` cut it). Row ``i * n + j`` is candidate ``j`` of request ``i``."""
+
+    ids: list[list[int]]
+    stopped: list[bool]
+
+
 @dataclass
 class _Row:
     """One request prepared for decoding: token ids of its shared prefix and of its own suffix."""
@@ -129,6 +151,21 @@ def _prefill_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tens
                                                             scale=scaling, enable_gqa=native_gqa)
 
 
+def _tokenizer_shortcuts(tokenizer: Any) -> tuple[re.Pattern[str] | None, bool]:
+    """``(added, fast)``: a pattern of the added tokens that split a text before anything else (matched on the
+    raw text, no left strip), and whether the fast tokenizer's own ``encode_batch`` gives the ids that calling the
+    tokenizer gives (checked on a text with added tokens, accents, Chinese and a price)."""
+    added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+             if not t.lstrip and not t.normalized and t.content]
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True))) if added else None
+    backend = getattr(tokenizer, "_tokenizer", None)
+    probe = [f"{''.join(added[:2])}user\n Héllo  帐篷 $1.00\n", "Title: x"]
+    fast = backend is not None and hasattr(backend, "encode_batch") and [
+        e.ids for e in backend.encode_batch(probe, add_special_tokens=False)] == tokenizer(
+        probe, add_special_tokens=False).input_ids
+    return pattern, fast
+
+
 GROUPED_ATTENTION = "pushgen_grouped"
 AttentionInterface.register(GROUPED_ATTENTION, _grouped_attention)
 
@@ -146,20 +183,33 @@ def _attention(model: Any, name: str) -> Iterator[None]:
 
 
 def pick_tokens(logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator, *, temperature: float,
-                top_k: int, top_p: float) -> torch.Tensor:
-    """Next token of each row: argmax where ``sampled`` is false; elsewhere a draw from the ``top_k`` most likely
-    tokens (all, when 0) at ``temperature``, cut to the smallest set whose probability reaches ``top_p``.
+                top_k: int, top_p: float, skip_confident: bool = False) -> torch.Tensor:
+    """Next token of each row: argmax for greedy rows; for the ``sampled`` rows (a boolean mask over the rows, or
+    their indexes) a draw from the ``top_k`` most likely tokens (all, when 0) at ``temperature``, cut to the
+    smallest set whose probability reaches ``top_p``.
     Only the top-k are sorted (``topk`` returns them in order), not the vocabulary: at thousands of rows per step
-    a full sort of rows x vocabulary costs more than the model's step."""
+    a full sort of rows x vocabulary costs more than the model's step. Given indexes, nothing waits for the device.
+    ``skip_confident``: rows whose most likely token alone holds more than ``top_p`` of the probability take it
+    without a draw, which is what the draw would give: top-p keeps only that token, since its share of the top-k is
+    at least its share of the vocabulary (one exp-and-sum over the rows instead of top-k and a draw; it needs the
+    number of such rows, a wait for the device, so it is for CPUs)."""
     nxt = logits.argmax(dim=-1)
-    if bool(sampled.any()):
-        lg = logits[sampled].float() / temperature
-        vals, idx = torch.topk(lg, min(top_k, lg.shape[-1]) if top_k else lg.shape[-1], dim=-1)
-        probs = torch.softmax(vals, dim=-1)
-        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
-        choice = torch.multinomial(probs, 1, generator=gen)  # multinomial normalises the weights itself
-        nxt[sampled] = idx.gather(-1, choice).squeeze(-1)
-    return nxt
+    rows = sampled.nonzero().squeeze(-1) if sampled.dtype == torch.bool else sampled
+    if not len(rows):
+        return nxt
+    lg = logits.index_select(0, rows).float() / temperature
+    if skip_confident:
+        mass = (lg - lg.amax(dim=-1, keepdim=True)).exp_().sum(dim=-1)  # 1 / the top token's probability
+        unsure = (mass * top_p >= 1 - 1e-5).nonzero().squeeze(-1)  # near the boundary: the exact path
+        if len(unsure) < len(rows):
+            rows, lg = rows[unsure], lg[unsure]
+            if not len(rows):
+                return nxt
+    vals, idx = torch.topk(lg, min(top_k, lg.shape[-1]) if top_k else lg.shape[-1], dim=-1)
+    probs = torch.softmax(vals, dim=-1)
+    probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+    choice = torch.multinomial(probs, 1, generator=gen)  # multinomial normalises the weights itself
+    return nxt.index_copy_(0, rows, idx.gather(-1, choice).squeeze(-1))
 
 
 @dataclass
@@ -193,6 +243,7 @@ class _StaticKV:
         self.pos = torch.zeros((), dtype=torch.long, device=device)  # next position written
         self._steps = torch.arange(length, device=device)
         self.n_layers = n_layers
+        self.visible: int | None = None  # slots ``update`` returns (None: all); a prefill sees none past its own
 
     def use(self, rows: int | slice) -> None:
         """Work on the first ``rows`` rows (or on a slice of the rows)."""
@@ -214,10 +265,30 @@ class _StaticKV:
         self.values[layer_idx].index_copy_(2, idx, value_states)
         if layer_idx == self.n_layers - 1:
             self.pos.add_(key_states.shape[2])
+        if self.visible is not None:
+            return self.keys[layer_idx][:, :, :self.visible], self.values[layer_idx][:, :, :self.visible]
         return self.keys[layer_idx], self.values[layer_idx]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return int(self.pos)
+
+
+class _Scratch:
+    """Reusable device buffers by name, grown when a larger one is asked for: a batch's tensors of thousands of rows
+    (its decoding state, the prefill's mask) are allocated once, not per batch, since fresh memory of that size
+    costs more in page faults than in writing it."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, *, zero: bool = False) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        view = buf[:size].view(shape)
+        return view.zero_() if zero else view
 
 
 class _StaticRunner:
@@ -232,49 +303,52 @@ class _StaticRunner:
         heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.gen, self.capacity, self.length, self.n = gen, capacity, length, capacity
-        self.adapters: Sequence[str | None] | str | None = None  # the rows' adapters (one name: every row's)
+        self.adapters: RunPlan | str | None = None  # the rows' adapters (one name: every row's)
         self.cache = _StaticKV(cfg.num_hidden_layers, capacity, heads, length, head_dim, dtype, dev)
-        self.keep = torch.zeros(capacity, length, dtype=torch.bool, device=dev)  # key positions a row attends to
+        # the key positions each row attends to, as the additive mask a decode step takes (0 or the dtype's
+        # minimum): updated in place, one column per step, instead of being rebuilt over rows x length every step
+        self.bias = torch.zeros(capacity, length, dtype=dtype, device=dev)
         self.ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
         self.pos_ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
         self.logits = torch.zeros(capacity, cfg.vocab_size, dtype=torch.float32, device=dev)
         self.use_graph = graph
         self._graph: Any = None
 
-    def use(self, rows: int, adapters: Sequence[str | None] | str | None) -> None:
+    def use(self, rows: int, adapters: RunPlan | str | None) -> None:
         """Work on the first ``rows`` rows with these adapters (a graph always runs all ``capacity`` rows, of one
         adapter: the one it was captured with)."""
         self.n, self.adapters = rows, adapters
         self.cache.use(rows)
 
-    def gather(self, src: torch.Tensor) -> None:
-        """Row i becomes the current row ``src[i]``: the cache, the mask, the positions and the logits."""
+    def gather(self, src: torch.Tensor, rows: list[int] | None = None) -> None:
+        """Row i becomes the current row ``src[i]``: the cache, the mask, the positions and the logits.
+        ``rows``: ``src`` as a list, when the caller has it (the rows' adapters are picked on the host)."""
         self.cache.gather(src)
-        for buf in (self.keep, self.pos_ids, self.logits):
+        for buf in (self.bias, self.pos_ids, self.logits):
             buf[:len(src)] = buf[:self.n].index_select(0, src)
-        if self.adapters is not None and not isinstance(self.adapters, str):
-            self.adapters = [self.adapters[i] for i in src.tolist()]
+        if isinstance(self.adapters, RunPlan):
+            self.adapters = self.adapters.select(src.tolist() if rows is None else rows)
         self.n = len(src)
 
     def _step(self) -> None:
         n = self.n
-        keep = self.keep[:n]
-        keep.index_fill_(1, self.cache.pos.view(1), True)  # the token written this step sees itself
+        self.bias[:n].index_fill_(1, self.cache.pos.view(1), 0.0)  # the token written this step sees itself
         with self.gen._adapter_scope(self.adapters), _attention(self.gen.model, GROUPED_ATTENTION):
-            out = self.gen._forward(input_ids=self.ids[:n], attention_mask=self.gen._additive(keep[:, None, :]),
+            out = self.gen._forward(input_ids=self.ids[:n], attention_mask=self.bias[:n, None, None, :],
                                     position_ids=self.pos_ids[:n], past_key_values=self.cache, adapters=None)
         self.logits[:n].copy_(out.logits[:, -1, :])
 
-    def prefill(self, rows: slice, adapters: Sequence[str | None] | str | None, prefix_kv: _PrefixKV | None,
+    def prefill(self, rows: slice, adapters: RunPlan | str | None, prefix_kv: _PrefixKV | None,
                 p_max: int, end: int, ids: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor) -> None:
         """Prefill some rows: load their prefix K/V (slots ``[0, p_max)``), then run their suffixes, left-padded to
         end at slot ``end`` (the same for every row of the batch, so decoding writes one slot for all rows).
         ``keep`` marks the real tokens of ``[prefix | suffix]``; slots between are never attended to."""
         s = ids.shape[1]
         start = end - s
-        self.keep[rows].zero_()
-        self.keep[rows, :p_max] = keep[:, :p_max]
-        self.keep[rows, start:end] = keep[:, p_max:]
+        bias = self.bias[rows]
+        bias.fill_(torch.finfo(bias.dtype).min)
+        bias[:, :p_max].masked_fill_(keep[:, :p_max], 0.0)
+        bias[:, start:end].masked_fill_(keep[:, p_max:], 0.0)
         self.cache.use(rows)
         if prefix_kv is not None:
             for layer in range(len(prefix_kv.layers)):  # gathered one layer at a time: bounded memory
@@ -282,10 +356,14 @@ class _StaticRunner:
                 self.cache.keys[layer][:, :, :p_max].copy_(k)
                 self.cache.values[layer][:, :, :p_max].copy_(v)
         self.cache.pos.fill_(start)
-        mask = self.gen._prefill_mask(self.keep[rows], start, s)
-        with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
-            out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
-                                    adapters=None)
+        self.cache.visible = end  # the slots after the suffix are empty: attended to by no prefill query
+        mask = self.gen._prefill_mask(bias[:, :end], start, s, out=self.gen._scratch)
+        try:
+            with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+                out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                        past_key_values=self.cache, adapters=None)
+        finally:
+            self.cache.visible = None
         self.logits[rows].copy_(out.logits[:, -1, :])
         self.pos_ids[rows].copy_(pos[:, -1:])
         self.cache.use(self.n)
@@ -304,7 +382,7 @@ class _StaticRunner:
         return self.logits[:self.n]
 
     def _capture(self) -> None:
-        saved = (self.cache.pos.clone(), self.keep.clone())
+        saved = (self.cache.pos.clone(), self.bias.clone())
         try:
             self._capture_graph(saved)
         except Exception as exc:  # noqa: BLE001 - a model whose forward cannot be captured still decodes, eagerly
@@ -312,7 +390,7 @@ class _StaticRunner:
             torch.cuda.synchronize()
             self.use_graph, self._graph = False, None
             self.cache.pos.copy_(saved[0])
-            self.keep.copy_(saved[1])
+            self.bias.copy_(saved[1])
             self._step()
 
     def _capture_graph(self, saved: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -323,7 +401,7 @@ class _StaticRunner:
         with torch.cuda.stream(stream):
             self._step()  # warm-up: allocations and kernel choices happen outside the graph
             self.cache.pos.copy_(saved[0])
-            self.keep.copy_(saved[1])
+            self.bias.copy_(saved[1])
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.gen._graph_pool):
@@ -365,11 +443,14 @@ class Generator:
             if "\n" in self.tokenizer.decode([tok_id]):
                 is_nl[tok_id] = True
         self._is_newline = is_nl.to(self.device)
+        self._added_start, self._fast_encode = _tokenizer_shortcuts(self.tokenizer)
         eos = {self.tokenizer.eos_token_id, vocab.get("<|im_end|>"), vocab.get("<end_of_turn>")}
         self._eos = torch.tensor(sorted(i for i in eos if i is not None), device=self.device)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         # transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version takes
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+        # a model whose output layer covers a subset of the vocabulary (the null model) names each column's token id
+        self._column_ids: torch.Tensor | None = getattr(base, "output_token_ids", None)
         self._prefix_cache: dict[tuple[tuple[int, ...], str | None], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.decode_mode = self._pick_mode(decode or settings.decode)
         self._runners: dict[tuple[str | None, int, int], _StaticRunner] = {}
@@ -378,7 +459,14 @@ class Generator:
         self.decode_steps: collections.Counter[str] = collections.Counter()
         self._fused = FusedLora.of(self.model)
         # suffix tokens per prefill chunk (static decoding): a CPU's caches hold ~2k tokens' activations
-        self._prefill_tokens = 2048 if self.device.type == "cpu" else 65536
+        # (2048 for SmolLM2's 576 wide activations, more for narrower ones)
+        cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else \
+            self.model.config
+        self._prefill_tokens = 2048 * 576 // cfg.hidden_size if self.device.type == "cpu" else 65536
+        self._mask_elements = 1 << 24  # the prefill mask's size, rows x suffix x length, bounds a chunk too
+        self._scratch = _Scratch(self.device)
+        # decode steps between checks of whether every row stopped (each check waits for a GPU)
+        self._stop_check_every = 4 if self.device.type == "cuda" else 1
         self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
 
     def use_adapters(self, names: Sequence[str]) -> None:
@@ -424,32 +512,55 @@ class Generator:
         return next(self.model.parameters()).device
 
     # -- preparation ---------------------------------------------------------------------------------------
-    def _prepare(self, requests: Sequence[GenerationRequest]) -> list[_Row]:
-        """Tokenise each request as (shared prefix, own suffix). The whole prompt is tokenised as one, so the
-        model sees exactly the tokens it would without sharing; the shared part is the tokens it has in common
-        with its prefix text. All prompts go to the tokenizer in one call (the fast tokenizer encodes them in
-        parallel), and each distinct shared prefix is one object, so sorting and grouping never compare it."""
-        wholes = self.tokenizer([r.prefix + r.prompt for r in requests], add_special_tokens=False).input_ids
-        texts = list(dict.fromkeys(r.prefix for r in requests if r.prefix))
-        prefix_ids = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [],
-                              strict=True))
+    def _prepare(self, requests: Sequence[GenerationRequest], indexes: Sequence[int] | None = None) -> list[_Row]:
+        """Tokenise each request as (shared prefix, own suffix), exactly as its whole prompt tokenises, so the model
+        sees the tokens it would without sharing. A prompt that starts with an added token such as ``<|im_start|>``
+        (split out before any other step of tokenising) tokenises the same after its prefix as alone: only the
+        prompt is tokenised, and each distinct prompt once (users of one featured item share it). That is checked
+        against the whole prompt once per prefix and starting token. Other prompts are tokenised whole, and the
+        shared part is the tokens they have in common with their prefix text. Each distinct shared prefix is one
+        object, so sorting and grouping never compare it. ``indexes``: each request's index in the caller's list
+        (default: its position)."""
+        prefixes = list(dict.fromkeys(r.prefix for r in requests if r.prefix))
+        prefix_ids = dict(zip(prefixes, self._encode(prefixes), strict=True))
+        split = self._splits(requests, prefix_ids)
+        texts = [r.prompt if alone else r.prefix + r.prompt for r, alone in zip(requests, split, strict=True)]
+        distinct = list(dict.fromkeys(texts))
+        ids_of = dict(zip(distinct, self._encode(distinct), strict=True))
         shared: dict[tuple[str, int], tuple[int, tuple[int, ...]]] = {("", 0): (0, ())}
         rows = []
-        for i, (r, whole) in enumerate(zip(requests, wholes, strict=True)):
-            n = 0
-            if r.prefix:
-                pre = prefix_ids[r.prefix]
-                if len(pre) < len(whole) and whole[:len(pre)] == pre:
-                    n = len(pre)
-                else:  # a boundary token merged differently: share what is the same
-                    while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
-                        n += 1
+        for i, (r, alone, text) in enumerate(zip(requests, split, texts, strict=True)):
+            ids = ids_of[text]
+            if alone:
+                n, pre, own = len(prefix_ids[r.prefix]), prefix_ids[r.prefix], ids
+            else:
+                n = _common_prefix(prefix_ids[r.prefix], ids) if r.prefix else 0
+                pre, own = ids[:n], ids[n:]
             key = (r.prefix if n else "", n)
             if key not in shared:
-                shared[key] = (len(shared), tuple(whole[:n]))
+                shared[key] = (len(shared), tuple(pre))
             group, prefix = shared[key]
-            rows.append(_Row(i, prefix, whole[n:], r.adapter, group))
+            rows.append(_Row(i if indexes is None else indexes[i], prefix, own, r.adapter, group))
         return rows
+
+    def _splits(self, requests: Sequence[GenerationRequest], prefix_ids: dict[str, list[int]]) -> list[bool]:
+        """Per request, whether its prompt may be tokenised without its prefix (see :meth:`_prepare`)."""
+        starts = [self._added_start.match(r.prompt) if r.prefix and self._added_start else None for r in requests]
+        clean: dict[tuple[str, str], bool] = {}
+        for r, m in zip(requests, starts, strict=True):
+            if m is not None and (r.prefix, m[0]) not in clean:
+                whole, alone = self._encode([r.prefix + r.prompt, r.prompt])
+                clean[(r.prefix, m[0])] = whole == prefix_ids[r.prefix] + alone
+        return [m is not None and clean[(r.prefix, m[0])] for r, m in zip(requests, starts, strict=True)]
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of ``texts`` (no special tokens added), in one call: the fast tokenizer's own ``encode_batch``
+        (parallel, and without building transformers' per-text encodings) where it gives the same ids."""
+        if not texts:
+            return []
+        if self._fast_encode:
+            return [e.ids for e in self.tokenizer._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False).input_ids
 
     def _texts(self, ids: list[list[int]]) -> list[str]:
         """Token ids to text. A fast tokenizer's own ``decode_batch`` (Rust, GIL released, ~3.5x faster than
@@ -459,17 +570,32 @@ class Generator:
             return backend.decode_batch(ids, skip_special_tokens=True)
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
-    def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
-        """Rows grouped into batches of the same prefix and similar suffix length (little padding)."""
-        order = sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
+    def _candidates(self, decoded: Decoded, n: int) -> list[list[Candidate]]:
+        """The ``n`` candidates of each request of a decoded batch: text, title and body, length, whether cut off."""
+        rows = [Candidate(*parse_title_body(text), text, k % n > 0, len(ids), stopped)
+                for k, (text, ids, stopped) in enumerate(zip(self._texts(decoded.ids), decoded.ids, decoded.stopped,
+                                                             strict=True))]
+        return [rows[i:i + n] for i in range(0, len(rows), n)]
+
+    def _batches(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Requests (their indexes) grouped into batches of the same prefix and similar prompt length (little
+        padding), before tokenising: the prompt's length in characters stands for its length in tokens, so each
+        batch can be tokenised while the one before decodes."""
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].adapter or "", requests[i].prefix,
+                                                           len(requests[i].prompt), i))
         if self.decode_mode == "dynamic" or (self.decode_mode == "static" and self._fused is not None):
             # rows of one batch may use different adapters (runs of one adapter, as sorted)
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches: list[list[_Row]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
-        for _, group in itertools.groupby(order, key=lambda r: r.adapter):
+        batches: list[list[int]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
+        for _, group in itertools.groupby(order, key=lambda i: requests[i].adapter):
             group = list(group)
             batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
         return batches
+
+    def _tokenised(self, requests: Sequence[GenerationRequest], indexes: list[int]) -> list[_Row]:
+        """A batch's rows, tokenised, in decoding order: runs of one adapter, then by prefix and suffix length."""
+        rows = self._prepare([requests[i] for i in indexes], indexes)
+        return sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
 
     def _forward(self, **kwargs: Any) -> Any:
         """One forward pass; ``adapters`` names each row's adapter (None: the active scope's, see
@@ -521,7 +647,9 @@ class Generator:
     # -- decoding ------------------------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Next tokens: argmax for greedy rows; temperature/top-k/top-p sampling for the others."""
-        return pick_tokens(logits, sampled, gen, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+        nxt = pick_tokens(logits, sampled, gen, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                          skip_confident=self.device.type != "cuda")
+        return nxt if self._column_ids is None else self._column_ids[nxt]
 
     def _batch_prefix_kv(self, batch: list[_Row], p_max: int) -> _PrefixKV | None:
         """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
@@ -547,29 +675,37 @@ class Generator:
         return _PrefixKV(layers, index)
 
     def _inputs(self, batch: list[_Row], p_max: int, s_max: int) -> tuple[torch.Tensor, ...]:
-        """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions."""
-        b = len(batch)
-        mask = np.zeros((b, p_max + s_max), dtype=np.int64)
-        ids = np.full((b, s_max), self.tokenizer.pad_token_id, dtype=np.int64)
-        pos = np.zeros((b, s_max), dtype=np.int64)
-        for i, r in enumerate(batch):
-            p, s = len(r.prefix), len(r.suffix)
-            mask[i, p_max - p:p_max] = 1
-            mask[i, p_max + s_max - s:] = 1
-            ids[i, s_max - s:] = r.suffix
-            pos[i, s_max - s:] = np.arange(p, p + s)
+        """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions, built with
+        array operations over all the rows' tokens at once."""
+        plen = np.fromiter((len(r.prefix) for r in batch), dtype=np.int64, count=len(batch))
+        slen = np.fromiter((len(r.suffix) for r in batch), dtype=np.int64, count=len(batch))
+        mask = np.concatenate([np.arange(p_max) >= (p_max - plen)[:, None],
+                               np.arange(s_max) >= (s_max - slen)[:, None]], axis=1).astype(np.int64)
+        flat = np.fromiter(itertools.chain.from_iterable(r.suffix for r in batch), dtype=np.int64,
+                           count=int(slen.sum()))
+        row = np.repeat(np.arange(len(batch)), slen)
+        nth = np.arange(len(flat)) - np.repeat(np.cumsum(slen) - slen, slen)  # index of a token within its suffix
+        col = np.repeat(s_max - slen, slen) + nth
+        ids = np.full((len(batch), s_max), self.tokenizer.pad_token_id, dtype=np.int64)
+        pos = np.zeros((len(batch), s_max), dtype=np.int64)
+        ids[row, col] = flat
+        pos[row, col] = np.repeat(plen, slen) + nth
         return tuple(torch.from_numpy(t).to(self.device) for t in (ids, mask, pos))
 
-    def _collect(self, tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor, b: int,
-                 n: int) -> list[list[tuple[list[int], bool]]]:
-        """Device buffers of the decoded tokens to per-row lists, with one transfer."""
-        tokens, kept, stopped = tokens.cpu().tolist(), kept.cpu().tolist(), stopped.cpu().tolist()
-        rows = [[t for t, k in zip(tokens[i], kept[i], strict=True) if k] for i in range(b * n)]
-        return [[(rows[i * n + j], bool(stopped[i * n + j])) for j in range(n)] for i in range(b)]
+    @staticmethod
+    def _collect(tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor) -> Decoded:
+        """Device buffers of the decoded tokens to per-row lists. A row's kept tokens are a prefix of its row
+        (nothing is kept after its stop, nor the end-of-turn token), so each row is its first ``kept.sum()``
+        tokens: one transfer of the needed columns and one list slice per row, no per-token Python."""
+        lengths = kept.sum(dim=1)
+        width = int(lengths.max()) if len(lengths) else 0
+        ids, lengths = tokens[:, :width].cpu().tolist(), lengths.cpu().tolist()
+        return Decoded([row[:k] for row, k in zip(ids, lengths, strict=True)], stopped.cpu().tolist())
 
     @torch.inference_mode()
-    def _decode(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
-        """Decode ``n`` candidates per row (candidate 0 greedy). Returns token ids and whether each stopped."""
+    def _decode(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+        """Decode ``n`` candidates per row (candidate 0 greedy): row ``i * n + j`` of the result is candidate ``j`` of
+        request ``i``."""
         if self.decode_mode == "dynamic":
             return self._decode_dynamic(batch, n, seed, limit)
         return self._decode_static(batch, n, seed, limit)
@@ -580,14 +716,17 @@ class Generator:
         zero = torch.zeros((), dtype=dtype, device=keep.device)
         return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
 
-    def _prefill_mask(self, keep: torch.Tensor, first: int, s: int) -> torch.Tensor:
+    def _prefill_mask(self, bias: torch.Tensor, first: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """The additive mask of a prefill of ``s`` tokens written from slot ``first`` on: query i sees the
-        positions ``keep`` (``[rows, keys]``) marks, up to and including its own (``first + i``)."""
-        dev = keep.device
-        causal = torch.arange(keep.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
-        return self._additive(keep[:, None, :] & causal[None])
+        positions the additive ``bias`` (``[rows, keys]``) keeps, up to and including its own (``first + i``).
+        One elementwise minimum over rows x queries x keys (both masks hold 0 or the dtype's minimum), written into
+        a reused buffer of ``out`` when given."""
+        dev = bias.device
+        causal = torch.arange(bias.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
+        dest = out.get("prefill_mask", (bias.shape[0], s, bias.shape[1]), bias.dtype) if out is not None else None
+        return torch.minimum(bias[:, None, :], self._additive(causal)[:, 0][None], out=dest)[:, None]
 
-    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
+    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
         """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
         grouped one (K/V heads read once per group), with explicit 4-D masks."""
         dev = self.device
@@ -606,7 +745,8 @@ class Generator:
 
         with attention():
             out = self._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
-                                attention_mask=self._prefill_mask(mask.bool(), p_max, s_max) if grouped
+                                attention_mask=self._prefill_mask(self._additive(mask.bool())[:, 0], p_max, s_max)
+                                if grouped
                                 else mask)
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1] + 1
@@ -645,19 +785,23 @@ class Generator:
                                     attention_mask=self._additive(mask.bool()[:, None, :]) if grouped else mask)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        return self._collect(tokens, kept, stopped, b, n)
+        return self._collect(tokens, kept, stopped)
 
     def _runner(self, adapter: str | None, capacity: int, length: int) -> _StaticRunner:
-        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels)."""
+        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels).
+        Without graphs, a runner of as many rows or more and up to one length step longer serves too (new buffers
+        of thousands of rows cost page faults; the longer one's extra positions are masked)."""
         graph = self.decode_mode == "graph"
         key = (adapter if graph else None, capacity, length)
+        if not graph and key not in self._runners:
+            key = next((k for k in self._runners if k[1] >= capacity and length <= k[2] <= length + 64), key)
         if key not in self._runners:
             if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
                 self._runners.pop(next(iter(self._runners)))
             self._runners[key] = _StaticRunner(self, capacity, length, graph=graph)
         return self._runners[key]
 
-    def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> list[list[tuple[list[int], bool]]]:
+    def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
         """A preallocated cache: each request's suffix is prefilled once, its rows are repeated for the candidates,
         then one token per row and step. With CUDA graphs every step replays one graph over a bucketed number of
         rows of one adapter, until all rows have stopped; without, the rows of a batch may carry different
@@ -672,39 +816,46 @@ class Generator:
         rows = capacity if graph else real
         length = -(-(p_max + s_max + limit) // 64) * 64
         runner = self._runner(batch[0].adapter, capacity, length)
-        adapters = [r.adapter for r in batch] if not graph and self._fused is not None else batch[0].adapter
-        runner.use(b, adapters)
-        # prefilled in chunks of similar length (the batch is sorted by length): less padding, and activations that
-        # stay in the CPU's caches
-        chunk = max(1, self._prefill_tokens // s_max)
+        per_row = not graph and self._fused is not None  # rows of several adapters (runs of one, as sorted)
+        names = [r.adapter for r in batch]
+        runner.use(b, RunPlan(names) if per_row else batch[0].adapter)
+        # prefilled in chunks of similar length (the batch is sorted by length): less padding, activations that
+        # stay in the CPU's caches, and a prefill mask (rows x suffix x length) of bounded size
+        chunk = max(1, min(self._prefill_tokens // s_max, self._mask_elements // (s_max * length)))
         for c in range(0, b, chunk):
             part = batch[c:c + chunk]
             ids, mask, pos = self._inputs(part, p_max, max(len(r.suffix) for r in part))
-            runner.prefill(slice(c, c + len(part)), adapters[c:c + chunk] if isinstance(adapters, list) else adapters,
+            runner.prefill(slice(c, c + len(part)), RunPlan(names[c:c + chunk]) if per_row else batch[0].adapter,
                            self._batch_prefix_kv(part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
         runner.cache.pos.fill_(p_max + s_max)
         logits = runner.logits[:b]
         # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
-        src = torch.arange(rows, device=dev) // n
-        src[real:] = 0
         if rows != b:
-            runner.gather(src)
+            src = torch.arange(rows, device=dev) // n
+            src[real:] = 0
+            runner.gather(src, [i // n for i in range(real)] + [0] * (rows - real))
             logits = runner.logits[:rows]
-        sampled = (torch.arange(rows, device=dev) % n) != 0
+        sampled = torch.arange(rows, device=dev) % n != 0
+        sampled_rows = torch.arange(rows, device=dev).view(-1, n)[:, 1:].reshape(-1) if rows % n == 0 else \
+            sampled.nonzero().squeeze(-1)  # made once per batch, on the device: the steps never wait for it
         gen = torch.Generator(device=dev).manual_seed(seed)
-        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
-        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
-        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
-        newlines = torch.zeros(rows, dtype=torch.long, device=dev)
+        # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
+        tokens, kept, newlines, stopped = (self._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
+            ("tokens", (rows, limit), torch.long), ("kept", (rows, limit), torch.bool),
+            ("newlines", (rows,), torch.long), ("stopped", (rows,), torch.bool)))
         live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
         for step in range(limit):
-            nxt = self._pick(logits, sampled[live], gen)
+            nxt = self._pick(logits, sampled_rows, gen)
             is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-            newlines[live] += self._is_newline[nxt].long()
+            newlines[live] += self._is_newline[nxt]
             tokens[live, step] = nxt
             kept[live, step] = ~is_eos & ~stopped[live]
             stopped[live] |= is_eos | (newlines[live] >= 2) if self.stop_rules else is_eos
-            if step == limit - 1 or bool(stopped[:real].all()):
+            if step == limit - 1:
+                break
+            # whether every row has stopped is a wait for the device: asked every few steps on a GPU (rows that
+            # stopped keep decoding in between, their tokens not kept), every step where it costs nothing
+            if (step + 1) % self._stop_check_every == 0 and bool(stopped[:real].all()):
                 break
             if not graph:  # drop finished rows when the row-steps saved outweigh one copy of the cache
                 going = ~stopped[live]
@@ -714,8 +865,9 @@ class Generator:
                     runner.gather(keep)
                     live = (torch.arange(rows, device=dev) if isinstance(live, slice) else live)[keep]
                     nxt = nxt[keep]
+                    sampled_rows = sampled[live].nonzero().squeeze(-1)
             logits = runner.step(nxt)
-        return self._collect(tokens[:real], kept[:real], stopped[:real], b, n)
+        return self._collect(tokens[:real], kept[:real], stopped[:real])
 
     def generate(self, requests: Sequence[GenerationRequest], *, n_candidates: int = 1, seed: int | None = None,
                  progress: Any = None, max_new_tokens: int | None = None) -> list[list[Candidate]]:
@@ -723,29 +875,42 @@ class Generator:
         ``progress(n_done)`` is called after each batch; ``max_new_tokens`` overrides the generator's cap."""
         seed = get_settings().seed if seed is None else seed
         limit = max_new_tokens or self.max_new_tokens
+        # the host objects of thousands of rows (token lists, texts, candidates) would set off the cyclic garbage
+        # collector again and again, each time walking every object alive; they make no cycles, so it is paused
+        # for the call (reference counting frees everything as usual)
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._generate(requests, n_candidates, seed, progress, limit)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _generate(self, requests: Sequence[GenerationRequest], n_candidates: int, seed: int, progress: Any,
+                  limit: int) -> list[list[Candidate]]:
         out: list[list[Candidate]] = [[] for _ in requests]
         t0, n_tokens = time.perf_counter(), 0
 
-        def finish(batch: list[_Row], decoded: list[list[tuple[list[int], bool]]], texts: Future[list[str]]) -> int:
-            done, text = 0, iter(texts.result())
-            for row, cands in zip(batch, decoded, strict=True):
-                for k, (ids, stopped) in enumerate(cands):
-                    raw = next(text)
-                    title, body = parse_title_body(raw)
-                    out[row.index].append(Candidate(title=title, body=body, raw=raw, sampled=k > 0,
-                                                    new_tokens=len(ids), finished=stopped))
-                    done += len(ids)
+        def finish(batch: list[_Row], decoded: Decoded, candidates: Future[list[list[Candidate]]]) -> int:
+            for row, cands in zip(batch, candidates.result(), strict=True):
+                out[row.index] = cands
             if progress is not None:
                 progress(len(batch))
-            return done
+            return sum(map(len, decoded.ids))
 
-        # a batch's token ids become text in a worker thread while the next batch decodes (the fast tokenizer's
-        # decode releases the GIL); its candidates are built once that batch has been launched
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pushgen-detokenize") as host:
+        # host work in two worker threads while a batch decodes: the next batch is tokenised, the last one's token
+        # ids become text and candidates (the fast tokenizer releases the GIL, and so do the tensor operations of
+        # the batch decoding); the candidates are handed over once the next batch has been launched
+        plan = self._batches(requests)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgen-host") as host:
             previous = None
-            for b, batch in enumerate(self._batches(self._prepare(requests))):
+            ahead = host.submit(self._tokenised, requests, plan[0]) if plan else None
+            for b in range(len(plan)):
+                batch = ahead.result()
+                if b + 1 < len(plan):
+                    ahead = host.submit(self._tokenised, requests, plan[b + 1])
                 decoded = self._decode(batch, n_candidates, seed + b, limit)
-                texts = host.submit(self._texts, [ids for cands in decoded for ids, _ in cands])
+                texts = host.submit(self._candidates, decoded, n_candidates)
                 if previous is not None:
                     n_tokens += finish(*previous)
                 previous = (batch, decoded, texts)

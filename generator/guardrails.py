@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 
@@ -19,8 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from generator.brand import BrandGuidelines, check_brand
 from generator.data import Item, language_of
 from generator.formatting import mask, money_mentions, percent_mentions
+from generator.guard_index import titles_in
 from generator.payloads import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.prompts import quote_user_text
+
+# patterns compiled once: the regex module's own functions look each pattern up (or parse it again, once its cache
+# of a few hundred is full) at every call, and the checks build patterns from words and names
+_re = lru_cache(maxsize=1 << 14)(regex.compile)
+_escape = lru_cache(maxsize=1 << 14)(regex.escape)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class CheckResult:
     reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}  # asdict's, without its copies
 
 
 class BrandPolicy(BaseModel):
@@ -118,18 +124,18 @@ class GuardContext:
 
 def graphemes(text: str) -> int:
     """Length in user-perceived characters (extended grapheme clusters)."""
-    return len(regex.findall(r"\X", text))
+    return len(_re(r"\X").findall(text))
 
 
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
     ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
-    needle = regex.sub(r"\s+", " ", matched.strip().lower())
-    return any(needle in regex.sub(r"\s+", " ", t.lower()) for t in ctx.item_fact_texts())
+    needle = _re(r"\s+").sub(" ", matched.strip().lower())
+    return any(needle in _re(r"\s+").sub(" ", t.lower()) for t in ctx.item_fact_texts())
 
 
 def _numbers_of(text: str) -> set[str]:
-    return {n.lstrip("0") or "0" for n in regex.findall(r"\d+(?:\.\d+)?", text)}
+    return {n.lstrip("0") or "0" for n in _re(r"\d+(?:\.\d+)?").findall(text)}
 
 
 # --- checks -------------------------------------------------------------------------------------------------
@@ -184,7 +190,7 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
         listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in ctx.named_items(text) if it.discount_pct}
         before = text[max(0, m.span[0] - 24):m.span[0]].lower()
-        if regex.search(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨", before):
+        if _re(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨").search(before):
             return CheckResult("prices", False, f"{m.text!r}: no price of this push has gone up")
         if m.amounts & listed and not _WAS.search(before):
             return CheckResult("prices", False, f"{m.text!r} is the price before the discount, written as the "
@@ -207,7 +213,7 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
             why = f"allowed: {sorted(allowed)}" if allowed else "no item is discounted"
             return CheckResult("percentages", False, f"discount {m.text!r} is not the real one ({why})")
         vague = r"\b(?:up to|as much as|at least|over|more than)\s*$|最高|高达|至少"
-        if regex.search(vague, text[:m.span[0]][-16:], regex.I):
+        if _re(vague, regex.I).search(text[:m.span[0]][-16:]):
             return CheckResult("percentages", False, f"a vague discount around {m.text!r}: the item's is exact")
     return CheckResult("percentages", True)
 
@@ -216,7 +222,7 @@ _STOP = {"the", "and", "for", "with", "set", "pack", "of", "in", "a", "an", "to"
 
 
 def _content_words(text: str) -> list[str]:
-    return [w for w in regex.findall(r"[\p{L}\p{N}]+", text.lower()) if len(w) > 2 and w not in _STOP]
+    return [w for w in _re(r"[\p{L}\p{N}]+").findall(text.lower()) if len(w) > 2 and w not in _STOP]
 
 
 def mentions_item(text: str, item: Item) -> bool:
@@ -226,14 +232,19 @@ def mentions_item(text: str, item: Item) -> bool:
     low = text.lower()
     if item.title.lower() in low or item.display_name.lower() in low:
         return True
-    if _content_words(item.display_name) and _half_named(text, item.display_name):
-        return True
-    return _half_named(text, item.title)
-
-
-def _half_named(text: str, name: str) -> bool:
-    words = _content_words(name)
     present = set(_content_words(text))
+    if _name_words(item.display_name) and _half_named(present, item.display_name):
+        return True
+    return _half_named(present, item.title)
+
+
+@lru_cache(maxsize=1 << 16)
+def _name_words(name: str) -> tuple[str, ...]:
+    return tuple(_content_words(name))
+
+
+def _half_named(present: set[str], name: str) -> bool:
+    words = _name_words(name)
     hits = sum(1 for w in words if w in present)
     return bool(words) and hits >= min(2, len(words)) and hits * 2 >= len(words)
 
@@ -254,16 +265,16 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}{body}"
     if "\ufffd" in text:
         return CheckResult("well_formed", False, "contains a broken character (U+FFFD)")
-    if regex.search(r"[\p{Cc}\p{Cs}\p{Co}]", text):
+    if _re(r"[\p{Cc}\p{Cs}\p{Co}]").search(text):
         return CheckResult("well_formed", False, "contains control or private-use characters")
     plain = _without_names(f"{title}\n{body}", ctx)
-    twice = regex.search(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", plain, regex.I)
+    twice = _re(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I).search(plain)
     if twice:
         return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
     sentences = [s.strip().lower() for s in regex.split(r"[.!?。！？\n]+", body) if len(s.strip()) > 3]
     if len(sentences) != len(set(sentences)):
         return CheckResult("well_formed", False, "repeats a sentence")
-    if regex.search(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>", text):
+    if _re(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>").search(text):
         return CheckResult("well_formed", False, "contains template syntax or markup")
     return CheckResult("well_formed", True)
 
@@ -271,12 +282,12 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The title is a hook, not the product's name alone (the body names the product): "Hatchbox PLA 3D
     Printer Filament" as a title says nothing a shopper would tap for."""
-    bare = regex.sub(r"[\p{P}\p{S}\s]+", " ", title).strip().lower()
-    if bare and bare == regex.sub(r"[\p{P}\p{S}\s]+", " ", body).strip().lower():
+    bare = _re(r"[\p{P}\p{S}\s]+").sub(" ", title).strip().lower()
+    if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower():
         return CheckResult("title_hook", False, "the body repeats the title")
     for it in ctx.items:
         for name in (it.title, it.display_name):
-            if bare and bare == regex.sub(r"[\p{P}\p{S}\s]+", " ", name).strip().lower():
+            if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", name).strip().lower():
                 return CheckResult("title_hook", False, "the title is the product's name alone")
     return CheckResult("title_hook", True)
 
@@ -289,11 +300,11 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     han = len(_HAN.findall(text))
     names = sorted({n for it in ctx.items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
     around = mask(text, [m.span for m in money_mentions(text)])  # US$ and ¥ are no words
-    around = regex.sub("|".join(regex.escape(n) for n in names), " ", around, flags=regex.I) if names else around
-    latin_words = len(regex.findall(r"\p{Latin}+", around))  # an English product or brand name is normal in zh
+    around = _blanked(around, names)
+    latin_words = len(_re(r"\p{Latin}+").findall(around))  # an English product or brand name is normal in zh
     lang = language_of(ctx.locale)
     bare = mask(title, [m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)])
-    if title.strip() and not regex.search(r"\p{L}", bare):  # an empty title is check_lengths' to report
+    if title.strip() and not _re(r"\p{L}").search(bare):  # an empty title is check_lengths' to report
         return CheckResult("language", False, "the title has no words, only numbers or symbols")
     if lang == "zh":
         if title.strip() and not _HAN.search(title):
@@ -322,16 +333,28 @@ def _english_profanity() -> regex.Pattern[str]:
     from better_profanity import profanity
 
     profanity.load_censor_words()
-    words = sorted({str(w).lower() for w in profanity.CENSOR_WORDSET if regex.fullmatch(r"[a-z][a-z ']+", str(w))},
+    words = sorted({str(w).lower() for w in profanity.CENSOR_WORDSET if _re(r"[a-z][a-z ']+").fullmatch(str(w))},
                    key=len, reverse=True)
-    return regex.compile(r"(?<![\p{L}\p{N}])(?:" + "|".join(regex.escape(w) for w in words) + r")(?![\p{L}\p{N}])",
+    return regex.compile(r"(?<![\p{L}\p{N}])(?:" + "|".join(_escape(w) for w in words) + r")(?![\p{L}\p{N}])",
                          regex.I)
+
+
+@lru_cache(maxsize=1)
+def _swear_openings() -> frozenset[str]:
+    """The first word of every listed word or phrase: an ASCII text none of whose words is one has no match."""
+    return frozenset(_re(r"[a-z]+").match(p)[0] for p in _english_profanity().pattern.split("(?:", 1)[1].split("|"))
+
+
+def _may_swear(text: str) -> bool:
+    """False only when :func:`_english_profanity` cannot match: an ASCII text (where its case-insensitive match is
+    ``lower()``) none of whose words begins a listed word or phrase (a match begins at a word and ends at one)."""
+    return not text.isascii() or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
 
 
 def profanity_in(text: str, locale: str) -> list[str]:
     """Profane words of ``text`` (lowercased): English whole words in every locale (product names stay
     English), and common Chinese terms for zh locales."""
-    found = [m[0].lower() for m in _english_profanity().finditer(text)]
+    found = [m[0].lower() for m in _english_profanity().finditer(text)] if _may_swear(text) else []
     if language_of(locale) == "zh":
         found += [w for w in _ZH_PROFANITY if w in text]
     return found
@@ -354,10 +377,10 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     own = " ".join(ctx.item_fact_texts()).lower()
     low = _without_names(text, ctx).lower()  # "Quick-Cure Epoxy" is a product's name, not a "cure" claim
     for word in ctx.policy.banned_words:
-        if regex.search(rf"(?<!\w){regex.escape(word.lower())}(?!\w)", low):
+        if _re(rf"(?<!\w){_escape(word.lower())}(?!\w)").search(low):
             return CheckResult("policy", False, f"banned word {word!r}")
     for word in profanity_in(text, ctx.locale):
-        if not regex.search(rf"(?<!\w){regex.escape(word)}(?!\w)", own):
+        if not _re(rf"(?<!\w){_escape(word)}(?!\w)").search(own):
             return CheckResult("policy", False, f"profanity {word!r}")
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
@@ -386,8 +409,30 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def _without_names(text: str, ctx: GuardContext) -> str:
     """``text`` with the items' own titles and display names blanked (their model numbers and words are the
     catalog's, not the copy's)."""
-    names = sorted({n for n in ctx.item_fact_texts() if n}, key=len, reverse=True)
-    return regex.sub("|".join(regex.escape(n) for n in names), " ", text, flags=regex.I) if names else text
+    return _blanked(text, sorted({n for n in ctx.item_fact_texts() if n}, key=len, reverse=True))
+
+
+def _blanked(text: str, names: list[str]) -> str:
+    """``text`` with each occurrence of ``names`` (case-insensitive; at one place the first of them that is there)
+    replaced by a space. ASCII text and names without compiling a pattern of the user's names (milliseconds per
+    user): the leftmost places any name is at, the first name in order at each, as the pattern's search does."""
+    if not names:
+        return text
+    if not (text.isascii() and all(n.isascii() for n in names)):
+        return _re("|".join(_escape(n) for n in names), regex.I).sub(" ", text)
+    low, first = text.lower(), {}
+    for k, name in enumerate(n.lower() for n in names):
+        at = low.find(name)
+        while at >= 0:
+            first.setdefault(at, (k, len(name)))
+            first[at] = min(first[at], (k, len(name)))
+            at = low.find(name, at + 1)
+    out, end = [], 0
+    for at in sorted(first):
+        if at >= end:
+            out += [text[end:at], " "]
+            end = at + first[at][1]
+    return "".join(out) + text[end:]
 
 
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -397,9 +442,9 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if _EMAIL.search(text):
         return CheckResult("pii", False, "contains an e-mail address")
     for m in _PHONE.finditer(text):
-        if regex.fullmatch(r"\s*\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s*", m[0]):
+        if _re(r"\s*\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s*").fullmatch(m[0]):
             continue  # a date (05.12.2026), which check_facts holds to the campaign's
-        digits = regex.sub(r"\D", "", m[0])
+        digits = _re(r"\D").sub("", m[0])
         if 13 <= len(digits) <= 19 and _luhn(digits):
             return CheckResult("pii", False, "contains a card-like number")
         if len(digits) >= 8:
@@ -408,7 +453,7 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def _word_shingles(text: str, n: int) -> set[str]:
-    words = regex.findall(r"[\p{L}\p{N}']+", text.lower())
+    words = _re(r"[\p{L}\p{N}']+").findall(text.lower())
     return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
@@ -475,7 +520,7 @@ def _stem(word: str) -> str:
 def _product_vocabulary(catalog: Sequence[Item]) -> frozenset[str]:
     seen: Counter[str] = Counter()
     for it in catalog:
-        seen.update({_stem(w) for w in regex.findall(r"\p{L}{3,}", it.title.lower())})
+        seen.update({_stem(w) for w in _re(r"\p{L}{3,}").findall(it.title.lower())})
     return frozenset(w for w, n in seen.items() if n >= 2 and w not in _COPY_WORDS and w not in _STOP)
 
 
@@ -485,7 +530,7 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
         return cached[1]
     names = {it.brand.lower(): it.brand for it in catalog
              if len(it.brand) >= 3 and it.brand.lower() not in _GENERIC_BRANDS}
-    pattern = regex.compile(r"(?<!\w)(?:" + "|".join(regex.escape(b) for b in sorted(names, key=len, reverse=True))
+    pattern = regex.compile(r"(?<!\w)(?:" + "|".join(_escape(b) for b in sorted(names, key=len, reverse=True))
                             + r")(?!\w)") if names else None
     others = dict.fromkeys(names, 0)
     for it in catalog:
@@ -495,7 +540,7 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
     distinct = {b: names[b] for b, n in others.items() if n < 3}
     index = CatalogIndex(titles=tuple((it.item_id, it.title.lower(), it.title) for it in catalog),
                          brands=regex.compile(r"(?<!\w)(?:" + "|".join(
-                             regex.escape(b) for b in sorted(distinct, key=len, reverse=True)) + r")(?!\w)")
+                             _escape(b) for b in sorted(distinct, key=len, reverse=True)) + r")(?!\w)")
                          if distinct else None, brand_names=distinct, vocabulary=_product_vocabulary(catalog))
     if len(_INDEXES) > 16:
         _INDEXES.clear()
@@ -514,18 +559,18 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     code = ctx.facts.get("coupon_code")
     if code and str(code) not in text:
         return CheckResult("facts", False, f"the campaign's coupon code {code!r} is missing")
-    for m in regex.finditer(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b", text):  # coupon-code-like tokens
-        if m[0] != code and not regex.search(rf"(?<!\w){regex.escape(m[0])}(?!\w)", own_text):
+    for m in _re(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b").finditer(text):  # coupon-code-like tokens
+        if m[0] != code and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)").search(own_text):
             return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
     allowed = _allowed_numbers(ctx)
-    words = [m.span() for m in regex.finditer(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)", text)]  # 3D is a word
+    words = [m.span() for m in _re(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)").finditer(text)]  # 3D is a word
     stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
-    for m in regex.finditer(r"\d+(?:[.,:/]\d+)*", stripped):
-        whole = {n.lstrip("0") or "0" for n in regex.findall(r"\d+", m[0])}  # 05.12.2026 is a date's parts
+    for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
+        whole = {n.lstrip("0") or "0" for n in _re(r"\d+").findall(m[0])}  # 05.12.2026 is a date's parts
         if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed or whole <= allowed):
             return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
     names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
-    for quoted in regex.findall(r"「([^」\n]+)」", text):  # a bracketed product name is an item's whole name
+    for quoted in _re(r"「([^」\n]+)」").findall(text):  # a bracketed product name is an item's whole name
         meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
         if meant is not None and quoted.strip().lower() not in names:
             return CheckResult("facts", False, f"names 「{quoted}」 for {meant.title!r}: a cut or altered name")
@@ -541,11 +586,11 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
     own_text = " ".join(ctx.item_fact_texts()).lower()
     low = text.lower()
-    for item_id, title, written in index.titles:
-        if item_id not in own and title in low and title not in names and title not in own_text:
+    for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
+        if item_id not in own and title not in names and title not in own_text:
             return CheckResult("facts", False, f"names another product {written!r}")
     for found in set(index.brands.findall(low)) if index.brands else ():
-        if found not in own_brands and not regex.search(rf"(?<!\w){regex.escape(found)}(?!\w)", own_text):
+        if found not in own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(own_text):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
     return CheckResult("facts", True)
 
@@ -600,7 +645,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                 (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
                                 (_SERVICE, "service", ("returns", "warranty"))):
         for m in pattern.finditer(text):
-            if regex.search(rf"(?<!\w){regex.escape(m[0])}(?!\w)", own, regex.I):
+            if _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
                 continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
             facts = (fact,) if isinstance(fact, str) else fact or ()
             if any(ctx.facts.get(f) for f in facts):
@@ -616,7 +661,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def _han_runs(text: str, n: int) -> set[str]:
-    return {run[i:i + n] for run in regex.findall(r"\p{Han}+", text) for i in range(len(run) - n + 1)}
+    return {run[i:i + n] for run in _re(r"\p{Han}+").findall(text) for i in range(len(run) - n + 1)}
 
 
 def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -644,7 +689,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("prompt_echo", True)
     text = f"{title}\n{body}".lower()
     for label in {m.strip().lower() for m in _LABEL.findall(ctx.prompt_text)}:
-        if regex.search(rf"(?<!\w){regex.escape(label)}\s*[:：]", text) or (len(label) >= 12 and label in text):
+        if _re(rf"(?<!\w){_escape(label)}\s*[:：]").search(text) or (len(label) >= 12 and label in text):
             return CheckResult("prompt_echo", False, f"repeats the prompt's label {label!r}")
     for line in ctx.prompt_text.lower().splitlines():
         line = line.strip()
@@ -684,15 +729,15 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     now!" for anything without laces)."""
     text = f"{title}\n{body}"
     own = " ".join([*ctx.item_fact_texts(), *(f"{it.category} {it.description} {it.brand}" for it in ctx.items)])
-    own_words = {_stem(w) for w in regex.findall(r"\p{L}{3,}", own.lower())}
+    own_words = {_stem(w) for w in _re(r"\p{L}{3,}").findall(own.lower())}
     residual = _without_names(text, ctx).lower()
     for pattern, fits in _DOINGS.items():
-        m = regex.search(rf"\b(?:{pattern})", residual)
+        m = _re(rf"\b(?:{pattern})").search(residual)
         if m and not any(f in w for f in fits for w in own_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
     if ctx.catalog:
         vocabulary = catalog_index(ctx.catalog).vocabulary
-        for w in regex.findall(r"\p{L}{3,}", residual):
+        for w in _re(r"\p{L}{3,}").findall(residual):
             if _stem(w) in vocabulary and _stem(w) not in own_words:
                 return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return CheckResult("sense", True)

@@ -11,6 +11,7 @@ stripped of markup and line structure, and wrapped in quotes, as data rather tha
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from generator.config import get_settings
@@ -47,11 +48,29 @@ def quote_user_text(text: str, limit: int = 160) -> str:
     return f'"{text}"'
 
 
+_FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
 def item_facts(item: Item, locale: str = "en_US") -> dict[str, Any]:
     """The facts of an item a template may use, written for ``locale`` so the model copies them as the
     shopper reads them: ``name`` (the short display name), ``price``/``old_price`` (money), ``discount``
     (``15%``, ``15 %``) and ``discount_pct`` (the number), ``title`` (the whole catalog title); ``money(x)``
-    writes a few-shot example's price in the same currency and locale."""
+    writes a few-shot example's price in the same currency and locale. Made once per item (its field values)
+    and locale: formatting money costs more than the rest of a prompt, and the same ``money`` function keeps
+    the rendered prompts of one item's users one cached render."""
+    try:
+        key = (tuple(item.__dict__.values()), locale, get_settings().default_locale)
+        hit = _FACTS.get(key)
+    except TypeError:  # a field value that cannot be a key
+        return _item_facts(item, locale)
+    if hit is None:
+        if len(_FACTS) >= 1 << 14:
+            _FACTS.clear()
+        hit = _FACTS[key] = _item_facts(item, locale)
+    return dict(hit)
+
+
+def _item_facts(item: Item, locale: str) -> dict[str, Any]:
     default = get_settings().default_locale
     pct = item.discount_pct
     return {
@@ -111,14 +130,27 @@ class PromptLibrary:
         if not self.folder.is_dir():
             raise TemplateError(f"prompt folder {self.folder} does not exist")
         self.env = _environment(self.folder)
+        self._headers: dict[str, tuple[tuple[int, int], PromptTemplate]] = {}
+        # rendered prompts by (template as loaded, name, repr of the variables): users with the same featured item
+        # share one; a template file that changes is loaded anew by Jinja, which makes a new key
+        self._rendered: dict[tuple[Any, str, str], RenderedPrompt] = {}
 
     def names(self) -> list[str]:
         return sorted(p.name.removesuffix(".j2") for p in self.folder.glob("*.j2"))
 
     def get(self, name: str) -> PromptTemplate:
+        """A template's header (read again only when its file changes: a campaign asks once per user)."""
         path = self.folder / f"{name}.j2"
-        if not path.exists():
-            raise TemplateError(f"no template {name!r} in {self.folder} (have: {', '.join(self.names())})")
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise TemplateError(f"no template {name!r} in {self.folder} (have: {', '.join(self.names())})") from None
+        hit = self._headers.get(name)
+        if hit is None or hit[0] != (st.st_mtime_ns, st.st_size):
+            hit = self._headers[name] = ((st.st_mtime_ns, st.st_size), self._read_header(name, path))
+        return hit[1]
+
+    def _read_header(self, name: str, path: Path) -> PromptTemplate:
         m = HEADER.match(path.read_text(encoding="utf-8"))
         if not m:
             raise TemplateError(f"{path}: missing header comment declaring 'variables'")
@@ -151,7 +183,20 @@ class PromptLibrary:
         return problems
 
     def render(self, name: str, **variables: Any) -> RenderedPrompt:
-        """Render a template; a missing or unknown variable is a :class:`TemplateError` naming it."""
+        """Render a template; a missing or unknown variable is a :class:`TemplateError` naming it. The same
+        template and variables give the same (immutable) result, rendered once."""
+        try:
+            key = (self.env.get_template(f"{name}.j2"), name, repr(variables))
+        except (TemplateNotFound, TemplateSyntaxError):
+            return self._render(name, **variables)  # reports the error
+        hit = self._rendered.get(key)
+        if hit is None:
+            if len(self._rendered) >= 1 << 14:
+                self._rendered.clear()
+            hit = self._rendered[key] = self._render(name, **variables)
+        return hit
+
+    def _render(self, name: str, **variables: Any) -> RenderedPrompt:
         tpl = self.get(name)
         missing = [v for v in tpl.variables if v not in variables]
         unknown = [v for v in variables if v not in tpl.variables]
@@ -179,11 +224,29 @@ def default_library() -> PromptLibrary:
     return PromptLibrary()
 
 
+_PARTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
 def prompt_parts(tokenizer: Any, rendered: RenderedPrompt, prefix: str = GENERATION_PREFIX, *,
                  with_examples: bool = True) -> tuple[str, str]:
     """The model input as ``(shared, own)``: the system message and the template's example turns (the same
     for every user of a template, so their KV cache can be computed once), then the user message and the
-    prefilled answer ``prefix``. Uses the tokenizer's chat template when it has one, plain text otherwise."""
+    prefilled answer ``prefix``. Uses the tokenizer's chat template when it has one, plain text otherwise.
+    Made once per tokenizer, chat template and prompt (users with the same featured item share it)."""
+    key = (getattr(tokenizer, "chat_template", None), rendered, prefix, with_examples)
+    try:
+        memo = _PARTS.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be referenced weakly
+        return _prompt_parts(tokenizer, rendered, prefix, with_examples=with_examples)
+    hit = memo.get(key)
+    if hit is None:
+        if len(memo) >= 1 << 14:
+            memo.clear()
+        hit = memo[key] = _prompt_parts(tokenizer, rendered, prefix, with_examples=with_examples)
+    return hit
+
+
+def _prompt_parts(tokenizer: Any, rendered: RenderedPrompt, prefix: str, *, with_examples: bool) -> tuple[str, str]:
     examples = rendered.examples if with_examples else ()
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "system", "content": rendered.system}] if rendered.system else []

@@ -24,14 +24,17 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from generator.config import get_settings
 from generator.data import Event, Item, Review, Shop
 from generator.errors import PushgenError
+from generator.shop_index import per_shop
 
 if TYPE_CHECKING:
     import torch
@@ -148,6 +151,7 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@lru_cache(maxsize=1 << 16)
 def _snippet(text: str, n: int = 48) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
@@ -162,18 +166,12 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     """
     cfg = config or ScorerConfig()
     wanted = set(user_ids) if user_ids is not None else {u.user_id for u in shop.users}
-    by_user: dict[str, list[tuple[int, Event]]] = {}
-    for n, ev in enumerate(shop.events):
-        if ev.user_id in wanted and ev.item_id in index:
-            by_user.setdefault(ev.user_id, []).append((n, ev))
-    reviews: dict[str, list[Review]] = {}
-    for rv in shop.reviews:
-        if rv.user_id in wanted:
-            reviews.setdefault(rv.user_id, []).append(rv)
+    by_user, reviews = per_shop(shop, "by_user", lambda: _group_by_user(shop))
     out: dict[str, UserHistory] = {}
     for uid in wanted:
         h = UserHistory()
-        evs = sorted(by_user.get(uid, []), key=lambda p: (p[1].timestamp, p[0]))
+        evs = sorted(((n, ev) for n, ev in by_user.get(uid, ()) if ev.item_id in index),
+                     key=lambda p: (p[1].timestamp, p[0]))
         m = len(evs)
         for pos, (_, ev) in enumerate(evs):
             kind = ev.event_type.value
@@ -190,16 +188,48 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     return out
 
 
+def _occurrences(h: UserHistory) -> list[tuple[int, list[tuple[float, str]]]]:
+    """A history's items, each once in order of first appearance, with the (weight, verb) of each of its events;
+    made once per history (every ranked item of the user is explained against it)."""
+    got = h.__dict__.get("_occurrences")
+    if got is None:
+        by_item: dict[int, list[tuple[float, str]]] = {}
+        for j, w, kind in zip(h.items, h.weights, h.kinds, strict=True):
+            by_item.setdefault(j, []).append((w, EVENT_VERBS.get(kind, kind)))
+        got = h.__dict__["_occurrences"] = list(by_item.items())
+    return got
+
+
 def popularity(shop: Shop, index: dict[str, int]) -> np.ndarray:
     """Weighted interaction count per catalog item (events by type weight; reviews count as purchases)."""
     pop = np.zeros(len(index), dtype=np.float64)
-    for ev in shop.events:
-        if ev.item_id in index:
-            pop[index[ev.item_id]] += EVENT_WEIGHTS.get(ev.event_type.value, 0.5)
-    for rv in shop.reviews:
-        if rv.item_id in index:
-            pop[index[rv.item_id]] += 1.0
+    for item_id, weight in per_shop(shop, "popularity", lambda: _item_weights(shop)).items():
+        if item_id in index:
+            pop[index[item_id]] = weight
     return pop
+
+
+def _item_weights(shop: Shop) -> dict[str, float]:
+    """Per item, its events' weights then its reviews, summed in file order (as :func:`popularity` always did)."""
+    out: dict[str, float] = {}
+    for ev in shop.events:
+        out[ev.item_id] = out.get(ev.item_id, 0.0) + EVENT_WEIGHTS.get(ev.event_type.value, 0.5)
+    for rv in shop.reviews:
+        out[rv.item_id] = out.get(rv.item_id, 0.0) + 1.0
+    return out
+
+
+def _group_by_user(shop: Shop) -> tuple[dict[str, list[tuple[int, Event]]], dict[str, list[Review]]]:
+    """Each user's events (with their position in the file) and reviews, in file order."""
+    events: dict[str, list[tuple[int, Event]]] = {}
+    for n, ev in enumerate(shop.events):
+        events.setdefault(ev.user_id, []).append((n, ev))
+    reviews: dict[str, list[Review]] = {}
+    for rv in shop.reviews:
+        reviews.setdefault(rv.user_id, []).append(rv)
+    return events, reviews
+
+
 
 
 class Scorer:
@@ -306,6 +336,9 @@ class Scorer:
         return ". ".join(parts)
 
     # ranking ----------------------------------------------------------------------------------------------
+    # the per-user products are small: BLAS threads only wait for each other (14x slower with 2 threads on a busy
+    # 2-core machine than with one)
+    @threadpool_limits.wrap(limits=1, user_api="blas")
     def rank(self, shop: Shop, user_ids: list[str] | None = None, rules: RankRules | None = None,
              progress: bool = True) -> dict[str, list[RankedItem]]:
         """Top ``rules.k`` items per user (every user of the shop by default), with explanations.
@@ -365,46 +398,68 @@ class Scorer:
                             allowed[r, list(h.purchased)] = False
                 scores = scores.masked_fill(~allowed, float("-inf"))
                 top_idx, top_val = topk_deterministic(scores, pool)
+            full = np.isfinite(top_val).all(axis=1)  # rows with the whole pool allowed (MMR takes them as arrays)
+            idx_l, val_l = top_idx.tolist(), top_val.tolist()  # Python numbers: the loop below is per user
+            cands = [[(i, v) for i, v in zip(idx_l[r], val_l[r], strict=True) if v > -math.inf]
+                     for r in range(len(uids))]
+            if rules.mmr_lambda is not None:
+                rows = np.flatnonzero(full) if top_idx.shape[1] > rules.k else np.zeros(0, dtype=int)
+                for r, picks in zip(rows.tolist(), mmr_picks(top_idx[rows], top_val[rows].astype(np.float64),
+                                                              item_vecs, rules.k, rules.mmr_lambda), strict=True):
+                    cands[r] = [cands[r][p] for p in picks]
+                rest = [r for r, c in enumerate(cands) if len(c) > rules.k and not full[r]]
+                for r, picked in zip(rest, mmr_many([cands[r] for r in rest], item_vecs, rules.k,
+                                                    rules.mmr_lambda), strict=True):
+                    cands[r] = picked
             for r, uid in enumerate(uids):
-                cand = [(int(i), float(v)) for i, v in zip(top_idx[r], top_val[r], strict=True)
-                        if v > -np.inf]
-                if rules.mmr_lambda is not None and len(cand) > rules.k:
-                    cand = mmr(cand, item_vecs, rules.k, rules.mmr_lambda)
-                cand = cand[: rules.k]
-                h = hs[r]
-                out[uid] = [RankedItem(item=items[i], score=s, rank=n + 1,
-                                       why=self._explain(i, h, items, item_vecs, review_vecs, pop, rules))
-                            for n, (i, s) in enumerate(cand)]
+                cand = cands[r][: rules.k]
+                whys = self._explain([i for i, _ in cand], hs[r], items, item_vecs, review_vecs, pop, rules)
+                out[uid] = [RankedItem(item=items[i], score=s, rank=n + 1, why=why)
+                            for n, ((i, s), why) in enumerate(zip(cand, whys, strict=True))]
             bar.update(len(uids))
         bar.close()
         return out
 
-    def _explain(self, i: int, h: UserHistory, items: Sequence[Item], item_vecs: np.ndarray,
+    def _explain(self, ranked: list[int], h: UserHistory, items: Sequence[Item], item_vecs: np.ndarray,
                  review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
-                 top: int = 2) -> list[str]:
-        why: list[str] = []
+                 top: int = 2) -> list[list[str]]:
+        """Why each of a user's ranked items: the history items (and review) most like it, or its popularity. The
+        cosines of all the ranked items with the user's history come from one matrix product per user."""
+        if not ranked:
+            return []
         if h.empty:
-            why.append(f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick")
+            whys = [[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
+                    for i in ranked]
         else:
-            contrib: dict[int, tuple[float, float, str]] = {}  # history item -> (weighted, cosine, verb)
-            for j, w, kind in zip(h.items, h.weights, h.kinds, strict=True):
-                cos = float(item_vecs[i] @ item_vecs[j])
-                prev = contrib.get(j)
-                if prev is None or w * cos > prev[0]:
-                    contrib[j] = (w * cos, cos, EVENT_VERBS.get(kind, kind))
-            best = sorted(contrib.items(), key=lambda p: (-p[1][0], items[p[0]].item_id))[:top]
-            why += [f"{verb} '{_snippet(items[j].title, 40)}' ({cos:.2f})" for j, (_, cos, verb) in best]
-            if h.reviews:
-                scored = [(w * float(item_vecs[i] @ review_vecs[t]), float(item_vecs[i] @ review_vecs[t]), t)
-                          for t, w, _ in h.reviews]
-                _, cos, text = max(scored, key=lambda p: (p[0], p[2]))
-                why.append(f"review: '{_snippet(text)}' ({cos:.2f})")
-        it = items[i]
-        if rules.campaign_type in DISCOUNT_CAMPAIGNS and it.discount_pct:
-            why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
-        if rules.boosts.get(it.item_id):
-            why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
-        return why
+            seen = _occurrences(h)
+            cos = (item_vecs[ranked] @ item_vecs[[j for j, _ in seen]].T).tolist()
+            texts = [t for t, _, _ in h.reviews]
+            review_cos = (item_vecs[ranked] @ np.stack([review_vecs[t] for t in texts]).T).tolist() if texts else []
+            whys = []
+            for n in range(len(ranked)):
+                contrib = []  # per history item: (weighted, cosine, verb) of its strongest event
+                for (j, events), c in zip(seen, cos[n], strict=True):
+                    best, verb = events[0][0] * c, events[0][1]
+                    for w, v in events[1:]:  # the first of its strongest events
+                        if w * c > best:
+                            best, verb = w * c, v
+                    contrib.append((best, items[j].item_id, j, c, verb))
+                contrib.sort(key=lambda p: (-p[0], p[1]))
+                why = [f"{verb} '{_snippet(items[j].title, 40)}' ({c:.2f})" for _, _, j, c, verb in contrib[:top]]
+                if texts:
+                    best_review = None  # the largest (weighted cosine, text)
+                    for (t, w, _), c in zip(h.reviews, review_cos[n], strict=True):
+                        if best_review is None or (w * c, t) > (best_review[0], best_review[2]):
+                            best_review = (w * c, c, t)
+                    why.append(f"review: '{_snippet(best_review[2])}' ({best_review[1]:.2f})")  # type: ignore[index]
+                whys.append(why)
+        for i, why in zip(ranked, whys, strict=True):
+            it = items[i]
+            if rules.campaign_type in DISCOUNT_CAMPAIGNS and it.discount_pct:
+                why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
+            if rules.boosts.get(it.item_id):
+                why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
+        return whys
 
 
 def _trained_folder(name: str | None) -> Path | None:
@@ -466,7 +521,7 @@ def topk_deterministic(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.nda
     k = min(k, scores.shape[1])
     val, idx = torch.topk(scores, k, dim=1)
     kth = val[:, -1:]
-    above = (scores >= kth).sum(dim=1)
+    above = (scores >= kth).sum(dim=1, dtype=torch.int32)  # int32: 3x faster than the default int64 sum
     idx_np, val_np = idx.numpy().copy(), val.numpy().copy()
     for r in torch.nonzero(above > k).flatten().tolist():  # ties at the cut: exact stable sort of the row
         row = scores[r].numpy()
@@ -500,6 +555,49 @@ def mmr(cands: Sequence[tuple[int, float]], vecs: np.ndarray, k: int, lam: float
         left[p] = False
         max_sim = np.maximum(max_sim, sim[p])
     return [cands[p] for p in chosen]
+
+
+def mmr_many(pools: Sequence[Sequence[tuple[int, float]]], vecs: np.ndarray, k: int,
+             lam: float) -> list[list[tuple[int, float]]]:
+    """:func:`mmr` of many candidate lists, with the same picks: lists of one length go through the greedy steps
+    together (array operations over all of them instead of a dozen small ones per list and step)."""
+    out: list[list[tuple[int, float]]] = [[] for _ in pools]
+    by_size: dict[int, list[int]] = {}
+    for n, cands in enumerate(pools):
+        if cands:
+            by_size.setdefault(len(cands), []).append(n)
+    for which in by_size.values():
+        idx = np.array([[c[0] for c in pools[n]] for n in which])
+        rel = np.array([[c[1] for c in pools[n]] for n in which], dtype=np.float64)
+        for n, picks in zip(which, mmr_picks(idx, rel, vecs, k, lam), strict=True):
+            out[n] = [pools[n][p] for p in picks]
+    return out
+
+
+def mmr_picks(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, lam: float) -> list[list[int]]:
+    """The positions :func:`mmr` picks, for lists of equal length given as rows of item indexes ``idx`` and their
+    scores ``rel`` (float64). Each list's similarities are its own product, as in :func:`mmr`."""
+    picks: list[list[int]] = []
+    size = idx.shape[1]
+    for start in range(0, len(idx), 512):  # bounded memory: 512 lists x size x size similarities
+        ids, r = idx[start:start + 512], rel[start:start + 512]
+        lo, hi = r.min(axis=1, keepdims=True), r.max(axis=1, keepdims=True)
+        span = hi - lo
+        r = np.where(span > 0, (r - lo) / np.where(span > 0, span, 1.0), 1.0)
+        sim = np.stack([vecs[i] @ vecs[i].T for i in ids])
+        rows = np.arange(len(ids))
+        max_sim = np.full((len(ids), size), -np.inf)
+        left = np.ones((len(ids), size), dtype=bool)
+        steps = []
+        for _ in range(min(k, size)):
+            red = np.where(np.isfinite(max_sim), max_sim, 0.0)
+            val = np.where(left, lam * r - (1 - lam) * red, -np.inf)
+            p = np.argmax(val, axis=1)  # first maximum per list: earlier candidate wins a tie
+            steps.append(p)
+            left[rows, p] = False
+            max_sim = np.maximum(max_sim, sim[rows, p])
+        picks += np.stack(steps, axis=1).tolist()
+    return picks
 
 
 def rank_items_for_users(shop: Shop, user_ids: list[str] | None = None, rules: RankRules | None = None, *,

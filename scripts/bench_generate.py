@@ -18,6 +18,17 @@ each with no adapter, one LoRA adapter, and four adapters mixed within every bat
 
 ``--model random`` builds SmolLM2-135M's architecture with random weights (the packaged GGUF does not travel to
 GPU machines); it needs only a tokenizer folder (``--tokenizer``, default: the converted SmolLM2's).
+
+``--model null`` measures the host path: :class:`generator.null_lm.NullLM`, whose forward costs nothing, answers
+every prompt with the same ``--new-tokens`` tokens of SmolLM2's vocabulary, ended by the stop rule (stop rules on),
+through pushgen's real path (tokenising, prefix K/V bookkeeping, adapters per row, sampling, stopping,
+detokenising, candidates). Its baseline is ``naive``: one user at a time, the whole prompt tokenised, one forward
+per token over the whole sequence, sampling, a stop check and detokenising per row. Torch runs on one thread (the
+tensors are small: two threads mostly wait for each other on a shared machine); wall-clock and CPU seconds of the
+process are both reported, the median of ``--repeat`` runs after a warm-up batch of each size.
+
+  python scripts/bench_generate.py --model null --users 12288 --batch-size 1024,4096 --candidates 3 \
+      --adapters 1,4 --methods naive,pushgen --naive-users 64 --profile out/null_profile.txt
 """
 
 from __future__ import annotations
@@ -40,20 +51,30 @@ from rich.table import Table  # noqa: E402
 from scripts.bench_common import random_smollm2  # noqa: E402
 
 
-def build_model(name: str, tokenizer_dir: str | None, device: torch.device):  # type: ignore[no-untyped-def]
+def build_model(name: str, tokenizer_dir: str | None, device: torch.device, new_tokens: int = 40):  # type: ignore[no-untyped-def]
     from generator.models import load_causal_lm
 
+    if name == "null":
+        from generator.models import load_tokenizer
+        from generator.null_lm import null_lm
+
+        model, tok = null_lm(load_tokenizer(tokenizer_dir or "smollm2-135m"), length=new_tokens)
+        return model.to(device), tok
     if name != "random":
         return load_causal_lm(name, device=str(device))
     return random_smollm2(tokenizer_dir, device)
 
 
 def add_adapters(model, n: int):  # type: ignore[no-untyped-def]
-    """Wrap the model with ``n`` random (non-zero) LoRA adapters of rank 16 on every projection."""
+    """Wrap the model with ``n`` random (non-zero) LoRA adapters of rank 16 on every projection (the null
+    model's one Linear layer)."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                          "up_proj", "down_proj"], init_lora_weights=False)
+    from generator.null_lm import NullLM
+
+    targets = ["proj"] if isinstance(model, NullLM) else ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"]
+    cfg = LoraConfig(r=16, lora_alpha=32, target_modules=targets, init_lora_weights=False)
     torch.manual_seed(1)
     peft_model = get_peft_model(model, cfg, adapter_name="a0")
     for i in range(1, n):
@@ -148,13 +169,14 @@ def write_profile(path: Path, device: torch.device, gen, parts, adapters) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m", help="registry name, folder, or 'random'")
+    ap.add_argument("--model", default="smollm2-135m", help="registry name, folder, 'random' or 'null'")
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder for --model random")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--users", type=int, default=64)
     ap.add_argument("--naive-users", type=int, default=8, help="users timed for the slow per-user loop")
     ap.add_argument("--hf-users", type=int, default=None, help="users timed for hf-batched (default: --users)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=lambda v: [int(x) for x in v.split(",")], default=[32],
+                    help="requests per batch (--model null: comma-separated sizes, one pushgen row each)")
     ap.add_argument("--new-tokens", type=int, default=40)
     ap.add_argument("--candidates", type=int, default=1,
                     help="candidates per user: 1 = greedy (the default, outputs comparable); N > 1 = what a "
@@ -166,8 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decode", default="auto", help="pushgen's decode mode: auto, dynamic, static or graph")
     ap.add_argument("--json", type=Path, default=Path("out/bench_generate.json"))
     ap.add_argument("--profile", type=Path, default=None,
-                    help="also profile one pushgen batch (torch.profiler) and write its op table to this file")
+                    help="also profile one pushgen batch (torch.profiler) and write its op table to this file "
+                         "(--model null: a cProfile table of one whole run)")
+    ap.add_argument("--repeat", type=int, default=3, help="--model null: timed runs per row (the median is kept)")
+    ap.add_argument("--threads", type=int, default=None, help="--model null: torch threads (default 1)")
+    ap.add_argument("--distinct-prompts", action="store_true",
+                    help="--model null: a customer number in every user turn, so no two prompts are alike")
     args = ap.parse_args(argv)
+    if args.model == "null":
+        from scripts.bench_null import main_null
+
+        return main_null(args)
+    args.batch_size = args.batch_size[0]
 
     from generator.generate import Generator
     from generator.models import pick_device

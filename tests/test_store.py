@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
-from generator.store import Base, Store
+from generator.store import Base, Message, Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -37,6 +37,25 @@ def test_messages_are_idempotent_per_job_user_variant(store: Store) -> None:
     assert rows[0].item_ids == ["A1", "A2"] and rows[0].guardrails[0]["name"] == "prices"
     store.set_job_status(job.id, "done")
     assert store.get_job(job.id).status == "done" and store.get_job(job.id).finished_at is not None
+
+
+def test_batched_upserts_update_only_the_fields_given_and_keep_defaults(store: Store) -> None:
+    job = store.create_job(campaign_type="c", template="t", model="m")
+    base = {"title": "t", "body": "b", "template": "t", "status": "flagged", "ctr_score": 0.5,
+            "candidates": [{"title": "x", "passed": False}]}
+    store.save_messages(job.id, [{"user_id": f"u{i}", **base} for i in range(2500)])  # more than one batch
+    with store.session() as s:  # a reviewer acted on one of them
+        row = s.scalar(select(Message).where(Message.job_id == job.id, Message.user_id == "u7"))
+        row.review_status = "approved"
+    n = store.save_messages(job.id, [{"user_id": "u7", "status": "passed", "ctr_score": None},
+                                     {"user_id": "u8", "title": "first"}, {"user_id": "u8", "body": "later"},
+                                     {"user_id": "new", **base, "variant": 2}])
+    assert n == 4 and store.count_messages(job.id) == 2501
+    rows = {(m.user_id, m.variant): m for m in store.list_messages(job.id)}
+    u7, u8, new = rows[("u7", 0)], rows[("u8", 0)], rows[("new", 2)]
+    assert (u7.status, u7.ctr_score, u7.title, u7.review_status) == ("passed", None, "t", "approved")
+    assert (u8.title, u8.body, u8.status) == ("first", "later", "flagged")  # the same message twice: merged
+    assert new.review_status == "pending" and new.created_at is not None and new.candidates == base["candidates"]
 
 
 def test_failed_transaction_writes_nothing(store: Store) -> None:

@@ -1,0 +1,125 @@
+"""Indexes that let the guardrails and choosing answer per candidate without scanning everything.
+
+- :func:`titles_in`: the catalog titles a text contains (the facts check's test for other products), found by the
+  titles' openings instead of testing every title of a catalog of thousands per candidate;
+- :func:`memo`: data a check derives from a guard context, made once per context;
+- :class:`NearDuplicates`: whether a text is a near-duplicate of copy already chosen, without comparing it with
+  every text chosen.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+_KEY = 4  # characters of a title that key it
+
+
+class TitleIndex:
+    """Lower-cased titles by their first four characters: the titles a text contains, found with one search per
+    distinct opening (titles mostly begin with a brand, so there are few) instead of a test per title."""
+
+    def __init__(self, titles: Sequence[tuple[str, str, str]]):
+        self.titles = titles
+        self._by_key: dict[str, list[int]] = {}
+        self._short: list[int] = []
+        for pos, (_, title, _) in enumerate(titles):
+            if len(title) >= _KEY:
+                self._by_key.setdefault(title[:_KEY], []).append(pos)
+            else:
+                self._short.append(pos)
+
+    def contained(self, low: str) -> list[tuple[str, str, str]]:
+        """The entries whose lower-cased title is in ``low``, in their order."""
+        found = [pos for pos in self._short if self.titles[pos][1] in low]
+        for key, positions in self._by_key.items():
+            at = low.find(key)
+            while at >= 0:
+                found += [pos for pos in positions if low.startswith(self.titles[pos][1], at)]
+                at = low.find(key, at + 1)
+        return [self.titles[pos] for pos in sorted(set(found))]
+
+
+_INDEXES: OrderedDict[int, TitleIndex] = OrderedDict()
+
+
+def titles_in(titles: Sequence[tuple[str, str, str]], low: str) -> list[tuple[str, str, str]]:
+    """The ``(item_id, lower-cased title, title)`` entries of a catalog's ``titles`` whose title ``low`` contains,
+    in catalog order: what testing every title finds (the index is built once per titles object)."""
+    hit = _INDEXES.get(id(titles))
+    if hit is None or hit.titles is not titles:
+        hit = _INDEXES[id(titles)] = TitleIndex(titles)
+        while len(_INDEXES) > 4:
+            _INDEXES.popitem(last=False)
+    return hit.contained(low)
+
+
+T = TypeVar("T")
+
+
+def memo(ctx: Any, key: str, make: Callable[[], T]) -> T:
+    """What ``make()`` derives from a guard context, made once per context (a context serves all the candidates of
+    its user and its fallback): patterns, phrase sets and allowed numbers are not rebuilt per candidate."""
+    store: dict[str, Any] = ctx.__dict__.setdefault("_derived", {})
+    if key not in store:
+        store[key] = make()
+    return store[key]
+
+
+class NearDuplicates:
+    """Copy already chosen, asked whether a text is a near-duplicate of any of it: the answer of
+    ``any(near_duplicate(text, t) for t in taken)`` without comparing with every text taken (that made choosing
+    quadratic in the users of a chunk).
+
+    Identical shingle sets are kept once. Other candidates are found by prefix filtering, exact for Jaccard
+    similarity: with every set's shingles in one fixed order, two sets at or above the threshold share a shingle
+    among the first ``|X| - ceil(t |X|) + 1`` of each; only those pairs are compared, by ``near_duplicate``'s own
+    formula. Texts without shingles compare as ``near_duplicate`` does: equal once stripped and lower-cased."""
+
+    def __init__(self, taken: Sequence[str] = (), threshold: float = 0.8):
+        from generator.guardrails import _shingles
+
+        self._shingles = _shingles
+        self.threshold = threshold
+        self._sets: list[frozenset[str]] = []
+        self._known: set[frozenset[str]] = set()
+        self._postings: dict[str, list[int]] = {}
+        self._plain: set[str] = set()  # texts without shingles, stripped and lower-cased
+        for text in taken:
+            self.add(text)
+
+    def _prefix(self, shingles: frozenset[str]) -> list[str]:
+        need = math.ceil(self.threshold * len(shingles) - 1e-9)  # a hair low at worst: a longer, still exact prefix
+        order = sorted(shingles, key=lambda s: (zlib.crc32(s.encode("utf-8")), s))
+        return order[:len(shingles) - need + 1]
+
+    def add(self, text: str) -> None:
+        shingles = frozenset(self._shingles(text, 3))
+        if not shingles:
+            self._plain.add(text.strip().lower())
+        elif shingles not in self._known:
+            self._known.add(shingles)
+            self._sets.append(shingles)
+            for s in self._prefix(shingles):
+                self._postings.setdefault(s, []).append(len(self._sets) - 1)
+
+    def near(self, text: str) -> bool:
+        if not self._sets and not self._plain:  # nothing taken yet
+            return False
+        shingles = frozenset(self._shingles(text, 3))
+        if not shingles:
+            return text.strip().lower() in self._plain
+        if shingles in self._known:
+            return True
+        seen: set[int] = set()
+        for s in self._prefix(shingles):
+            for k in self._postings.get(s, ()):
+                if k not in seen:
+                    seen.add(k)
+                    other = self._sets[k]
+                    if len(shingles & other) / len(shingles | other) >= self.threshold:
+                        return True
+        return False

@@ -1,0 +1,80 @@
+"""Guardrails and choosing at speed: each index gives the answers of what it replaces."""
+
+from __future__ import annotations
+
+import random
+
+
+def test_titles_in_finds_every_title_a_text_contains_in_catalog_order() -> None:
+    from generator.guard_index import titles_in
+
+    names = ["Summit Tent", "Summit Tent 2P", "Mug", "Aurora Kettle", "Ox", "Trail Chair", "Summit Tent", "Tent"]
+    titles = tuple((f"I{i}", t.lower(), t) for i, t in enumerate(names))
+    rng = random.Random(3)
+    pieces = ["summit tent", "summit tent 2p", "mug", "aurora", "kettle", "ox", "trail chair", "xsummit tent",
+              "tents", "the", "new", "mugs"]
+    for _ in range(500):
+        low = " ".join(rng.choices(pieces, k=rng.randrange(1, 6)))
+        assert titles_in(titles, low) == [t for t in titles if t[1] in low], low  # what testing each title finds
+
+
+def test_the_profanity_prefilter_never_hides_a_match() -> None:
+    """Copy none of whose words begins a listed word skips the whole-word pattern; every text still gets the
+    pattern's answer."""
+    from better_profanity import profanity
+
+    from generator.guardrails import _english_profanity, _may_swear, profanity_in
+
+    profanity.load_censor_words()
+    listed = [str(w) for w in profanity.CENSOR_WORDSET if str(w).isalpha()][:300]
+    rng = random.Random(1)
+    filler = ["Fresh", "deals", "on", "the", "Summit", "tent", "50%", "off!", "$19.99", "\n", "a", "class", "Ass-ets"]
+    texts = ["Camp in comfort tonight", "what the hell", "HELL yes", "shell", "assessment", "帐篷 hell", "Kelvin K"]
+    for _ in range(600):
+        words = rng.choices(filler + rng.sample(listed, 2), k=rng.randrange(1, 10))
+        texts.append(rng.choice([" ", "-", "_", ". ", ""]).join(rng.choice([w, w.upper(), w.title()]) for w in words))
+    for t in texts:
+        assert profanity_in(t, "en_US") == [m[0].lower() for m in _english_profanity().finditer(t)], t
+    assert any(profanity_in(t, "en_US") for t in texts) and not all(_may_swear(t) for t in texts)
+
+
+def test_the_near_duplicate_index_answers_as_comparing_with_every_text() -> None:
+    from generator.guard_index import NearDuplicates
+    from generator.guardrails import near_duplicate
+
+    rng = random.Random(5)
+    words = ["camp", "in", "comfort", "tonight", "the", "tent", "is", "here", "now", "$149", "帐篷", "降价", "啦",
+             "fresh", "coffee", "every", "morning", "!", "Lamp", "lamp", ""]
+    texts = [" ".join(rng.choices(words, k=rng.randrange(0, 12))) for _ in range(150)]
+    texts += [t.upper() + "  " for t in texts[:40]] + ["", " ", "!", "帐篷降价啦帐篷降价啦"]
+    for _ in range(100):  # near misses: a long text with one word changed, added or dropped
+        base = rng.choices(words[:-1], k=rng.randrange(8, 20))
+        k = rng.randrange(len(base))
+        texts += [" ".join(base), " ".join(base[:k] + [rng.choice(words)] + base[k + 1:]),
+                  " ".join(base[:k] + base[k + 1:])]
+    rng.shuffle(texts)
+    index, taken, plain, partial = NearDuplicates(), [], set(), 0
+    for t in texts:  # ask, then take it (what choosing does user after user)
+        want = any(near_duplicate(t, x) for x in taken)
+        assert index.near(t) == want, (t, taken)
+        partial += want and t.strip().lower() not in plain
+        index.add(t)
+        taken.append(t)
+        plain.add(t.strip().lower())
+    assert partial > 20 and NearDuplicates(taken[:5]).near(taken[3])  # near but unequal texts were found too
+
+
+def test_names_are_blanked_as_the_names_pattern_blanks_them() -> None:
+    import regex
+
+    from generator.guardrails import _blanked
+
+    rng = random.Random(7)
+    names = ["Summit Tent", "summit", "Tent 2P", "Ox", "Trail-Chair (Blue)", "tent", "a.b"]
+    pieces = ["SUMMIT TENT", "summit tent 2p", "ox", "Oxen", "trail-chair (blue)", "tents", "a.b", "aXb", " ", "!"]
+    for _ in range(500):
+        text = " ".join(rng.choices(pieces, k=rng.randrange(0, 7)))
+        chosen = sorted(set(rng.sample(names, rng.randrange(1, len(names)))), key=len, reverse=True)
+        want = regex.sub("|".join(regex.escape(n) for n in chosen), " ", text, flags=regex.I)
+        assert _blanked(text, chosen) == want, (text, chosen)
+    assert _blanked("帐篷 Summit Tent", ["summit tent"]) == "帐篷  "  # not ASCII: the pattern itself
