@@ -574,7 +574,35 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
         meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
         if meant is not None and quoted.strip().lower() not in names:
             return CheckResult("facts", False, f"names 「{quoted}」 for {meant.title!r}: a cut or altered name")
+    altered = _altered_name(text, ctx)
+    if altered:
+        return CheckResult("facts", False, f"names the item {altered!r}: a word that is not in its name")
     return _other_products(text, ctx)
+
+
+# words that may stand right before a product name without being part of it ("Price Drop On Kreg Pocket Screws")
+_OPENERS = frozenset("the your our this that a an my its on in for and with at to of".split())
+
+
+def _altered_name(text: str, ctx: GuardContext) -> str | None:
+    """A product name the copy made up: capitalised words leading to the item's head noun, one of which is not a
+    word of its title, brand or display name ("The American Flat Bumpy Flask" for a Flat Bottom Boiling Flask):
+    the word right before the head noun, or any word after the first of the name's own words. Words before the
+    name ("Grab", "Price Drop On") are not part of it."""
+    for it in ctx.items:
+        name = it.display_name.split()
+        if not name or not regex.search(r"\p{Latin}", name[-1]):
+            continue
+        own = {w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{it.title} {it.brand} {it.display_name}")}
+        head = _escape(name[-1].rstrip("s"))
+        pattern = rf"(?<![\p{{L}}\p{{N}}'-])((?:\p{{Lu}}[\p{{L}}\p{{N}}'&-]*\s+)+)(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"
+        for m in _re(pattern).finditer(text):
+            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(regex.sub(r"'s\b", "", m[1]))]
+            named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
+            first_own = named.index(True) if True in named else len(words)
+            if words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:]):
+                return m[0].strip()
+    return None
 
 
 def _other_products(text: str, ctx: GuardContext) -> CheckResult:

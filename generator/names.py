@@ -10,6 +10,7 @@ Derived names are cached per (title, brand).
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 import regex
@@ -22,7 +23,7 @@ _CLAUSE_BREAK = regex.compile(r",\s|\s[-–—|/]\s|(?<=\p{L})[-–—]\s|\s*[|;
 _BRACKETS = regex.compile(r"\([^)]*\)?|\[[^\]]*\]?|\{[^}]*\}?")
 _UNITS = (r"(?:mm|cm|m|km|in|inch|inches|ft|feet|foot|yd|yds|yards?|oz|ounces?|lbs?|pounds?|kg|g|gram|grams|mg|ml|l|"
           r"liters?|litres?|gal|gallons?|qt|quarts?|v|volts?|w|watts?|a|amps?|mah|psi|rpm|hz|khz|mhz|ghz|mp|gb|tb|"
-          r"mil|gauge|ga|grit|awg|ply|pcs|pc|pk|ct|dia|ea|x|degrees?|°|\"|''|')")
+          r"mil|gauge|ga|grit|awg|fl|ohms?|kohm|micron|microns|ply|pcs|pc|pk|ct|dia|ea|x|degrees?|°|\"|''|')")
 _COUNT_NOUN = regex.compile(r"^(?:pieces?|packs?|count|sets?|pairs?|rolls?|sheets?|boxe?s?|bags?|units?|value)$",
                             regex.I)
 _COLOURS = {"black", "white", "red", "blue", "green", "yellow", "orange", "purple", "pink", "grey", "gray", "brown",
@@ -49,7 +50,22 @@ sealant sealer sensor set shears sheet sheeting shelf sleeve sling snips socket 
 staple stapler station strap strip switch syringe table tape tester thermometer thermostat timer tip tire tool
 towel transistor tray tube tubing valve vise wheel wire wrap wrench
 shoe boot jacket shirt pillow blanket mug kettle lamp speaker headphone charger watch
+adaptor wiper rag fluid stabilizer assortment disconnect packet twine ointment adhesive terminal vacuum caulk toothbrush extruder washer toothpaste tap sign bur oscilloscope cement stethoscope
+borescope pipette hemostat wipe dolly converter matting jack hinge indicator coating coolant scalpel slide
+refractometer tweezer spacer heatsink liner electrode locknut stud gasket coupling broom thermistor seal dish
+sponge mandrel housing die reamer workstation transformer dressing absorber drum grommet cartridge hone reagent
+pail collar vial cloth spatula labware gate laser endoscope lancet mixer crucible micrometer shaft sheave lid
+freshener bumper tourniquet balance inductor generator knob scanner faucet winch hoist polisher tachometer arbor
+receptacle scoop paddle reservoir pipettor thimble enclosure colorimeter oscillator condenser burette counter
+cabinet epoxy countersink fixture transducer spectrometer transceiver antenna bandage strainer scissor pestle
+dryer amplifier eyebolt turnbuckle trolley logger steamer actuator mop optocoupler disinfectant gear emitter
+detector lotion solvent blower diode display multimeter microscope monitor gage fastener pen gun
 """.split())
+# category words that name a department, not a product ("Lab Supplies", "Adhesives & Sealants")
+_DEPARTMENTS = {"supply", "product", "accessory", "equipment", "part", "tool", "material", "consumable", "component",
+                "sealant", "adhesive", "chemical", "instrument", "hardware", "electrical", "fastener", "abrasive"}
+# a word that continues a compound begun before it ("Self Drilling", "Regular Capacity", "Industrial Strength")
+_CONTINUES = regex.compile(r"^(?:\p{L}+ing|capacity|strength|duty|size|sized|thread|head|grade|point|style)$", regex.I)
 _LINKING = {"and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+", "-", "this", "is", "are", "our"}
 
 
@@ -62,22 +78,29 @@ def _clean(text: str) -> str:
     return regex.sub(r"\s+", " ", text).strip()
 
 
-def brand_in_title(title: str, brand: str) -> str:
-    """The brand as the title writes it, or "" when the title does not name it (a brand column holding "Blue"
-    or "Casual", or a seller's name, is not put in front of the product)."""
+def brand_in_title(title: str, brand: str) -> tuple[str, str]:
+    """Where the title names the brand and how a push writes it: ``(as the title writes it, as shown)``, or
+    ``("", "")`` when the title does not name it (a brand column holding "Blue" or "Casual", or a seller's name, is
+    not put in front of the product). A title that misspells its own brand ("CMS Magneitcs" for CMS Magnetics)
+    names it too, and the push shows the brand column's spelling."""
     brand = _clean(brand)
     if not brand:
-        return ""
-    spelled = r"[\s\-]*".join(regex.escape(p) for p in regex.split(r"[\s\-]+", brand) if p)  # Oral B = Oral-B
+        return "", ""
+    parts = [p for p in regex.split(r"[\s\-]+", brand) if p]
+    spelled = r"[\s\-]*".join(regex.escape(p) for p in parts)  # Oral B = Oral-B
     m = regex.search(rf"(?<![\p{{L}}\p{{N}}]){spelled}(?![\p{{L}}\p{{N}}])", title, regex.I)
     if m:
-        return m[0]
-    first = brand.split()[0]
-    if len(first) >= 4:
-        m = regex.search(rf"^{regex.escape(first)}(?![\p{{L}}\p{{N}}])", title, regex.I)
-        if m:
-            return m[0]
-    return ""
+        return m[0], m[0]
+    lead = " ".join(title.split()[:len(parts)])
+    if len(parts) > 1 and lead[:1].lower() == brand[:1].lower() \
+            and SequenceMatcher(None, lead.lower(), " ".join(parts).lower()).ratio() >= 0.85:
+        return lead, " ".join(parts)
+    for n in range(len(parts) - 1, 0, -1):  # "American Educational" of American Educational Products
+        lead = r"[\s\-]*".join(regex.escape(p) for p in parts[:n])
+        m = regex.search(rf"^{lead}(?![\p{{L}}\p{{N}}])", title, regex.I)
+        if m and len(m[0]) >= 4:
+            return m[0], m[0]
+    return "", ""
 
 
 def _display_case(word: str, shouting: bool = False) -> str:
@@ -89,29 +112,35 @@ def _display_case(word: str, shouting: bool = False) -> str:
     return word
 
 
-def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozenset()) -> list[str]:
-    words = clause.split()
-    brand_words = {w.strip(".,;:!?\"'()").lower() for w in brand.split()}
+def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozenset(), leaf: str = "") -> list[str]:
+    """The words of one title clause that name the product: no brand (where the title writes it), model numbers,
+    sizes, counts or praise; ending on the category's own noun where the clause has it ("Digital Temperature
+    Controller", not "... Controller Fahrenheit Celsius Thermostat"), else on its last head noun."""
+    if brand:
+        clause = regex.sub(rf"(?<![\p{{L}}\p{{N}}]){regex.escape(brand)}(?![\p{{L}}\p{{N}}])", " ", clause,
+                           count=1, flags=regex.I)
+    brand_words = {w.lower() for w in regex.findall(r"[\p{L}\p{N}]+", brand)}
     out: list[str] = []
     after_number = False
-    for w in words:
+    for w in clause.split():
         bare = w.strip(".,;:!?\"'()")
         low = bare.lower()
         counted = after_number and bool(_COUNT_NOUN.match(bare))
         after_number = bool(_NUMERIC.match(bare)) and not _KEEP.match(bare)
-        if not bare or after_number or counted or _UNIT_WORD.match(bare) or low in brand_words or low in _PRAISE \
+        if not bare or after_number or counted or _UNIT_WORD.match(bare) or low in _PRAISE \
                 or not regex.search(r"\p{L}", bare):
             continue
-        if regex.search(r"\p{Lu}.*\d|\d.*\p{Lu}", bare) and not _KEEP.match(bare):  # model numbers: DPG200
+        if regex.search(r"\p{L}.*\d|\d.*\p{L}", bare) and not _KEEP.match(bare):  # model numbers: DPG200, a1406ux
             continue
         out.append(bare)
-    while out and out[0].lower() in _LINKING:
+    while out and (out[0].lower() in _LINKING or out[0].lower() in brand_words):  # "Gripwell Original Gripwell Glue"
         out.pop(0)
     while out and (out[-1].lower() in _LINKING or out[-1].lower() in _COLOURS) and len(out) > 1:
         out.pop()
-    heads = [i for i, w in enumerate(out) if _singular(w.lower()) in head_nouns]
-    if heads and heads[-1] >= 1:  # end the phrase on its head noun: "Kapton Tape Sheets" (not "... Thick")
-        out = out[:heads[-1] + 1]
+    own = [i for i, w in enumerate(out) if leaf and _singular(w.lower()) == leaf]
+    heads = own[:1] or [i for i, w in enumerate(out) if _singular(w.lower()) in head_nouns][-1:]
+    if heads and heads[0] >= 1:  # end the phrase on its head noun: "Kapton Tape Sheets" (not "... Thick")
+        out = out[:heads[0] + 1]
     seen: set[str] = set()
     for i in range(len(out) - 1, -1, -1):  # "3D ABS 3D Printer Filament": keep a word's last occurrence
         if out[i].lower() in seen:
@@ -119,6 +148,10 @@ def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozens
         else:
             seen.add(out[i].lower())
     return out
+
+
+def _ends_on_head(words: list[str], head_nouns: frozenset[str]) -> bool:
+    return bool(words) and _singular(words[-1].lower()) in head_nouns
 
 
 def _singular(word: str) -> str:
@@ -130,37 +163,39 @@ def _singular(word: str) -> str:
 
 
 def _fit(brand: str, words: list[str], limit: int) -> str:
-    """The brand and the last words of the product phrase that fit ``limit`` characters."""
-    words = words[-MAX_PRODUCT_WORDS:]
-    while words:
-        name = " ".join(([brand] if brand else []) + words)
+    """The brand and the last words of the product phrase that fit ``limit`` characters. A cut never starts on
+    the second half of a compound ("Self Drilling Screws" is not cut to "Drilling Screws") or on a linking word."""
+    cut = max(len(words) - MAX_PRODUCT_WORDS, 0)
+    while cut < len(words):
+        while cut and cut < len(words) - 1 and (words[cut].lower() in _LINKING or _CONTINUES.match(words[cut])):
+            cut += 1
+        name = " ".join(([brand] if brand else []) + words[cut:])
         if len(name) <= limit:
             return name
-        words = words[1:]
-        while words and words[0].lower() in _LINKING:
-            words = words[1:]
+        cut += 1
     return brand[:limit].rstrip()
 
 
 @lru_cache(maxsize=65536)
 def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
     """A short display name for a catalog item (see the module docstring); never longer than ``limit``
-    characters and never cut inside a word. The last word of ``category`` ("... Pipe Fittings") is one more
-    head noun the name may end on."""
+    characters and never cut inside a word. The last word of ``category`` ("... Pipe Fittings") is the item's
+    own head noun: the name ends on it where the title has it, and takes it where the title names no product."""
     title = _clean(title)
     leaf = regex.findall(r"\p{L}+", category.lower())
     # an item taxonomy's leaf ("... Pipe Fittings") names the product; a department ("Camping & Hiking") does not
-    heads = HEAD_NOUNS | ({_singular(leaf[-1])} if leaf and leaf[-1].endswith("s") else set())
+    own = _singular(leaf[-1]) if leaf and leaf[-1].endswith("s") else ""
+    heads = HEAD_NOUNS | ({own} if own else set())
     long_words = [w for w in title.split() if len(w) > 3]
     shouting = sum(w.isupper() for w in long_words) * 2 > len(long_words)  # an all-capitals title
     if len(title) <= 30 and not _CLAUSE_BREAK.search(title) and not _BRACKETS.search(title):
         return " ".join(_display_case(w) for w in title.split())  # "Atlas ESR70", "BC547 Transistor"
-    named = brand_in_title(title, brand)
-    shown = " ".join(_display_case(w, shouting) for w in named.split())
+    named, shown = brand_in_title(title, brand)
+    shown = " ".join(_display_case(w, shouting) for w in shown.split())
     if len(shown) > limit // 2:  # "Rubbermaid Commercial Products": its first word names it well enough
         shown = shown.split()[0]
     body = _BRACKETS.sub(" ", title)
-    clauses = [_product_words(c, named, heads) for c in _CLAUSE_BREAK.split(body)]
+    clauses = [_product_words(c, named, heads, own) for c in _CLAUSE_BREAK.split(body)]
     clauses = [[_display_case(w, shouting) for w in c] for c in clauses
                if any(not _COUNT_NOUN.match(w) and w.lower() not in _LINKING for w in c)]
     if clauses and len(clauses[0]) == 1 and len(clauses) > 1 and not shown:
@@ -168,6 +203,12 @@ def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX
         if lead.lower() in (w.lower() for w in rest):  # "Hydrometer - This is a Triple Scale Hydrometer"
             return _fit("", rest, limit)
         return _fit(lead, rest, limit)
-    if clauses:
-        return _fit(shown, clauses[0], limit)
-    return _fit(shown, [], limit) or title[:limit].rsplit(" ", 1)[0]
+    if not clauses:
+        return _fit(shown, [], limit) or title[:limit].rsplit(" ", 1)[0]
+    words = clauses[0]
+    if not _ends_on_head(words, heads):  # "Industrial Strength Extreme Outdoor | ... | Tape – 10ft x 1in"
+        words = next((c for c in clauses[1:4] if _ends_on_head(c, heads)), words)
+    if not _ends_on_head(words, heads) and own and own not in _DEPARTMENTS and len(words) <= 3 \
+            and not any(_singular(w.lower()).endswith(own) for w in words):  # the category's noun: "... Strips", once
+        words = [*words, leaf[-1].capitalize()]
+    return _fit(shown, words, limit)

@@ -41,7 +41,7 @@ def _words(text: str) -> set[str]:
 def test_short_names_are_short_whole_words_of_the_title(item: Item) -> None:
     name = item.display_name
     assert 0 < len(name) <= MAX_CHARS
-    assert _words(name) <= _words(item.title), f"{name!r} has words that are not the title's"
+    assert _words(name) <= _words(f"{item.title} {item.brand} {item.category}"), f"{name!r} has words that are not the catalog's"
     assert not regex.search(r"\d{3,}", name) or len(item.title) <= 30, f"{name!r} keeps a model number"
 
 
@@ -52,6 +52,33 @@ def test_short_names_are_short_whole_words_of_the_title(item: Item) -> None:
 ])
 def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     assert BY_ID[item_id].display_name == expected
+
+
+@pytest.mark.parametrize(("title", "brand", "category", "expected"), [
+    # the category's own noun ends the name, not the title's last head noun
+    ("Thermix TC-1000 Dual Stage Digital Temperature Controller Fahrenheit  Celsius Thermostat with Sensor",
+     "Thermix", "Test, Measure & Inspect Temperature Controllers", "Thermix Digital Temperature Controller"),
+    ("Clockline Tools DCLR-0605 Electronic Digital Caliper Inch/Metric/Fractions Conversion IP54 Protection",
+     "Clockline Tools", "Calipers Digital Calipers", "Clockline Tools Digital Caliper"),
+    # a title that misspells its brand names it; the push spells it as the brand column does
+    ("Holdex Magentics Ceramic Magnet Hook 1 1/4 in Diameter with 18 LB Holding Power 6-Count", "HOLDEX MAGNETICS",
+     "Industrial Hardware Hooks Magnetic Hooks", "Holdex Magnetics Ceramic Magnet Hook"),
+    # a first clause without a product noun: a later clause's noun, else the category's
+    ("GRIPLOOP Brand - Industrial Strength Extreme Outdoor | Heavy Duty, Superior Holding Power | Tape – 10ft x 1in",
+     "GRIPLOOP Brand", "Adhesive Tapes Hook & Loop Strips", "Griploop Brand Tape"),
+    ("GRIPLOOP Brand Industrial Strength - Low Profile | Superior Strength, 30% less Thickness | Size 2in",
+     "GRIPLOOP Brand", "Adhesive Tapes Hook & Loop Strips", "Griploop Brand Strips"),
+    # a cut never starts on the second half of a compound ("Drilling Sheet Metal ...")
+    ("Stainless #8 x 1/2 Hex Washer Head Self Drilling Sheet Metal Tek Screws With Drill Point, 100 pieces",
+     "Fastco Supply", "Fasteners Screws Sheet Metal Screws", "Sheet Metal Tek Screws"),
+    # the brand's leading words where the title has only those; lower-case model numbers go
+    ("Labwell Educational 7-771000 Clear Borosilicate Glass 1000mL Erlenmeyer Flask", "Labwell Educational Products",
+     "Lab Flasks Erlenmeyer Flasks", "Labwell Educational Erlenmeyer Flask"),
+    ("Tornix a14092200ux0209 50 Piece 10K Ohm 0.05W 3435B NTC Thermistors Resistor, MF52-103 Type", "tornix",
+     "Sensors Thermistors", "Tornix NTC Thermistors"),
+])
+def test_short_names_of_messy_titles(title: str, brand: str, category: str, expected: str) -> None:
+    assert short_name(title, brand, category) == expected
 
 
 def test_a_catalogs_own_short_name_wins() -> None:

@@ -125,6 +125,22 @@ def test_a_bracketed_product_name_is_the_items_whole_name() -> None:
     assert check_facts("双十一", "「双十一」来了：Trailblazer 2-Person Backpacking Tent", ctx).passed  # not a name
 
 
+@pytest.mark.parametrize(("title", "body", "passes"), [
+    ("Now 20% off", "The Trailblazer 2-Person Backpacking Tent dropped to $149.00.", True),
+    ("Price Drop On Trailblazer Tent", "Grab the Trailblazer 2-Person Backpacking Tent for $149.00.", True),
+    ("Tent deal", "Your backpacking tent is $149.00 now.", True),  # lower case: no name to check
+    ("Now 20% off", "The Trailblazer Ultralight Tent dropped to $149.00.", False),  # a word it does not have
+    ("Now 20% off", "The Trailblazer 2-Person Camping Tent dropped to $149.00.", False),
+    ("Meet Your Dream Tent", "The Trailblazer 2-Person Backpacking Tent is $149.00.", False),
+])
+def test_copy_does_not_make_up_the_items_name(title: str, body: str, passes: bool) -> None:
+    from generator.guardrails import check_facts
+
+    r = check_facts(title, body, GuardContext(items=[TENT]))
+    assert r.passed is passes, r.reason
+    assert passes or "not in its name" in r.reason
+
+
 def test_copy_that_reads_the_prompt_back_fails() -> None:
     from generator.guardrails import check_prompt_echo
 
