@@ -188,7 +188,9 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                if m.amounts & set(every) else f"price {m.text!r} matches no item's price")
         if not m.currencies:
             return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
-        listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in ctx.named_items(text) if it.discount_pct}
+        named = ctx.named_items(text)
+        listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in named if it.discount_pct} - {
+            Decimal(it.current_price).quantize(Decimal("0.01")) for it in named}  # another named item's price now
         before = text[max(0, m.span[0] - 24):m.span[0]].lower()
         if _re(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨").search(before):
             return CheckResult("prices", False, f"{m.text!r}: no price of this push has gone up")
@@ -585,24 +587,32 @@ _OPENERS = frozenset("the your our this that a an my its on in for and with at t
 
 
 def _altered_name(text: str, ctx: GuardContext) -> str | None:
-    """A product name the copy made up: capitalised words leading to the item's head noun, one of which is not a
-    word of its title, brand or display name ("The American Flat Bumpy Flask" for a Flat Bottom Boiling Flask):
-    the word right before the head noun, or any word after the first of the name's own words. Words before the
-    name ("Grab", "Price Drop On") are not part of it."""
+    """A product name the copy made up: capitalised words leading to a head noun of the user's items, one of which
+    is not a word of that item's title, brand or display name ("The American Flat Bumpy Flask" for a Flat Bottom
+    Boiling Flask): the word right before the head noun, or any word after the first of the name's own words.
+    Words before the name ("Grab", "Price Drop On") are not part of it. A phrase that names any of the user's
+    items with that head noun names it truly."""
+    verdicts: dict[tuple[int, int], list[bool]] = {}
     for it in ctx.items:
         name = it.display_name.split()
         if not name or not regex.search(r"\p{Latin}", name[-1]):
             continue
         own = {w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{it.title} {it.brand} {it.display_name}")}
         head = _escape(name[-1].rstrip("s"))
-        pattern = rf"(?<![\p{{L}}\p{{N}}'-])((?:\p{{Lu}}[\p{{L}}\p{{N}}'&-]*\s+)+)(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"
+        pattern = rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"
         for m in _re(pattern).finditer(text):
             words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(regex.sub(r"'s\b", "", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
             first_own = named.index(True) if True in named else len(words)
-            if words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:]):
-                return m[0].strip()
-    return None
+            made_up = words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
+            verdicts.setdefault(m.span(), []).append(made_up)
+    true = [span for span, made_up in verdicts.items() if not all(made_up)]
+    low = text.lower()
+    true += [(i, i + len(n)) for it in ctx.items for n in {it.display_name.lower()} if n
+             for i in (m.start() for m in regex.finditer(_escape(n), low))]
+    bad = next((span for span, made_up in verdicts.items() if all(made_up)  # "Dewalt Crimped End Wire" is part
+                and not any(a < span[1] and span[0] < b for a, b in true)), None)  # of "... End Wire Brush"
+    return text[bad[0]:bad[1]].strip() if bad else None
 
 
 def _other_products(text: str, ctx: GuardContext) -> CheckResult:

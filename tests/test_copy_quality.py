@@ -107,11 +107,13 @@ def test_the_fallback_passes_every_check_for_every_item_of_the_real_catalogue(tm
     assert len(catalog) == 4385
     lib = default_library()
     bad = []
+    by_category = sorted(catalog, key=lambda it: (it.category, it.item_id))  # neighbours: items alike
     for locale in ("en_US", "zh_CN"):
-        for item in catalog:
+        for i, item in enumerate(by_category):
             ctype = "price_drop" if item.discount_pct else "content_recommendation"
             title, body = generic_copy(lib, locale, ctype, item, {})
-            ctx = GuardContext(items=[item], locale=locale, catalog=catalog, campaign_type=ctype)
+            ranked = [item, *by_category[i + 1:i + 5]]  # the user's other candidates, as a campaign ranks them
+            ctx = GuardContext(items=ranked, locale=locale, catalog=catalog, campaign_type=ctype)
             problems = failures(run_checks(title, body, ctx))
             if problems:
                 bad.append((item.item_id, locale, body, problems))

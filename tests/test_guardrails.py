@@ -139,6 +139,11 @@ def test_copy_does_not_make_up_the_items_name(title: str, body: str, passes: boo
     r = check_facts(title, body, GuardContext(items=[TENT]))
     assert r.passed is passes, r.reason
     assert passes or "not in its name" in r.reason
+    # with the user's other items in the context (another tent): a phrase that names any of them names it truly
+    other = Item(item_id="A3", title="Summitline Dome Camping Tent, 4 Person", brand="Summitline",
+                 price=Decimal("99.00"), currency="USD", in_stock=True, url="u")
+    both = check_facts(title, body, GuardContext(items=[other, TENT]))
+    assert both.passed is (passes or "Camping Tent" in body), both.reason
 
 
 def test_copy_that_reads_the_prompt_back_fails() -> None:
