@@ -291,7 +291,17 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
         for name in (it.title, it.display_name):
             if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", name).strip().lower():
                 return CheckResult("title_hook", False, "the title is the product's name alone")
+    words = bare.split()
+    if 0 < len(words) <= 2 and not _re(r"\d|\p{Han}").search(bare) and not _HOOK.search(bare) \
+            and not set(words) & {w.lower() for it in ctx.items for w in _content_words(it.display_name)}:
+        return CheckResult("title_hook", False, f"{title!r} says nothing about the item or the offer")
     return CheckResult("title_hook", True)
+
+
+# words that make a two-word title a hook without the item's name or a number ("Price drop", "Good news")
+_HOOK = regex.compile(r"\b(?:price|prices|drop|dropped|deal|deals|sale|off|save|savings?|discount|coupon|code|back|"
+                      r"stock|restocked|cart|basket|new|picks?|news|offer|treat|lower|cut|alert|reminder|ready|"
+                      r"waiting|yours|found|idea|ideas|inspiration|favorites?|favourites?|gift|look)\b", regex.I)
 
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:

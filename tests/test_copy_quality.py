@@ -74,6 +74,7 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     # the brand's leading words where the title has only those; lower-case model numbers go
     ("Labwell Educational 7-771000 Clear Borosilicate Glass 1000mL Erlenmeyer Flask", "Labwell Educational Products",
      "Lab Flasks Erlenmeyer Flasks", "Labwell Educational Erlenmeyer Flask"),
+    ("BOLTEX BT1309B 1-Inch 18-Gauge Brads, 3000 per Box", "BOLTEX", "Collated Nails Brad Nails", "Boltex Brads"),
     ("Tornix a14092200ux0209 50 Piece 10K Ohm 0.05W 3435B NTC Thermistors Resistor, MF52-103 Type", "tornix",
      "Sensors Thermistors", "Tornix NTC Thermistors"),
 ])
@@ -236,6 +237,10 @@ def test_up_from_up_to_and_a_title_repeated_as_body_fail() -> None:
     assert not check_title_hook(same, same, ctx).passed
     assert not check_title_hook("Kelvix Digital Caliper", "Kelvix Digital Caliper, $17.97", ctx).passed
     assert check_title_hook("Now 40% off", "Kelvix Digital Caliper dropped to $17.97", ctx).passed
+    # a two-word title says something about the item or the offer ("No more" says nothing)
+    assert not check_title_hook("No more", "Kelvix Digital Caliper dropped to $17.97", ctx).passed
+    for hook in ("Price drop", "Good news", "Caliper deal", "Measure twice, cut once"):
+        assert check_title_hook(hook, "Kelvix Digital Caliper dropped to $17.97", ctx).passed, hook
 
 
 @pytest.mark.parametrize(("title", "body", "check"), [
