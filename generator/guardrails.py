@@ -301,7 +301,7 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
 # words that make a two-word title a hook without the item's name or a number ("Price drop", "Good news")
 _HOOK = regex.compile(r"\b(?:price|prices|drop|dropped|deal|deals|sale|off|save|savings?|discount|coupon|code|back|"
                       r"stock|restocked|cart|basket|new|picks?|news|offer|treat|lower|cut|alert|reminder|ready|"
-                      r"waiting|yours|found|idea|ideas|inspiration|favorites?|favourites?|gift|look)\b", regex.I)
+                      r"waiting|yours|found|ideas?|inspiration|favou?rites?|gift|look|arrived|arrivals?|just|picked|still|missed)\b", regex.I)
 
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
