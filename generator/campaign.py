@@ -297,10 +297,14 @@ class CampaignRunner:
             c.ctr = float(s)
 
     def _check(self, m: UserMessage, ctx: GuardContext) -> None:
+        verdicts: dict[tuple[str, str], list[CheckResult]] = {}  # a user's candidates of the same copy: once
         for cand in m.candidates:
             if cand.checks:
                 continue
-            results = run_checks(cand.title, cand.body, ctx)
+            key = (cand.title, cand.body)
+            if key not in verdicts:
+                verdicts[key] = run_checks(cand.title, cand.body, ctx)
+            results = list(verdicts[key])
             if not cand.finished:
                 results.append(CheckResult("complete", False, "cut off at the generation length limit"))
             cand.checks = [r.as_dict() for r in results]

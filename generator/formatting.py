@@ -154,6 +154,12 @@ _BARE = regex.compile(r"(?<![\d.,])(?:\d+(?:,\d{3})*\.\d{2}|\d{1,3}(?:,\d{3})+)(
 
 
 @lru_cache(maxsize=1)
+def _marker_openings() -> regex.Pattern[str]:
+    """A character a currency marker may begin with, matched as the markers' patterns match it (case-insensitive)."""
+    return regex.compile("[" + "".join(sorted({regex.escape(m[0]) for m in _symbols()})) + "]", regex.I)
+
+
+@lru_cache(maxsize=1)
 def _money_patterns() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
     markers = sorted(_symbols(), key=len, reverse=True)
     symbolic = [regex.escape(m) for m in markers if not regex.fullmatch(r"[a-z.]+", m)]
@@ -214,7 +220,8 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
         return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
 
     runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
-    for pattern, starts in ((before, _marker_starts(runs)), (after, [d for d in runs if _NUMBER_START.match(text, d)])):
+    for pattern, starts in ((before, _marker_starts(text, runs)),
+                            (after, [d for d in runs if _NUMBER_START.match(text, d)])):
         for m in _matches_at(pattern, text, starts):
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
@@ -229,10 +236,12 @@ _DIGIT_RUN = regex.compile(r"(?<!\d)\d")
 _NUMBER_START = regex.compile(r"(?<![\d.,])\d")
 
 
-def _marker_starts(runs: list[int]) -> list[int]:
+def _marker_starts(text: str, runs: list[int]) -> list[int]:
     """Where a currency marker written before a number may start: a marker (digit-free, at most
-    ``_MARKER_REACH - 1`` characters and an optional space) ends at the start of a run of digits."""
-    return sorted({p for d in runs for p in range(max(0, d - _MARKER_REACH), d)})
+    ``_MARKER_REACH - 1`` characters and an optional space) ends at the start of a run of digits, and begins with
+    one of the markers' first characters."""
+    opening = _marker_openings()
+    return [p for p in sorted({p for d in runs for p in range(max(0, d - _MARKER_REACH), d)}) if opening.match(text, p)]
 
 
 def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:

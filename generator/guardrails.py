@@ -237,9 +237,15 @@ def _derived(ctx: GuardContext) -> _Derived:
 
 def graphemes(text: str) -> int:
     """Length in user-perceived characters (extended grapheme clusters)."""
-    if text.isascii():  # every ASCII character is a cluster of its own, but CR LF is one
+    if text.isascii() or not _JOINS.search(text):  # no character joins another: each is a cluster, but CR LF one
         return len(text) - text.count("\r\n")
     return len(_re(r"\X").findall(text))
+
+
+# characters whose grapheme cluster break property is other than Other, Control, CR and LF (which join nothing, but CR
+# then LF); a text without them has one cluster per character
+_JOINS = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=Regional_Indicator}\p{GCB=Prepend}\p{GCB=SpacingMark}"
+                       r"\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=LV}\p{GCB=LVT}]")
 
 
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
@@ -473,9 +479,20 @@ def _swear_openings() -> frozenset[str]:
 
 
 def _may_swear(text: str) -> bool:
-    """False only when :func:`_english_profanity` cannot match: an ASCII text (where its case-insensitive match is
-    ``lower()``) none of whose words begins a listed word or phrase (a match begins at a word and ends at one)."""
-    return not text.isascii() or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
+    """False only when :func:`_english_profanity` cannot match: a text whose ASCII letters are matched
+    case-insensitively as ``lower()`` matches them (:func:`_ascii_folds`) none of whose words begins a listed word
+    or phrase (a match begins at a word and ends at one)."""
+    return not _ascii_folds(text) or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
+
+
+# the characters outside ASCII that a case-insensitive pattern of ASCII letters matches, or that lower-case to ASCII
+_FOLD_TO_ASCII = ("\u0130", "\u017f", "\u212a")  # İ, ſ (long s), K (Kelvin sign)
+
+
+def _ascii_folds(text: str) -> bool:
+    """Whether, in ``text``, a case-insensitive match of ASCII words is a match in ``text.lower()`` at the same
+    places: ASCII text, or text without :data:`_FOLD_TO_ASCII` whose ``lower()`` keeps every character one."""
+    return text.isascii() or (not any(c in text for c in _FOLD_TO_ASCII) and len(text.lower()) == len(text))
 
 
 def profanity_in(text: str, locale: str) -> list[str]:
@@ -559,10 +576,11 @@ def _blanked(text: str, names: list[str]) -> str:
 
 def _name_places(text: str, names: list[str]) -> Iterator[tuple[int, tuple[int, int]]]:
     """Each place (start, length) of each name in ``text``, case-insensitive, overlapping, with the name's index:
-    by ``str.find`` in ASCII (where case-insensitive is ``lower()``), else by one pattern per name (names recur)."""
-    ascii_text, low = text.isascii(), text.lower()
+    by ``str.find`` for ASCII names where case-insensitive is ``lower()`` (:func:`_ascii_folds`), else by one pattern
+    per name (names recur)."""
+    ascii_folds, low = _ascii_folds(text), text.lower()
     for k, name in enumerate(names):
-        if ascii_text and name.isascii():
+        if ascii_folds and name.isascii():
             name = name.lower()
             at = low.find(name)
             while at >= 0:
