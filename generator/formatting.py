@@ -211,7 +211,7 @@ def money_mentions(text: str) -> list[MoneyMention]:
 
 @lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
 def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
-    if not any(c.isdigit() for c in text):  # every pattern needs a digit: skip their scans over hundreds of markers
+    if not _DIGIT_RUN.search(text):  # every pattern needs a digit: skip their scans over hundreds of markers
         return []
     before, after = _money_patterns()
     found: list[MoneyMention] = []
@@ -241,7 +241,7 @@ def _marker_starts(text: str, runs: list[int]) -> list[int]:
     ``_MARKER_REACH - 1`` characters and an optional space) ends at the start of a run of digits, and begins with
     one of the markers' first characters."""
     opening = _marker_openings()
-    return [p for p in sorted({p for d in runs for p in range(max(0, d - _MARKER_REACH), d)}) if opening.match(text, p)]
+    return sorted({m.start() for d in runs for m in opening.finditer(text, max(0, d - _MARKER_REACH), d)})
 
 
 def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:
