@@ -182,7 +182,7 @@ class _Derived:
         return {n.lower() for n in self.fact_texts}
 
     @cached_property
-    def own_numbers(self) -> set[str]:
+    def own_numbers(self) -> frozenset[str]:
         return _numbers_of(" ".join(self.fact_texts))
 
     @cached_property
@@ -199,36 +199,63 @@ class _Derived:
         return sorted(names, key=len, reverse=True)
 
     @cached_property
-    def sense_words(self) -> set[str]:
+    def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
-        own = " ".join([*self.fact_texts, *(f"{it.category} {it.description} {it.brand}" for it in self.ctx.items)])
-        return {_stem(w) for w in _re(r"\p{L}{3,}").findall(own.lower())}
+        return frozenset().union(*(_stems(t) for it in self.ctx.items
+                                   for t in (it.title, it.display_name, it.category, it.description, it.brand)))
 
     @cached_property
     def bare_names(self) -> set[str]:
         """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
-        return {_re(r"[\p{P}\p{S}\s]+").sub(" ", name).strip().lower() for name in self.fact_texts}
+        return {_bare(name) for name in self.fact_texts}
 
     @cached_property
-    def example_phrases(self) -> tuple[set[str], list[set[str]]]:
-        """The phrases copy may share with the examples (the items' titles, the brand's own copy), and each
-        example's phrases (:func:`check_example_copy`)."""
-        facts = " ".join([*(it.title for it in self.ctx.items), *self.ctx.generic_texts])
-        return (_han_runs(facts, 5) | _word_shingles(facts, 7),
-                [_han_runs(e, 5) | _word_shingles(e, 7) for e in self.ctx.example_texts])
+    def example_phrases(self) -> list[frozenset[str]]:
+        """Each of the template's example answers' phrases (:func:`check_example_copy`)."""
+        return [_example_phrases(e) for e in self.ctx.example_texts]
 
     @cached_property
-    def prompt_parts(self) -> tuple[list[tuple[str, regex.Pattern[str]]], list[str]]:
-        """The prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
-        labels = {m.strip().lower() for m in _LABEL.findall(self.ctx.prompt_text)}
-        lines = (line.strip() for line in self.ctx.prompt_text.lower().splitlines())
-        return ([(label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels],
-                [line for line in lines if len(line) >= 6 and not _LABEL.match(line)])
+    def own_phrases(self) -> frozenset[str]:
+        """The phrases copy may share with the examples: the items' titles', the brand's own copy's."""
+        return _example_phrases(" ".join([*(it.title for it in self.ctx.items), *self.ctx.generic_texts]))
 
     @cached_property
-    def quoted_shingles(self) -> list[set[str]]:
-        """Each quoted review's 5-shingles, as written and as the prompt quoted it (links replaced, markup gone)."""
-        return [_shingles(q, 5) | _shingles(quote_user_text(q), 5) for q in self.ctx.quoted_texts]
+    def prompt_parts(self) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
+        return _prompt_parts(self.ctx.prompt_text)
+
+    @cached_property
+    def quoted_shingles(self) -> list[frozenset[str]]:
+        return [_quoted_shingles(q) for q in self.ctx.quoted_texts]
+
+
+@lru_cache(maxsize=1 << 14)
+def _stems(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _re(r"\p{L}{3,}").findall(text.lower()))
+
+
+@lru_cache(maxsize=1 << 14)
+def _bare(text: str) -> str:
+    return _re(r"[\p{P}\p{S}\s]+").sub(" ", text).strip().lower()
+
+
+@lru_cache(maxsize=1 << 12)
+def _example_phrases(text: str) -> frozenset[str]:
+    return frozenset(_han_runs(text, 5) | _word_shingles(text, 7))
+
+
+@lru_cache(maxsize=1 << 12)
+def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
+    """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
+    labels = {m.strip().lower() for m in _LABEL.findall(prompt)}
+    lines = (line.strip() for line in prompt.lower().splitlines())
+    return (tuple((label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels),
+            tuple(line for line in lines if len(line) >= 6 and not _LABEL.match(line)))
+
+
+@lru_cache(maxsize=1 << 12)
+def _quoted_shingles(quoted: str) -> frozenset[str]:
+    """A quoted review's 5-shingles, as written and as the prompt quoted it (links replaced, markup gone)."""
+    return frozenset(_shingles(quoted, 5) | _shingles(quote_user_text(quoted), 5))
 
 
 def _derived(ctx: GuardContext) -> _Derived:
@@ -255,8 +282,9 @@ def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     return any(needle in t for t in _derived(ctx).spaced_facts)
 
 
-def _numbers_of(text: str) -> set[str]:
-    return {n.lstrip("0") or "0" for n in _re(r"\d+(?:\.\d+)?").findall(text)}
+@lru_cache(maxsize=1 << 14)
+def _numbers_of(text: str) -> frozenset[str]:
+    return frozenset(n.lstrip("0") or "0" for n in _re(r"\d+(?:\.\d+)?").findall(text))
 
 
 # --- checks -------------------------------------------------------------------------------------------------
@@ -824,10 +852,10 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     own template copy for this user (generic phrasing such as 使用优惠码) have. Following an example's shape
     with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
     text = f"{title}\n{body}"
-    allowed, examples = _derived(ctx).example_phrases
-    mine = (_han_runs(text, 5) | _word_shingles(text, 7)) - allowed if examples else set()
+    examples = _derived(ctx).example_phrases
+    mine = _han_runs(text, 5) | _word_shingles(text, 7) if examples else set()
     for phrases in examples:
-        if mine & phrases:
+        if (mine & phrases) - _derived(ctx).own_phrases:  # the same as (mine - own) & phrases
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
     return CheckResult("example_copy", True)
 
