@@ -24,7 +24,7 @@ from generator.config import get_settings
 from generator.ctr import CtrModel, push_text
 from generator.data import EventType, Item, Shop, User, language_of
 from generator.errors import DataError, ModelNotAvailable, PushgenError
-from generator.generate import Candidate, GenerationRequest, Generator
+from generator.generate import Candidate, GenerationRequest, Generator, gc_paused
 from generator.guard_index import NearDuplicates
 from generator.guardrails import BrandPolicy, CheckResult, GuardContext, run_checks
 from generator.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
@@ -297,10 +297,14 @@ class CampaignRunner:
             c.ctr = float(s)
 
     def _check(self, m: UserMessage, ctx: GuardContext) -> None:
+        verdicts: dict[tuple[str, str], list[CheckResult]] = {}  # a user's candidates of the same copy: once
         for cand in m.candidates:
             if cand.checks:
                 continue
-            results = run_checks(cand.title, cand.body, ctx)
+            key = (cand.title, cand.body)
+            if key not in verdicts:
+                verdicts[key] = run_checks(cand.title, cand.body, ctx)
+            results = list(verdicts[key])
             if not cand.finished:
                 results.append(CheckResult("complete", False, "cut off at the generation length limit"))
             cand.checks = [r.as_dict() for r in results]
@@ -318,6 +322,12 @@ class CampaignRunner:
         """Generate, check, choose and (with a store) save ``variants`` messages per user.
         Returns the job id (None without a store) and the messages, in audience order. With ``job_id`` the
         messages are added to that job (a chunk of a queued job), whose status the caller manages."""
+        with gc_paused():  # thousands of messages, candidates and check results, no cycles
+            return self._run(shop, campaign, user_ids=user_ids, job_kind=job_kind, job_id=job_id,
+                             show_progress=show_progress, seed=seed)
+
+    def _run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None, job_kind: str,
+             job_id: str | None, show_progress: bool, seed: int) -> tuple[str | None, list[UserMessage]]:
         t0 = time.perf_counter()
         audience = select_audience(shop, campaign, user_ids)
         if self.store is not None:  # erased users are never messaged again (the suppression list)

@@ -15,7 +15,7 @@ Unknown locales fall back to the shop's default (``Settings.default_locale``) wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -142,11 +142,21 @@ def currencies_of(marker: str) -> frozenset[str]:
     found = _symbols().get(marker.lower().strip())
     if found is not None:
         return found
-    return frozenset({marker.upper()}) if regex.fullmatch(r"[A-Z]{3}", marker) else frozenset()
+    return frozenset({marker.upper()}) if _ISO_CODE.fullmatch(marker) else frozenset()
 
 
+_ISO_CODE = regex.compile(r"[A-Z]{3}")
+_MARKER_REACH = 12  # more than a currency marker's characters and a space (_marker_starts)
 _SEP = r"[,.\u00a0\u202f'’ ]"
+_SEP_RE = regex.compile(_SEP)
 NUMBER = rf"\d+(?:{_SEP}\d{{2,3}})*(?:[.,]\d{{1,2}})?"
+_BARE = regex.compile(r"(?<![\d.,])(?:\d+(?:,\d{3})*\.\d{2}|\d{1,3}(?:,\d{3})+)(?![\d%]|[.,]\d)")  # 19.99, 3,942
+
+
+@lru_cache(maxsize=1)
+def _marker_openings() -> regex.Pattern[str]:
+    """A character a currency marker may begin with, matched as the markers' patterns match it (case-insensitive)."""
+    return regex.compile("[" + "".join(sorted({regex.escape(m[0]) for m in _symbols()})) + "]", regex.I)
 
 
 @lru_cache(maxsize=1)
@@ -155,6 +165,7 @@ def _money_patterns() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
     symbolic = [regex.escape(m) for m in markers if not regex.fullmatch(r"[a-z.]+", m)]
     wordy = [regex.escape(m) for m in markers if regex.fullmatch(r"[a-z.]+", m)]
     any_marker = "|".join(symbolic + [rf"\b{w}(?!\w)" for w in wordy])
+    assert not any(c.isdigit() for c in "".join(markers)) and max(map(len, markers)) + 1 < _MARKER_REACH
     before = regex.compile(rf"(?P<cur>{any_marker})\s?(?P<num>{NUMBER})(?!\d)", regex.I)
     after = regex.compile(rf"(?<![\d.,])(?P<num>{NUMBER})\s?(?P<cur>{any_marker})", regex.I)
     return before, after
@@ -163,8 +174,8 @@ def _money_patterns() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
 def readings(number: str) -> set[Decimal]:
     """Every amount a written number may mean in some locale: ``1.399`` is 1399 (de) or not money with three
     decimals; ``1,399`` is 1399; ``13,99`` is 13.99; ``1,23,456`` is 123456; ``1 399,50`` is 1399.50."""
-    parts = regex.split(_SEP, number)
-    seps = regex.findall(_SEP, number)
+    parts = _SEP_RE.split(number)
+    seps = _SEP_RE.findall(number)
     out: set[Decimal] = set()
     if not seps:
         return {Decimal(number).quantize(CENT)}
@@ -195,7 +206,12 @@ class MoneyMention:
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
     or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
-    if not any(c.isdigit() for c in text):  # every pattern needs a digit: skip their scans over hundreds of markers
+    return list(_money_mentions(text))
+
+
+@lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
+def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
+    if not _DIGIT_RUN.search(text):  # every pattern needs a digit: skip their scans over hundreds of markers
         return []
     before, after = _money_patterns()
     found: list[MoneyMention] = []
@@ -203,16 +219,39 @@ def money_mentions(text: str) -> list[MoneyMention]:
     def free(span: tuple[int, int]) -> bool:
         return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
 
-    for pattern in (before, after):
-        for m in pattern.finditer(text):
+    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
+    for pattern, starts in ((before, _marker_starts(text, runs)),
+                            (after, [d for d in runs if _NUMBER_START.match(text, d)])):
+        for m in _matches_at(pattern, text, starts):
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
                 found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
-    bare = r"(?<![\d.,])(?:\d+(?:,\d{3})*\.\d{2}|\d{1,3}(?:,\d{3})+)(?![\d%]|[.,]\d)"  # 19.99, 3,942
-    for m in regex.finditer(bare, text):
+    for m in _BARE.finditer(text):
         if free(m.span()):
             found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
-    return sorted(found, key=lambda x: x.span)
+    return tuple(sorted(found, key=lambda x: x.span))
+
+
+_DIGIT_RUN = regex.compile(r"(?<!\d)\d")
+_NUMBER_START = regex.compile(r"(?<![\d.,])\d")
+
+
+def _marker_starts(text: str, runs: list[int]) -> list[int]:
+    """Where a currency marker written before a number may start: a marker (digit-free, at most
+    ``_MARKER_REACH - 1`` characters and an optional space) ends at the start of a run of digits, and begins with
+    one of the markers' first characters."""
+    opening = _marker_openings()
+    return sorted({m.start() for d in runs for m in opening.finditer(text, max(0, d - _MARKER_REACH), d)})
+
+
+def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern every match of which starts at one of ``starts`` (ascending): the
+    pattern is tried at those places only, instead of at every place of the text (hundreds of markers each)."""
+    end = 0
+    for at in starts:
+        if at >= end and (m := pattern.match(text, at)):
+            yield m
+            end = m.end()
 
 
 _PERCENT = regex.compile(r"(?P<num>\d+(?:[.,]\d+)?)[\s\u00a0\u202f]?(?:%|％|percent\b|per cent\b|pct\b)", regex.I)
@@ -231,12 +270,17 @@ class PercentMention:
 def percent_mentions(text: str) -> list[PercentMention]:
     """Percentages in ``text``: ``15%``, ``15 %``, ``15 percent``, ``15％`` and the Chinese ``85折``/``8.5折``
     (pay 85%, i.e. 15% off)."""
+    return list(_percent_mentions(text))
+
+
+@lru_cache(maxsize=4096)
+def _percent_mentions(text: str) -> tuple[PercentMention, ...]:
     out = [PercentMention(Decimal(m["num"].replace(",", ".")), m[0], m.span()) for m in _PERCENT.finditer(text)]
     for m in _ZHE.finditer(text):
         n = Decimal(m["num"])
         paid = n * 10 if "." in m["num"] or n < 10 else n  # 85折 = 8.5折 = pay 85%; 8折 = pay 80%
         out.append(PercentMention(Decimal(100) - paid, m[0], m.span()))
-    return sorted(out, key=lambda x: x.span)
+    return tuple(sorted(out, key=lambda x: x.span))
 
 
 def mask(text: str, spans: Iterable[tuple[int, int]]) -> str:

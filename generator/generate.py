@@ -47,6 +47,20 @@ class GenerationRequest:
     prefix: str = ""  # text shared by many requests (system + few-shot turns); the model input is prefix+prompt
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for a block (reference counting frees everything as usual): the host
+    objects of thousands of rows or messages (token lists, texts, candidates, check results) would set it off again
+    and again, each time walking every object alive (a shop of millions of events included); they make no cycles."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 @dataclass
 class Candidate:
     title: str
@@ -875,16 +889,8 @@ class Generator:
         ``progress(n_done)`` is called after each batch; ``max_new_tokens`` overrides the generator's cap."""
         seed = get_settings().seed if seed is None else seed
         limit = max_new_tokens or self.max_new_tokens
-        # the host objects of thousands of rows (token lists, texts, candidates) would set off the cyclic garbage
-        # collector again and again, each time walking every object alive; they make no cycles, so it is paused
-        # for the call (reference counting frees everything as usual)
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             return self._generate(requests, n_candidates, seed, progress, limit)
-        finally:
-            if paused:
-                gc.enable()
 
     def _generate(self, requests: Sequence[GenerationRequest], n_candidates: int, seed: int, progress: Any,
                   limit: int) -> list[list[Candidate]]:

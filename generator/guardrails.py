@@ -8,10 +8,11 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Any
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generator.brand import BrandGuidelines, check_brand
 from generator.data import Item, language_of
 from generator.formatting import mask, money_mentions, percent_mentions
-from generator.guard_index import titles_in
+from generator.guard_index import memo, titles_in
 from generator.payloads import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.prompts import quote_user_text
 
@@ -84,6 +85,10 @@ class GuardContext:
     campaign_type: str = ""  # what the campaign says happened: only an abandoned-cart push may speak of the cart
     policy: BrandPolicy = field(default_factory=BrandPolicy)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        self.__dict__.pop("_derived", None)  # what the checks derived from the old value (guard_index.memo)
+        object.__setattr__(self, name, value)
+
     @property
     def platforms(self) -> Sequence[str]:
         return self.policy.platforms
@@ -98,16 +103,22 @@ class GuardContext:
         (``mentions_item``) outside these titles; all of them when it names none (``check_mentions_item`` fails that
         copy). A price or discount must belong to an item the copy names: 10% off item B in a push about item A is
         as wrong as an invented 10%."""
+        return _derived(self).of_text("named", text, self._named_items)
+
+    def _named_items(self, text: str) -> Sequence[Item]:
         rest = text.lower()
-        whole = [it for it in self.items if it.title.lower() in rest or it.display_name.lower() in rest]
-        for it in whole:
-            rest = rest.replace(it.title.lower(), " ").replace(it.display_name.lower(), " ")
-        return whole + [it for it in self.items if it not in whole and mentions_item(rest, it)] or self.items
+        found = [names for names in _derived(self).item_names if names[1] in rest or names[2] in rest]
+        for _, title, short in found:
+            rest = rest.replace(title, " ").replace(short, " ")
+        whole = [it for it, _, _ in found]
+        present = _word_set(rest)
+        return whole + [it for it, title, short in _derived(self).item_names
+                        if it not in whole and _names_item(rest, present, it, title, short)] or self.items
 
     def item_fact_texts(self) -> list[str]:
         """The items' own words: titles and display names. Sizes, counts, pack sizes and model numbers in them
         are facts of the item (allowed in copy about it), never a price, a discount or a coupon code."""
-        return [t for it in self.items for t in (it.title, it.display_name)]
+        return list(_derived(self).fact_texts)
 
     def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
         out: dict[Decimal, set[str]] = {}
@@ -122,20 +133,178 @@ class GuardContext:
             | self.extra_percentages
 
 
+class _Derived:
+    """What the checks derive from a guard context, made once per context (a context serves its user's candidates
+    and fallback) instead of once per check and candidate; and what they derive from one copy under it (the items
+    it names, the copy with the items' names blanked), made once per copy instead of once per check."""
+
+    def __init__(self, ctx: GuardContext):
+        self.ctx = ctx
+        self._texts: dict[tuple[str, str], Any] = {}
+
+    def of_text(self, kind: str, text: str, make: Callable[[str], Any]) -> Any:
+        key = (kind, text)
+        if key not in self._texts:
+            if len(self._texts) > 256:  # a context checked against many texts (tests, audits)
+                self._texts.clear()
+            self._texts[key] = make(text)
+        return self._texts[key]
+
+    @cached_property
+    def item_names(self) -> list[tuple[Item, str, str]]:
+        """Each item with its title and display name lower-cased."""
+        return [(it, it.title.lower(), it.display_name.lower()) for it in self.ctx.items]
+
+    @cached_property
+    def name_words(self) -> set[str]:
+        """The content words of the items' display names (a two-word title with one of them is about the item)."""
+        return {w for it in self.ctx.items for w in _content_words(it.display_name)}
+
+    @cached_property
+    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str]]]:
+        """Per item with a Latin head noun: its own words (title, brand, display name) and the pattern of a
+        capitalised run leading to its head noun (see ``_altered_name``)."""
+        out = []
+        for it in self.ctx.items:
+            name = it.display_name.split()
+            if not name or not regex.search(r"\p{Latin}", name[-1]):
+                continue
+            own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{it.title} {it.brand} {it.display_name}"))
+            head = _escape(name[-1].rstrip("s"))
+            out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
+                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])")))
+        return out
+
+    @cached_property
+    def fact_texts(self) -> tuple[str, ...]:
+        return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
+
+    @cached_property
+    def own_text(self) -> str:
+        return " ".join(self.fact_texts)
+
+    @cached_property
+    def own_low(self) -> str:
+        return self.own_text.lower()
+
+    @cached_property
+    def spaced_facts(self) -> list[str]:
+        """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
+        return [_re(r"\s+").sub(" ", t.lower()) for t in self.fact_texts]
+
+    @cached_property
+    def blank_names(self) -> list[str]:
+        """The names :func:`_without_names` blanks, longest first."""
+        return sorted({n for n in self.fact_texts if n}, key=len, reverse=True)
+
+    @cached_property
+    def names_low(self) -> set[str]:
+        return {n.lower() for n in self.fact_texts}
+
+    @cached_property
+    def own_numbers(self) -> frozenset[str]:
+        return _numbers_of(" ".join(self.fact_texts))
+
+    @cached_property
+    def every_amount(self) -> dict[Decimal, set[str]]:
+        return self.ctx.allowed_amounts()
+
+    @cached_property
+    def allowed_numbers(self) -> set[str]:
+        return _allowed_numbers(self.ctx)
+
+    @cached_property
+    def language_names(self) -> list[str]:
+        names = {n for it in self.ctx.items for n in (it.title, it.display_name, it.brand) if n}
+        return sorted(names, key=len, reverse=True)
+
+    @cached_property
+    def sense_words(self) -> frozenset[str]:
+        """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
+        return frozenset().union(*(_stems(t) for it in self.ctx.items
+                                   for t in (it.title, it.display_name, it.category, it.description, it.brand)))
+
+    @cached_property
+    def bare_names(self) -> set[str]:
+        """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
+        return {_bare(name) for name in self.fact_texts}
+
+    @cached_property
+    def example_phrases(self) -> list[frozenset[str]]:
+        """Each of the template's example answers' phrases (:func:`check_example_copy`)."""
+        return [_example_phrases(e) for e in self.ctx.example_texts]
+
+    @cached_property
+    def own_phrases(self) -> frozenset[str]:
+        """The phrases copy may share with the examples: the items' titles', the brand's own copy's."""
+        return _example_phrases(" ".join([*(it.title for it in self.ctx.items), *self.ctx.generic_texts]))
+
+    @cached_property
+    def prompt_parts(self) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
+        return _prompt_parts(self.ctx.prompt_text)
+
+    @cached_property
+    def quoted_shingles(self) -> list[frozenset[str]]:
+        return [_quoted_shingles(q) for q in self.ctx.quoted_texts]
+
+
+@lru_cache(maxsize=1 << 14)
+def _stems(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _re(r"\p{L}{3,}").findall(text.lower()))
+
+
+@lru_cache(maxsize=1 << 14)
+def _bare(text: str) -> str:
+    return _re(r"[\p{P}\p{S}\s]+").sub(" ", text).strip().lower()
+
+
+@lru_cache(maxsize=1 << 12)
+def _example_phrases(text: str) -> frozenset[str]:
+    return frozenset(_han_runs(text, 5) | _word_shingles(text, 7))
+
+
+@lru_cache(maxsize=1 << 12)
+def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
+    """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
+    labels = {m.strip().lower() for m in _LABEL.findall(prompt)}
+    lines = (line.strip() for line in prompt.lower().splitlines())
+    return (tuple((label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels),
+            tuple(line for line in lines if len(line) >= 6 and not _LABEL.match(line)))
+
+
+@lru_cache(maxsize=1 << 12)
+def _quoted_shingles(quoted: str) -> frozenset[str]:
+    """A quoted review's 5-shingles, as written and as the prompt quoted it (links replaced, markup gone)."""
+    return frozenset(_shingles(quoted, 5) | _shingles(quote_user_text(quoted), 5))
+
+
+def _derived(ctx: GuardContext) -> _Derived:
+    return memo(ctx, "guardrails", lambda: _Derived(ctx))
+
+
 def graphemes(text: str) -> int:
     """Length in user-perceived characters (extended grapheme clusters)."""
+    if text.isascii() or not _JOINS.search(text):  # no character joins another: each is a cluster, but CR LF one
+        return len(text) - text.count("\r\n")
     return len(_re(r"\X").findall(text))
+
+
+# characters whose grapheme cluster break property is other than Other, Control, CR and LF (which join nothing, but CR
+# then LF); a text without them has one cluster per character
+_JOINS = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=Regional_Indicator}\p{GCB=Prepend}\p{GCB=SpacingMark}"
+                       r"\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=LV}\p{GCB=LVT}]")
 
 
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
     ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
     needle = _re(r"\s+").sub(" ", matched.strip().lower())
-    return any(needle in _re(r"\s+").sub(" ", t.lower()) for t in ctx.item_fact_texts())
+    return any(needle in t for t in _derived(ctx).spaced_facts)
 
 
-def _numbers_of(text: str) -> set[str]:
-    return {n.lstrip("0") or "0" for n in _re(r"\d+(?:\.\d+)?").findall(text)}
+@lru_cache(maxsize=1 << 14)
+def _numbers_of(text: str) -> frozenset[str]:
+    return frozenset(n.lstrip("0") or "0" for n in _re(r"\d+(?:\.\d+)?").findall(text))
 
 
 # --- checks -------------------------------------------------------------------------------------------------
@@ -176,11 +345,13 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Every amount, in any locale's notation (₹1,399 / 1,399 元 / 1.399,00 €), is the price or sale price,
     in its currency, of an item the copy names. Numbers of the item's own title are not prices."""
     text = f"{title}\n{body}"
+    mentions = money_mentions(text)
+    if not mentions:
+        return CheckResult("prices", True)
     allowed = ctx.allowed_amounts(ctx.named_items(text))
-    every = ctx.allowed_amounts()
-    for m in money_mentions(text):
-        if _is_item_fact(m.text, ctx) or (not m.currencies and _numbers_of(m.text) <= _numbers_of(
-                " ".join(ctx.item_fact_texts()))):
+    every = _derived(ctx).every_amount
+    for m in mentions:
+        if _is_item_fact(m.text, ctx) or (not m.currencies and _numbers_of(m.text) <= _derived(ctx).own_numbers):
             continue
         hits = m.amounts & set(allowed)
         if not hits:
@@ -207,8 +378,11 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Every percentage (15%, 15 %, 85折) is the discount of an item the copy names (the one rounding rule:
     a truncated or inflated one fails), or the campaign's (a coupon's)."""
     text = f"{title}\n{body}"
+    mentions = percent_mentions(text)
+    if not mentions:
+        return CheckResult("percentages", True)
     allowed = ctx.allowed_percentages(ctx.named_items(text))
-    for m in percent_mentions(text):
+    for m in mentions:
         if _is_item_fact(m.text, ctx):
             continue
         if m.value != m.value.to_integral_value() or int(m.value) not in allowed:
@@ -231,13 +405,21 @@ def mentions_item(text: str, item: Item) -> bool:
     """Whether ``text`` names ``item``: its full title or short display name, or at least half of the content
     words of either (and at least two of them), e.g. "Summit water bottle" for "Summit Insulated Water Bottle
     750ml", "Hatchbox filament" for "Hatchbox PLA 3D Printer Filament"."""
-    low = text.lower()
-    if item.title.lower() in low or item.display_name.lower() in low:
+    return _names_item(text.lower(), _word_set(text), item, item.title.lower(), item.display_name.lower())
+
+
+def _names_item(low: str, present: frozenset[str], item: Item, title: str, short: str) -> bool:
+    """:func:`mentions_item` given the text lower-cased, its content words and the item's names lower-cased."""
+    if title in low or short in low:
         return True
-    present = set(_content_words(text))
     if _name_words(item.display_name) and _half_named(present, item.display_name):
         return True
     return _half_named(present, item.title)
+
+
+@lru_cache(maxsize=4096)
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(_content_words(text))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -245,7 +427,7 @@ def _name_words(name: str) -> tuple[str, ...]:
     return tuple(_content_words(name))
 
 
-def _half_named(present: set[str], name: str) -> bool:
+def _half_named(present: frozenset[str], name: str) -> bool:
     words = _name_words(name)
     hits = sum(1 for w in words if w in present)
     return bool(words) and hits >= min(2, len(words)) and hits * 2 >= len(words)
@@ -253,7 +435,8 @@ def _half_named(present: set[str], name: str) -> bool:
 
 def check_mentions_item(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
-    if any(mentions_item(text, it) for it in ctx.items):
+    low, present = text.lower(), _word_set(text)
+    if any(_names_item(low, present, *names) for names in _derived(ctx).item_names):
         return CheckResult("mentions_item", True)
     return CheckResult("mentions_item", False, "the copy names none of the user's ranked items")
 
@@ -287,13 +470,11 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     bare = _re(r"[\p{P}\p{S}\s]+").sub(" ", title).strip().lower()
     if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower():
         return CheckResult("title_hook", False, "the body repeats the title")
-    for it in ctx.items:
-        for name in (it.title, it.display_name):
-            if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", name).strip().lower():
-                return CheckResult("title_hook", False, "the title is the product's name alone")
+    if bare and bare in _derived(ctx).bare_names:
+        return CheckResult("title_hook", False, "the title is the product's name alone")
     words = bare.split()
     if 0 < len(words) <= 2 and not _re(r"\d|\p{Han}").search(bare) and not _HOOK.search(bare) \
-            and not set(words) & {w.lower() for it in ctx.items for w in _content_words(it.display_name)}:
+            and not set(words) & _derived(ctx).name_words:
         return CheckResult("title_hook", False, f"{title!r} says nothing about the item or the offer")
     return CheckResult("title_hook", True)
 
@@ -310,7 +491,7 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     copy has none. A title of only numbers, prices and symbols ("15%", "US$22.47") is in no language."""
     text = f"{title} {body}"
     han = len(_HAN.findall(text))
-    names = sorted({n for it in ctx.items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
+    names = _derived(ctx).language_names
     around = mask(text, [m.span for m in money_mentions(text)])  # US$ and ¥ are no words
     around = _blanked(around, names)
     latin_words = len(_re(r"\p{Latin}+").findall(around))  # an English product or brand name is normal in zh
@@ -358,9 +539,20 @@ def _swear_openings() -> frozenset[str]:
 
 
 def _may_swear(text: str) -> bool:
-    """False only when :func:`_english_profanity` cannot match: an ASCII text (where its case-insensitive match is
-    ``lower()``) none of whose words begins a listed word or phrase (a match begins at a word and ends at one)."""
-    return not text.isascii() or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
+    """False only when :func:`_english_profanity` cannot match: a text whose ASCII letters are matched
+    case-insensitively as ``lower()`` matches them (:func:`_ascii_folds`) none of whose words begins a listed word
+    or phrase (a match begins at a word and ends at one)."""
+    return not _ascii_folds(text) or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
+
+
+# the characters outside ASCII that a case-insensitive pattern of ASCII letters matches, or that lower-case to ASCII
+_FOLD_TO_ASCII = ("\u0130", "\u017f", "\u212a")  # İ, ſ (long s), K (Kelvin sign)
+
+
+def _ascii_folds(text: str) -> bool:
+    """Whether, in ``text``, a case-insensitive match of ASCII words is a match in ``text.lower()`` at the same
+    places: ASCII text, or text without :data:`_FOLD_TO_ASCII` whose ``lower()`` keeps every character one."""
+    return text.isascii() or (not any(c in text for c in _FOLD_TO_ASCII) and len(text.lower()) == len(text))
 
 
 def profanity_in(text: str, locale: str) -> list[str]:
@@ -386,7 +578,7 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The brand's banned words, profanity (whole words of a locale-aware list, outside the items' own
     names: a "Shear Cutter" or a "Cock Valve" is a product, not an insult), required disclaimer."""
     text = f"{title}\n{body}"
-    own = " ".join(ctx.item_fact_texts()).lower()
+    own = _derived(ctx).own_low
     low = _without_names(text, ctx).lower()  # "Quick-Cure Epoxy" is a product's name, not a "cure" claim
     for word in ctx.policy.banned_words:
         if _re(rf"(?<!\w){_escape(word.lower())}(?!\w)").search(low):
@@ -421,30 +613,42 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def _without_names(text: str, ctx: GuardContext) -> str:
     """``text`` with the items' own titles and display names blanked (their model numbers and words are the
     catalog's, not the copy's)."""
-    return _blanked(text, sorted({n for n in ctx.item_fact_texts() if n}, key=len, reverse=True))
+    return _derived(ctx).of_text("blanked", text, lambda t: _blanked(t, _derived(ctx).blank_names))
 
 
 def _blanked(text: str, names: list[str]) -> str:
     """``text`` with each occurrence of ``names`` (case-insensitive; at one place the first of them that is there)
-    replaced by a space. ASCII text and names without compiling a pattern of the user's names (milliseconds per
-    user): the leftmost places any name is at, the first name in order at each, as the pattern's search does."""
+    replaced by a space, as ``regex.sub`` of the names' alternation does, without compiling a pattern of each
+    user's names (milliseconds per user): the leftmost places any name is at, the first name in order at each."""
     if not names:
         return text
-    if not (text.isascii() and all(n.isascii() for n in names)):
-        return _re("|".join(_escape(n) for n in names), regex.I).sub(" ", text)
-    low, first = text.lower(), {}
-    for k, name in enumerate(n.lower() for n in names):
-        at = low.find(name)
-        while at >= 0:
-            first.setdefault(at, (k, len(name)))
-            first[at] = min(first[at], (k, len(name)))
-            at = low.find(name, at + 1)
+    first: dict[int, tuple[int, int]] = {}  # place -> (the first name there, its length)
+    for k, (at, length) in _name_places(text, names):
+        if at not in first or k < first[at][0]:
+            first[at] = (k, length)
     out, end = [], 0
     for at in sorted(first):
         if at >= end:
             out += [text[end:at], " "]
             end = at + first[at][1]
     return "".join(out) + text[end:]
+
+
+def _name_places(text: str, names: list[str]) -> Iterator[tuple[int, tuple[int, int]]]:
+    """Each place (start, length) of each name in ``text``, case-insensitive, overlapping, with the name's index:
+    by ``str.find`` for ASCII names where case-insensitive is ``lower()`` (:func:`_ascii_folds`), else by one pattern
+    per name (names recur)."""
+    ascii_folds, low = _ascii_folds(text), text.lower()
+    for k, name in enumerate(names):
+        if ascii_folds and name.isascii():
+            name = name.lower()
+            at = low.find(name)
+            while at >= 0:
+                yield k, (at, len(name))
+                at = low.find(name, at + 1)
+        else:
+            for m in _re(_escape(name), regex.I).finditer(text, overlapped=True):
+                yield k, (m.start(), m.end() - m.start())
 
 
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -483,9 +687,9 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
     if _INSTRUCTION.search(text):
         return CheckResult("injection", False, "contains instruction-like text")
-    mine = _shingles(text, 5)
-    for quoted in ctx.quoted_texts:  # as written, and as the prompt quoted it (links replaced, markup gone)
-        if mine & (_shingles(quoted, 5) | _shingles(quote_user_text(quoted), 5)):
+    mine = _shingles(text, 5) if ctx.quoted_texts else set()
+    for quoted in _derived(ctx).quoted_shingles:
+        if mine & quoted:
             return CheckResult("injection", False, "copies shopper-written text from a review")
     return CheckResult("injection", True)
 
@@ -567,21 +771,21 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     catalog product or brand than the user's items (a compatibility mention in the item's own title is not
     another brand)."""
     text = f"{title}\n{body}"
-    own_text = " ".join(ctx.item_fact_texts())
+    own_text = _derived(ctx).own_text
     code = ctx.facts.get("coupon_code")
     if code and str(code) not in text:
         return CheckResult("facts", False, f"the campaign's coupon code {code!r} is missing")
     for m in _re(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b").finditer(text):  # coupon-code-like tokens
         if m[0] != code and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)").search(own_text):
             return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
-    allowed = _allowed_numbers(ctx)
+    allowed = _derived(ctx).allowed_numbers
     words = [m.span() for m in _re(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)").finditer(text)]  # 3D is a word
     stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
     for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
         whole = {n.lstrip("0") or "0" for n in _re(r"\d+").findall(m[0])}  # 05.12.2026 is a date's parts
         if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed or whole <= allowed):
             return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
-    names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
+    names = _derived(ctx).names_low
     for quoted in _re(r"「([^」\n]+)」").findall(text):  # a bracketed product name is an item's whole name
         meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
         if meant is not None and quoted.strip().lower() not in names:
@@ -601,24 +805,20 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     is not a word of that item's title, brand or display name ("The American Flat Bumpy Flask" for a Flat Bottom
     Boiling Flask): the word right before the head noun, or any word after the first of the name's own words.
     Words before the name ("Grab", "Price Drop On") are not part of it. A phrase that names any of the user's
-    items with that head noun names it truly."""
+    items with that head noun, or lies inside one of their display names, names it truly."""
     verdicts: dict[tuple[int, int], list[bool]] = {}
-    for it in ctx.items:
-        name = it.display_name.split()
-        if not name or not regex.search(r"\p{Latin}", name[-1]):
-            continue
-        own = {w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{it.title} {it.brand} {it.display_name}")}
-        head = _escape(name[-1].rstrip("s"))
-        pattern = rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"
-        for m in _re(pattern).finditer(text):
+    for own, pattern in _derived(ctx).name_heads:
+        for m in pattern.finditer(text):
             words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(regex.sub(r"'s\b", "", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
             first_own = named.index(True) if True in named else len(words)
             made_up = words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
             verdicts.setdefault(m.span(), []).append(made_up)
+    if not verdicts:
+        return None
     true = [span for span, made_up in verdicts.items() if not all(made_up)]
     low = text.lower()
-    true += [(i, i + len(n)) for it in ctx.items for n in {it.display_name.lower()} if n
+    true += [(i, i + len(n)) for _, _, n in _derived(ctx).item_names if n
              for i in (m.start() for m in regex.finditer(_escape(n), low))]
     bad = next((span for span, made_up in verdicts.items() if all(made_up)  # "Dewalt Crimped End Wire" is part
                 and not any(a < span[1] and span[0] < b for a, b in true)), None)  # of "... End Wire Brush"
@@ -631,9 +831,7 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     index = catalog_index(ctx.catalog)
     own = {it.item_id for it in ctx.items}
     own_brands = {it.brand.lower() for it in ctx.items if it.brand}
-    names = {n.lower() for it in ctx.items for n in (it.title, it.display_name)}
-    own_text = " ".join(ctx.item_fact_texts()).lower()
-    low = text.lower()
+    names, own_text, low = _derived(ctx).names_low, _derived(ctx).own_low, text.lower()
     for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
         if item_id not in own and title not in names and title not in own_text:
             return CheckResult("facts", False, f"names another product {written!r}")
@@ -688,7 +886,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     scarcity ("only 3 left", "while stocks last", 仅剩, 先到先得) only with ``stock_left``; offers (free
     shipping, gifts, bundles, 包邮) only with a fact that states one."""
     text = f"{title}\n{body}"
-    own = " ".join(ctx.item_fact_texts())
+    own = _derived(ctx).own_text
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
                                 (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
                                 (_SERVICE, "service", ("returns", "warranty"))):
@@ -718,11 +916,10 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     own template copy for this user (generic phrasing such as 使用优惠码) have. Following an example's shape
     with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
     text = f"{title}\n{body}"
-    facts = " ".join([*(it.title for it in ctx.items), *ctx.generic_texts])
-    allowed = _han_runs(facts, 5) | _word_shingles(facts, 7)
-    mine = (_han_runs(text, 5) | _word_shingles(text, 7)) - allowed
-    for example in ctx.example_texts:
-        if mine & (_han_runs(example, 5) | _word_shingles(example, 7)):
+    examples = _derived(ctx).example_phrases
+    mine = _han_runs(text, 5) | _word_shingles(text, 7) if examples else set()
+    for phrases in examples:
+        if (mine & phrases) - _derived(ctx).own_phrases:  # the same as (mine - own) & phrases
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
     return CheckResult("example_copy", True)
 
@@ -736,12 +933,12 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if not ctx.prompt_text:
         return CheckResult("prompt_echo", True)
     text = f"{title}\n{body}".lower()
-    for label in {m.strip().lower() for m in _LABEL.findall(ctx.prompt_text)}:
-        if _re(rf"(?<!\w){_escape(label)}\s*[:：]").search(text) or (len(label) >= 12 and label in text):
+    labels, lines = _derived(ctx).prompt_parts
+    for label, pattern in labels:
+        if pattern.search(text) or (len(label) >= 12 and label in text):
             return CheckResult("prompt_echo", False, f"repeats the prompt's label {label!r}")
-    for line in ctx.prompt_text.lower().splitlines():
-        line = line.strip()
-        if len(line) >= 6 and not _LABEL.match(line) and line in text:
+    for line in lines:
+        if line in text:
             return CheckResult("prompt_echo", False, f"repeats the prompt's line {line!r}")
     return CheckResult("prompt_echo", True)
 
@@ -776,8 +973,7 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     ("a great tool for coffee grinders" for a drawer organizer), and no use that does not fit them ("Lace up
     now!" for anything without laces)."""
     text = f"{title}\n{body}"
-    own = " ".join([*ctx.item_fact_texts(), *(f"{it.category} {it.description} {it.brand}" for it in ctx.items)])
-    own_words = {_stem(w) for w in _re(r"\p{L}{3,}").findall(own.lower())}
+    own_words = _derived(ctx).sense_words
     residual = _without_names(text, ctx).lower()
     for pattern, fits in _DOINGS.items():
         m = _re(rf"\b(?:{pattern})").search(residual)
@@ -786,7 +982,7 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if ctx.catalog:
         vocabulary = catalog_index(ctx.catalog).vocabulary
         for w in _re(r"\p{L}{3,}").findall(residual):
-            if _stem(w) in vocabulary and _stem(w) not in own_words:
+            if (stem := _stem(w)) in vocabulary and stem not in own_words:
                 return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return CheckResult("sense", True)
 

@@ -16,9 +16,12 @@ besides the model. Each stage is timed where the runner calls it (the functions 
                 records written again, into a fresh database)
   other         the rest of the runner's loop (per-user bookkeeping)
 
-The null model's copy names no item, so it fails the guardrails and every user gets the fallback: the campaign
-has ``retries: 0`` (a retry would run the same candidates again) and click-through is scored on every candidate
-instead of the passing ones only. Writes a table and JSON.
+The null model writes the same words for every user, naming no item: with ``--copy varied`` (the default) each
+user's candidates are instead three of a handful of texts about the user's featured item, written with its facts in
+the user's locale (some fail a check: a superlative, urgency, a vague discount), so the guardrails and what follows
+them handle copy of a real model's shape and variety; ``--copy null`` keeps the null model's words (every user then
+gets the fallback). The campaign has ``retries: 0`` (a retry would run the same candidates again) and click-through
+is scored on every candidate instead of the passing ones only. Writes a table and JSON.
 
   python scripts/bench_campaign.py --users 100000 --json docs/bench/cpu-bench_campaign.json
 """
@@ -35,7 +38,7 @@ import tempfile
 import time
 import uuid
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,6 +113,60 @@ class HashEncoder:
 
     def encode(self, sentences: list[str], **_: Any) -> np.ndarray:
         return self.bank[[zlib.crc32(s.encode("utf-8")) % len(self.bank) for s in sentences]]
+
+
+# copy of the kinds a small model writes about a user's featured item, some of it failing a check (a claim, a vague
+# discount, a price of the wrong item): the null model writes the same words for every user, which no check reads
+# as a product push (every stage after it would time one text, and every user would get the fallback)
+_COPY = {
+    "en": [("{name}, now {price}", "The {title} is {price} now. Tap to take a look."),
+           ("Still thinking about the {name}?", "The {title} by {brand} is waiting for you at {price}."),
+           ("{discount} off the {name}", "Now {price}, down from {old_price}. Tap to see the {name}."),
+           ("Meet the {name}", "Made by {brand} for your next project: the {title}, {price}."),
+           ("The best {name} deal", "Grab the {title} for {price} before it's gone!"),
+           ("Up to {discount} off", "Save on the {name} from {brand}: {price} today only.")],
+    "zh": [("{name} 降价啦", "{title} 现价 {price}，点击查看。"),
+           ("为你推荐 {name}", "{brand} 的 {title}，现在只要 {price}。"),
+           ("{name} 直降 {discount}", "{title} 原价 {old_price}，现价 {price}。"),
+           ("{name} 全网最低价", "{title} 只要 {price}，手慢无！")],
+}
+
+
+class VariedCopy:
+    """Three of :data:`_COPY`'s texts about each user's featured item (chosen by the user id, written with the
+    item's facts in the user's locale) in place of the null model's candidates: what the guardrails, click-through
+    scoring, choosing and the store then handle is copy of the shape and variety a real model's is."""
+
+    def __init__(self, runner: Any, shop: Any) -> None:
+        self.locales = {u.user_id: u.locale for u in shop.users}
+        self.featured: dict[str, Any] = {}
+        self._texts: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        rank = runner.scorer.rank
+
+        def ranked(*args: Any, **kwargs: Any) -> Any:
+            out = rank(*args, **kwargs)
+            self.featured = {u: r[0].item for u, r in out.items() if r}
+            return out
+
+        runner.scorer.rank = ranked
+
+    def texts(self, item: Any, locale: str) -> list[tuple[str, str]]:
+        from generator.prompts import item_facts
+
+        key = (item.item_id, locale)
+        if key not in self._texts:
+            facts = item_facts(item, locale)
+            pairs = _COPY["zh" if locale.startswith("zh") else "en"]
+            self._texts[key] = [(t.format(**facts), b.format(**facts)) for t, b in pairs
+                                if facts["discount"] or "discount" not in t + b]
+        return self._texts[key]
+
+    def rewrite(self, requests: list[Any], outputs: list[list[Any]]) -> None:
+        for req, cands in zip(requests, outputs, strict=True):
+            texts = self.texts(self.featured[req.key], self.locales[req.key])
+            first = zlib.crc32(req.key.encode()) % len(texts)
+            for k, c in enumerate(cands):
+                c.title, c.body = texts[(first + k) % len(texts)]
 
 
 def stand_in_ctr(encoder: Any) -> Any:
@@ -220,13 +277,22 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
                                         "retries": 0})
     stages = Stages()
     runner._score_ctr = functools.partial(score_every_candidate, runner)
+    if args.copy == "varied":
+        varied, generate = VariedCopy(runner, shop), gen.generate
+
+        def generate_varied(requests: list[Any], **kwargs: Any) -> list[list[Any]]:
+            outputs = generate(requests, **kwargs)
+            varied.rewrite(requests, outputs)
+            return outputs
+
+        gen.generate = generate_varied
     # warm-up: one small chunk (models, templates, prefix K/V); its messages go to another job
     warm = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
                             model="null", status="running", total=0, params={})
     runner.run(shop, campaign, user_ids=[u.user_id for u in shop.users[:64]], job_id=warm.id, show_progress=False)
     job = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
                            model="null", status="running", total=0, params={})
-    chunks_done, n_messages, records = 0, 0, []
+    chunks_done, n_messages, records, statuses = 0, 0, [], Counter()
     t0 = time.perf_counter()
     with stages.installed(runner, gen):
         audience = campaign_module.select_audience(shop, campaign)  # as a job is created (timed: wrapped)
@@ -239,6 +305,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
             stages.seconds["other"] += (time.perf_counter() - t_run) - (sum(stages.seconds.values()) - before)
             stages.cpu["other"] += (time.process_time() - c_run) - (sum(stages.cpu.values()) - before_cpu)
             n_messages += len(messages)
+            statuses.update(m.status for m in messages)
             if len(records) < args.pg_messages:
                 records += [m.as_record() for m in messages][:args.pg_messages - len(records)]
             chunks_done += 1
@@ -246,7 +313,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
     wall = time.perf_counter() - t0
     store.engine.dispose()
     return {"messages": n_messages, "chunks": chunks_done, "seconds": wall, "stages": dict(stages.seconds),
-            "cpu": dict(stages.cpu), "records": records}
+            "cpu": dict(stages.cpu), "records": records, "statuses": dict(statuses)}
 
 
 def time_pg_store(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, float]:
@@ -305,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="a PostgreSQL database; a fresh one is made beside it for the store writes")
     ap.add_argument("--pg-messages", type=int, default=100_000, help="records written again into PostgreSQL")
+    ap.add_argument("--copy", choices=("varied", "null"), default="varied",
+                    help="varied: realistic texts about each user's item in place of the null model's words "
+                         "(the same for every user); null: the null model's own")
     ap.add_argument("--json", type=Path, default=Path("out/bench_campaign.json"))
     args = ap.parse_args(argv)
 
@@ -345,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     meta = {"users": args.users, "items": len(shop.items), "events": len(shop.events), "reviews": len(shop.reviews),
             "messages": n, "chunk_size": args.chunk_size, "batch_size": args.batch_size,
-            "candidates": args.candidates, "new_tokens": args.new_tokens, "whole_run_seconds": round(run["seconds"], 2),
-            "whole_run_messages_per_s": round(n / run["seconds"], 1), "minilm": minilm,
+            "candidates": args.candidates, "new_tokens": args.new_tokens, "copy": args.copy,
+            "whole_run_seconds": round(run["seconds"], 2),
+            "whole_run_messages_per_s": round(n / run["seconds"], 1), "statuses": run["statuses"], "minilm": minilm,
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": 1,
             "load_average": os.getloadavg()[0]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
