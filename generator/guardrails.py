@@ -169,7 +169,8 @@ class _Derived:
             name = it.display_name.split()
             if not name or not regex.search(r"\p{Latin}", name[-1]):
                 continue
-            own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{it.title} {it.brand} {it.display_name}"))
+            facts = f"{it.title} {it.brand} {it.display_name}"
+            own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
             head = _escape(name[-1].rstrip("s"))
             out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
                                  rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])")))
@@ -482,7 +483,8 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
 # words that make a two-word title a hook without the item's name or a number ("Price drop", "Good news")
 _HOOK = regex.compile(r"\b(?:price|prices|drop|dropped|deal|deals|sale|off|save|savings?|discount|coupon|code|back|"
                       r"stock|restocked|cart|basket|new|picks?|news|offer|treat|lower|cut|alert|reminder|ready|"
-                      r"waiting|yours|found|ideas?|inspiration|favou?rites?|gift|look|arrived|arrivals?|just|picked|still|missed)\b", regex.I)
+                      r"waiting|yours|found|ideas?|inspiration|favou?rites?|gift|look|arrived|arrivals?|just|picked|"
+                      r"still|missed)\b", regex.I)
 
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:

@@ -50,7 +50,8 @@ sealant sealer sensor set shears sheet sheeting shelf sleeve sling snips socket 
 staple stapler station strap strip switch syringe table tape tester thermometer thermostat timer tip tire tool
 towel transistor tray tube tubing valve vise wheel wire wrap wrench
 shoe boot jacket shirt pillow blanket mug kettle lamp speaker headphone charger watch
-brad adaptor wiper rag fluid stabilizer assortment disconnect packet twine ointment adhesive terminal vacuum caulk toothbrush extruder washer toothpaste tap sign bur oscilloscope cement stethoscope
+brad adaptor wiper rag fluid stabilizer assortment disconnect packet twine ointment adhesive terminal vacuum
+caulk toothbrush extruder washer toothpaste tap sign bur oscilloscope cement stethoscope
 borescope pipette hemostat wipe dolly converter matting jack hinge indicator coating coolant scalpel slide
 refractometer tweezer spacer heatsink liner electrode locknut stud gasket coupling broom thermistor seal dish
 sponge mandrel housing die reamer workstation transformer dressing absorber drum grommet cartridge hone reagent
@@ -66,8 +67,10 @@ _DEPARTMENTS = {"supply", "product", "accessory", "equipment", "part", "tool", "
                 "sealant", "adhesive", "chemical", "instrument", "hardware", "electrical", "fastener", "abrasive"}
 # a word that continues a compound begun before it ("Self Drilling", "Regular Capacity", "Industrial Strength")
 _CONTINUES = regex.compile(r"^(?:\p{L}+ing|capacity|strength|duty|size|sized|thread|head|grade|point|style)$", regex.I)
-_PACKAGING = {"box", "case", "pack", "carton", "bag", "roll", "count", "piece", "package", "pouch"}  # "3000 per Box"
-_LINKING = {"per", "and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+", "-", "this", "is", "are", "our"}
+# packaging, not the product: "3000 per Box"
+_PACKAGING = {"box", "case", "pack", "carton", "bag", "roll", "count", "piece", "package", "pouch"}
+_LINKING = {"per", "and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+", "-", "this", "is", "are",
+            "our"}
 
 
 def _clean(text: str) -> str:
@@ -208,8 +211,8 @@ def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX
         return _fit(shown, [], limit) or title[:limit].rsplit(" ", 1)[0]
     words = clauses[0]
     if not _ends_on_head(words, heads):  # "Industrial Strength Extreme Outdoor | ... | Tape – 10ft x 1in"
-        words = next((c for c in clauses[1:4] if _ends_on_head(c, heads) and _singular(c[-1].lower()) not in _PACKAGING),
-                     words)
+        words = next((c for c in clauses[1:4]
+                      if _ends_on_head(c, heads) and _singular(c[-1].lower()) not in _PACKAGING), words)
     if not _ends_on_head(words, heads) and own and own not in _DEPARTMENTS and len(words) <= 3 \
             and not any(_singular(w.lower()).endswith(own) for w in words):  # the category's noun: "... Strips", once
         words = [*words, leaf[-1].capitalize()]
