@@ -41,7 +41,8 @@ def _words(text: str) -> set[str]:
 def test_short_names_are_short_whole_words_of_the_title(item: Item) -> None:
     name = item.display_name
     assert 0 < len(name) <= MAX_CHARS
-    assert _words(name) <= _words(f"{item.title} {item.brand} {item.category}"), f"{name!r} has words that are not the catalog's"
+    facts = f"{item.title} {item.brand} {item.category}"
+    assert _words(name) <= _words(facts), f"{name!r} has words that are not the catalog's"
     assert not regex.search(r"\d{3,}", name) or len(item.title) <= 30, f"{name!r} keeps a model number"
 
 
