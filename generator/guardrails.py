@@ -473,6 +473,8 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("title_hook", False, "the body repeats the title")
     if bare and bare in _derived(ctx).bare_names:
         return CheckResult("title_hook", False, "the title is the product's name alone")
+    if _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower() in _derived(ctx).bare_names:
+        return CheckResult("title_hook", False, "the body is the product's name alone")
     words = bare.split()
     if 0 < len(words) <= 2 and not _re(r"\d|\p{Han}").search(bare) and not _HOOK.search(bare) \
             and not set(words) & _derived(ctx).name_words:

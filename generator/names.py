@@ -35,7 +35,9 @@ _UNIT_WORD = regex.compile(rf"^{_UNITS}\.?$", regex.I)
 _PRAISE = {"premium", "original", "genuine", "new", "professional", "pro", "best", "quality", "high", "deluxe",
            "ultimate", "superior", "perfect", "great", "top", "brand", "authentic", "upgraded", "improved",
            "heavy-duty", "heavy", "duty", "industrial-grade", "commercial", "grade", "series", "style", "type",
-           "model", "version", "edition", "official", "classic"}
+           "model", "version", "edition", "official", "classic",
+           # claims a push cannot make for the shop ("Fowler Full Warranty ... Jack Set")
+           "full", "warranty", "lifetime", "guaranteed", "guarantee", "free", "available"}
 # nouns a product name ends on (singular); a catalog adds its own through the category path's last word
 HEAD_NOUNS = frozenset("""
 adapter anchor bag band bar base battery bead beaker bearing belt bit blade block board bolt bottle bowl box brace

@@ -75,6 +75,8 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     # the brand's leading words where the title has only those; lower-case model numbers go
     ("Labwell Educational 7-771000 Clear Borosilicate Glass 1000mL Erlenmeyer Flask", "Labwell Educational Products",
      "Lab Flasks Erlenmeyer Flasks", "Labwell Educational Erlenmeyer Flask"),
+    ("Fowlex Full Warranty 52-104-025-0 Machinist Jack Set, 1000 lbs. capacity", "Fowlex", "Workholding",
+     "Fowlex Machinist Jack Set"),  # no claim the shop cannot make
     ("BOLTEX BT1309B 1-Inch 18-Gauge Brads, 3000 per Box", "BOLTEX", "Collated Nails Brad Nails", "Boltex Brads"),
     ("Tornix a14092200ux0209 50 Piece 10K Ohm 0.05W 3435B NTC Thermistors Resistor, MF52-103 Type", "tornix",
      "Sensors Thermistors", "Tornix NTC Thermistors"),
@@ -237,6 +239,7 @@ def test_up_from_up_to_and_a_title_repeated_as_body_fail() -> None:
     same = "Kelvix Digital Caliper dropped to $17.97, 40% off"
     assert not check_title_hook(same, same, ctx).passed
     assert not check_title_hook("Kelvix Digital Caliper", "Kelvix Digital Caliper, $17.97", ctx).passed
+    assert not check_title_hook("值得一看", "「Kelvix Digital Caliper」", ctx).passed  # the body is the name alone
     assert check_title_hook("Now 40% off", "Kelvix Digital Caliper dropped to $17.97", ctx).passed
     # a two-word title says something about the item or the offer ("No more" says nothing)
     assert not check_title_hook("No more", "Kelvix Digital Caliper dropped to $17.97", ctx).passed
