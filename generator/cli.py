@@ -285,10 +285,7 @@ def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer
                  name: Annotated[str, typer.Option(help="Who or what uses it.")] = "token") -> None:
     """Create a token; it is printed once and stored only as a hash."""
     from generator.store import Store
-    from workers.api import ROLES
 
-    if role not in ROLES:
-        raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     console.print(Store().create_token(name, role))
 
 
@@ -365,8 +362,9 @@ def job_recover(requeue_after: Annotated[float | None, typer.Option(
 
     from generator.jobs import recover
     from generator.store import Store
+    from workers.tasks import enqueue
 
-    console.print_json(json.dumps(recover(Store(), requeue_after=requeue_after)))
+    console.print_json(json.dumps(recover(Store(), enqueue=enqueue, requeue_after=requeue_after)))
 
 
 def _mount_subcommands() -> None:

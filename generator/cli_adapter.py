@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from generator.train import LoraTrainConfig
+
 adapter_app = typer.Typer(
     help="LoRA brand adapters: train, list, show, delete, evaluate.", no_args_is_help=True
 )
@@ -35,14 +37,16 @@ def train_cmd(
     scheme: Annotated[
         str, typer.Option(help="Engagement scheme: ctr (CTR-weighted loss), best, all.")
     ] = "ctr",
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = LoraTrainConfig.rank,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = LoraTrainConfig.alpha,
     dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.0,
     target_modules: Annotated[str, typer.Option(help="Comma-separated module names.")] = (
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     ),
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    ema: Annotated[float, typer.Option(help="Moving average of the LoRA weights, decay per step (0: off).")] = 0.0,
+    ema: Annotated[
+        float, typer.Option(help="Moving average of the LoRA weights, decay per step (0: off).")
+    ] = LoraTrainConfig.ema,
     epochs: Annotated[int, typer.Option(help="Passes over the training texts.")] = 1,
     max_steps: Annotated[int, typer.Option(help="Cap on optimizer steps (0: none).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Texts per micro-batch.")] = 16,
@@ -61,7 +65,7 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Resume from this adapter's last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a LoRA adapter on past pushes and register it."""
-    from generator.train import LoraTrainConfig, train_adapter
+    from generator.train import train_adapter
 
     if scheme not in ("ctr", "best", "all"):
         raise typer.BadParameter(f"unknown scheme {scheme!r}; use ctr, best or all", param_hint="--scheme")

@@ -97,7 +97,7 @@ def push_text(title: str | None, body: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class Arm:
+class TextArm:
     """One text of one group, with the sends and clicks of every package that showed it."""
 
     group_id: str
@@ -120,14 +120,14 @@ class Pair:
     p_value: float
 
 
-def text_arms(pushes: Sequence[PastPush]) -> list[Arm]:
+def text_arms(pushes: Sequence[PastPush]) -> list[TextArm]:
     """Pool the packages of each group by text (first-seen order); arms without sends are dropped."""
     pooled: dict[tuple[str, str], list[int]] = {}
     for p in pushes:
         s = pooled.setdefault((p.group_id, push_text(p.title, p.body)), [0, 0])
         s[0] += p.sends
         s[1] += p.clicks
-    return [Arm(g, t, n, c) for (g, t), (n, c) in pooled.items() if n > 0]
+    return [TextArm(g, t, n, c) for (g, t), (n, c) in pooled.items() if n > 0]
 
 
 def two_proportion_pvalue(clicks_a: int, sends_a: int, clicks_b: int, sends_b: int) -> float:
@@ -142,7 +142,7 @@ def two_proportion_pvalue(clicks_a: int, sends_a: int, clicks_b: int, sends_b: i
     return float(chi2_contingency(table, correction=False).pvalue)
 
 
-def within_group_pairs(arms: Sequence[Arm]) -> list[Pair]:
+def within_group_pairs(arms: Sequence[TextArm]) -> list[Pair]:
     """Every pair of different texts in one group whose click rates differ, the higher-rate arm first."""
     by_group: dict[str, list[int]] = {}
     for k, arm in enumerate(arms):
@@ -393,7 +393,7 @@ class CtrEval:
 METHODS = ("chance", "longer-text-wins", "tfidf-lr", "bert")
 
 
-def _evaluate(arms: Sequence[Arm], pairs: Sequence[Pair], scores: dict[str, np.ndarray], *, pushes: str,
+def _evaluate(arms: Sequence[TextArm], pairs: Sequence[Pair], scores: dict[str, np.ndarray], *, pushes: str,
               alpha: float, scope: str) -> CtrEval:
     from scipy.stats import binomtest
 
@@ -411,7 +411,7 @@ def _evaluate(arms: Sequence[Arm], pairs: Sequence[Pair], scores: dict[str, np.n
                    significant_pairs=len(sig), alpha=alpha, accuracy=acc, ci95=ci, scope=scope)
 
 
-def _load_arms(path: Path) -> list[Arm]:
+def _load_arms(path: Path) -> list[TextArm]:
     pushes = load_table(path, PastPush).rows
     if not pushes:
         raise CtrError(f"{path}: no pushes")

@@ -523,3 +523,17 @@ def erase_user_rows(folder: str | Path, user_id: str, kinds: Sequence[str] = ("e
             if removed[kind]:
                 write_table(path, kept, columns=list(rows[0].keys()))
     return removed
+
+
+_SHOPS: dict[str, tuple[tuple[int, ...], Shop]] = {}
+
+
+def cached_shop(folder: str | Path) -> Shop:
+    """The shop in ``folder``, loaded once per process and again whenever one of its files changes (an erasure
+    rewrites the events and reviews, and no worker may keep using the old rows)."""
+    folder = Path(folder)
+    stamp = tuple(p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file())
+    hit = _SHOPS.get(str(folder))
+    if hit is None or hit[0] != stamp:
+        _SHOPS[str(folder)] = (stamp, load_shop(folder))
+    return _SHOPS[str(folder)][1]

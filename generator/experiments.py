@@ -522,7 +522,7 @@ def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:
     """Users' time zones from the job's shop (the users table's ``timezone``)."""
     from generator.config import get_settings
-    from generator.jobs import cached_shop
+    from generator.data import cached_shop
 
     job = store.get_job(exp.job_id) if exp.job_id else None
     folder = ((job.params or {}).get("shop") if job else None) or get_settings().shop_dir

@@ -14,8 +14,8 @@ user and variant.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
@@ -23,13 +23,16 @@ from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
 from generator.callbacks import callback_state, drain
 from generator.campaign import Campaign, CampaignRunner, adapter_label, select_audience
 from generator.config import get_settings
-from generator.data import Shop, load_shop
+from generator.data import Shop, cached_shop
 from generator.errors import PushgenError
 from generator.inputs import STRICT
 from generator.store import Job, Store, utcnow
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled")
+Enqueue = Callable[[str, int | None], None]
+"""Hands work to the broker: ``enqueue(job_id, None)`` fans a job out, ``enqueue(job_id, index)`` sends one chunk.
+The workers give theirs (:func:`workers.tasks.enqueue`); the library never imports Celery."""
 UNFINISHED_CHUNK = ("pending", "queued", "running")
 
 
@@ -100,20 +103,6 @@ def _check_references(campaign: Campaign, shop: Shop) -> None:
 
 
 _RUNNERS: dict[str, CampaignRunner] = {}
-_SHOPS: dict[str, tuple[tuple[int, ...], Shop]] = {}
-
-
-def cached_shop(folder: str | Path) -> Shop:
-    """The shop in ``folder``, loaded once per process and again whenever one of its files changes (an erasure
-    rewrites the events and reviews, and no worker may keep using the old rows)."""
-    folder = Path(folder)
-    stamp = tuple(p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file())
-    hit = _SHOPS.get(str(folder))
-    if hit is None or hit[0] != stamp:
-        _SHOPS[str(folder)] = (stamp, load_shop(folder))
-    return _SHOPS[str(folder)][1]
-
-
 def _runner(store: Store) -> CampaignRunner:
     """One runner (models loaded once) per process and database; built lazily inside the worker process."""
     if store.url not in _RUNNERS:
@@ -207,22 +196,19 @@ def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = No
     return job_status(store, job_id)
 
 
-def dispatch(store: Store, job_id: str) -> str:
-    """Queue a job on the broker when one is configured, else run it in this process. Returns how: ``scheduled``
-    (its time is still to come: :func:`recover` starts it then), ``queued``, ``unsent`` (the broker could not be
-    reached: the job is stored, and :func:`recover` sends it once the broker is back) or ``inline``."""
+def dispatch(store: Store, job_id: str, enqueue: Enqueue | None = None) -> str:
+    """Queue a job on the broker when one is configured (``enqueue`` sends it), else run it in this process.
+    Returns how: ``scheduled`` (its time is still to come: :func:`recover` starts it then), ``queued``, ``unsent``
+    (the broker could not be reached: the job is stored, and :func:`recover` sends it once the broker is back) or
+    ``inline``."""
     job = store.get_job(job_id)
     if job is None:
         raise PushgenError(f"no job {job_id}")
     if job.status == "scheduled":
         return "scheduled"
     if get_settings().broker_url:
-        from workers.celery_app import follow_settings
-        from workers.tasks import start_job
-
-        follow_settings()
         try:
-            start_job.delay(job_id)
+            _needs(enqueue)(job_id, None)
         except Exception:  # noqa: BLE001 - the database keeps the job; recovery sends it later
             log.warning("broker unreachable; job %s stays queued until the next recovery pass", job_id, exc_info=True)
             return "unsent"
@@ -231,22 +217,25 @@ def dispatch(store: Store, job_id: str) -> str:
     return "inline"
 
 
-def send_chunks(store: Store, job_id: str, indexes: list[int] | None = None) -> int:
+def _needs(enqueue: Enqueue | None) -> Enqueue:
+    if enqueue is None:
+        raise PushgenError("a broker is configured (PUSHGEN_BROKER_URL) but no enqueue was given")
+    return enqueue
+
+
+def send_chunks(store: Store, job_id: str, enqueue: Enqueue, indexes: list[int] | None = None) -> int:
     """Send chunks of a job to the broker as generation tasks (default: those never sent). Each is marked
     ``queued`` first, so a send that fails leaves it for :func:`recover`. Returns how many were sent."""
-    from workers.celery_app import follow_settings
-    from workers.tasks import generate_chunk
-
-    follow_settings()
     if indexes is None:
         indexes = store.chunk_indexes(job_id, "pending")
     store.mark_chunks_queued(job_id, indexes)
     for index in indexes:
-        generate_chunk.apply_async((job_id, index))
+        enqueue(job_id, index)
     return len(indexes)
 
 
-def recover(store: Store, *, now: datetime | None = None, requeue_after: float | None = None) -> dict[str, int]:
+def recover(store: Store, *, enqueue: Enqueue | None = None, now: datetime | None = None,
+            requeue_after: float | None = None) -> dict[str, int]:
     """The recovery pass (the database is the source of truth, the broker only carries work):
 
     - a scheduled job whose time has come is dispatched;
@@ -256,8 +245,8 @@ def recover(store: Store, *, now: datetime | None = None, requeue_after: float |
       (user, variant).
 
     Chunks are claimed under row locks that skip rows another pass holds, so workers may all run this at once.
-    With no broker configured the work runs in this process. Returns counts: ``scheduled`` jobs started, lost
-    ``chunks`` sent again."""
+    With no broker configured the work runs in this process, else ``enqueue`` sends it. Returns counts:
+    ``scheduled`` jobs started, lost ``chunks`` sent again."""
     settings = get_settings()
     now = now or utcnow()
     wait = settings.requeue_after if requeue_after is None else requeue_after
@@ -268,7 +257,7 @@ def recover(store: Store, *, now: datetime | None = None, requeue_after: float |
         by_job.setdefault(job_id, []).append(index)
     for job_id, indexes in by_job.items():
         if settings.broker_url:
-            send_chunks(store, job_id, sorted(indexes))
+            send_chunks(store, job_id, _needs(enqueue), sorted(indexes))
         else:
             run_job_inline(store, job_id, indexes=sorted(indexes))
     drain(store)  # completion callbacks of jobs that ended, and retries that are due

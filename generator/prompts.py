@@ -51,6 +51,15 @@ def quote_user_text(text: str, limit: int = 160) -> str:
 _FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
+def answer_text(title: str | None, body: str | None) -> str:
+    """Copy in the generator's answer format, without the prefilled ``Title:``: `` <title>\\nBody: <body>``, or
+    `` <text>`` for copy of one text (a headline); what training targets and preference pairs hold."""
+    title, body = (title or "").strip(), (body or "").strip()
+    if title and body:
+        return f" {title}\nBody: {body}"
+    return f" {title or body}"
+
+
 def item_facts(item: Item, locale: str = "en_US") -> dict[str, Any]:
     """The facts of an item a template may use, written for ``locale`` so the model copies them as the
     shopper reads them: ``name`` (the short display name), ``price``/``old_price`` (money), ``discount``

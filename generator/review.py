@@ -13,12 +13,12 @@ decision, the text before and after, the reason and, for an edit, the checks it 
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,11 @@ from sqlalchemy.orm import Session
 from generator.brand import policy_with_guidelines
 from generator.campaign import Campaign, campaign_type_for
 from generator.config import get_settings
-from generator.data import Item, Shop, load_shop, write_table
+from generator.data import Item, Shop, cached_shop, write_table
 from generator.errors import PushgenError
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
 from generator.inputs import InputError, check_text
-from generator.prompts import default_library, item_facts
+from generator.prompts import answer_text, default_library, item_facts
 from generator.scorer import RankedItem
 from generator.store import (
     ApiToken,
@@ -45,13 +45,13 @@ from generator.store import (
     ReviewRule,
     ReviewSession,
     Store,
+    may,
     utcnow,
 )
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
 AUTO_ACTOR = "auto-rule"
-REVIEW_ROLES = ("reviewer", "admin")
 MAX_TEXT = 2000  # characters a reviewer may type into a title, body or reason
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "kind", "reason", "job_id", "message_id", "rejected_message_id",
                 "template", "adapter", "reviewer", "decided_at", "push_id", "group_id", "campaign_type", "title",
@@ -83,7 +83,7 @@ def reviewer_for_token(store: Store, token: str) -> Reviewer | None:
     digest = hashlib.sha256(token.strip().encode()).hexdigest()
     with store.session() as s:
         row = s.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-        if row is None or row.role not in REVIEW_ROLES:
+        if row is None or not may(row.role, "reviewer"):
             return None
         return Reviewer(row.name, row.role, row.id)
 
@@ -92,7 +92,7 @@ def reviewer_by_id(store: Store, token_id: int, token_hash_prefix: str) -> Revie
     """The reviewer of a stored token (id and the start of its hash), if it still exists and may review."""
     with store.session() as s:
         row = s.get(ApiToken, token_id)
-        if row is None or row.role not in REVIEW_ROLES or not row.token_hash.startswith(token_hash_prefix):
+        if row is None or not may(row.role, "reviewer") or not row.token_hash.startswith(token_hash_prefix):
             return None
         return Reviewer(row.name, row.role, row.id)
 
@@ -156,21 +156,10 @@ def app_secret(store: Store, name: str) -> str:
 # --- what the guardrails held the generator to ---------------------------------------------------------------
 
 def _shop(folder: str) -> Shop | None:
-    """The job's shop, loaded once and again whenever one of its files changes (an erasure rewrites them)."""
+    """The job's shop (:func:`generator.data.cached_shop`); None when it cannot be loaded any more."""
     try:
-        stamp = tuple(p.stat().st_mtime_ns for p in sorted(Path(folder).iterdir()) if p.is_file())
-    except OSError:
-        stamp = ()
-    return _load_shop(folder, stamp)
-
-
-@lru_cache(maxsize=4)
-def _load_shop(folder: str, stamp: tuple[int, ...]) -> Shop | None:
-    try:
-        return load_shop(folder)
+        return cached_shop(folder)
     except (PushgenError, OSError) as exc:
-        import logging
-
         logging.getLogger(__name__).warning("review: cannot load shop %s (%s); re-checks use stored facts", folder,
                                             exc)
         return None
@@ -562,11 +551,6 @@ def history(store: Store, message_ids: Sequence[int]) -> dict[int, list[ReviewEv
 
 
 # --- learning signal ----------------------------------------------------------------------------------------
-
-def answer_text(title: str, body: str) -> str:
-    """Copy in the generator's answer format (what follows the prefilled ``Title:``), as training uses it."""
-    return f" {title.strip()}\nBody: {body.strip()}"
-
 
 def preference_pairs(store: Store, job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
     """Preference pairs from reviewers' decisions, and how many rejections had no approved copy to pair with.

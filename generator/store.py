@@ -36,6 +36,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from generator.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+ROLES = ("campaign_tool", "reviewer", "admin")
+"""What an API token may do: submit and read jobs; read jobs and review copy; everything (erasure included)."""
+
+
+def may(role: str, *allowed: str) -> bool:
+    """Whether a token of ``role`` may do what ``allowed`` roles may (``admin`` may do everything)."""
+    return role == "admin" or role in allowed
 
 
 def utcnow() -> datetime:
@@ -112,7 +119,7 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32))  # campaign_tool / reviewer / admin
+    role: Mapped[str] = mapped_column(String(32))  # one of ROLES
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -433,7 +440,11 @@ class Store:
             return int(s.scalar(select(func.count()).select_from(Message).where(Message.job_id == job_id)) or 0)
 
     def create_token(self, name: str, role: str) -> str:
-        """A new random token for ``role``; returned once, stored only as its hash."""
+        """A new random token for ``role`` (one of :data:`ROLES`); returned once, stored only as its hash."""
+        if role not in ROLES:
+            from generator.errors import PushgenError
+
+            raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         import hashlib
         import secrets
 

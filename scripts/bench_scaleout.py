@@ -54,7 +54,7 @@ def serve_worker(name: str, timings: Path, ready: Path) -> None:
     import torch
     from celery.signals import worker_ready
 
-    from generator import jobs
+    from generator import data, jobs
     from generator.campaign import Campaign, CampaignRunner
     from generator.config import get_settings
     from generator.generate import Generator
@@ -65,7 +65,7 @@ def serve_worker(name: str, timings: Path, ready: Path) -> None:
 
     torch.set_num_threads(1)
     settings = get_settings()
-    shop = jobs.cached_shop(settings.shop_dir)
+    shop = data.cached_shop(settings.shop_dir)
     model, tok = null_lm(length=40)
     gen = Generator(model=model, tokenizer=tok, batch_size=settings.chunk_size, max_new_tokens=48)
     scorer = Scorer(HashEncoder(), "hash-encoder")
@@ -134,7 +134,9 @@ def run_job(args: argparse.Namespace, shop: Any, shop_dir: Path, workers: int, t
         get_settings.cache_clear()
         job, _ = jobs.create_job(store, jobs.JobRequest.model_validate({"campaign": CAMPAIGN}), shop=shop)
         t0 = time.perf_counter()
-        how = jobs.dispatch(store, job.id)
+        from workers.tasks import enqueue  # after the settings name the bench broker
+
+        how = jobs.dispatch(store, job.id, enqueue)
         assert how == "queued", how
         while (status := jobs.job_status(store, job.id))["status"] not in jobs.FINAL:
             time.sleep(0.2)

@@ -231,15 +231,15 @@ def test_bodies_only_pushes_train_as_one_line_answers() -> None:
 
     from generator.data import PastPush
     from generator.generate import parse_title_body
-    from generator.train import answer_text
+    from generator.prompts import answer_text
 
     headline = PastPush(
         push_id="1", group_id="g", body="You Won't Believe This", sends=1, clicks=0, sent_at=datetime.now(UTC)
     )
-    assert answer_text(headline) == " You Won't Believe This"
-    assert parse_title_body(answer_text(headline)) == ("You Won't Believe This", "")
+    assert answer_text(headline.title, headline.body) == " You Won't Believe This"
+    assert parse_title_body(answer_text(headline.title, headline.body)) == ("You Won't Believe This", "")
     both = headline.model_copy(update={"title": "Hi"})
-    assert parse_title_body(answer_text(both)) == ("Hi", "You Won't Believe This")
+    assert parse_title_body(answer_text(both.title, both.body)) == ("Hi", "You Won't Believe This")
 
 
 @pytest.mark.parametrize(

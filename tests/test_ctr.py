@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from generator.config import get_settings
 from generator.ctr import (
-    Arm,
     CtrConfig,
     CtrModel,
+    TextArm,
     evaluate_ctr,
     is_held_out,
     push_text,
@@ -188,4 +188,4 @@ def test_cli_train_then_eval_writes_json(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_arm_ctr() -> None:
-    assert Arm("g", "t", 200, 10).ctr == 0.05 and Arm("g", "t", 0, 0).ctr == 0.0
+    assert TextArm("g", "t", 200, 10).ctr == 0.05 and TextArm("g", "t", 0, 0).ctr == 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from generator import jobs
+from generator import data, jobs
 from generator.config import REPO_ROOT, get_settings
 from generator.data import load_shop
 from generator.store import Store
@@ -48,7 +48,7 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
     store.add_device_token(USER, "apns", "apns-token-of-the-user")
     store.add_device_token(OTHER, "fcm", "fcm-token-of-another")
     before = load_shop(shop)
-    jobs.cached_shop(shop)  # a worker's cached copy, which must not outlive the erasure
+    data.cached_shop(shop)  # a worker's cached copy, which must not outlive the erasure
     mine = {k: sum(r.user_id == USER for r in getattr(before, k)) for k in ("events", "reviews")}
     assert mine["events"] > 0 and mine["reviews"] > 0
 
@@ -64,7 +64,7 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
         assert not [row for row in getattr(after, kind) if row.user_id == USER]
         assert [row for row in getattr(after, kind)] == [row for row in getattr(before, kind) if row.user_id != USER]
     assert not any(USER in p.read_text(encoding="utf-8") for p in (shop / "events.csv", shop / "reviews.csv"))
-    assert not [e for e in jobs.cached_shop(shop).events if e.user_id == USER]
+    assert not [e for e in data.cached_shop(shop).events if e.user_id == USER]
     assert store.device_tokens(USER) == [] and [t.token for t in store.device_tokens(OTHER)] == ["fcm-token-of-another"]
 
     msgs = client.get(f"/v1/jobs/{job_id}/messages", headers=tool).json()["messages"]

@@ -109,7 +109,9 @@ def test_broker_restart_mid_job_then_the_job_completes_with_one_message_per_user
     store = Store(pg_url)
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(
         type="price_drop", candidates=1, retries=0, variants=2, audience=Audience(limit=16))))
-    assert jobs.dispatch(store, job.id) == "queued"
+    from workers.tasks import enqueue
+
+    assert jobs.dispatch(store, job.id, enqueue) == "queued"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _redis_left_running(), _running(worker):
         wait_for(lambda: store.chunk_counts(job.id).get("done", 0) >= 2, timeout=180, every=0.05)
@@ -176,7 +178,10 @@ def test_a_job_over_rabbitmq_completes_and_a_scheduled_one_starts_at_its_time(
     at = datetime.now(UTC) + timedelta(seconds=8)
     later_job, _ = jobs.create_job(store, jobs.JobRequest(schedule=at, campaign=Campaign(
         type="price_drop", candidates=1, retries=0, audience=Audience(user_ids=["U010", "U011"]))))
-    assert jobs.dispatch(store, now_job.id) == "queued" and jobs.dispatch(store, later_job.id) == "scheduled"
+    from workers.tasks import enqueue
+
+    assert jobs.dispatch(store, now_job.id, enqueue) == "queued"
+    assert jobs.dispatch(store, later_job.id, enqueue) == "scheduled"
     assert store.get_job(later_job.id).status == "scheduled"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _running(worker):

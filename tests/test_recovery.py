@@ -99,7 +99,7 @@ def test_dispatch_without_a_reachable_broker_keeps_the_job_for_recovery(
     monkeypatch.setenv("PUSHGEN_BROKER_URL", "redis://127.0.0.1:6379/0")
     get_settings.cache_clear()
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(limit=2))))
-    assert jobs.dispatch(store, job.id) == "unsent"
+    assert jobs.dispatch(store, job.id, tasks.enqueue) == "unsent"
     assert store.get_job(job.id).status == "queued" and set(_chunks(store, job.id)) == {0}
 
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
 from generator import callbacks, jobs, privacy, review
 from generator.config import get_settings
@@ -19,11 +19,11 @@ from generator.errors import PushgenError
 from generator.inputs import MAX_INT
 from generator.store import Store
 from workers import review as review_pages
+from workers import tasks
+from workers.auth import bearer, requires
 from workers.http_guard import RequestGuard, install_error_handlers
 from workers.recovery import RecoveryLoop
 
-ROLES = ("campaign_tool", "reviewer", "admin")
-bearer = HTTPBearer(auto_error=False)
 JobId = Annotated[str, Path(min_length=1, max_length=36, description="The job's id (a UUID).")]
 
 
@@ -52,7 +52,7 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
-        loop = RecoveryLoop(at_start=True).start() if recover else None
+        loop = RecoveryLoop(tasks.enqueue, at_start=True).start() if recover else None
         try:
             yield
         finally:
@@ -64,21 +64,9 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
     app.state.store = store or Store()
     _redact_access_log()
 
-    def role(*allowed: str):  # type: ignore[no-untyped-def]
-        def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-            if creds is None:
-                raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-            r = app.state.store.role_of(creds.credentials)
-            if r is None:
-                raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-            if r not in allowed and r != "admin":
-                raise HTTPException(403, f"role {r!r} may not do this")
-            return r
-        return check
-
     @app.post("/v1/jobs", status_code=202)
     def submit(req: jobs.JobRequest, background: BackgroundTasks,
-               _: Annotated[str, Depends(role("campaign_tool"))],
+               _: Annotated[str, Depends(requires("campaign_tool"))],
                creds: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> dict[str, Any]:
         try:
             job, created = jobs.create_job(app.state.store, req)
@@ -88,21 +76,21 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
             callbacks.subscribe(app.state.store, job.id, str(req.callback_url), creds.credentials)
         if created and job.status != "scheduled":  # a scheduled job is started by the recovery pass when due
             if get_settings().broker_url:
-                jobs.dispatch(app.state.store, job.id)
+                jobs.dispatch(app.state.store, job.id, tasks.enqueue)
             else:
                 background.add_task(jobs.run_job_inline, app.state.store, job.id)
                 background.add_task(callbacks.drain, app.state.store)
         return {**jobs.job_status(app.state.store, job.id), "created": created}
 
     @app.get("/v1/jobs/{job_id}")
-    def status(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))]) -> dict[str, Any]:
+    def status(job_id: JobId, _: Annotated[str, Depends(requires("campaign_tool", "reviewer"))]) -> dict[str, Any]:
         out = jobs.job_status(app.state.store, job_id)
         if out is None:
             raise HTTPException(404, f"no job {job_id}")
         return out
 
     @app.get("/v1/jobs/{job_id}/messages")
-    def messages(job_id: JobId, _: Annotated[str, Depends(role("campaign_tool", "reviewer"))],
+    def messages(job_id: JobId, _: Annotated[str, Depends(requires("campaign_tool", "reviewer"))],
                  offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  review_status: Annotated[str | None, Query(pattern="^(pending|edited|approved|rejected)$",
@@ -121,7 +109,7 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel(job_id: JobId, background: BackgroundTasks,
-               _: Annotated[str, Depends(role("campaign_tool"))]) -> dict[str, Any]:
+               _: Annotated[str, Depends(requires("campaign_tool"))]) -> dict[str, Any]:
         try:
             jobs.cancel_job(app.state.store, job_id)
         except KeyError:
@@ -130,7 +118,8 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
         return jobs.job_status(app.state.store, job_id)
 
     @app.delete("/v1/users/{user_id}")
-    def erase(user_id: Annotated[str, Path(min_length=1, max_length=200)], _: Annotated[str, Depends(role("admin"))],
+    def erase(user_id: Annotated[str, Path(min_length=1, max_length=200)],
+              _: Annotated[str, Depends(requires("admin"))],
               creds: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> dict[str, Any]:
         """Erase the user's events, reviews, device tokens and the personal parts of their messages, and record
         that it was done (when, by which token, how many rows)."""

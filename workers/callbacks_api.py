@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from generator import callbacks
-from workers.devices_api import bearer, requires
+from workers.auth import bearer, requires
 
 router = APIRouter(tags=["callbacks"])
 

@@ -7,30 +7,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator import devices
+from workers.auth import requires
 
-bearer = HTTPBearer(auto_error=False)
 TOKEN_PATTERN = r"^[A-Za-z0-9_:.~+=-]+$"  # FCM (base64url with ':'), APNs (hex), webhook ids; never '/' or spaces
 UserId = Annotated[str, Path(min_length=1, max_length=200)]
 DeviceTokenPath = Annotated[str, Path(min_length=1, max_length=1024, pattern=TOKEN_PATTERN)]
-
-
-def requires(*allowed: str):  # type: ignore[no-untyped-def]
-    """A dependency admitting bearer tokens of ``allowed`` roles (admin always); 401 without a known token."""
-    def check(request: Request,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        role = request.app.state.store.role_of(creds.credentials)
-        if role is None:
-            raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-        if role not in allowed and role != "admin":
-            raise HTTPException(403, f"role {role!r} may not do this")
-        return role
-    return check
 
 
 class DeviceIn(BaseModel):

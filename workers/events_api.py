@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from generator import experiments
 from generator.errors import PushgenError
 from generator.inputs import MAX_INT, STRICT
-
-bearer = HTTPBearer(auto_error=False)
+from generator.store import ROLES
+from workers.auth import requires
 
 
 class OutcomeIn(BaseModel):
@@ -47,23 +46,8 @@ class EventsIn(BaseModel):
 
 
 def install(app: FastAPI) -> None:
-    def poster(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        role = app.state.store.role_of(creds.credentials)
-        if role is None:
-            raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-        if role not in ("campaign_tool", "admin"):
-            raise HTTPException(403, f"role {role!r} may not do this")
-        return role
-
-    def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None or app.state.store.role_of(creds.credentials) is None:
-            raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-        return "ok"
-
     @app.post("/v1/events", status_code=200, tags=["experiments"])
-    def post_events(body: EventsIn, _: Annotated[str, Depends(poster)]) -> dict[str, Any]:
+    def post_events(body: EventsIn, _: Annotated[str, Depends(requires("campaign_tool"))]) -> dict[str, Any]:
         """Store outcome events (all or none); an event id seen before counts as ``duplicate``."""
         rows = [e.model_dump() for e in body.events]
         for r in rows:
@@ -76,7 +60,7 @@ def install(app: FastAPI) -> None:
 
     @app.get("/v1/experiments/{experiment_id}", tags=["experiments"])
     def get_experiment(experiment_id: Annotated[str, Path(min_length=1, max_length=36)],
-                       _: Annotated[str, Depends(reader)]) -> dict[str, Any]:
+                       _: Annotated[str, Depends(requires(*ROLES))]) -> dict[str, Any]:
         """The experiment's arms, counts per stage, comparisons against control and sample-ratio checks."""
         from generator.experiment_report import summary
 

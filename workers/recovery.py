@@ -10,6 +10,7 @@ import threading
 
 from generator import jobs
 from generator.config import get_settings
+from generator.jobs import Enqueue
 from generator.store import Store
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,8 @@ class RecoveryLoop:
     """A daemon thread running :func:`generator.jobs.recover` every ``every`` seconds (first pass at once when
     ``at_start``) on connections of its own, until :meth:`stop`."""
 
-    def __init__(self, every: float | None = None, *, at_start: bool = False):
+    def __init__(self, enqueue: Enqueue, every: float | None = None, *, at_start: bool = False):
+        self.enqueue = enqueue
         self.every = get_settings().recover_every if every is None else every
         self.at_start = at_start
         self._stop = threading.Event()
@@ -48,7 +50,7 @@ class RecoveryLoop:
     def _pass(self, own: Store | None) -> Store | None:
         try:
             own = own or Store(get_settings().database_url, migrate=False)
-            jobs.recover(own)
+            jobs.recover(own, enqueue=self.enqueue)
         except Exception:  # noqa: BLE001 - the broker or database is away; the next pass tries again
             log.warning("recovery pass failed", exc_info=True)
         return own

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from generator import jobs
 from generator.config import get_settings
 from generator.store import Store
-from workers.celery_app import app
+from workers.celery_app import app, follow_settings
 from workers.recovery import RecoveryLoop
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,16 @@ def store() -> Store:
 @app.task(name="workers.tasks.start_job")
 def start_job(job_id: str) -> int:
     """Fan a job out into one generation task per chunk not sent yet; returns how many were sent."""
-    return jobs.send_chunks(store(), job_id)
+    return jobs.send_chunks(store(), job_id, enqueue)
+
+
+def enqueue(job_id: str, index: int | None) -> None:
+    """:data:`generator.jobs.Enqueue` on this app (its current broker): fan a job out, or send one chunk."""
+    follow_settings()
+    if index is None:
+        start_job.delay(job_id)
+    else:
+        generate_chunk.apply_async((job_id, index))
 
 
 @app.task(name="workers.tasks.generate_chunk", bind=True, autoretry_for=(OperationalError, ConnectionError),
@@ -74,7 +83,7 @@ _LOOP: RecoveryLoop | None = None
 @worker_ready.connect
 def _start_recovery(**_: object) -> None:
     global _LOOP
-    _LOOP = RecoveryLoop().start()
+    _LOOP = RecoveryLoop(enqueue).start()
 
 
 @worker_shutdown.connect
