@@ -38,7 +38,7 @@ import httpx
 from sqlalchemy import ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from generator.errors import PushgenError
+from generator.core.errors import PushgenError
 from generator.store import ApiToken, Base, Job, Store, utcnow
 
 log = logging.getLogger(__name__)

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from generator.config import get_settings
-from generator.data import PastPush, file_sha256, load_table, unit_interval
-from generator.errors import PushgenError
+from generator.core.config import get_settings
+from generator.core.data import PastPush, file_sha256, load_table, unit_interval
+from generator.core.errors import PushgenError
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -294,7 +294,7 @@ class CtrModel:
 
     def _encoder(self) -> TextEncoder:
         if self.encoder is None:
-            from generator.models import load_sentence_encoder
+            from generator.core.model_registry import load_sentence_encoder
 
             self.encoder = load_sentence_encoder(self.encoder_name, device=self.device)
         return self.encoder

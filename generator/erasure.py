@@ -109,7 +109,7 @@ def restore_user(store: Store, user_id: str) -> bool:
 
 def erase(store: Store, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
     """Erase ``user_id`` from the database in one transaction (see the module doc), then compact SQLite."""
-    from generator import experiments
+    from generator.experiments import ab as experiments
     from generator.review import erase_review_texts
 
     key = installation_key(store)

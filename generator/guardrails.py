@@ -17,12 +17,12 @@ from typing import Any
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
-from generator.brand import BrandGuidelines, check_brand
-from generator.data import Item, language_of
-from generator.formatting import mask, money_mentions, percent_mentions
+from generator.check.brand import BrandGuidelines, check_brand
+from generator.core.data import Item, language_of
+from generator.core.formatting import mask, money_mentions, percent_mentions
+from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.guard_index import memo, titles_in
-from generator.payloads import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
-from generator.prompts import quote_user_text
+from generator.write.prompts import quote_user_text
 
 # patterns compiled once: the regex module's own functions look each pattern up (or parse it again, once its cache
 # of a few hundred is full) at every call, and the checks build patterns from words and names
@@ -66,7 +66,8 @@ class BrandPolicy(BaseModel):
     platforms: list[str] = Field(default_factory=lambda: ["ios", "android"],
                                  description="Platforms whose visible-length limits apply (the strictest wins).")
     guidelines: BrandGuidelines | None = Field(default=None, description="The brand's guideline object "
-                                               "(generator.brand): tone, emoji, phrases per locale, capitalisation.")
+                                               "(generator.check.brand): tone, emoji, phrases per locale, "
+                                               "capitalisation.")
 
 
 @dataclass
@@ -326,7 +327,7 @@ def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
     """The FCM HTTP v1 message and APNs payload this copy would travel in, as the senders build them
-    (:mod:`generator.payloads`; a rich push's image and buttons are dropped before the copy, so copy fits alone)."""
+    (:mod:`generator.core.payload`; a rich push's image and buttons are dropped before the copy, so copy fits alone)."""
     return {name: build(plain_push(title, body, deep_link)) for name, build in BUILDERS.items()}
 
 

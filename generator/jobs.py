@@ -16,17 +16,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, Field, HttpUrl
 
 from generator.callbacks import callback_state, drain
-from generator.campaign import Campaign, CampaignRunner, adapter_label, select_audience
-from generator.config import get_settings
-from generator.data import Shop, cached_shop
-from generator.errors import PushgenError
-from generator.inputs import STRICT
+from generator.campaign.spec import Campaign, adapter_label, select_audience
+from generator.core.config import get_settings
+from generator.core.data import Shop, cached_shop
+from generator.core.errors import PushgenError
+from generator.core.inputs import STRICT
 from generator.store import Job, Store, utcnow
+
+if TYPE_CHECKING:
+    from generator.campaign.runner import CampaignRunner
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled")
@@ -89,8 +92,8 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
 
 def _check_references(campaign: Campaign, shop: Shop) -> None:
     """Names the request refers to must exist, so a job that could only fail is refused, not stored."""
-    from generator.adapters import check_name
-    from generator.prompts import default_library
+    from generator.write.adapters import check_name
+    from generator.write.prompts import default_library
 
     if campaign.template and campaign.template not in default_library().names():
         raise PushgenError(f"template: no template {campaign.template!r}")
@@ -103,9 +106,14 @@ def _check_references(campaign: Campaign, shop: Shop) -> None:
 
 
 _RUNNERS: dict[str, CampaignRunner] = {}
+
+
 def _runner(store: Store) -> CampaignRunner:
     """One runner (models loaded once) per process and database; built lazily inside the worker process."""
     if store.url not in _RUNNERS:
+        # the model stack (torch) loads only where a chunk runs: the API and the queue import this module without it
+        from generator.campaign.runner import CampaignRunner
+
         _RUNNERS[store.url] = CampaignRunner(store=store)
     return _RUNNERS[store.url]
 
@@ -128,8 +136,7 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     params: dict[str, Any] = job.params
     shop = cached_shop(params.get("shop") or get_settings().shop_dir)
     campaign = Campaign.model_validate(params["campaign"])
-    (runner or _runner(store)).run(shop, campaign, user_ids=chunk.user_ids, job_id=job_id,
-                                   show_progress=False, seed=index)
+    (runner or _runner(store)).run(shop, campaign, user_ids=chunk.user_ids, job_id=job_id, seed=index)
     from generator.review import apply_rule  # a reviewer's auto-approve rule also covers copy saved after it
 
     apply_rule(store, job_id)

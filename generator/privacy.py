@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from generator.config import get_settings
-from generator.data import erase_user_rows
+from generator.core.config import get_settings
+from generator.core.data import erase_user_rows
 from generator.store import Store
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from generator.campaign import UserMessage
-from generator.data import write_table
-from generator.prompts import format_price
+from generator.campaign.runner import UserMessage
+from generator.core.data import write_table
+from generator.write.prompts import format_price
 
 MESSAGE_COLUMNS = ("user_id", "variant", "locale", "item_ids", "template", "adapter", "title", "body", "deep_link",
                    "status", "reasons", "ctr_score")

@@ -27,15 +27,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from generator.brand import policy_with_guidelines
-from generator.campaign import Campaign, campaign_type_for
-from generator.config import get_settings
-from generator.data import Item, Shop, cached_shop, write_table
-from generator.errors import PushgenError
+from generator.campaign.spec import Campaign, campaign_type_for
+from generator.check.brand import policy_with_guidelines
+from generator.check.facts import message_facts
+from generator.core.config import get_settings
+from generator.core.data import Item, Shop, cached_shop, write_table
+from generator.core.errors import PushgenError
+from generator.core.inputs import InputError, check_text
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
-from generator.inputs import InputError, check_text
-from generator.prompts import answer_text, default_library, item_facts
-from generator.scorer import RankedItem
 from generator.store import (
     ApiToken,
     AppSecret,
@@ -48,6 +47,7 @@ from generator.store import (
     may,
     utcnow,
 )
+from generator.write.prompts import answer_text, default_library
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
@@ -156,7 +156,7 @@ def app_secret(store: Store, name: str) -> str:
 # --- what the guardrails held the generator to ---------------------------------------------------------------
 
 def _shop(folder: str) -> Shop | None:
-    """The job's shop (:func:`generator.data.cached_shop`); None when it cannot be loaded any more."""
+    """The job's shop (:func:`generator.core.data.cached_shop`); None when it cannot be loaded any more."""
     try:
         return cached_shop(folder)
     except (PushgenError, OSError) as exc:
@@ -213,39 +213,23 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
     user = next((u for u in shop.users if u.user_id == message.user_id), None) if shop else None
     lang = (message.template or "").rsplit(".", 1)[-1]
     locale = campaign.locale or (user.locale if user else ("zh_CN" if lang == "zh" else "en_US"))
-    quoted: list[str] = []
-    examples: list[str] = []
-    generic: list[str] = []
-    prompt_text = ""
-    if items:
-        from generator.campaign import _review_for, generic_copy
-
-        review = _review_for(shop, items[0]) if shop else None
-        library = default_library()
-        if message.template in library.names():
-            declared = library.get(message.template).variables
-            ctype = campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, []))
-            available = {"brand": campaign.brand, "item": item_facts(items[0], locale), "campaign": campaign.facts,
-                         "review": review, "campaign_type": ctype, "locale": locale}
-            try:
-                rendered = library.render(message.template, **{k: available.get(k) for k in declared})
-                examples = [a for _, a in rendered.examples]
-                prompt_text = rendered.user
-                generic = generic_copy(library, locale, ctype, items[0], campaign.facts)
-            except PushgenError:
-                examples = []
-            if review and "review" in declared:
-                quoted = [review]
+    policy = policy_with_guidelines(campaign.policy, campaign.adapter, locale)
+    ctype = campaign_type_for(campaign, items[0]) if items else ""
+    library = default_library()
+    if items and message.template in library.names():
+        try:
+            return message_facts(library, message.template, items=items, locale=locale, campaign_type=ctype,
+                                 brand=campaign.brand, facts=campaign.facts, policy=policy, shop=shop).context
+        except PushgenError:
+            pass
     return GuardContext(items=items, locale=locale, facts=campaign.facts, catalog=shop.items if shop else (),
-                        quoted_texts=quoted, policy=policy_with_guidelines(campaign.policy, campaign.adapter, locale),
-                        example_texts=examples, generic_texts=generic, prompt_text=prompt_text,
-                        campaign_type=campaign_type_for(campaign, RankedItem(items[0], 0.0, 1, [])) if items else "")
+                        policy=policy, campaign_type=ctype)
 
 
 def display_items(message: Message, job: Job | None, locale: str | None = None) -> list[dict[str, Any]]:
     """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
     Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
-    from generator.prompts import format_price
+    from generator.write.prompts import format_price
 
     params = (job.params or {}) if job is not None else {}
     shop = _shop(str(params.get("shop") or get_settings().shop_dir))
@@ -283,7 +267,7 @@ def image_allowed(url: str) -> bool:
     (none by default: the pages load nothing from outside the app, and show a placeholder)."""
     from urllib.parse import urlsplit
 
-    from generator.links import host_allowed
+    from generator.core.links import host_allowed
 
     try:
         parts = urlsplit(url)
@@ -600,7 +584,7 @@ def preference_pairs(store: Store, job_id: str | None = None) -> tuple[list[dict
             "job_id": chosen.job_id, "message_id": chosen.id, "rejected_message_id": rejected_msg.id,
             "template": chosen.template, "adapter": chosen.adapter, "reviewer": decided.actor,
             "decided_at": decided.created_at.isoformat(),
-            # the past-push contract (generator.data.PastPush)
+            # the past-push contract (generator.core.data.PastPush)
             "push_id": f"review-{chosen.id}-{rejected_msg.id}-{kind}",
             "group_id": f"review-{chosen.id}-{rejected_msg.id}",
             "campaign_type": (chosen.template or "generic").split(".")[0] or "generic", "title": title,

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from generator.config import get_settings
+from generator.core.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ROLES = ("campaign_tool", "reviewer", "admin")
@@ -442,7 +442,7 @@ class Store:
     def create_token(self, name: str, role: str) -> str:
         """A new random token for ``role`` (one of :data:`ROLES`); returned once, stored only as its hash."""
         if role not in ROLES:
-            from generator.errors import PushgenError
+            from generator.core.errors import PushgenError
 
             raise PushgenError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         import hashlib
@@ -548,6 +548,6 @@ class Store:
 # Tables declared beside their own module, imported here so that Base.metadata (and Alembic) sees every table.
 from generator import callbacks as _callbacks  # noqa: E402,F401  (job completion callbacks)
 from generator import erasure as _erasure  # noqa: E402,F401  (the suppression list)
-from generator import experiments as _experiments  # noqa: E402,F401  (sends, outcome events, ...)
-from generator import holdout as _holdout  # noqa: E402,F401  (global control groups)
-from generator import sendtime as _sendtime  # noqa: E402,F401  (per-user send times)
+from generator.experiments import ab as _experiments  # noqa: E402,F401  (sends, outcome events, ...)
+from generator.experiments import holdout as _holdout  # noqa: E402,F401  (global control groups)
+from generator.experiments import sendtime as _sendtime  # noqa: E402,F401  (per-user send times)

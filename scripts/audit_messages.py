@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.campaign import load_campaign  # noqa: E402
-from generator.data import load_shop  # noqa: E402
+from generator.campaign.spec import load_campaign  # noqa: E402
+from generator.core.data import load_shop  # noqa: E402
 
 SYMBOL = r"(?:US\$|CN¥|[$€£¥￥₹]|Rs\.?)"
 PRICE = re.compile(rf"{SYMBOL}\s?(\d[\d,.\u00a0\u202f]*\d|\d)|(\d[\d,.\u00a0\u202f]*\d|\d)\s?(?:元|€|₹|INR|USD|EUR)")

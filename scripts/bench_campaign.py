@@ -1,7 +1,7 @@
 """Benchmark a whole campaign at scale, stage by stage: messages/s of every stage around the LM, on a synthetic shop.
 
 The campaign runs through pushgen's own path (``CampaignRunner.run``, chunk by chunk as a worker does), with the
-null model (:mod:`generator.null_lm`) writing the copy, so what is timed is everything a GPU worker's host must do
+null model (:mod:`generator.write.null_lm`) writing the copy, so what is timed is everything a GPU worker's host must do
 besides the model. Each stage is timed where the runner calls it (the functions are wrapped for the run):
 
   audience      ``select_audience`` (the whole shop once, as a job is created, then each chunk's users)
@@ -60,7 +60,7 @@ def synthetic_shop(users: int, items: int, sample: Path) -> Any:
     """A shop of ``users`` users and ``items`` items grown from the sample shop: user ``k`` has the locale, events
     and reviews of sample user ``k % 100`` on the catalog slice ``k // 100 % (items // 200)`` (item ``j`` of a slice
     is sample item ``j % 200`` under a series name), so histories, reviews and locales keep the sample's shape."""
-    from generator.data import Event, Item, Review, Shop, User, load_shop
+    from generator.core.data import Event, Item, Review, Shop, User, load_shop
 
     base = load_shop(sample)
     n_base_items = len(base.items)
@@ -151,7 +151,7 @@ class VariedCopy:
         runner.scorer.rank = ranked
 
     def texts(self, item: Any, locale: str) -> list[tuple[str, str]]:
-        from generator.prompts import item_facts
+        from generator.write.prompts import item_facts
 
         key = (item.item_id, locale)
         if key not in self._texts:
@@ -212,11 +212,11 @@ class Stages:
 
     @contextmanager
     def installed(self, runner: Any, generator: Any) -> Iterator[None]:
-        import generator.campaign as campaign_module
-        from generator.campaign import UserMessage
+        import generator.campaign.runner as campaign_module
+        from generator.campaign.runner import UserMessage
 
         for name, stage in (("select_audience", "audience"), ("prompt_parts", "rendering"),
-                            ("generic_copy", "rendering"), ("_review_for", "rendering"), ("item_facts", "rendering"),
+                            ("generic_copy", "rendering"), ("message_facts", "rendering"),
                             ("run_checks", "guardrails"), ("choose", "choosing")):
             self.wrap(campaign_module, name, stage)
         self.wrap(runner.scorer, "rank", "ranking")
@@ -260,12 +260,13 @@ def fresh_pg(admin_url: str) -> tuple[str, Callable[[], None]]:
 
 
 def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Console) -> dict[str, Any]:
-    import generator.campaign as campaign_module
-    from generator.campaign import Campaign, CampaignRunner
-    from generator.generate import Generator
-    from generator.null_lm import null_lm
-    from generator.scorer import Scorer
+    import generator.campaign.runner as campaign_module
+    from generator.campaign.runner import CampaignRunner
+    from generator.campaign.spec import Campaign
+    from generator.rank.scorer import Scorer
     from generator.store import Store
+    from generator.write.generate import Generator
+    from generator.write.null_lm import null_lm
 
     model, tok = null_lm(length=args.new_tokens)
     gen = Generator(model=model, tokenizer=tok, batch_size=args.batch_size, max_new_tokens=args.new_tokens + 8)
@@ -289,7 +290,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
     # warm-up: one small chunk (models, templates, prefix K/V); its messages go to another job
     warm = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
                             model="null", status="running", total=0, params={})
-    runner.run(shop, campaign, user_ids=[u.user_id for u in shop.users[:64]], job_id=warm.id, show_progress=False)
+    runner.run(shop, campaign, user_ids=[u.user_id for u in shop.users[:64]], job_id=warm.id)
     job = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
                            model="null", status="running", total=0, params={})
     chunks_done, n_messages, records, statuses = 0, 0, [], Counter()
@@ -300,7 +301,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
             chunk = audience[start:start + args.chunk_size]
             t_run, c_run = time.perf_counter(), time.process_time()
             before, before_cpu = sum(stages.seconds.values()), sum(stages.cpu.values())
-            _, messages = runner.run(shop, campaign, user_ids=chunk, job_id=job.id, show_progress=False,
+            _, messages = runner.run(shop, campaign, user_ids=chunk, job_id=job.id,
                                      seed=start)
             stages.seconds["other"] += (time.perf_counter() - t_run) - (sum(stages.seconds.values()) - before)
             stages.cpu["other"] += (time.process_time() - c_run) - (sum(stages.cpu.values()) - before_cpu)
@@ -339,7 +340,7 @@ def time_minilm(args: argparse.Namespace, shop: Any) -> dict[str, float]:
     """MiniLM on CPU: the ranking's profile texts and the click-through model's candidate texts."""
     import torch
 
-    from generator.scorer import Scorer, build_histories
+    from generator.rank.scorer import Scorer, build_histories
 
     scorer = Scorer.load("minilm", device="cpu")
     items = sorted(shop.items, key=lambda it: it.item_id)

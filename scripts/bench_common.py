@@ -18,7 +18,7 @@ def random_smollm2(tokenizer_dir: str | None, device: torch.device, dtype: torch
     ``tokenizer_dir`` (default: the converted SmolLM2's)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from generator.models import default_dtype, resolve_model
+    from generator.core.model_registry import default_dtype, resolve_model
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("smollm2-135m"), local_files_only=True)
     tok.padding_side = "left"

@@ -5,7 +5,7 @@ fixed generated length (stop rules off, so every method does the same work):
 
   naive       one ``model.generate`` call per user (what a first version does)
   hf-batched  Hugging Face ``generate`` on left-padded batches
-  pushgen     ``generator.generate.Generator``: shared-prefix KV cache, length bucketing, a preallocated KV cache,
+  pushgen     ``generator.write.generate.Generator``: shared-prefix KV cache, length bucketing, a preallocated KV cache,
               prefill in length-sorted chunks, fused LoRA (several adapters per batch); on CPU finished rows are
               dropped from the cache, on CUDA one CUDA graph per decode step
   pushgen-dynamic  the same with a growing cache (``--methods`` to include it; the loop sliding-window models use)
@@ -19,7 +19,7 @@ each with no adapter, one LoRA adapter, and four adapters mixed within every bat
 ``--model random`` builds SmolLM2-135M's architecture with random weights (the packaged GGUF does not travel to
 GPU machines); it needs only a tokenizer folder (``--tokenizer``, default: the converted SmolLM2's).
 
-``--model null`` measures the host path: :class:`generator.null_lm.NullLM`, whose forward costs nothing, answers
+``--model null`` measures the host path: :class:`generator.write.null_lm.NullLM`, whose forward costs nothing, answers
 every prompt with the same ``--new-tokens`` tokens of SmolLM2's vocabulary, ended by the stop rule (stop rules on),
 through pushgen's real path (tokenising, prefix K/V bookkeeping, adapters per row, sampling, stopping,
 detokenising, candidates). Its baseline is ``naive``: one user at a time, the whole prompt tokenised, one forward
@@ -52,11 +52,11 @@ from scripts.bench_common import random_smollm2  # noqa: E402
 
 
 def build_model(name: str, tokenizer_dir: str | None, device: torch.device, new_tokens: int = 40):  # type: ignore[no-untyped-def]
-    from generator.models import load_causal_lm
+    from generator.core.model_registry import load_causal_lm
 
     if name == "null":
-        from generator.models import load_tokenizer
-        from generator.null_lm import null_lm
+        from generator.core.model_registry import load_tokenizer
+        from generator.write.null_lm import null_lm
 
         model, tok = null_lm(load_tokenizer(tokenizer_dir or "smollm2-135m"), length=new_tokens)
         return model.to(device), tok
@@ -70,7 +70,7 @@ def add_adapters(model, n: int):  # type: ignore[no-untyped-def]
     model's one Linear layer)."""
     from peft import LoraConfig, get_peft_model
 
-    from generator.null_lm import NullLM
+    from generator.write.null_lm import NullLM
 
     targets = ["proj"] if isinstance(model, NullLM) else ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"]
@@ -86,8 +86,8 @@ def add_adapters(model, n: int):  # type: ignore[no-untyped-def]
 
 def prompts(tokenizer, users: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(shared prefix, own part) for ``users`` users, from the sample shop's items and templates."""
-    from generator.data import load_shop
-    from generator.prompts import default_library, item_facts, prompt_parts
+    from generator.core.data import load_shop
+    from generator.write.prompts import default_library, item_facts, prompt_parts
 
     lib = default_library()
     items = [i for i in load_shop(Path(__file__).resolve().parent.parent / "examples" / "shop").items if i.in_stock]
@@ -113,7 +113,7 @@ def _sampling(candidates: int) -> dict:
         return {"do_sample": False}
     import inspect
 
-    from generator.generate import Generator
+    from generator.write.generate import Generator
 
     defaults = inspect.signature(Generator.__init__).parameters
     return {"do_sample": True, "num_return_sequences": candidates,
@@ -139,7 +139,7 @@ def run_hf_batched(model, tok, parts, new_tokens, adapters, device, batch,  # ty
 
 
 def run_pushgen(gen, parts, adapters, candidates=1):  # type: ignore[no-untyped-def]
-    from generator.generate import GenerationRequest
+    from generator.write.generate import GenerationRequest
 
     reqs = [GenerationRequest(key=str(i), prompt=own, prefix=shared, adapter=adapters[i] if adapters else None)
             for i, (shared, own) in enumerate(parts)]
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_null(args)
     args.batch_size = args.batch_size[0]
 
-    from generator.generate import Generator
-    from generator.models import pick_device
+    from generator.core.model_registry import pick_device
+    from generator.write.generate import Generator
 
     device = pick_device(args.device)
     if device.type == "cpu":

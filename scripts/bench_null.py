@@ -38,7 +38,7 @@ def distinct_prompts(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def run_naive(gen: Any, parts: list[tuple[str, str]], names: list[str] | None, candidates: int,
               new_tokens: int) -> int:
     """One user at a time, nothing batched or cached; returns the candidates made."""
-    from generator.generate import Candidate, parse_title_body, pick_tokens
+    from generator.write.generate import Draft, parse_title_body, pick_tokens
 
     tok, rng, made = gen.tokenizer, torch.Generator().manual_seed(0), 0
     columns = gen._column_ids
@@ -60,7 +60,7 @@ def run_naive(gen: Any, parts: list[tuple[str, str]], names: list[str] | None, c
                 if newlines >= 2:
                     break
             text = tok.decode(new, skip_special_tokens=True)
-            Candidate(*parse_title_body(text), text, c > 0, len(new), True)
+            Draft(*parse_title_body(text), text, c > 0, len(new), True)
             made += 1
     return made
 
@@ -90,7 +90,7 @@ def profile_table(gen: Any, reqs: list[Any], candidates: int) -> str:
 
 
 def main_null(args: argparse.Namespace) -> int:
-    from generator.generate import GenerationRequest, Generator
+    from generator.write.generate import GenerationRequest, Generator
     from scripts.bench_generate import add_adapters, build_model, prompts
 
     torch.set_num_threads(args.threads or 1)

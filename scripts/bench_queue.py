@@ -55,7 +55,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 
 def configure(env: dict[str, str]) -> None:
     from generator import jobs
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     os.environ.update(env)
     get_settings.cache_clear()

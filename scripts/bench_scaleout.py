@@ -1,7 +1,7 @@
 """Benchmark scale-out: one queued job worked by one Celery worker, then by two, on the real broker and store.
 
 Each worker is a ``pushgen worker``-like process (``workers.celery_app``, queues ``cpu,gpu``, solo pool) whose
-campaign runner writes with the null model (:mod:`generator.null_lm`) and ranks with a stand-in encoder (a fixed
+campaign runner writes with the null model (:mod:`generator.write.null_lm`) and ranks with a stand-in encoder (a fixed
 vector per text), so what is timed is the queue, the store and the host work around the model. The job is made by
 ``generator.jobs.create_job`` and sent by ``jobs.dispatch`` (Redis), chunks are written to a fresh PostgreSQL
 database, and the clock runs from the dispatch until the job's status is ``done``. Every worker loads the shop and
@@ -41,7 +41,7 @@ CAMPAIGN = {"name": "bench-scaleout", "type": "auto", "candidates": 3, "retries"
 
 
 def write_shop(shop: Any, folder: Path) -> None:
-    from generator.data import write_table
+    from generator.core.data import write_table
 
     for name in ("items", "users", "events", "reviews"):
         write_table(folder / f"{name}.csv", getattr(shop, name))
@@ -54,13 +54,15 @@ def serve_worker(name: str, timings: Path, ready: Path) -> None:
     import torch
     from celery.signals import worker_ready
 
-    from generator import data, jobs
-    from generator.campaign import Campaign, CampaignRunner
-    from generator.config import get_settings
-    from generator.generate import Generator
-    from generator.null_lm import null_lm
-    from generator.scorer import Scorer
+    from generator import jobs
+    from generator.campaign.runner import CampaignRunner
+    from generator.campaign.spec import Campaign
+    from generator.core import data
+    from generator.core.config import get_settings
+    from generator.rank.scorer import Scorer
     from generator.store import Store
+    from generator.write.generate import Generator
+    from generator.write.null_lm import null_lm
     from workers.celery_app import app
 
     torch.set_num_threads(1)
@@ -70,7 +72,7 @@ def serve_worker(name: str, timings: Path, ready: Path) -> None:
     gen = Generator(model=model, tokenizer=tok, batch_size=settings.chunk_size, max_new_tokens=48)
     scorer = Scorer(HashEncoder(), "hash-encoder")
     CampaignRunner(generator=gen, scorer=scorer, ctr=False).run(  # warm-up, nothing stored
-        shop, Campaign.model_validate(CAMPAIGN), user_ids=[u.user_id for u in shop.users[:32]], show_progress=False)
+        shop, Campaign.model_validate(CAMPAIGN), user_ids=[u.user_id for u in shop.users[:32]])
     jobs._RUNNERS[settings.database_url] = CampaignRunner(generator=gen, scorer=scorer, ctr=False,
                                                          store=Store(settings.database_url))
     run_chunk, run = jobs.run_chunk, CampaignRunner.run
@@ -106,7 +108,7 @@ def run_job(args: argparse.Namespace, shop: Any, shop_dir: Path, workers: int, t
     import redis
 
     from generator import jobs
-    from generator.config import get_settings
+    from generator.core.config import get_settings
     from generator.store import Store
 
     url, drop = fresh_pg(args.pg)

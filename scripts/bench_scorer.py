@@ -3,7 +3,7 @@
     python scripts/bench_scorer.py --users 100000 --items 50000 --json bench_scorer.json
 
 Prints a table and writes JSON. The top-K part uses synthetic unit vectors (384-d, like MiniLM); the chunked
-path is the one :meth:`generator.scorer.Scorer.rank` runs (one matmul per user chunk + deterministic top-K),
+path is the one :meth:`generator.rank.scorer.Scorer.rank` runs (one matmul per user chunk + deterministic top-K),
 the naive baseline scores one user at a time (measured on a sample of users and reported per score).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from generator.scorer import topk_deterministic
+from generator.rank.scorer import topk_deterministic
 
 
 def random_encoder(config_dir: str) -> str:
@@ -38,7 +38,7 @@ def random_encoder(config_dir: str) -> str:
 
 
 def bench_embedding(n_texts: int, device: str, encoder: str, batch_size: int = 64) -> dict[str, Any]:
-    from generator.models import load_sentence_encoder
+    from generator.core.model_registry import load_sentence_encoder
 
     rng = np.random.default_rng(0)
     words = ["drill", "bit", "steel", "glove", "nitrile", "tape", "sanding", "roll", "grit", "adhesive",

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def bench_pushgen(args: argparse.Namespace) -> dict[str, Any]:
-    from generator.config import get_settings
-    from generator.train import LoraTrainConfig, train_adapter
+    from generator.core.config import get_settings
+    from generator.tune.train import LoraTrainConfig, train_adapter
 
     with tempfile.TemporaryDirectory() as reg:
         os.environ["PUSHGEN_ADAPTERS_DIR"] = reg
@@ -60,8 +60,8 @@ def bench_hf_trainer(args: argparse.Namespace) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    from generator.models import load_causal_lm, pick_device, train_dtype
-    from generator.train import (
+    from generator.core.model_registry import load_causal_lm, pick_device, train_dtype
+    from generator.tune.train import (
         ALL_PROJECTIONS,
         build_examples,
         cap_by_group,

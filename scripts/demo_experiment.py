@@ -35,15 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def generate_job(store: Any, shop_users: int) -> str:
     """Generate two variants per user with the real generator and approve the passing copy."""
-    from generator.campaign import Audience, Campaign, CampaignRunner
-    from generator.config import get_settings
-    from generator.data import load_shop
+    from generator.campaign.runner import CampaignRunner
+    from generator.campaign.spec import Audience, Campaign
+    from generator.core.config import get_settings
+    from generator.core.data import load_shop
     from generator.review import Reviewer, approve_passing
 
     shop = load_shop(get_settings().shop_dir)
     campaign = Campaign(name="spring-price-drop", type="price_drop", variants=2, candidates=2,
                         audience=Audience(locales=["en_GB", "en_US"], limit=shop_users))
-    job_id, _ = CampaignRunner(store=store).run(shop, campaign, job_kind="campaign", show_progress=False)
+    job_id, _ = CampaignRunner(store=store).run(shop, campaign, job_kind="campaign")
     approved = approve_passing(store, job_id, Reviewer("demo-reviewer", "reviewer"))
     print(f"generated job {job_id}: {approved} messages approved")
     return job_id
@@ -53,8 +54,8 @@ def clone_audience(store: Any, job_id: str, shoppers: int, seed: int) -> dict[st
     """Simulated shoppers s00001...: each gets the messages of one of the job's users; returns time zones."""
     from sqlalchemy import select
 
-    from generator.config import get_settings
-    from generator.data import load_shop
+    from generator.core.config import get_settings
+    from generator.core.data import load_shop
     from generator.store import Message
 
     with store.session() as s:
@@ -90,7 +91,7 @@ def clone_audience(store: Any, job_id: str, shoppers: int, seed: int) -> dict[st
 def simulate_outcomes(store: Any, experiment_id: str, *, days: int, ctr: dict[str, float], seed: int,
                       ) -> list[dict[str, Any]]:
     """Delivered / opened / clicked / converted events spread over ``days`` days after the start."""
-    from generator import experiments as ex
+    from generator.experiments import ab as ex
 
     exp = ex.get_experiment(store, experiment_id)
     start = exp.started_at if exp.started_at.tzinfo else exp.started_at.replace(tzinfo=UTC)  # SQLite: naive UTC
@@ -122,8 +123,8 @@ def run_demo(store: Any, job_id: str, out: Path, *, shoppers: int = 4000, days: 
     """Steps 2-5 of the module doc on ``job_id``; returns the report's summary."""
     import httpx
 
-    from generator import experiments as ex
-    from generator.experiment_report import summary, write_report
+    from generator.experiments import ab as ex
+    from generator.experiments.report import summary, write_report
     from workers.api import create_app
     from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy
     from workers.senders.standins import ApnsStandIn, FcmStandIn, _UvicornStandIn
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PUSHGEN_DATABASE_URL"] = f"sqlite:///{db.resolve()}"
     elif args.database:
         os.environ["PUSHGEN_DATABASE_URL"] = args.database
-    from generator.cli_experiment import print_summary
-    from generator.config import get_settings
+    from generator.cli.experiment import print_summary
+    from generator.core.config import get_settings
     from generator.store import Store
 
     get_settings.cache_clear()

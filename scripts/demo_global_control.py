@@ -23,8 +23,8 @@ from sqlalchemy import update
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generator import experiments as ex  # noqa: E402
-from generator import holdout  # noqa: E402
+from generator.experiments import ab as ex  # noqa: E402
+from generator.experiments import holdout  # noqa: E402
 from generator.store import Message, Store  # noqa: E402
 from workers.senders import DryRunSender  # noqa: E402
 
@@ -90,7 +90,7 @@ def main() -> None:
             events = outcomes(store, exp.id, rng, truth)
             print(f"week {week}: sends {dict(sorted(counts.items()))}, {events} outcome events")
         report = holdout.brand_uplift(store, BRAND)
-    from generator.cli_features import print_uplift
+    from generator.cli.features import print_uplift
 
     print_uplift(report, f"{BRAND}: {report['experiments']} campaigns, global control share {control.share:g} "
                          f"(truth: +{truth['push_extra_conversion']:.1%} conversion per campaign for pushed users)")

@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.campaign import load_campaign  # noqa: E402
-from generator.data import Item, load_shop  # noqa: E402
-from generator.prompts import format_price  # noqa: E402
+from generator.campaign.spec import load_campaign  # noqa: E402
+from generator.core.data import Item, load_shop  # noqa: E402
+from generator.write.prompts import format_price  # noqa: E402
 
 SHEET_COLUMNS = ["row", "locale", "title", "body", "item", "campaign", "sendable", "failed_rules", "appeal", "why"]
 RULES = {1: "facts", 2: "claims", 3: "sense", 4: "language", 5: "fit", 6: "tone"}

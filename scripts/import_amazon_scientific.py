@@ -12,7 +12,7 @@ The source has no prices, stock or timestamps: items get neutral defaults (price
 events get synthetic ordinal timestamps (2018-01-01 plus one day per position). Both are announced when run.
 
 Errors name the file, its 1-based line (header included) and the field; nothing is written unless every file
-parses: the tables go to a temporary folder, are checked with :func:`generator.data.load_shop`, and only then
+parses: the tables go to a temporary folder, are checked with :func:`generator.core.data.load_shop`, and only then
 move into ``DIR``.
 """
 
@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from generator.data import load_shop, write_table
-from generator.errors import DataError
+from generator.core.data import load_shop, write_table
+from generator.core.errors import DataError
 
 PREFIX = "Scientific"
 CATEGORY_ROOT = "Industrial & Scientific"

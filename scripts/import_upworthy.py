@@ -33,8 +33,8 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from generator.data import SUPPORTED_SUFFIXES, PastPush, write_table
-from generator.errors import DataError
+from generator.core.data import SUPPORTED_SUFFIXES, PastPush, write_table
+from generator.core.errors import DataError
 
 REQUIRED = ("test_id", "test_week", "headline", "eyecatcher_id", "impressions", "clicks", "winner")
 COLUMNS = ["push_id", "group_id", "campaign_type", "title", "body", "locale", "item_id", "sends", "opens",

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from import_amazon_scientific import build_tables, read_source, sequences, write_tables
 
-from generator.data import unit_interval
-from generator.errors import DataError
+from generator.core.data import unit_interval
+from generator.core.errors import DataError
 
 WHOLE_CURRENCIES = {"INR", "JPY", "KRW", "IDR", "VND"}
 RATES = {"USD": 1, "EUR": 1, "GBP": 1, "CNY": 7, "INR": 80, "JPY": 150}  # rough scale of a price, not a rate

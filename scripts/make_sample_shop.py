@@ -8,7 +8,7 @@ purpose: prompt injection, a link, HTML, an e-mail address, a phone number) and 
 whose click rates follow a fixed model (copy with a concrete benefit or urgency beats plain copy).
 
 Everything comes from one ``random.Random(seed)`` and ordered lists (no set or hash ordering), so a seed
-always gives byte-identical files. The folder is checked with :func:`generator.data.load_shop` before
+always gives byte-identical files. The folder is checked with :func:`generator.core.data.load_shop` before
 the summary is printed.
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from generator.data import Item, load_shop, write_table
-from generator.errors import DataError
+from generator.core.data import Item, load_shop, write_table
+from generator.core.errors import DataError
 
 N_ITEMS = 200
 N_USERS = 100

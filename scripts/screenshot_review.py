@@ -28,7 +28,7 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
 
     from review_fixtures import LiveServer, seed_review_job
 
-    from generator.config import get_settings
+    from generator.core.config import get_settings
     from generator.store import Store
 
     os.environ.setdefault("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')  # the sample shop's pictures

@@ -7,7 +7,8 @@ their own peak hour (a morning, lunch or evening person). A push sent at hour ``
 less): so the open *time* reveals when the user is active even when the push went out at another hour, which
 is what the optimiser learns from. Halfway through, a share of users change routine (their peak moves 4-8
 hours), which the recency weighting must follow. Every user gets one push a day; users are split by
-``unit_interval`` into the optimised arm (:mod:`generator.sendtime`'s ``hour_profile`` and ``best_hour`` on their
+``unit_interval`` into the optimised arm (:mod:`generator.experiments.sendtime`'s ``hour_profile`` and ``best_hour``
+on their
 own open history, the population's best hour as the fallback), the random-hour control arm and a fixed-hour arm
 (the population's best hour for everyone). The oracle sends each user at their true best allowed hour.
 
@@ -26,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generator.data import unit_interval  # noqa: E402
-from generator.sendtime import SendTimeConfig, allowed_hours, best_hour, hour_profile  # noqa: E402
-from generator.stats import compare_rates  # noqa: E402
+from generator.core.data import unit_interval  # noqa: E402
+from generator.experiments.sendtime import SendTimeConfig, allowed_hours, best_hour, hour_profile  # noqa: E402
+from generator.experiments.stats import compare_rates  # noqa: E402
 
 LOOK_AHEAD = 6
 ARMS = ("optimised", "random", "fixed")

@@ -16,7 +16,8 @@ For each rule: how often it declares a winner, and how often that winner is the 
 column; tests with exactly one pick). Baselines: the highest observed click rate regardless of significance,
 and chance (1 / arms).
 
-A/A: :func:`generator.stats.aa_simulation` with 30 daily looks: the share of A/A tests that the fixed-horizon
+A/A: :func:`generator.experiments.stats.aa_simulation` with 30 daily looks: the share of A/A tests that the
+fixed-horizon
 test (checked at every look) and the confidence sequence declare different at some look.
 """
 
@@ -34,8 +35,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.experiment_report import pick_winner  # noqa: E402
-from generator.stats import aa_simulation, prob_best, two_proportion_z  # noqa: E402
+from generator.experiments.report import pick_winner  # noqa: E402
+from generator.experiments.stats import aa_simulation, prob_best, two_proportion_z  # noqa: E402
 
 FLAWED_WEEKS = (201326, 201402)
 console = Console()

@@ -20,7 +20,7 @@ PG_ADMIN_URL = os.environ.get("PUSHGEN_TEST_PG", "postgresql+psycopg://postgres@
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test gets its own SQLite store and adapter/scorer registries (never the user's own)."""
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     monkeypatch.setenv("PUSHGEN_DATABASE_URL", f"sqlite:///{tmp_path / 'pushgen.db'}")
     monkeypatch.setenv("PUSHGEN_ADAPTERS_DIR", str(tmp_path / "adapters"))
@@ -53,7 +53,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from generator.models import load_tokenizer
+    from generator.core.model_registry import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m")
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -77,7 +77,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from generator.models import resolve_model
+    from generator.core.model_registry import resolve_model
 
     tok = AutoTokenizer.from_pretrained(str(resolve_model("minilm")), local_files_only=True)
     torch.manual_seed(0)

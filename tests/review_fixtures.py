@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from generator.campaign import Campaign
-from generator.config import get_settings
-from generator.data import load_shop
-from generator.prompts import format_price
+from generator.campaign.spec import Campaign
+from generator.core.config import get_settings
+from generator.core.data import load_shop
+from generator.rank.scorer import RankedItem
 from generator.review import recheck
-from generator.scorer import RankedItem
 from generator.store import Job, Message, Store
+from generator.write.prompts import format_price
 
 XSS_TITLE = '<script>alert("title")</script> Deal'
 XSS_ITEM = '<img src=x onerror=alert("item")> Lamp'

@@ -35,7 +35,7 @@ def _shop_folder(folder: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def _cfg(tiny: Path, **kw):  # type: ignore[no-untyped-def]
-    from generator.train import LoraTrainConfig
+    from generator.tune.train import LoraTrainConfig
 
     base = dict(base=str(tiny), brand="Acme", rank=4, alpha=8, batch_size=4, lr=2e-2, eval_every=3, epochs=1)
     return LoraTrainConfig(**{**base, **kw})
@@ -44,8 +44,8 @@ def _cfg(tiny: Path, **kw):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def trained_registry(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two tiny adapters trained once per module: (registry folder, push file of the first)."""
-    from generator.config import get_settings
-    from generator.train import train_adapter
+    from generator.core.config import get_settings
+    from generator.tune.train import train_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     first = _shop_folder(root / "a", _shop_rows())
@@ -69,7 +69,7 @@ def push_file(trained_registry: tuple[Path, Path]) -> Path:
 @pytest.fixture
 def two_adapters(trained_registry: tuple[Path, Path]) -> tuple[str, str]:
     """The two adapters, copied into this test's own registry."""
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     shutil.copytree(trained_registry[0], get_settings().adapters_dir)
     return "acme-en", "acme-b"
@@ -78,8 +78,8 @@ def two_adapters(trained_registry: tuple[Path, Path]) -> tuple[str, str]:
 def test_trained_adapter_is_saved_with_metadata_and_listed(
     two_adapters: tuple[str, str], push_file: Path, tiny_llama: Path
 ) -> None:
-    from generator.adapters import get_adapter, list_adapters
-    from generator.data import file_sha256
+    from generator.core.data import file_sha256
+    from generator.write.adapters import get_adapter, list_adapters
 
     names = [a.name for a in list_adapters()]
     assert names == sorted(two_adapters)
@@ -93,7 +93,7 @@ def test_trained_adapter_is_saved_with_metadata_and_listed(
 
 
 def test_delete_and_unknown_adapter_errors(two_adapters: tuple[str, str]) -> None:
-    from generator.adapters import AdapterError, delete_adapter, get_adapter, list_adapters
+    from generator.write.adapters import AdapterError, delete_adapter, get_adapter, list_adapters
 
     delete_adapter("acme-b")
     assert [a.name for a in list_adapters()] == ["acme-en"]
@@ -108,10 +108,10 @@ def test_each_row_of_a_mixed_batch_matches_its_adapter_alone(two_adapters: tuple
 
     import torch
 
-    from generator.adapters import load_generator
-    from generator.data import Item
-    from generator.generate import GenerationRequest
-    from generator.prompts import default_library, item_facts, prompt_parts
+    from generator.core.data import Item
+    from generator.write.adapters import load_generator
+    from generator.write.generate import GenerationRequest
+    from generator.write.prompts import default_library, item_facts, prompt_parts
 
     gen = load_generator(list(two_adapters), batch_size=8, max_new_tokens=12)
     from peft.tuners.lora import LoraLayer
@@ -148,8 +148,8 @@ def test_each_row_of_a_mixed_batch_matches_its_adapter_alone(two_adapters: tuple
 
 
 def test_cached_prefix_gives_the_same_nll_as_the_whole_sequence(tiny_llama: Path) -> None:
-    from generator.adapter_eval import target_nll
-    from generator.models import load_causal_lm
+    from generator.core.model_registry import load_causal_lm
+    from generator.tune.evaluate import target_nll
 
     model, tok = load_causal_lm(str(tiny_llama), device="cpu")
     rows = [
@@ -163,8 +163,8 @@ def test_cached_prefix_gives_the_same_nll_as_the_whole_sequence(tiny_llama: Path
 
 
 def test_eval_reports_three_perplexities_and_style(two_adapters: tuple[str, str], tmp_path: Path) -> None:
-    from generator.adapter_eval import MODELS, evaluate_adapter, report_table
-    from generator.adapters import get_adapter
+    from generator.tune.evaluate import MODELS, evaluate_adapter, report_table
+    from generator.write.adapters import get_adapter
 
     (tmp_path / "held").mkdir()
     shutil.copy(SHOP / "items.csv", tmp_path / "held" / "items.csv")
@@ -181,8 +181,8 @@ def test_eval_reports_three_perplexities_and_style(two_adapters: tuple[str, str]
 def test_engagement_schemes_dedupe_and_weight_by_group_ctr() -> None:
     from datetime import UTC, datetime
 
-    from generator.data import PastPush
-    from generator.train import select_texts
+    from generator.core.data import PastPush
+    from generator.tune.train import select_texts
 
     def push(pid: str, gid: str, body: str, sends: int, clicks: int) -> PastPush:
         return PastPush(
@@ -204,7 +204,7 @@ def test_engagement_schemes_dedupe_and_weight_by_group_ctr() -> None:
 
 
 def test_splits_never_put_a_group_on_both_sides() -> None:
-    from generator.train import TextExample, split_by_group
+    from generator.tune.train import TextExample, split_by_group
 
     examples = [TextExample(str(i), f"g{i % 23}", "en_US", "", "", " x") for i in range(200)]
     train, valid = split_by_group(examples, 0.2)
@@ -212,7 +212,7 @@ def test_splits_never_put_a_group_on_both_sides() -> None:
 
 
 def test_held_out_groups_beyond_the_validation_cap_are_trained_on() -> None:
-    from generator.train import LoraTrainConfig, TextExample, split_by_group, train_valid_split
+    from generator.tune.train import LoraTrainConfig, TextExample, split_by_group, train_valid_split
 
     examples = [TextExample(str(i), f"g{i % 40}", "en_US", "", "", " x") for i in range(400)]  # 10 texts a group
     cfg = LoraTrainConfig(valid_fraction=0.3, max_valid=30)
@@ -229,9 +229,9 @@ def test_held_out_groups_beyond_the_validation_cap_are_trained_on() -> None:
 def test_bodies_only_pushes_train_as_one_line_answers() -> None:
     from datetime import UTC, datetime
 
-    from generator.data import PastPush
-    from generator.generate import parse_title_body
-    from generator.prompts import answer_text
+    from generator.core.data import PastPush
+    from generator.write.generate import parse_title_body
+    from generator.write.prompts import answer_text
 
     headline = PastPush(
         push_id="1", group_id="g", body="You Won't Believe This", sends=1, clicks=0, sent_at=datetime.now(UTC)
@@ -257,8 +257,8 @@ def test_bodies_only_pushes_train_as_one_line_answers() -> None:
 def test_bad_push_files_give_clear_errors(tmp_path: Path, content: str, expected: str) -> None:
     from typer.testing import CliRunner
 
-    from generator.cli_adapter import adapter_app
-    from generator.errors import DataError
+    from generator.cli.adapter import adapter_app
+    from generator.core.errors import DataError
 
     bad = tmp_path / "bad.csv"
     bad.write_text(content, encoding="utf-8")
@@ -271,7 +271,7 @@ def test_bad_push_files_give_clear_errors(tmp_path: Path, content: str, expected
 def test_cli_lists_shows_and_deletes(two_adapters: tuple[str, str]) -> None:
     from typer.testing import CliRunner
 
-    from generator.cli_adapter import adapter_app
+    from generator.cli.adapter import adapter_app
 
     runner = CliRunner()
     listed = runner.invoke(adapter_app, ["list"])
@@ -284,9 +284,9 @@ def test_cli_lists_shows_and_deletes(two_adapters: tuple[str, str]) -> None:
 
 
 def test_training_resumes_from_its_checkpoint(tiny_llama: Path, tmp_path: Path) -> None:
-    from generator.adapters import get_adapter
-    from generator.config import get_settings
-    from generator.train import train_adapter
+    from generator.core.config import get_settings
+    from generator.tune.train import train_adapter
+    from generator.write.adapters import get_adapter
 
     pushes = _shop_folder(tmp_path / "shop", _shop_rows(n=40))
     cfg = _cfg(tiny_llama, eval_every=3, save_every=2)
@@ -311,11 +311,12 @@ def test_training_resumes_from_its_checkpoint(tiny_llama: Path, tmp_path: Path) 
 def test_a_campaign_writes_each_language_with_its_own_adapter(
     two_adapters: tuple[str, str], tiny_llama: Path, tiny_encoder: Path
 ) -> None:
-    from generator.adapters import AdapterError
-    from generator.campaign import Audience, Campaign, CampaignRunner
-    from generator.data import load_shop
-    from generator.generate import Generator
-    from generator.scorer import Scorer
+    from generator.campaign.runner import CampaignRunner
+    from generator.campaign.spec import Audience, Campaign
+    from generator.core.data import load_shop
+    from generator.rank.scorer import Scorer
+    from generator.write.adapters import AdapterError
+    from generator.write.generate import Generator
 
     shop = load_shop(SHOP)
     langs = {u.user_id: u.locale[:2] for u in shop.users if u.push_opt_in}
@@ -323,7 +324,7 @@ def test_a_campaign_writes_each_language_with_its_own_adapter(
     gen = Generator(str(tiny_llama), batch_size=4, max_new_tokens=6)
     runner = CampaignRunner(generator=gen, scorer=Scorer.load(str(tiny_encoder)), ctr=False)
     campaign = Campaign(candidates=1, retries=0, audience=Audience(user_ids=users), adapter={"en": "acme-en"})
-    _, msgs = runner.run(shop, campaign, user_ids=users, show_progress=False)
+    _, msgs = runner.run(shop, campaign, user_ids=users)
     assert set(gen.model.peft_config) == {"acme-en"}  # loaded on first use, unmerged, only the one asked for
     assert {m.user.user_id: m.adapter for m in msgs} == {users[0]: "acme-en", users[1]: None}  # zh: no adapter
     for m in msgs:  # the record names the adapter that wrote the copy; a template fallback has none
@@ -338,8 +339,8 @@ def test_a_batch_sharing_its_prefix_gives_the_loss_and_gradients_of_whole_rows(t
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from generator.models import load_causal_lm
-    from generator.train import batch_loss, collate
+    from generator.core.model_registry import load_causal_lm
+    from generator.tune.train import batch_loss, collate
 
     model, tok = load_causal_lm(str(tiny_llama), device="cpu", dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
@@ -367,8 +368,8 @@ def test_a_batch_sharing_its_prefix_gives_the_loss_and_gradients_of_whole_rows(t
 def test_ema_validates_and_saves_the_averaged_weights(tiny_llama: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from generator.config import get_settings
-    from generator.train import train_adapter
+    from generator.core.config import get_settings
+    from generator.tune.train import train_adapter
 
     pushes = _shop_folder(tmp_path / "shop", _shop_rows(n=40))
     runs = {}

@@ -22,7 +22,7 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def test_audit_flags_wrong_facts_in_passing_copy_only(tmp_path: Path) -> None:
-    from generator.data import load_shop
+    from generator.core.data import load_shop
 
     item = next(i for i in load_shop(ROOT / "examples" / "shop").items if i.sale_price and len(i.title) <= 45)
     other = next(i for i in load_shop(ROOT / "examples" / "shop").items

@@ -12,15 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from generator import brand
-from generator.brand import BrandGuidelines, check_brand, emoji_count
-from generator.campaign import Campaign, CampaignRunner
-from generator.config import get_settings
-from generator.data import Item, Shop, User
-from generator.errors import DataError
-from generator.generate import Candidate
+from generator.campaign.runner import CampaignRunner, Candidate
+from generator.campaign.spec import Campaign
+from generator.check import brand
+from generator.check.brand import BrandGuidelines, check_brand, emoji_count
+from generator.core.config import get_settings
+from generator.core.data import Item, Shop, User
+from generator.core.errors import DataError
 from generator.guardrails import DEFAULT_CHECKS, BrandPolicy, GuardContext, run_checks
-from generator.scorer import RankedItem
+from generator.rank.scorer import RankedItem
 from generator.store import Job, Store
 
 LAMP = Item(item_id="L1", title="Aurora LED Desk Lamp", brand="Aurora", price=Decimal("40.00"),
@@ -155,8 +155,7 @@ def test_the_guidelines_reach_the_prompt_and_choose_the_copy_that_keeps_them() -
     model = RecordingModel()
     shop = Shop(items=[LAMP], users=[User(user_id="U1", locale="en_US")], events=[], reviews=[], pushes=[])
     campaign = Campaign(type="price_drop", candidates=2, retries=0, policy={"guidelines": RULES})
-    _, [msg] = CampaignRunner(generator=model, scorer=OneItemScorer(), ctr=False).run(shop, campaign,
-                                                                                      show_progress=False)
+    _, [msg] = CampaignRunner(generator=model, scorer=OneItemScorer(), ctr=False).run(shop, campaign)
     prompt = model.prompts[0]
     assert "Brand guidelines:" in prompt and "Voice: warm, playful." in prompt and "Use at most 1 emoji." in prompt
     assert "Always include: 'made to last'." in prompt and "End the message body with: T&Cs apply." in prompt
@@ -164,8 +163,7 @@ def test_the_guidelines_reach_the_prompt_and_choose_the_copy_that_keeps_them() -
     emoji_one = next(c for c in msg.candidates if "🎉" in c.body)
     assert any(k["name"] == "brand" and not k["passed"] and "3 emoji" in k["reason"] for k in emoji_one.checks)
     plain = RecordingModel()
-    CampaignRunner(generator=plain, scorer=OneItemScorer(), ctr=False).run(shop, Campaign(type="price_drop"),
-                                                                          show_progress=False)
+    CampaignRunner(generator=plain, scorer=OneItemScorer(), ctr=False).run(shop, Campaign(type="price_drop"))
     assert "Brand guidelines" not in plain.prompts[0]  # additive: nothing changes without guidelines
 
 

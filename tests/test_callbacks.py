@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from generator import callbacks, jobs
 from generator.callbacks import CallbackError, CallbackPolicy, JobCallback
-from generator.campaign import Audience, Campaign
+from generator.campaign.spec import Audience, Campaign
 from generator.store import Job, Store, utcnow
 
 LATER = "2099-01-01T00:00:00Z"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import REPO_ROOT
+from generator.core.config import REPO_ROOT
 
 
 def pushgen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

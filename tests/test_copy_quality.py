@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import regex
 
-from generator.campaign import CAMPAIGN_TYPES, generic_copy
-from generator.data import Item, load_table
+from generator.campaign.spec import CAMPAIGN_TYPES
+from generator.core.data import Item, load_table
+from generator.core.names import MAX_CHARS, short_name
 from generator.guardrails import (
     GuardContext,
     check_claims,
@@ -23,8 +24,7 @@ from generator.guardrails import (
     failures,
     run_checks,
 )
-from generator.names import MAX_CHARS, short_name
-from generator.prompts import default_library
+from generator.write.prompts import default_library, generic_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = load_table(Path(__file__).parent / "fixtures" / "long_titles.csv", Item).rows

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from generator.config import get_settings
+from generator.core.config import get_settings
+from generator.core.data import PastPush, write_table
+from generator.core.errors import DataError
 from generator.ctr import (
     CtrConfig,
     CtrModel,
@@ -26,8 +28,6 @@ from generator.ctr import (
     two_proportion_pvalue,
     within_group_pairs,
 )
-from generator.data import PastPush, write_table
-from generator.errors import DataError
 
 FIELDS = ["push_id", "group_id", "title", "body", "sends", "clicks", "sent_at"]
 
@@ -171,10 +171,10 @@ def test_too_few_pairs_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_train_then_eval_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import generator.models
-    from generator.cli_ctr import ctr_app
+    from generator.cli.ctr import ctr_app
+    from generator.core import model_registry
 
-    monkeypatch.setattr(generator.models, "load_sentence_encoder", lambda *a, **k: HashingEncoder())
+    monkeypatch.setattr(model_registry, "load_sentence_encoder", lambda *a, **k: HashingEncoder())
     path = write_table(tmp_path / "pushes.csv", obvious_pushes(40), FIELDS)
     runner = CliRunner()
     res = runner.invoke(ctr_app, ["train", "--pushes", str(path), "--holdout", "0.3"])

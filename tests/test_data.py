@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.data import Event, Item, PastPush, Review, User, load_shop, load_table, write_table
-from generator.errors import DataError
+from generator.core.data import Event, Item, PastPush, Review, User, load_shop, load_table, write_table
+from generator.core.errors import DataError
 
 ITEM = {"item_id": "A1", "title": "Glue", "price": "9.99", "sale_price": "7.49", "currency": "USD",
         "in_stock": "true", "url": "https://x/a1"}
@@ -126,7 +126,7 @@ def test_cli_validate_exits_non_zero_with_a_clear_error(tmp_path: Path) -> None:
 def test_split_by_group_keeps_groups_together_and_is_stable(tmp_path: Path) -> None:
     import csv
 
-    from generator.data import split_by_group
+    from generator.core.data import split_by_group
 
     src = tmp_path / "pushes.csv"
     with src.open("w", newline="", encoding="utf-8") as f:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.data import load_shop
+from generator.core.data import load_shop
 from generator.guardrails import mentions_item
 from generator.store import Store
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from generator import experiments as ex
+from generator.experiments import ab as ex
 from generator.store import DeviceToken, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy

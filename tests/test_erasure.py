@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select, text
 
 from generator import erasure, jobs, privacy, review
-from generator import experiments as ex
-from generator.campaign import Audience, Campaign
-from generator.config import REPO_ROOT, get_settings
-from generator.data import load_shop
-from generator.errors import PushgenError
+from generator.campaign.spec import Audience, Campaign
+from generator.core.config import REPO_ROOT, get_settings
+from generator.core.data import load_shop
+from generator.core.errors import PushgenError
+from generator.experiments import ab as ex
 from generator.store import Base, Message, Store
 from workers.senders.dryrun import DryRunSender
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from generator import experiments as ex
 from generator.cli import app
+from generator.experiments import ab as ex
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 
@@ -44,7 +44,7 @@ def test_cli_runs_an_experiment_from_create_to_stop(tmp_path: Path) -> None:
 
 
 def test_cli_send_refuses_an_unknown_provider(tmp_path: Path) -> None:
-    from generator.errors import PushgenError
+    from generator.core.errors import PushgenError
 
     store = Store()
     job = seed_ab_job(store, ["u1"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from generator import experiments as ex
+from generator.experiments import ab as ex
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from generator import experiments as ex
+from generator.experiments import ab as ex
 from generator.store import Message, Store
 from tests.experiment_fixtures import seed_ab_job
 from tests.test_ctr import HashingEncoder
@@ -20,7 +20,7 @@ NOON_UTC = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def ctr_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     monkeypatch.setenv("PUSHGEN_CTR_DIR", str(tmp_path / "ctr"))
     get_settings.cache_clear()
@@ -43,8 +43,8 @@ def _run_experiment(store: Store, users: list[str]) -> str:
 
 
 def test_gather_outcomes_gives_one_past_push_per_sent_push_in_blocks(ctr_dir: Path) -> None:
-    from generator.data import PastPush
-    from generator.loop import gather_outcomes
+    from generator.core.data import PastPush
+    from generator.learning import gather_outcomes
 
     store = Store()
     exp_id = _run_experiment(store, [f"u{i}" for i in range(80)])
@@ -61,11 +61,11 @@ def test_gather_outcomes_gives_one_past_push_per_sent_push_in_blocks(ctr_dir: Pa
 
 def test_loop_refreshes_ctr_trains_the_next_adapter_version_and_records_the_run(
         tiny_llama: Path, ctr_dir: Path, tmp_path: Path) -> None:
-    from generator.adapters import get_adapter
     from generator.ctr import CtrConfig, CtrModel
-    from generator.loop import LoopConfig, loop_runs, run_loop
+    from generator.learning import LoopConfig, loop_runs, run_loop
     from generator.review import Reviewer, reject
-    from generator.train import LoraTrainConfig
+    from generator.tune.train import LoraTrainConfig
+    from generator.write.adapters import get_adapter
 
     store = Store()
     users = [f"u{i}" for i in range(120)]
@@ -102,7 +102,7 @@ def test_loop_refreshes_ctr_trains_the_next_adapter_version_and_records_the_run(
 
 
 def test_loop_without_winners_or_pairs_skips_training_with_a_reason(ctr_dir: Path, tmp_path: Path) -> None:
-    from generator.loop import LoopConfig, run_loop
+    from generator.learning import LoopConfig, run_loop
 
     store = Store()
     run = run_loop(store, LoopConfig(out_dir=tmp_path / "l", encoder=HashingEncoder(), report=lambda _: None))

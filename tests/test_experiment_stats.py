@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from generator import stats as st
+from generator.experiments import stats as st
 
 
 def test_wilson_interval_matches_the_formula() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from generator import experiments as ex
+from generator.experiments import ab as ex
 from generator.store import Message, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
@@ -40,7 +40,7 @@ def test_golden_vectors_give_fixed_units_and_arms() -> None:
 
 
 def test_assignment_is_the_same_in_processes_with_other_hash_seeds() -> None:
-    code = ("import json; from generator.experiments import unit_interval, arm_for; "
+    code = ("import json; from generator.experiments.ab import unit_interval, arm_for; "
             f"w={GOLDEN_WEIGHTS!r}; print(json.dumps({{u: arm_for(unit_interval({GOLDEN_SALT!r}, u), w) "
             f"for u in {list(GOLDEN)!r}}}))")
     for seed in ("0", "12345"):
@@ -202,7 +202,7 @@ class DroppingSender(DryRunSender):
 
 
 def test_an_injected_drop_in_one_arm_fires_the_srm_alarm_at_sent_but_not_at_assigned(store: Store) -> None:
-    from generator.stats import srm_stages
+    from generator.experiments.stats import srm_stages
 
     users = [f"u{i}" for i in range(1600)]
     job = seed_ab_job(store, users)
@@ -254,7 +254,7 @@ def test_events_api_stores_once_checks_roles_and_names_bad_fields(store: Store) 
 
 
 def test_report_writes_plots_and_html_and_picks_the_clear_winner(store: Store, tmp_path: Path) -> None:
-    from generator.experiment_report import write_report
+    from generator.experiments.report import write_report
 
     users = [f"u{i}" for i in range(600)]
     job = seed_ab_job(store, users)

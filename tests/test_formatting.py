@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 import regex
 
-from generator.data import Item
-from generator.formatting import (
+from generator.core.data import Item
+from generator.core.formatting import (
     discount_percent,
     format_count,
     format_day,
@@ -68,7 +68,7 @@ def test_percent_count_and_date_follow_the_locale() -> None:
 
 def test_unknown_locale_falls_back_to_the_default_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     resolve_locale.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="generator.formatting"):
+    with caplog.at_level(logging.WARNING, logger="generator.core.formatting"):
         assert format_money(1399, "INR", "xx_QQ", default="en_IN") == "₹1,399"
     assert "unknown locale 'xx_QQ'" in caplog.text
 

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from generator import jobs
-from generator.campaign import load_campaign
-from generator.data import CONTRACTS, load_table
-from generator.errors import PushgenError
+from generator.campaign.spec import load_campaign
+from generator.core.data import CONTRACTS, load_table
+from generator.core.errors import PushgenError
 from generator.store import Erasure, Job, JobChunk, Message, ReviewEvent, Store
 from tests.review_fixtures import seed_review_job
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from generator.generate import GenerationRequest, Generator, _Row, pick_tokens
-from generator.models import load_causal_lm, load_tokenizer
-from generator.null_lm import NullLM, null_lm
+from generator.core.model_registry import load_causal_lm, load_tokenizer
+from generator.write.generate import GenerationRequest, Generator, _Row, pick_tokens
+from generator.write.null_lm import NullLM, null_lm
 
 SHARED = ("<|im_start|>system\nYou write push notifications.<|im_end|>\n<|im_start|>user\nTents<|im_end|>\n"
           "<|im_start|>assistant\nTitle: Tents\nBody: Tents are here.<|im_end|>\n")
@@ -153,7 +153,7 @@ def test_stop_checks_every_few_steps_and_planned_batches_keep_the_copy(tiny: Gen
 def test_a_run_plan_made_once_applies_the_same_adapters_as_the_list(tiny_llama: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    from generator.multi_lora import FusedLora, RunPlan
+    from generator.write.multi_lora import FusedLora, RunPlan
 
     model, tok = load_causal_lm(str(tiny_llama), device="cpu")
     torch.manual_seed(2)

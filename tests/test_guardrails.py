@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from generator.data import Item
+from generator.core.data import Item
 from generator.guardrails import (
     BrandPolicy,
     GuardContext,

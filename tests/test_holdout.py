@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from generator import experiments as ex
-from generator import holdout
-from generator.campaign import Campaign
-from generator.data import unit_interval
-from generator.errors import PushgenError
+from generator.campaign.spec import Campaign
+from generator.core.data import unit_interval
+from generator.core.errors import PushgenError
+from generator.experiments import ab as ex
+from generator.experiments import holdout
 from generator.store import Job, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
@@ -129,13 +129,13 @@ def test_the_uplift_report_compares_sent_with_the_global_control_with_intervals(
     assert 0.3 < conv["relative_lift"] < 3.0  # true: +100% (10% vs 5%), about 900 control users
     rev = m["revenue_per_user"]
     assert rev["diff"] == pytest.approx(40 * conv["diff"]) and rev["diff_ci"][0] > 0
-    from generator.experiment_report import summary
+    from generator.experiments.report import summary
 
     assert summary(store, exp)["global_control"]["users"] == rep["users"]
 
 
 def test_the_html_report_has_the_global_control_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from generator.experiment_report import write_report
+    from generator.experiments.report import write_report
 
     store = Store()
     holdout.set_control(store, BRAND, 0.3)

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from generator.data import PastPush, load_shop, load_table
+from generator.core.data import PastPush, load_shop, load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

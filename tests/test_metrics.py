@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.errors import DataError
-from generator.recsys_eval import (
+from generator.core.errors import DataError
+from generator.rank.evaluate import (
     PopularityRanker,
     TextRanker,
     TransitionKNN,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import models
-from generator.errors import ModelNotAvailable
+from generator.core import model_registry as models
+from generator.core.errors import ModelNotAvailable
 
 
 @pytest.mark.slow

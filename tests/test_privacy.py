@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from generator import data, jobs
-from generator.config import REPO_ROOT, get_settings
-from generator.data import load_shop
+from generator import jobs
+from generator.core import data
+from generator.core.config import REPO_ROOT, get_settings
+from generator.core.data import load_shop
 from generator.store import Store
 
 SHOP = REPO_ROOT / "examples" / "shop"

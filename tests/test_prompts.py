@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.data import Item
-from generator.errors import TemplateError
-from generator.prompts import (
+from generator.core.data import Item
+from generator.core.errors import TemplateError
+from generator.write.prompts import (
     PromptLibrary,
     RenderedPrompt,
     chat_prompt,

@@ -23,8 +23,8 @@ import redis
 from procs import wait_for
 
 from generator import jobs
-from generator.campaign import Audience, Campaign
-from generator.config import get_settings
+from generator.campaign.spec import Audience, Campaign
+from generator.core.config import get_settings
 from generator.store import Job, Message, Store
 
 REDIS = "redis://127.0.0.1:6379"

@@ -14,7 +14,7 @@ from review_fixtures import XSS_ITEM, XSS_TITLE, seed_review_job
 from sqlalchemy import select
 
 from generator import review
-from generator.data import PastPush, load_table
+from generator.core.data import PastPush, load_table
 from generator.review import AUTO_ACTOR, Reviewer, ReviewError, ReviewEvent
 from generator.store import Message, Store
 
@@ -127,7 +127,7 @@ def test_auto_approve_rule_approves_passing_copy_above_the_threshold_as_auto_rul
 
 def test_auto_rule_covers_chunks_that_finish_after_it_was_set() -> None:
     from generator import jobs
-    from generator.campaign import Audience, Campaign
+    from generator.campaign.spec import Audience, Campaign
 
     store = Store()
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(limit=2))))
@@ -171,7 +171,7 @@ def test_preference_pairs_from_edits_and_rejections_load_as_past_pushes(tmp_path
     pushes = load_table(out, PastPush).rows  # the adapter training's contract
     assert {p.title for p in pushes} == {m.title, msgs[("U002", 0)].title}
     assert all(p.campaign_type == "price_drop" and p.sends == 0 and p.item_id for p in pushes)
-    from generator.train import load_pushes, select_texts
+    from generator.tune.train import load_pushes, select_texts
 
     texts = select_texts(load_pushes(out), "ctr")  # what `pushgen adapter train --pushes` trains on
     assert sorted(p.title for p, _, _ in texts) == sorted(p.title for p in pushes)
@@ -388,11 +388,11 @@ def test_erasing_a_user_blanks_the_copy_the_audit_trail_kept() -> None:
 def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
     """The facts an edit is checked against are rebuilt from the stored job: re-checking every stored candidate
     gives exactly the failures the campaign run recorded (prices, language, copied reviews, ...)."""
-    from generator.campaign import Campaign, CampaignRunner
-    from generator.config import get_settings
-    from generator.data import load_shop
-    from generator.generate import Candidate
-    from generator.scorer import RankedItem
+    from generator.campaign.runner import CampaignRunner, Candidate
+    from generator.campaign.spec import Campaign
+    from generator.core.config import get_settings
+    from generator.core.data import load_shop
+    from generator.rank.scorer import RankedItem
 
     shop = load_shop(get_settings().shop_dir)
     reviewed = [i for i in shop.items if i.in_stock and any(r.item_id == i.item_id and r.text for r in shop.reviews)]
@@ -421,7 +421,7 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
     store = Store()
     runner = CampaignRunner(generator=ParrotModel(), scorer=ShelfScorer(), ctr=False, store=store)
     job_id, _ = runner.run(shop, Campaign(name="fidelity", candidates=3, retries=0),
-                           user_ids=[u.user_id for u in users], show_progress=False)
+                           user_ids=[u.user_id for u in users])
     job = store.get_job(job_id)
     compared = set()
     for m in store.list_messages(job_id):

@@ -49,7 +49,7 @@ def page(live: Any) -> Iterator[Any]:
 @pytest.fixture
 def image_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The review pages may load the sample shop's images (PUSHGEN_REVIEW_IMAGE_HOSTS; none by default)."""
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     monkeypatch.setenv("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')
     get_settings.cache_clear()

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from generator import experiments as ex
-from generator import payloads
-from generator.campaign import Campaign
+from generator.campaign.spec import Campaign
+from generator.core import payload as payloads
+from generator.core.payload import RichPush, apns_payload, encoded_size, fcm_message, fit, plain_push
+from generator.experiments import ab as ex
 from generator.guardrails import GuardContext, check_payload_size
-from generator.payloads import RichPush, apns_payload, encoded_size, fcm_message, fit, plain_push
 from generator.store import Job, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy

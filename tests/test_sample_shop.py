@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.data import Shop, load_shop
+from generator.core.data import Shop, load_shop
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop"

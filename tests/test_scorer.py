@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.data import Event, Item, Review, Shop, User
-from generator.scorer import (
+from generator.core.data import Event, Item, Review, Shop, User
+from generator.rank.scorer import (
     RankRules,
     Scorer,
     ScorerConfig,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.config import get_settings
-from generator.scorer_finetune import (
+from generator.core.config import get_settings
+from generator.rank.finetune import (
     CrossEncoderReranker,
     FinetuneConfig,
     RerankConfig,
@@ -68,9 +68,9 @@ def scorers(tmp_path, monkeypatch):
 
 
 def test_a_finetuned_encoder_and_reranker_are_saved_loaded_and_used(scorers, tmp_path, tiny_encoder) -> None:
-    from generator.recsys_eval import encode_catalog, load_sequences
-    from generator.scorer import Scorer
-    from generator.scorer_train import SeqConfig, TrainOptions, train_scorer
+    from generator.rank.evaluate import encode_catalog, load_sequences
+    from generator.rank.scorer import Scorer
+    from generator.rank.train import SeqConfig, TrainOptions, train_scorer
 
     items, events = write_data(tmp_path / "data")
     opt = TrainOptions(encoder=str(tiny_encoder), max_epochs=2, progress=False,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from generator.recsys_eval import zscore
-from generator.scorer import Scorer
-from generator.scorer_ltr import FEATURES, LtrConfig, LtrContext, LtrReranker, features, train_ltr
-from generator.scorer_train import SIGNALS, train_scorer
+from generator.rank.evaluate import zscore
+from generator.rank.ltr import FEATURES, LtrConfig, LtrContext, LtrReranker, features, train_ltr
+from generator.rank.scorer import Scorer
+from generator.rank.train import SIGNALS, train_scorer
 from tests.test_scorer_train import FAST, env, write_data  # noqa: F401  (env is a fixture)
 
 USERS, ITEMS = 600, 60
@@ -132,7 +132,7 @@ def test_a_trained_scorer_loads_and_applies_its_learned_fusion(env) -> None:  # 
 
 
 def test_unknown_fusion_is_a_clear_error(env) -> None:  # noqa: F811
-    from generator.recsys_eval import EvalError
+    from generator.rank.evaluate import EvalError
 
     items, events = write_data(env / "data")
     with pytest.raises(EvalError, match="fusion must be"):

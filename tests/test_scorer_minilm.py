@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from generator.config import get_settings
-from generator.scorer import RankRules, Scorer
+from generator.core.config import get_settings
+from generator.rank.scorer import RankRules, Scorer
 from tests.test_scorer import make_shop
 
 pytestmark = pytest.mark.slow

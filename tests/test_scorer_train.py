@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from generator.config import get_settings
-from generator.data import Event, Shop, User
-from generator.scorer import RankRules, Scorer
-from generator.scorer_train import SeqConfig, TrainOptions, train_scorer
+from generator.core.config import get_settings
+from generator.core.data import Event, Shop, User
+from generator.rank.scorer import RankRules, Scorer
+from generator.rank.train import SeqConfig, TrainOptions, train_scorer
 from tests.test_scorer import FakeEncoder, item
 
 WORDS = ["drill", "glove", "tape"]
@@ -42,7 +42,7 @@ def write_data(folder, n_users: int = 60, seed: int = 0):
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("PUSHGEN_SCORERS_DIR", str(tmp_path / "scorers"))
-    monkeypatch.setattr("generator.models.load_sentence_encoder",
+    monkeypatch.setattr("generator.core.model_registry.load_sentence_encoder",
                         lambda name=None, device=None: FakeEncoder())
     get_settings.cache_clear()
     yield tmp_path
@@ -86,7 +86,7 @@ def test_trained_scorer_ranks_a_shop_with_unknown_items_and_rules(env) -> None:
 
 
 def test_cli_eval_prints_baselines_and_trained_model(env) -> None:
-    from generator.cli_scorer import scorer_app
+    from generator.cli.scorer import scorer_app
 
     items, events = write_data(env / "data")
     runner = CliRunner()
@@ -105,7 +105,7 @@ def test_cli_eval_prints_baselines_and_trained_model(env) -> None:
 
 
 def test_cli_reports_bad_inputs_cleanly(env) -> None:
-    from generator.cli_scorer import scorer_app
+    from generator.cli.scorer import scorer_app
 
     items, events = write_data(env / "data")
     runner = CliRunner()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from generator import experiments as ex
+from generator.experiments import ab as ex
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import (

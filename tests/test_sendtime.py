@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from generator import experiments as ex
-from generator import sendtime as st
-from generator.errors import PushgenError
+from generator.core.errors import PushgenError
+from generator.experiments import ab as ex
+from generator.experiments import sendtime as st
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
@@ -148,7 +148,7 @@ def test_the_report_compares_the_optimised_arm_with_the_random_hour_arm_and_eras
     assert arms["optimised"]["opened"] == arms["optimised"]["sent"] == arms["optimised"]["planned"]
     open_rate = next(c for c in rep["comparisons"] if c["metric"] == "open_rate")
     assert open_rate["value"] == 1.0 and open_rate["diff"] > 0.5 and open_rate["p_value"] < 0.001
-    from generator.experiment_report import summary
+    from generator.experiments.report import summary
 
     assert summary(store, exp.id)["send_time"]["arms"] == arms
     store.erase_user("U001", requested_by="test")

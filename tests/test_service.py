@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from generator import jobs
-from generator.campaign import Audience, Campaign
-from generator.config import get_settings
+from generator.campaign.spec import Audience, Campaign
+from generator.core.config import get_settings
 from generator.store import Store
 
 

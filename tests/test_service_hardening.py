@@ -14,12 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from generator import experiments as ex
 from generator import jobs
-from generator.campaign import Audience, Campaign, CampaignRunner
-from generator.config import get_settings
-from generator.data import Item, load_shop
-from generator.links import LinkError, deep_link
+from generator.campaign.runner import CampaignRunner
+from generator.campaign.spec import Audience, Campaign
+from generator.core.config import get_settings
+from generator.core.data import Item, load_shop
+from generator.core.links import LinkError, deep_link
+from generator.experiments import ab as ex
 from generator.store import JobChunk, Store, utcnow
 from tests.experiment_fixtures import seed_ab_job
 from tests.review_fixtures import seed_review_job
@@ -84,13 +85,13 @@ def test_the_campaign_runner_builds_its_links_with_the_encoder(tiny_llama: Path,
     monkeypatch.setenv("PUSHGEN_GENERATOR_MODEL", str(tiny_llama))
     monkeypatch.setenv("PUSHGEN_MAX_NEW_TOKENS", "4")
     get_settings.cache_clear()
-    from generator.generate import Generator
+    from generator.write.generate import Generator
 
     shop = load_shop(get_settings().shop_dir)
     user = next(u.user_id for u in shop.users if u.locale.startswith("en") and u.push_opt_in)
     campaign = Campaign(name='sale&utm_source=evil"><b>x', type="price_drop", candidates=1, retries=0)
     runner = CampaignRunner(generator=Generator(str(tiny_llama)), locale_models={})
-    _, [message] = runner.run(shop, campaign, user_ids=[user], show_progress=False)
+    _, [message] = runner.run(shop, campaign, user_ids=[user])
     query = parse_qs(urlsplit(message.deep_link).query)
     assert query["utm_source"] == ["push"] and query["utm_campaign"] == [campaign.name]
 

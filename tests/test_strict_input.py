@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from generator.campaign import Campaign, load_campaign, select_audience
-from generator.config import get_settings
-from generator.data import User as UserRow
-from generator.data import load_shop, load_table
-from generator.errors import DataError
+from generator.campaign.spec import Campaign, load_campaign, select_audience
+from generator.core.config import get_settings
+from generator.core.data import User as UserRow
+from generator.core.data import load_shop, load_table
+from generator.core.errors import DataError
 from generator.store import Job, JobChunk, Message, Store
 from tests.review_fixtures import seed_review_job
 

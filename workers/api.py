@@ -14,9 +14,9 @@ from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Path, Quer
 from fastapi.security import HTTPAuthorizationCredentials
 
 from generator import callbacks, jobs, privacy, review
-from generator.config import get_settings
-from generator.errors import PushgenError
-from generator.inputs import MAX_INT
+from generator.core.config import get_settings
+from generator.core.errors import PushgenError
+from generator.core.inputs import MAX_INT
 from generator.store import Store
 from workers import review as review_pages
 from workers import tasks

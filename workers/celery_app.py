@@ -1,4 +1,4 @@
-"""The Celery app: one settings object (``generator.config.Settings``), two queues.
+"""The Celery app: one settings object (``generator.core.config.Settings``), two queues.
 
 ``cpu`` takes job orchestration; ``gpu`` takes generation chunks. Generation workers load the model once per
 process and must not inherit CUDA from a forking parent: run them with ``--pool solo`` (or threads), which
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from generator.config import get_settings
+from generator.core.config import get_settings
 
 
 def make_app() -> Celery:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from generator.errors import PushgenError
+from generator.core.errors import PushgenError
 
 
 class ApiError(PushgenError):

@@ -1,4 +1,4 @@
-"""Device registration over HTTP (:mod:`generator.devices`): ``POST /v1/devices`` and
+"""Device registration over HTTP (:mod:`generator.experiments.devices`): ``POST /v1/devices`` and
 ``DELETE /v1/devices/{token}`` for ``campaign_tool`` and ``admin`` tokens (the app's backend registers what the
 app reports), ``GET /v1/users/{user_id}/devices`` for ``admin`` tokens only (device tokens are personal data)."""
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from generator import devices
+from generator.experiments import devices
 from workers.auth import requires
 
 TOKEN_PATTERN = r"^[A-Za-z0-9_:.~+=-]+$"  # FCM (base64url with ':'), APNs (hex), webhook ids; never '/' or spaces

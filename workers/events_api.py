@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from generator import experiments
-from generator.errors import PushgenError
-from generator.inputs import MAX_INT, STRICT
+from generator.core.errors import PushgenError
+from generator.core.inputs import MAX_INT, STRICT
+from generator.experiments import ab as experiments
 from generator.store import ROLES
 from workers.auth import requires
 
@@ -62,7 +62,7 @@ def install(app: FastAPI) -> None:
     def get_experiment(experiment_id: Annotated[str, Path(min_length=1, max_length=36)],
                        _: Annotated[str, Depends(requires(*ROLES))]) -> dict[str, Any]:
         """The experiment's arms, counts per stage, comparisons against control and sample-ratio checks."""
-        from generator.experiment_report import summary
+        from generator.experiments.report import summary
 
         try:
             return summary(app.state.store, experiment_id)

@@ -6,7 +6,7 @@
    their body is read (a body nobody may send is never parsed, never buffered);
 2. a ``Content-Length`` over the limit is answered 413; a body without one (chunked) is counted while it
    streams in and answered 413 as soon as it passes the limit, so memory never holds more than the limit;
-3. a JSON body is checked against :mod:`generator.inputs` limits (nesting, 64-bit integers, finite numbers,
+3. a JSON body is checked against :mod:`generator.core.inputs` limits (nesting, 64-bit integers, finite numbers,
    valid Unicode) and answered 422 naming the field.
 
 The error handlers answer with JSON that can always be encoded: the input is never echoed, text is escaped.
@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from generator.inputs import InputError, check_value, show
+from generator.core.inputs import InputError, check_value, show
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

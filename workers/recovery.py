@@ -9,7 +9,7 @@ import logging
 import threading
 
 from generator import jobs
-from generator.config import get_settings
+from generator.core.config import get_settings
 from generator.jobs import Enqueue
 from generator.store import Store
 

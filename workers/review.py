@@ -29,7 +29,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import Field
 
 from generator import review
-from generator.inputs import MAX_INT
+from generator.core.inputs import MAX_INT
 from generator.review import REVIEW_STATUSES, Reviewer, ReviewError
 from generator.store import Job, Message, Store
 
@@ -48,7 +48,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def csp() -> str:
     """The Content-Security-Policy: images only from this app, or from ``PUSHGEN_REVIEW_IMAGE_HOSTS`` (https)."""
-    from generator.config import get_settings
+    from generator.core.config import get_settings
 
     hosts = "".join(f" https://{h}" for h in get_settings().review_image_hosts if re.fullmatch(r"[\w.*-]+", h))
     return CSP.format(images=hosts)
@@ -256,7 +256,7 @@ def _cards(request: Request, job: Job, messages: list[Message]) -> list[dict[str
 
 def _preview(m: Message, rich: Any) -> dict[str, Any]:
     """The push as each platform shows it; its image only from PUSHGEN_REVIEW_IMAGE_HOSTS (else a placeholder)."""
-    from generator.payloads import preview
+    from generator.core.payload import preview
 
     out = preview(m.title, m.body, m.deep_link or "", m.ranked_items or [], rich)
     for platform in ("apns", "fcm"):
@@ -289,8 +289,8 @@ def queue_page(request: Request, job_id: str, session: Annotated[Session, Depend
 
 def _guidelines(campaign: Any) -> Any:
     """The brand guidelines the job's copy is held to (the campaign's, else its adapter's brand.yaml)."""
-    from generator.brand import policy_with_guidelines
-    from generator.errors import PushgenError
+    from generator.check.brand import policy_with_guidelines
+    from generator.core.errors import PushgenError
 
     try:
         return policy_with_guidelines(campaign.policy, campaign.adapter).guidelines

@@ -12,7 +12,7 @@ from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.exc import OperationalError
 
 from generator import jobs
-from generator.config import get_settings
+from generator.core.config import get_settings
 from generator.store import Store
 from workers.celery_app import app, follow_settings
 from workers.recovery import RecoveryLoop

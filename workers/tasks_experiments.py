@@ -1,13 +1,13 @@
 """Celery tasks of experiments: sending an experiment's pushes and the periodic learning loop. Thin wrappers over
-:mod:`generator.experiments` and :mod:`generator.loop`; both are safe to run again (a send already made is
+:mod:`generator.experiments.ab` and :mod:`generator.learning`; both are safe to run again (a send already made is
 never made twice; each loop pass trains the next adapter version)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from generator import experiments
-from generator.loop import LoopConfig, run_loop
+from generator.experiments import ab as experiments
+from generator.learning import LoopConfig, run_loop
 from workers.celery_app import app
 from workers.tasks import store
 

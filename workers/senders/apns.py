@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from generator.payloads import apns_payload, fit
+from generator.core.payload import apns_payload, fit
 from workers.senders.base import Attempt, Sender, check_size, parse_retry_after
 
 APNS_URL = "https://api.push.apple.com"
@@ -44,7 +44,8 @@ class ApnsConfig:
 
 
 def build_payload(push: dict[str, Any]) -> dict[str, Any]:
-    """The APNs JSON (:func:`generator.payloads.apns_payload`), within 4,096 bytes by :func:`generator.payloads.fit`:
+    """The APNs JSON (:func:`generator.core.payload.apns_payload`), within 4,096 bytes by
+    :func:`generator.core.payload.fit`:
     the image goes first, then the buttons."""
     return fit(push, apns_payload)[0]
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from generator.payloads import MAX_PAYLOAD_BYTES, PayloadTooLarge, encoded_size
+from generator.core.payload import MAX_PAYLOAD_BYTES, PayloadTooLarge, encoded_size
 
 _EPS = 1e-9  # float round-off in the refill must not leave a caller sleeping 0-second naps
 __all__ = ["MAX_PAYLOAD_BYTES", "PayloadTooLarge", "encoded_size"]  # the payload builder's, re-exported

@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from generator.errors import PushgenError
+from generator.core.errors import PushgenError
 from workers.senders.base import RetryPolicy, Sender
 
 PROVIDERS = ("fcm", "apns", "webhook", "dry-run")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from generator.payloads import fcm_message, fit
+from generator.core.payload import fcm_message, fit
 from workers.senders.base import Attempt, Sender, parse_retry_after
 
 FCM_URL = "https://fcm.googleapis.com"
@@ -30,8 +30,8 @@ class FcmConfig:
 
 
 def build_message(token: str, push: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP v1 request body (:func:`generator.payloads.fcm_message`, within 4,096 bytes by
-    :func:`generator.payloads.fit`: the image goes first, then the buttons) addressed to ``token``."""
+    """The HTTP v1 request body (:func:`generator.core.payload.fcm_message`, within 4,096 bytes by
+    :func:`generator.core.payload.fit`: the image goes first, then the buttons) addressed to ``token``."""
     message, _ = fit(push, fcm_message)
     return {"message": {"token": token, **message}}
 

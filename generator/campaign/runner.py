@@ -1,0 +1,405 @@
+"""Run a campaign end to end: rank items per user, render prompts, generate in batches, check, choose, store.
+
+This is the one path every entry point uses (``pushgen demo``, ``pushgen generate``, the workers). For each user:
+the scorer ranks items under the campaign's rules; the featured item (rank 1, or the user's abandoned cart
+item) fills the campaign's template; the model writes N candidates; every candidate is checked; passing ones
+are ranked by predicted click-through. Users with no passing candidate are retried (bounded, with fresh
+samples); after that they get the deterministic template-only message, flagged as a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator.campaign.spec import (
+    AUTO,
+    Campaign,
+    adapter_for,
+    adapter_label,
+    campaign_type_for,
+    select_audience,
+)
+from generator.check.brand import policy_with_guidelines
+from generator.check.facts import message_facts
+from generator.core.config import get_settings
+from generator.core.data import EventType, Shop, User, language_of
+from generator.core.errors import ModelNotAvailable
+from generator.core.links import deep_link
+from generator.ctr import CtrModel, push_text
+from generator.guard_index import NearDuplicates
+from generator.guardrails import CheckResult, GuardContext, run_checks
+from generator.rank.scorer import RankedItem, RankRules, Scorer
+from generator.store import Store
+from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
+from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
+
+ProgressHook = Callable[[str, int, int], None]
+"""Hears ``(stage, done, total)``: ``done`` more users ranked or written in ``stage`` (0 when it starts)."""
+
+
+@dataclass
+class Candidate:
+    """A draft (:class:`generator.write.generate.Draft`) as checked: the guardrails' verdicts and the predicted
+    click-through, filled in by the runner."""
+
+    title: str
+    body: str
+    raw: str
+    sampled: bool
+    new_tokens: int = 0
+    finished: bool = True  # False when max_new_tokens cut the copy off
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    ctr: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c["passed"] for c in self.checks)
+
+    @classmethod
+    def of(cls, draft: Draft) -> Candidate:
+        return cls(draft.title, draft.body, draft.raw, draft.sampled, draft.new_tokens, draft.finished)
+
+
+log = logging.getLogger(__name__)
+@dataclass
+class UserMessage:
+    """The outcome for one user and variant: the chosen copy, every candidate, and what the scorer ranked."""
+
+    user: User
+    ranked: list[RankedItem]
+    campaign_type: str
+    template: str
+    prompt: str
+    variant: int = 0
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None
+    fallback: bool = False
+    deep_link: str = ""
+    quoted: list[str] = field(default_factory=list)
+    adapter: str | None = None
+    """The LoRA adapter that wrote the model copy (None: the base model; a fallback has none)."""
+
+    @property
+    def status(self) -> str:
+        if self.chosen is None or not self.chosen.passed:
+            return "flagged"
+        return "fallback" if self.fallback else "passed"
+
+    @property
+    def reasons(self) -> list[str]:
+        if self.chosen is None:
+            return ["no item to talk about (nothing ranked for this user)"]
+        return [f"{c['name']}: {c['reason']}" for c in self.chosen.checks if not c["passed"]]
+
+    def as_record(self) -> dict[str, Any]:
+        c = self.chosen
+        return {
+            "user_id": self.user.user_id,
+            "variant": self.variant,
+            "title": c.title if c else "",
+            "body": c.body if c else "",
+            "deep_link": self.deep_link,
+            "item_ids": [r.item.item_id for r in self.ranked],
+            "prompt": self.prompt,
+            "template": self.template,
+            "adapter": None if self.fallback else self.adapter,
+            "status": self.status,
+            "guardrails": c.checks if c else [],
+            "ctr_score": c.ctr if c else None,
+            "candidates": [{"title": x.title, "body": x.body, "sampled": x.sampled, "passed": x.passed,
+                            "ctr": x.ctr, "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks
+                                                      if not k["passed"]]}
+                           for x in self.candidates],
+            "ranked_items": [r.to_dict() for r in self.ranked],
+        }
+
+
+def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = ()) -> Candidate | None:
+    """The best candidate: passing ones first, then not a near-duplicate of copy already chosen for another
+    user (``taken``: those texts, or their :class:`NearDuplicates` index), then by predicted click-through (when
+    known), then greedy before sampled."""
+    if not candidates:
+        return None
+    seen = taken if isinstance(taken, NearDuplicates) else NearDuplicates(taken)
+
+    def key(i: int) -> tuple[Any, ...]:
+        c = candidates[i]
+        dup = seen.near(f"{c.title} {c.body}")
+        return (not c.passed, dup, sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
+
+    return candidates[min(range(len(candidates)), key=key)]
+
+
+def _abandoned_cart_items(shop: Shop) -> dict[str, str]:
+    """Per user, the most recent carted item not purchased afterwards."""
+    last_cart: dict[str, tuple[Any, str]] = {}
+    bought_after: set[tuple[str, str]] = set()
+    for e in sorted(shop.events, key=lambda e: (e.timestamp, e.user_id, e.item_id)):
+        if e.event_type == EventType.cart:
+            last_cart[e.user_id] = (e.timestamp, e.item_id)
+            bought_after.discard((e.user_id, e.item_id))
+        elif e.event_type == EventType.purchase:
+            bought_after.add((e.user_id, e.item_id))
+    return {u: item for u, (_, item) in last_cart.items() if (u, item) not in bought_after}
+
+
+class CampaignRunner:
+    """Holds the loaded models so many campaigns (or chunks of one) reuse them."""
+
+    def __init__(self, *, generator: Generator | None = None, scorer: Scorer | None = None,
+                 prompts: PromptLibrary | None = None, store: Store | None = None, ctr: Any = None,
+                 locale_models: dict[str, str] | None = None):
+        self.store = store
+        self.prompts = prompts or default_library()
+        self._generator, self._scorer, self._ctr = generator, scorer, ctr
+        self._generators: dict[str, Generator] = {}
+        # an injected generator serves every language (tests, benchmarks); else the per-language settings
+        self.locale_models = {} if generator is not None and locale_models is None else \
+            (locale_models if locale_models is not None else get_settings().locale_models)
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = Generator()
+        return self._generator
+
+    def generator_for(self, locale: str) -> Generator:
+        """The generator of a locale's language (e.g. a multilingual model for Chinese), else the default."""
+        name = self.locale_models.get(language_of(locale))
+        if not name or name == self.generator.model_name:
+            return self.generator
+        if name not in self._generators:
+            try:
+                self._generators[name] = Generator(name)
+            except ModelNotAvailable as exc:
+                log.warning("%s; using %s for locale %s", exc, self.generator.model_name, locale)
+                self._generators[name] = self.generator
+        return self._generators[name]
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer.load(store=self.store)
+        return self._scorer
+
+    def _score_ctr(self, candidates: Sequence[Candidate]) -> None:
+        """Predicted click-through of the passing candidates, when a click-through model is trained."""
+        if self._ctr is None:
+            self._ctr = CtrModel.load() or False
+        passing = [c for c in candidates if c.passed]
+        if self._ctr is False or not passing:
+            return
+        for c, s in zip(passing, self._ctr.score([push_text(c.title, c.body) for c in passing]), strict=True):
+            c.ctr = float(s)
+
+    def _check(self, m: UserMessage, ctx: GuardContext) -> None:
+        verdicts: dict[tuple[str, str], list[CheckResult]] = {}  # a user's candidates of the same copy: once
+        for cand in m.candidates:
+            if cand.checks:
+                continue
+            key = (cand.title, cand.body)
+            if key not in verdicts:
+                verdicts[key] = run_checks(cand.title, cand.body, ctx)
+            results = list(verdicts[key])
+            if not cand.finished:
+                results.append(CheckResult("complete", False, "cut off at the generation length limit"))
+            cand.checks = [r.as_dict() for r in results]
+
+    def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
+        title, body = generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
+                                   m.ranked[0].item, campaign.facts)
+        cand = Candidate(title=title, body=body, raw="", sampled=False)
+        cand.checks = [x.as_dict() for x in run_checks(cand.title, cand.body, ctx)]
+        return cand
+
+    def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
+            job_kind: str = "campaign", job_id: str | None = None, progress: ProgressHook | None = None,
+            seed: int = 0) -> tuple[str | None, list[UserMessage]]:
+        """Generate, check, choose and (with a store) save ``variants`` messages per user, stage by stage:
+        audience -> rank -> prompt -> write and check (rounds of retries) -> choose -> save.
+        Returns the job id (None without a store) and the messages, in audience order. With ``job_id`` the
+        messages are added to that job (a chunk of a queued job), whose status the caller manages. ``progress``
+        hears ``(stage, done, total)`` as users are ranked and written."""
+        t0 = time.perf_counter()
+        with gc_paused():  # thousands of messages, candidates and check results, no cycles
+            audience = self.audience(shop, campaign, user_ids)
+            ranked = self.rank(shop, campaign, audience, progress)
+            plan = self.prompt(shop, campaign, audience, ranked)
+            self.write_and_check(campaign, plan, seed, progress)
+            self.choose_copy(campaign, plan)
+            job_id = self.save(campaign, plan, job_kind, job_id)
+        counts = {s: sum(m.status == s for m in plan.messages) for s in ("passed", "fallback", "flagged")}
+        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(plan.messages), counts,
+                 time.perf_counter() - t0)
+        return job_id, plan.messages
+
+    # -- the stages, in order --------------------------------------------------------------------------------
+    def audience(self, shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None) -> list[str]:
+        """Who gets it: the campaign's audience, less erased users (the suppression list) when there is a store."""
+        audience = select_audience(shop, campaign, user_ids)
+        return self.store.targetable(audience) if self.store is not None else audience
+
+    def rank(self, shop: Shop, campaign: Campaign, audience: Sequence[str],
+             progress: ProgressHook | None) -> dict[str, list[RankedItem]]:
+        """Each user's top items under the campaign's rules; the user's abandoned cart item first in a cart
+        campaign (a user with none gets no item)."""
+        rules = RankRules(k=campaign.top_k, campaign_type=None if campaign.type == AUTO else campaign.type,
+                          only_item_ids=frozenset(campaign.item_ids) if campaign.item_ids else None)
+        ranked = self.scorer.rank(shop, list(audience), rules, progress=progress is not None)
+        if campaign.type != "abandoned_cart":
+            return ranked
+        items, carts = shop.items_by_id, _abandoned_cart_items(shop)
+        out: dict[str, list[RankedItem]] = {}
+        for uid in audience:
+            if uid in carts and items[carts[uid]].in_stock:
+                cart_item = items[carts[uid]]
+                out[uid] = [RankedItem(cart_item, 1.0, 1, ["left in the cart"])] + [
+                    r for r in ranked.get(uid, []) if r.item.item_id != cart_item.item_id][:campaign.top_k - 1]
+        return out
+
+    def prompt(self, shop: Shop, campaign: Campaign, audience: Sequence[str],
+               ranked: dict[str, list[RankedItem]]) -> Plan:
+        """Per user: the featured item's prompt, the facts its copy is held to (:func:`message_facts`), the
+        generation request, and one :class:`UserMessage` per variant (one without items for an unranked user)."""
+        plan = Plan()
+        users = {u.user_id: u for u in shop.users}
+        for uid in audience:
+            user, top = users[uid], list(ranked.get(uid, []))
+            if not top:
+                plan.messages.append(UserMessage(user=user, ranked=[], campaign_type=campaign.type, template="",
+                                                 prompt=""))
+                continue
+            self._plan_user(plan, shop, campaign, user, top)
+        return plan
+
+    def _plan_user(self, plan: Plan, shop: Shop, campaign: Campaign, user: User, top: list[RankedItem]) -> None:
+        locale = campaign.locale or user.locale
+        ctype = campaign_type_for(campaign, top[0].item)
+        template = campaign.template or self.prompts.resolve(ctype, locale)
+        policy = policy_with_guidelines(campaign.policy, campaign.adapter, locale)  # or brand.yaml's
+        facts = message_facts(self.prompts, template, items=[r.item for r in top], locale=locale,
+                              campaign_type=ctype, brand=campaign.brand, facts=campaign.facts, policy=policy,
+                              shop=shop)
+        gen = self.generator_for(locale)
+        adapter = adapter_for(campaign, locale)
+        if adapter:
+            gen.use_adapters([adapter])
+        # an adapter learnt the brand from its past pushes and was trained without the example turns
+        shared, own = prompt_parts(gen.tokenizer, facts.rendered, with_examples=adapter is None)
+        link = deep_link(top[0].item, utm_source=campaign.utm_source, utm_campaign=campaign.name)
+        for v in range(campaign.variants):
+            plan.messages.append(UserMessage(user=user, ranked=top, campaign_type=ctype, template=template,
+                                             prompt=shared + own, variant=v, deep_link=link, quoted=facts.quoted,
+                                             adapter=adapter))
+        plan.contexts[user.user_id] = facts.context
+        plan.requests.append(GenerationRequest(key=user.user_id, prompt=own, prefix=shared, adapter=adapter))
+        plan.model_of[user.user_id] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
+
+    def write_and_check(self, campaign: Campaign, plan: Plan, seed: int, progress: ProgressHook | None) -> None:
+        """Rounds of writing and checking: every user's candidates are written (one run per model and token cap),
+        checked and scored; users short of ``variants`` passing candidates go again with fresh samples, up to
+        ``retries`` times."""
+        by_user = plan.by_user()
+        n_cand = max(campaign.candidates, campaign.variants)
+        pending = plan.requests
+        for attempt in range(campaign.retries + 1):
+            if not pending:
+                break
+            outputs = self.write(pending, plan, n_cand, seed + 1000 * attempt,
+                                 _stage_hook(progress, "generating" if attempt == 0 else f"retry {attempt}",
+                                             len(pending)))
+            for req in pending:
+                cands = outputs[req.key]
+                if attempt:  # a retry's greedy candidate repeats the first round's: keep the samples
+                    cands = [c for c in cands if c.sampled]
+                for m in by_user[req.key]:
+                    m.candidates.extend(cands)
+                    self._check(m, plan.contexts[req.key])
+            # one click-through call for the round (the encoder works in batches), not one per user
+            self._score_ctr([c for req in pending for c in by_user[req.key][0].candidates])
+            pending = [r for r in pending
+                       if sum(c.passed for c in by_user[r.key][0].candidates) < campaign.variants]
+
+    def write(self, pending: Sequence[GenerationRequest], plan: Plan, n_cand: int, seed: int,
+              advance: Callable[[int], None] | None) -> dict[str, list[Candidate]]:
+        """One round of drafts for ``pending`` users, as candidates to check (keyed by user)."""
+        outputs: dict[str, list[Candidate]] = {}
+        for gen, limit in dict.fromkeys(plan.model_of[r.key] for r in pending):  # one run per model and cap
+            mine = [r for r in pending if plan.model_of[r.key] == (gen, limit)]
+            drafts = gen.generate(mine, n_candidates=n_cand, seed=seed, progress=advance, max_new_tokens=limit)
+            outputs.update({r.key: [Candidate.of(d) for d in o] for r, o in zip(mine, drafts, strict=True)})
+        return outputs
+
+    def choose_copy(self, campaign: Campaign, plan: Plan) -> None:
+        """Each variant's copy: the best remaining candidate not near another user's chosen copy, else the
+        template-only fallback."""
+        taken = NearDuplicates()  # copy chosen so far in this run, indexed
+        for uid, ms in plan.by_user().items():
+            if not ms[0].ranked:
+                continue
+            pool = list(ms[0].candidates)
+            for m in ms:
+                m.candidates = list(pool) if m.variant == 0 else []
+                best = choose(pool, taken)
+                if best is None or not best.passed:
+                    m.chosen, m.fallback = self._fallback(m, campaign, plan.contexts[uid]), True
+                else:
+                    m.chosen = best
+                    pool.remove(best)
+                    taken.add(f"{best.title} {best.body}")
+
+    def save(self, campaign: Campaign, plan: Plan, job_kind: str, job_id: str | None) -> str | None:
+        """With a store: the messages, into ``job_id`` or into a job of their own (created here, then done)."""
+        if self.store is None:
+            return job_id
+        own_job = job_id is None
+        if own_job:
+            models = ",".join(dict.fromkeys(g.model_name for g, _ in plan.model_of.values()))
+            job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
+                                        template=campaign.template or AUTO, adapter=adapter_label(campaign),
+                                        locale=campaign.locale, status="running",
+                                        model=models or self.generator.model_name,
+                                        total=len(plan.messages), params=campaign.model_dump(mode="json"))
+            job_id = job.id
+        self.store.save_messages(job_id, [m.as_record() for m in plan.messages])
+        if own_job:
+            self.store.set_job_status(job_id, "done")
+        return job_id
+
+
+@dataclass
+class Plan:
+    """What the prompt stage decided, per user: messages (one per variant), guard contexts, generation requests,
+    and the generator and token cap of each user's language."""
+
+    messages: list[UserMessage] = field(default_factory=list)
+    contexts: dict[str, GuardContext] = field(default_factory=dict)
+    requests: list[GenerationRequest] = field(default_factory=list)
+    model_of: dict[str, tuple[Generator, int | None]] = field(default_factory=dict)
+
+    def by_user(self) -> dict[str, list[UserMessage]]:
+        out: dict[str, list[UserMessage]] = {}
+        for m in self.messages:
+            out.setdefault(m.user.user_id, []).append(m)
+        return out
+
+
+def _stage_hook(progress: ProgressHook | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """The generator's ``progress(n)`` as the runner's ``progress(stage, n, total)``."""
+    if progress is None:
+        return None
+    progress(stage, 0, total)
+    return lambda n: progress(stage, n, total)
+
+
+def run_campaign(shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
+                 store: Store | None = None, generator: Generator | None = None, scorer: Scorer | None = None,
+                 prompts: PromptLibrary | None = None, job_kind: str = "campaign",
+                 progress: ProgressHook | None = None) -> tuple[str | None, list[UserMessage]]:
+    """One-shot convenience over :class:`CampaignRunner`."""
+    runner = CampaignRunner(generator=generator, scorer=scorer, prompts=prompts, store=store)
+    return runner.run(shop, campaign, user_ids=user_ids, job_kind=job_kind, progress=progress)

@@ -1,0 +1,247 @@
+"""The learning loop: outcomes and reviewers' decisions go back into the click-through model and the next adapter.
+
+One pass (:func:`run_loop`, ``pushgen loop``, the periodic Celery task ``workers.tasks_experiments.learning_loop``):
+
+1. **Gather** every push that was sent in an experiment with what happened to it (opened, clicked, converted,
+   revenue) as past-push rows (``outcomes.csv``): ``sends`` = 1 and ``clicks`` = 0/1 per push. A push's copy is
+   personalised, so there is no "same text sent to many" as in a headline test; the randomised unit is the
+   user, and pushes are grouped into blocks of about ``block`` users of one experiment (by a hash of the user
+   id) so the click-through model's pairs (clicked vs not clicked copy of one block) stay inside one randomised
+   experiment and their number stays linear in the sends.
+2. **Winners**: the sent copy of each experiment's winning arm (the arm recorded by ``experiment stop --winner``,
+   else the arm the winner rule of :func:`generator.experiments.report.pick_winner` names now), and the chosen
+   copy of the reviewers' preference pairs (:func:`generator.review.preference_pairs`: approved edits over the
+   model's original, approved over rejected copy) form the adapter's training file (``adapter_train.jsonl``).
+   Clicked winners weigh more through the trainer's ``ctr`` scheme.
+3. **Refresh** the click-through model on ``base_pushes`` (the brand's past pushes, optional) plus the outcomes,
+   and **train** the next adapter version ``<base>-v<N+1>`` from the winners (a LoRA on the generator).
+4. **Record** a :class:`generator.experiments.ab.LoopRun` with what it used and produced. Which adapter version
+   wrote which sends is on every send (``sends.adapter``, copied from the message at send time); the run
+   records the counts per adapter too.
+
+A step without enough data is skipped with its reason (recorded), not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from generator.core.data import PastPush, load_table, write_table
+from generator.core.errors import PushgenError
+from generator.experiments import ab as ex
+from generator.store import Job, Message, Store, utcnow
+
+log = logging.getLogger(__name__)
+PUSH_COLUMNS = ("push_id", "group_id", "campaign_type", "title", "body", "locale", "item_id", "sends", "opens",
+                "clicks", "conversions", "sent_at", "experiment_id", "arm", "adapter", "revenue")
+
+
+@dataclass
+class LoopConfig:
+    """What one pass of the loop trains, and on what."""
+
+    out_dir: Path = Path("out/loop")
+    """Where the gathered files are written."""
+    base_pushes: Path | None = None
+    """The brand's past pushes, added to the outcomes for the click-through model (optional)."""
+    items: Path | None = None
+    """Items table for the adapter's prompts (default: the shop of the experiments' job)."""
+    adapter_base: str = "loop"
+    """Adapter versions are named ``<adapter_base>-v1``, ``-v2``, ..."""
+    ctr_name: str = "default"
+    """Registry name of the refreshed click-through model (``default`` is used by generation)."""
+    block: int = 20
+    """Users per click-through comparison block."""
+    train_ctr: bool = True
+    train_adapter: bool = True
+    ctr_config: Any = None
+    """A :class:`generator.ctr.CtrConfig` (default: every group used for training)."""
+    adapter_config: Any = None
+    """A :class:`generator.tune.train.LoraTrainConfig` (default: the trainer's defaults)."""
+    encoder: Any = None
+    """A sentence encoder for the click-through model (default: the configured one)."""
+    report: Callable[[str], Any] = field(default=log.info)
+
+
+def gather_outcomes(store: Store, block: int = 20) -> list[dict[str, Any]]:
+    """Every sent push with its outcomes, as past-push rows (see the module doc)."""
+    rows: list[dict[str, Any]] = []
+    with store.session() as s:
+        exps = list(s.scalars(select(ex.Experiment)))
+        for exp in exps:
+            sent = list(s.scalars(select(ex.Send).where(ex.Send.experiment_id == exp.id, ex.Send.status == "sent")))
+            if not sent:
+                continue
+            events: dict[int, Counter[str]] = {}
+            revenue: dict[int, float] = {}
+            for e in s.scalars(select(ex.OutcomeEvent).where(ex.OutcomeEvent.experiment_id == exp.id)):
+                events.setdefault(e.send_id, Counter())[e.type] += 1
+                revenue[e.send_id] = revenue.get(e.send_id, 0.0) + (e.revenue or 0.0)
+            job = s.get(Job, exp.job_id) if exp.job_id else None
+            locale = ((job.params or {}).get("campaign", {}).get("locale") if job else None) or "en_US"
+            blocks = max(1, round(len(sent) / block))
+            msgs = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(
+                [x.message_id for x in sent if x.message_id])))}
+            for x in sent:
+                m = msgs.get(x.message_id)
+                if m is None or not (m.title or m.body):
+                    continue  # erased copy
+                got = events.get(x.id, Counter())
+                lang = (m.template or "").rsplit(".", 1)[-1]
+                rows.append({
+                    "push_id": f"send-{x.id}", "campaign_type": job.campaign_type if job else "generic",
+                    "group_id": f"{exp.id}:{int(ex.unit_interval(exp.id, x.user_id) * blocks)}",
+                    "title": m.title, "body": m.body,
+                    "locale": "zh_CN" if lang == "zh" and not locale.startswith("zh") else locale,
+                    "item_id": (m.item_ids or [None])[0], "sends": 1, "opens": int(got["opened"] > 0),
+                    "clicks": int(got["clicked"] > 0), "conversions": int(got["converted"] > 0),
+                    "sent_at": (x.sent_at or x.updated_at).isoformat(), "experiment_id": exp.id, "arm": x.arm,
+                    "adapter": x.adapter, "revenue": round(revenue.get(x.id, 0.0), 2)})
+    return rows
+
+
+def winners(store: Store) -> dict[str, str]:
+    """{experiment id: winning arm}: the recorded winner, else what the winner rule says now."""
+    from generator.experiments.report import pick_winner
+
+    out: dict[str, str] = {}
+    for exp in ex.list_experiments(store):
+        if exp.winner:
+            out[exp.id] = exp.winner
+            continue
+        counts = ex.arm_counts(store, exp.id)
+        if sum(c["assigned"] for c in counts.values()) == 0:
+            continue
+        decision = pick_winner(counts, tuning=float(max(sum(c["assigned"] for c in counts.values()), 1000)))
+        if decision["winner"]:
+            out[exp.id] = decision["winner"]
+    return out
+
+
+def next_adapter_name(base: str) -> str:
+    """``<base>-v<N+1>`` for the highest version N in the registry (v1 when there is none)."""
+    from generator.write.adapters import list_adapters
+
+    pattern = re.compile(rf"^{re.escape(base)}-v(\d+)$")
+    versions = [int(m.group(1)) for a in list_adapters() if (m := pattern.match(a.name))]
+    return f"{base}-v{max(versions, default=0) + 1}"
+
+
+def run_loop(store: Store, cfg: LoopConfig | None = None) -> ex.LoopRun:
+    """One pass of the loop; returns its record."""
+    cfg = cfg or LoopConfig()
+    report = cfg.report
+    with store.session() as s:
+        run = ex.LoopRun(status="running", counts={})
+        s.add(run)
+    counts: dict[str, Any] = {}
+    try:
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        outcomes = gather_outcomes(store, cfg.block)
+        counts["sends"] = len(outcomes)
+        counts["clicks"] = sum(r["clicks"] for r in outcomes)
+        counts["sends_by_adapter"] = dict(Counter(r["adapter"] or "base model" for r in outcomes))
+        if outcomes:
+            write_table(out / "outcomes.csv", outcomes, columns=PUSH_COLUMNS)
+        report(f"gathered {len(outcomes)} sent pushes ({counts['clicks']} clicked) from experiments")
+
+        won = winners(store)
+        # the winning arm's copy, in the same blocks of users (so the trainer can hold some out for validation)
+        winner_rows = [dict(r) for r in outcomes if won.get(r["experiment_id"]) == r["arm"]]
+        from generator.review import preference_pairs
+
+        pairs, unpaired = preference_pairs(store)
+        counts.update({"experiments_with_winner": len(won), "winner_pushes": len(winner_rows),
+                       "preference_pairs": len(pairs), "unpaired_rejections": unpaired})
+        report(f"{len(won)} experiments with a winner ({len(winner_rows)} pushes); {len(pairs)} preference pairs")
+
+        if cfg.train_ctr:
+            run.ctr_model = _refresh_ctr(out, outcomes, cfg, counts)
+        if cfg.train_adapter:
+            run.adapter = _train_next_adapter(store, out, winner_rows, pairs, cfg, counts)
+        status = "done"
+    except Exception as exc:
+        status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+        log.exception("learning loop failed")
+    with store.session() as s:
+        row = s.get(ex.LoopRun, run.id)
+        row.status, row.counts, row.finished_at = status, counts, utcnow()
+        row.adapter, row.ctr_model, row.error = run.adapter, run.ctr_model, run.error
+    with store.session() as s:
+        return s.get(ex.LoopRun, run.id)
+
+
+def _refresh_ctr(out: Path, outcomes: list[dict[str, Any]], cfg: LoopConfig, counts: dict[str, Any]) -> str | None:
+    from generator.ctr import CtrConfig, CtrError, train_ctr
+
+    rows = list(outcomes)
+    if cfg.base_pushes is not None:
+        rows += [p.model_dump(mode="json") for p in load_table(cfg.base_pushes, PastPush).rows]
+    if not rows:
+        counts["ctr"] = "skipped: no pushes with outcomes"
+        return None
+    path = out / "ctr_train.csv"
+    write_table(path, [{k: r.get(k) for k in PUSH_COLUMNS[:12]} for r in rows], columns=PUSH_COLUMNS[:12])
+    try:
+        _, _ = train_ctr(path, cfg.ctr_name, cfg.ctr_config or CtrConfig(holdout_fraction=0.0),
+                         encoder=cfg.encoder, report=cfg.report)
+    except CtrError as exc:
+        counts["ctr"] = f"skipped: {exc}"
+        cfg.report(counts["ctr"])
+        return None
+    counts["ctr"] = f"trained on {len(rows)} pushes"
+    return cfg.ctr_name
+
+
+def _train_next_adapter(store: Store, out: Path, winner_rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
+                        cfg: LoopConfig, counts: dict[str, Any]) -> str | None:
+    from generator.tune.train import LoraTrainConfig, train_adapter
+
+    rows = [{k: r.get(k) for k in PUSH_COLUMNS[:12]} for r in winner_rows]
+    rows += [{k: p.get(k) for k in PUSH_COLUMNS[:12]} for p in pairs]
+    if not rows:
+        counts["adapter"] = "skipped: no winning copy and no preference pairs yet"
+        cfg.report(counts["adapter"])
+        return None
+    path = out / "adapter_train.jsonl"
+    write_table(path, rows, columns=PUSH_COLUMNS[:12])
+    name = next_adapter_name(cfg.adapter_base)
+    items = cfg.items or _items_file(store)
+    try:
+        result = train_adapter(path, name, cfg.adapter_config or LoraTrainConfig(), items_path=items,
+                               progress=False, report=cfg.report)
+    except PushgenError as exc:
+        counts["adapter"] = f"skipped: {exc}"
+        cfg.report(counts["adapter"])
+        return None
+    counts["adapter"] = f"{name} trained on {len(rows)} texts"
+    counts["adapter_metrics"] = {k: v for k, v in (result.info.metrics or {}).items()
+                                 if isinstance(v, int | float | str)}
+    return name
+
+
+def _items_file(store: Store) -> Path | None:
+    from generator.core.config import get_settings
+    from generator.core.data import find_table
+
+    folder = None
+    for exp in ex.list_experiments(store):
+        job = store.get_job(exp.job_id) if exp.job_id else None
+        if job and (job.params or {}).get("shop"):
+            folder = Path(job.params["shop"])
+            break
+    return find_table(folder or get_settings().shop_dir, "items")
+
+
+def loop_runs(store: Store) -> list[ex.LoopRun]:
+    with store.session() as s:
+        return list(s.scalars(select(ex.LoopRun).order_by(ex.LoopRun.id.desc())))

@@ -1,0 +1,924 @@
+"""Batched generation of push copy: one model load, length-bucketed left-padded batches, stop rules.
+
+The model answers in two lines, ``Title: ...`` and ``Body: ...`` (the prompt pre-fills ``Title:``). A row
+stops as soon as its body line ends (second newline), at end-of-turn, or at ``max_new_tokens``.
+Candidate 0 of each request is greedy; further candidates are sampled, reproducibly under ``seed``
+(for the same requests and batch size).
+Rows of one batch may use different LoRA adapters (:mod:`generator.write.multi_lora`; peft's per-row ``adapter_names``
+for adapters it does not handle).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import inspect
+import itertools
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AttentionInterface, DynamicCache
+
+from generator.core.config import get_settings
+from generator.core.model_registry import load_causal_lm, quantize_int8
+from generator.write.multi_lora import FusedLora, RunPlan
+from generator.write.prompts import GENERATION_PREFIX
+
+log = logging.getLogger(__name__)
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete. ``key`` is the caller's id (e.g. the user id)."""
+
+    key: str
+    prompt: str
+    adapter: str | None = None
+    prefix: str = ""  # text shared by many requests (system + few-shot turns); the model input is prefix+prompt
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for a block (reference counting frees everything as usual): the host
+    objects of thousands of rows or messages (token lists, texts, candidates, check results) would set it off again
+    and again, each time walking every object alive (a shop of millions of events included); they make no cycles."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+@dataclass
+class Draft:
+    """One written copy, as the model gave it (the campaign runner checks and scores it as a ``Draft``)."""
+
+    title: str
+    body: str
+    raw: str
+    sampled: bool
+    new_tokens: int = 0
+    finished: bool = True  # False when max_new_tokens cut the copy off
+
+
+_LINE = {k: re.compile(rf"^\s*\**{k}\**\s*[:：]\s*(.*)$", re.I | re.M) for k in ("title", "body")}
+
+
+def _clean(s: str) -> str:
+    s = s.strip().strip("*").strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'“”":
+        s = s[1:-1].strip()
+    return s
+
+
+def parse_title_body(completion: str, prefix: str = GENERATION_PREFIX) -> tuple[str, str]:
+    """Split a ``Title: ..`` / ``Body: ..`` completion into its two lines (missing parts are empty)."""
+    text = prefix + completion
+    title_m, body_m = _LINE["title"].search(text), _LINE["body"].search(text)
+    title = _clean(title_m.group(1)) if title_m else ""
+    body = _clean(body_m.group(1)) if body_m else ""
+    if not body_m and title_m:  # the model put a newline-less answer on the title line only
+        rest = text[title_m.end():].strip().splitlines()
+        body = _clean(rest[0]) if rest else ""
+    return title, body
+
+
+def _common_prefix(pre: list[int], whole: list[int]) -> int:
+    """How many leading tokens of ``whole`` a prefix of ``pre`` tokens shares, leaving at least one token of
+    ``whole`` for the suffix (a boundary token may merge differently when the prompt follows the prefix)."""
+    if len(pre) < len(whole) and whole[:len(pre)] == pre:
+        return len(pre)
+    n = 0
+    while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
+        n += 1
+    return n
+
+
+@dataclass
+class Decoded:
+    """A batch's decoded rows: token ids (end-of-turn dropped) and whether the row stopped by itself (else
+    ``max_new_tokens`` cut it). Row ``i * n + j`` is candidate ``j`` of request ``i``."""
+
+    ids: list[list[int]]
+    stopped: list[bool]
+
+
+@dataclass
+class _Row:
+    """One request prepared for decoding: token ids of its shared prefix and of its own suffix."""
+
+    index: int
+    prefix: tuple[int, ...]
+    suffix: list[int]
+    adapter: str | None
+    group: int = 0  # one number per distinct prefix (0: none)
+
+
+def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor, scaling: float | None = None, dropout: float = 0.0,
+                       **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention of pushgen's decoding loop, with an additive mask ``[rows, 1, queries, length]``. Decoding one
+    token per row: grouped K/V heads are read once per group instead of being repeated for every query head (what
+    transformers' SDPA path does whenever a mask is given), and the mask costs one add: decoding is memory-bound on
+    the cache, so reading it once is what matters. Prefilling (several queries): SDPA with ``enable_gqa``, whose
+    fused kernels never materialise the scores. Query head h uses K/V head h // group, as in ``repeat_kv``."""
+    b, hq, s, d = query.shape
+    if s > 1:  # a prefill: many queries per row, where SDPA's fused kernels beat materialising the scores (3x on CPU)
+        out = _prefill_attention(query, key, value, attention_mask, scaling, native_gqa=query.device.type != "cuda")
+        return out.transpose(1, 2).contiguous(), None
+    hkv = key.shape[1]
+    g = hq // hkv
+    q = query.reshape(b, hkv, g * s, d)
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d ** -0.5)
+    scores = scores.view(b, hkv, g, s, -1) + attention_mask[:, :, None]
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(b, hkv, g * s, -1)
+    out = torch.matmul(probs, value).view(b, hq, s, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _prefill_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
+                       scaling: float | None, *, native_gqa: bool) -> torch.Tensor:
+    """SDPA over grouped K/V heads with an additive mask. ``native_gqa``: SDPA's ``enable_gqa`` (the CPU's fused
+    kernel takes it with a mask). Else the K/V heads are repeated for their query heads first: on CUDA, SDPA runs
+    GQA only in the flash kernel (no mask) and the math kernel (fp32 scores of rows x heads x queries x keys
+    materialised), while the memory-efficient kernel takes a mask but not GQA; the repeat costs far less."""
+    if not native_gqa:
+        g = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(g, dim=1), value.repeat_interleave(g, dim=1)
+    return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask.to(query.dtype),
+                                                            scale=scaling, enable_gqa=native_gqa)
+
+
+def _tokenizer_shortcuts(tokenizer: Any) -> tuple[re.Pattern[str] | None, bool]:
+    """``(added, fast)``: a pattern of the added tokens that split a text before anything else (matched on the
+    raw text, no left strip), and whether the fast tokenizer's own ``encode_batch`` gives the ids that calling the
+    tokenizer gives (checked on a text with added tokens, accents, Chinese and a price)."""
+    added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+             if not t.lstrip and not t.normalized and t.content]
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True))) if added else None
+    backend = getattr(tokenizer, "_tokenizer", None)
+    probe = [f"{''.join(added[:2])}user\n Héllo  帐篷 $1.00\n", "Title: x"]
+    fast = backend is not None and hasattr(backend, "encode_batch") and [
+        e.ids for e in backend.encode_batch(probe, add_special_tokens=False)] == tokenizer(
+        probe, add_special_tokens=False).input_ids
+    return pattern, fast
+
+
+GROUPED_ATTENTION = "pushgen_grouped"
+AttentionInterface.register(GROUPED_ATTENTION, _grouped_attention)
+
+
+@contextlib.contextmanager
+def _attention(model: Any, name: str) -> Iterator[None]:
+    """Use the attention implementation ``name`` inside the block (the model's config is shared by its layers)."""
+    cfg = model.config
+    before = cfg._attn_implementation
+    cfg._attn_implementation = name
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = before
+
+
+def pick_tokens(logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator, *, temperature: float,
+                top_k: int, top_p: float, skip_confident: bool = False) -> torch.Tensor:
+    """Next token of each row: argmax for greedy rows; for the ``sampled`` rows (a boolean mask over the rows, or
+    their indexes) a draw from the ``top_k`` most likely tokens (all, when 0) at ``temperature``, cut to the
+    smallest set whose probability reaches ``top_p``.
+    Only the top-k are sorted (``topk`` returns them in order), not the vocabulary: at thousands of rows per step
+    a full sort of rows x vocabulary costs more than the model's step. Given indexes, nothing waits for the device.
+    ``skip_confident``: rows whose most likely token alone holds more than ``top_p`` of the probability take it
+    without a draw, which is what the draw would give: top-p keeps only that token, since its share of the top-k is
+    at least its share of the vocabulary (one exp-and-sum over the rows instead of top-k and a draw; it needs the
+    number of such rows, a wait for the device, so it is for CPUs)."""
+    nxt = logits.argmax(dim=-1)
+    rows = sampled.nonzero().squeeze(-1) if sampled.dtype == torch.bool else sampled
+    if not len(rows):
+        return nxt
+    lg = logits.index_select(0, rows).float() / temperature
+    if skip_confident:
+        mass = (lg - lg.amax(dim=-1, keepdim=True)).exp_().sum(dim=-1)  # 1 / the top token's probability
+        unsure = (mass * top_p >= 1 - 1e-5).nonzero().squeeze(-1)  # near the boundary: the exact path
+        if len(unsure) < len(rows):
+            rows, lg = rows[unsure], lg[unsure]
+            if not len(rows):
+                return nxt
+    vals, idx = torch.topk(lg, min(top_k, lg.shape[-1]) if top_k else lg.shape[-1], dim=-1)
+    probs = torch.softmax(vals, dim=-1)
+    probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+    choice = torch.multinomial(probs, 1, generator=gen)  # multinomial normalises the weights itself
+    return nxt.index_copy_(0, rows, idx.gather(-1, choice).squeeze(-1))
+
+
+@dataclass
+class _PrefixKV:
+    """Prefix K/V of a batch: per layer, the distinct prefixes' (keys, values) left-padded to one length, and the
+    distinct prefix of each row."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    index: torch.Tensor
+
+    def layer(self, li: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.layers[li]
+        return k.index_select(0, self.index), v.index_select(0, self.index)
+
+
+class _StaticKV:
+    """A KV cache of preallocated per-layer tensors ``[capacity, kv_heads, length, head_dim]``, of which the first
+    ``rows`` rows are in use (views, so a step's tensors are always the same memory).
+
+    Writes go to a position held in a device tensor and advanced in place, so a decode step has fixed shapes and
+    fixed addresses: it can be captured once as a CUDA graph and replayed; nothing is concatenated per step. Only
+    ``update`` is used by the model (positions and a 4-D attention mask are always passed explicitly)."""
+
+    is_compileable = True
+
+    def __init__(self, n_layers: int, rows: int, heads: int, length: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device):
+        self._keys = [torch.zeros(rows, heads, length, head_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self._values = [torch.zeros_like(k) for k in self._keys]
+        self.keys, self.values = list(self._keys), list(self._values)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)  # next position written
+        self._steps = torch.arange(length, device=device)
+        self.n_layers = n_layers
+        self.visible: int | None = None  # slots ``update`` returns (None: all); a prefill sees none past its own
+
+    def use(self, rows: int | slice) -> None:
+        """Work on the first ``rows`` rows (or on a slice of the rows)."""
+        sl = rows if isinstance(rows, slice) else slice(0, rows)
+        self.keys = [k[sl] for k in self._keys]
+        self.values = [v[sl] for v in self._values]
+
+    def gather(self, src: torch.Tensor) -> None:
+        """Row i becomes the current row ``src[i]`` (drop finished rows, repeat a row for its candidates)."""
+        for full, cur in itertools.chain(zip(self._keys, self.keys, strict=True),
+                                                zip(self._values, self.values, strict=True)):
+            full[:len(src)] = cur.index_select(0, src)
+        self.use(len(src))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._steps[:key_states.shape[2]] + self.pos
+        self.keys[layer_idx].index_copy_(2, idx, key_states)
+        self.values[layer_idx].index_copy_(2, idx, value_states)
+        if layer_idx == self.n_layers - 1:
+            self.pos.add_(key_states.shape[2])
+        if self.visible is not None:
+            return self.keys[layer_idx][:, :, :self.visible], self.values[layer_idx][:, :, :self.visible]
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return int(self.pos)
+
+
+class _Scratch:
+    """Reusable device buffers by name, grown when a larger one is asked for: a batch's tensors of thousands of rows
+    (its decoding state, the prefill's mask) are allocated once, not per batch, since fresh memory of that size
+    costs more in page faults than in writing it."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, *, zero: bool = False) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        view = buf[:size].view(shape)
+        return view.zero_() if zero else view
+
+
+class _StaticRunner:
+    """Fixed-shape decoding state for up to ``capacity`` rows of ``length`` positions: the cache, the step's inputs
+    and outputs (the first ``n`` rows in use), and on CUDA a graph of one decode step over all ``capacity`` rows
+    (captured on first use, replayed for every later step and batch of its adapter)."""
+
+    def __init__(self, gen: Generator, capacity: int, length: int, graph: bool):
+        cfg = gen.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        dev, dtype = gen.device, next(gen.model.parameters()).dtype
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.gen, self.capacity, self.length, self.n = gen, capacity, length, capacity
+        self.adapters: RunPlan | str | None = None  # the rows' adapters (one name: every row's)
+        self.cache = _StaticKV(cfg.num_hidden_layers, capacity, heads, length, head_dim, dtype, dev)
+        # the key positions each row attends to, as the additive mask a decode step takes (0 or the dtype's
+        # minimum): updated in place, one column per step, instead of being rebuilt over rows x length every step
+        self.bias = torch.zeros(capacity, length, dtype=dtype, device=dev)
+        self.ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.pos_ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(capacity, cfg.vocab_size, dtype=torch.float32, device=dev)
+        self.use_graph = graph
+        self._graph: Any = None
+
+    def use(self, rows: int, adapters: RunPlan | str | None) -> None:
+        """Work on the first ``rows`` rows with these adapters (a graph always runs all ``capacity`` rows, of one
+        adapter: the one it was captured with)."""
+        self.n, self.adapters = rows, adapters
+        self.cache.use(rows)
+
+    def gather(self, src: torch.Tensor, rows: list[int] | None = None) -> None:
+        """Row i becomes the current row ``src[i]``: the cache, the mask, the positions and the logits.
+        ``rows``: ``src`` as a list, when the caller has it (the rows' adapters are picked on the host)."""
+        self.cache.gather(src)
+        for buf in (self.bias, self.pos_ids, self.logits):
+            buf[:len(src)] = buf[:self.n].index_select(0, src)
+        if isinstance(self.adapters, RunPlan):
+            self.adapters = self.adapters.select(src.tolist() if rows is None else rows)
+        self.n = len(src)
+
+    def _step(self) -> None:
+        n = self.n
+        self.bias[:n].index_fill_(1, self.cache.pos.view(1), 0.0)  # the token written this step sees itself
+        with self.gen._adapter_scope(self.adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+            out = self.gen._forward(input_ids=self.ids[:n], attention_mask=self.bias[:n, None, None, :],
+                                    position_ids=self.pos_ids[:n], past_key_values=self.cache, adapters=None)
+        self.logits[:n].copy_(out.logits[:, -1, :])
+
+    def prefill(self, rows: slice, adapters: RunPlan | str | None, prefix_kv: _PrefixKV | None,
+                p_max: int, end: int, ids: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor) -> None:
+        """Prefill some rows: load their prefix K/V (slots ``[0, p_max)``), then run their suffixes, left-padded to
+        end at slot ``end`` (the same for every row of the batch, so decoding writes one slot for all rows).
+        ``keep`` marks the real tokens of ``[prefix | suffix]``; slots between are never attended to."""
+        s = ids.shape[1]
+        start = end - s
+        bias = self.bias[rows]
+        bias.fill_(torch.finfo(bias.dtype).min)
+        bias[:, :p_max].masked_fill_(keep[:, :p_max], 0.0)
+        bias[:, start:end].masked_fill_(keep[:, p_max:], 0.0)
+        self.cache.use(rows)
+        if prefix_kv is not None:
+            for layer in range(len(prefix_kv.layers)):  # gathered one layer at a time: bounded memory
+                k, v = prefix_kv.layer(layer)
+                self.cache.keys[layer][:, :, :p_max].copy_(k)
+                self.cache.values[layer][:, :, :p_max].copy_(v)
+        self.cache.pos.fill_(start)
+        self.cache.visible = end  # the slots after the suffix are empty: attended to by no prefill query
+        mask = self.gen._prefill_mask(bias[:, :end], start, s, out=self.gen._scratch)
+        try:
+            with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+                out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                        past_key_values=self.cache, adapters=None)
+        finally:
+            self.cache.visible = None
+        self.logits[rows].copy_(out.logits[:, -1, :])
+        self.pos_ids[rows].copy_(pos[:, -1:])
+        self.cache.use(self.n)
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; returns the next logits (a buffer overwritten by the following step)."""
+        self.ids[:self.n].copy_(next_ids[:, None])
+        self.pos_ids[:self.n].add_(1)
+        if not self.use_graph:
+            self._step()
+        elif self._graph is None:
+            self._capture()
+        else:
+            self._graph.replay()
+        self.gen.decode_steps["graph" if self.use_graph else "eager"] += 1
+        return self.logits[:self.n]
+
+    def _capture(self) -> None:
+        saved = (self.cache.pos.clone(), self.bias.clone())
+        try:
+            self._capture_graph(saved)
+        except Exception as exc:  # noqa: BLE001 - a model whose forward cannot be captured still decodes, eagerly
+            log.warning("CUDA graph capture failed (%s: %s); decoding eagerly", type(exc).__name__, exc)
+            torch.cuda.synchronize()
+            self.use_graph, self._graph = False, None
+            self.cache.pos.copy_(saved[0])
+            self.bias.copy_(saved[1])
+            self._step()
+
+    def _capture_graph(self, saved: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Warm up on a side stream, then capture one decode step. Capturing records the kernels without running
+        them, so the state is put back after the warm-up and the step is run once, by replaying the graph."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._step()  # warm-up: allocations and kernel choices happen outside the graph
+            self.cache.pos.copy_(saved[0])
+            self.bias.copy_(saved[1])
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.gen._graph_pool):
+            self._step()
+        graph.replay()
+        self._graph = graph
+
+
+class Generator:
+    """A causal LM loaded once, generating Title/Body copy for many prompts in batches.
+
+    The decoding loop is pushgen's own: the KV cache of a prompt prefix shared by many users (system message
+    and few-shot turns) is computed once per (prefix, adapter) and reused; each user's suffix is prefilled
+    once for all of its candidates; greedy and sampled candidates decode in the same batch; the cache is
+    preallocated (nothing is concatenated per step) and, on CPU, rows that finished are dropped from the batch;
+    plain LoRA adapters are applied by :class:`~generator.write.multi_lora.FusedLora`, several per batch.
+    Adapter weights are read when adapters are loaded (:meth:`use_adapters`), not at every call.
+    """
+
+    def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int | None = None,
+                 max_new_tokens: int | None = None, model: Any = None, tokenizer: Any = None,
+                 temperature: float = 0.8, top_p: float = 0.92, top_k: int = 50, stop_rules: bool = True,
+                 decode: str | None = None, int8: bool | None = None):
+        settings = get_settings()
+        self.model_name = model_name or settings.generator_model
+        if model is None:
+            model, tokenizer = load_causal_lm(self.model_name, device=device)
+        self.int8 = (settings.cpu_int8 if int8 is None else int8) and next(model.parameters()).device.type == "cpu"
+        if self.int8:
+            model = quantize_int8(model)
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size or settings.batch_size
+        self.max_new_tokens = max_new_tokens or settings.max_new_tokens
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.stop_rules = stop_rules  # False: always max_new_tokens (benchmarks with a fixed generated length)
+        vocab = self.tokenizer.get_vocab()
+        is_nl = torch.zeros(max(len(self.tokenizer), max(vocab.values()) + 1), dtype=torch.bool)
+        for tok_id in vocab.values():
+            if "\n" in self.tokenizer.decode([tok_id]):
+                is_nl[tok_id] = True
+        self._is_newline = is_nl.to(self.device)
+        self._added_start, self._fast_encode = _tokenizer_shortcuts(self.tokenizer)
+        eos = {self.tokenizer.eos_token_id, vocab.get("<|im_end|>"), vocab.get("<end_of_turn>")}
+        self._eos = torch.tensor(sorted(i for i in eos if i is not None), device=self.device)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        # transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version takes
+        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+        # a model whose output layer covers a subset of the vocabulary (the null model) names each column's token id
+        self._column_ids: torch.Tensor | None = getattr(base, "output_token_ids", None)
+        self._prefix_cache: dict[tuple[tuple[int, ...], str | None], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.decode_mode = self._pick_mode(decode or settings.decode)
+        self._runners: dict[tuple[str | None, int, int], _StaticRunner] = {}
+        # decode steps of the preallocated-cache loop, by how they ran: "graph" (a CUDA graph replayed) or "eager";
+        # a benchmark reports them, so a graph capture that failed (and fell back to eager) is seen
+        self.decode_steps: collections.Counter[str] = collections.Counter()
+        self._fused = FusedLora.of(self.model)
+        # suffix tokens per prefill chunk (static decoding): a CPU's caches hold ~2k tokens' activations
+        # (2048 for SmolLM2's 576 wide activations, more for narrower ones)
+        cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else \
+            self.model.config
+        self._prefill_tokens = 2048 * 576 // cfg.hidden_size if self.device.type == "cpu" else 65536
+        self._mask_elements = 1 << 24  # the prefill mask's size, rows x suffix x length, bounds a chunk too
+        self._scratch = _Scratch(self.device)
+        # decode steps between checks of whether every row stopped (each check waits for a GPU)
+        self._stop_check_every = 4 if self.device.type == "cuda" else 1
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.decode_mode == "graph" else None
+
+    def use_adapters(self, names: Sequence[str]) -> None:
+        """Load registered LoRA adapters (unmerged) into this generator's model, once each; requests then name
+        them per row. Each must have been trained on this generator's base model."""
+        from generator.write.adapters import AdapterError, get_adapter, load_adapters
+
+        have = set(getattr(self.model, "peft_config", {}) or {})
+        todo = [n for n in dict.fromkeys(names) if n not in have]
+        if not todo:
+            return
+        for name in todo:
+            base = get_adapter(name).base
+            if base != self.model_name:
+                raise AdapterError(f"adapter {name!r} was trained on {base!r}, but this copy is generated by "
+                                   f"{self.model_name!r}")
+        if self.int8:
+            raise AdapterError("adapters cannot be added to an int8 generator; load them before quantising "
+                               "(PUSHGEN_CPU_INT8=0 to generate in float)")
+        self.model = load_adapters(self.model, todo)
+        self._fused = FusedLora.of(self.model)
+        self._runners.clear()  # captured against the model without these adapters
+
+    def _pick_mode(self, mode: str) -> str:
+        if mode not in ("auto", "dynamic", "static", "graph"):
+            raise ValueError(f"decode must be auto, dynamic, static or graph, not {mode!r}")
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        sliding = bool(getattr(cfg, "sliding_window", None)) and any(
+            t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["sliding"]))
+        # the grouped attention's masks have no window: with sliding layers, only sequences within the window
+        self._window = int(cfg.sliding_window) if sliding else None
+        if mode == "auto":
+            return "dynamic" if sliding else "graph" if self.device.type == "cuda" else "static"
+        if mode != "dynamic" and sliding:
+            raise ValueError(f"decode={mode!r} needs a model without sliding-window attention layers")
+        if mode == "graph" and self.device.type != "cuda":
+            raise ValueError("decode='graph' needs a CUDA device")
+        return mode
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- preparation ---------------------------------------------------------------------------------------
+    def _prepare(self, requests: Sequence[GenerationRequest], indexes: Sequence[int] | None = None) -> list[_Row]:
+        """Tokenise each request as (shared prefix, own suffix), exactly as its whole prompt tokenises, so the model
+        sees the tokens it would without sharing. A prompt that starts with an added token such as ``<|im_start|>``
+        (split out before any other step of tokenising) tokenises the same after its prefix as alone: only the
+        prompt is tokenised, and each distinct prompt once (users of one featured item share it). That is checked
+        against the whole prompt once per prefix and starting token. Other prompts are tokenised whole, and the
+        shared part is the tokens they have in common with their prefix text. Each distinct shared prefix is one
+        object, so sorting and grouping never compare it. ``indexes``: each request's index in the caller's list
+        (default: its position)."""
+        prefixes = list(dict.fromkeys(r.prefix for r in requests if r.prefix))
+        prefix_ids = dict(zip(prefixes, self._encode(prefixes), strict=True))
+        split = self._splits(requests, prefix_ids)
+        texts = [r.prompt if alone else r.prefix + r.prompt for r, alone in zip(requests, split, strict=True)]
+        distinct = list(dict.fromkeys(texts))
+        ids_of = dict(zip(distinct, self._encode(distinct), strict=True))
+        shared: dict[tuple[str, int], tuple[int, tuple[int, ...]]] = {("", 0): (0, ())}
+        rows = []
+        for i, (r, alone, text) in enumerate(zip(requests, split, texts, strict=True)):
+            ids = ids_of[text]
+            if alone:
+                n, pre, own = len(prefix_ids[r.prefix]), prefix_ids[r.prefix], ids
+            else:
+                n = _common_prefix(prefix_ids[r.prefix], ids) if r.prefix else 0
+                pre, own = ids[:n], ids[n:]
+            key = (r.prefix if n else "", n)
+            if key not in shared:
+                shared[key] = (len(shared), tuple(pre))
+            group, prefix = shared[key]
+            rows.append(_Row(i if indexes is None else indexes[i], prefix, own, r.adapter, group))
+        return rows
+
+    def _splits(self, requests: Sequence[GenerationRequest], prefix_ids: dict[str, list[int]]) -> list[bool]:
+        """Per request, whether its prompt may be tokenised without its prefix (see :meth:`_prepare`)."""
+        starts = [self._added_start.match(r.prompt) if r.prefix and self._added_start else None for r in requests]
+        clean: dict[tuple[str, str], bool] = {}
+        for r, m in zip(requests, starts, strict=True):
+            if m is not None and (r.prefix, m[0]) not in clean:
+                whole, alone = self._encode([r.prefix + r.prompt, r.prompt])
+                clean[(r.prefix, m[0])] = whole == prefix_ids[r.prefix] + alone
+        return [m is not None and clean[(r.prefix, m[0])] for r, m in zip(requests, starts, strict=True)]
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of ``texts`` (no special tokens added), in one call: the fast tokenizer's own ``encode_batch``
+        (parallel, and without building transformers' per-text encodings) where it gives the same ids."""
+        if not texts:
+            return []
+        if self._fast_encode:
+            return [e.ids for e in self.tokenizer._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False).input_ids
+
+    def _texts(self, ids: list[list[int]]) -> list[str]:
+        """Token ids to text. A fast tokenizer's own ``decode_batch`` (Rust, GIL released, ~3.5x faster than
+        ``batch_decode``'s per-sequence Python) when it gives the same text: no space clean-up to apply."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
+            return backend.decode_batch(ids, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def _candidates(self, decoded: Decoded, n: int) -> list[list[Draft]]:
+        """The ``n`` candidates of each request of a decoded batch: text, title and body, length, whether cut off."""
+        rows = [Draft(*parse_title_body(text), text, k % n > 0, len(ids), stopped)
+                for k, (text, ids, stopped) in enumerate(zip(self._texts(decoded.ids), decoded.ids, decoded.stopped,
+                                                             strict=True))]
+        return [rows[i:i + n] for i in range(0, len(rows), n)]
+
+    def _batches(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Requests (their indexes) grouped into batches of the same prefix and similar prompt length (little
+        padding), before tokenising: the prompt's length in characters stands for its length in tokens, so each
+        batch can be tokenised while the one before decodes."""
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].adapter or "", requests[i].prefix,
+                                                           len(requests[i].prompt), i))
+        if self.decode_mode == "dynamic" or (self.decode_mode == "static" and self._fused is not None):
+            # rows of one batch may use different adapters (runs of one adapter, as sorted)
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches: list[list[int]] = []  # CUDA graphs (and peft's own LoRA forward): one adapter per batch
+        for _, group in itertools.groupby(order, key=lambda i: requests[i].adapter):
+            group = list(group)
+            batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        return batches
+
+    def _tokenised(self, requests: Sequence[GenerationRequest], indexes: list[int]) -> list[_Row]:
+        """A batch's rows, tokenised, in decoding order: runs of one adapter, then by prefix and suffix length."""
+        rows = self._prepare([requests[i] for i in indexes], indexes)
+        return sorted(rows, key=lambda r: (r.adapter or "", r.group, len(r.suffix), r.index))
+
+    def _forward(self, **kwargs: Any) -> Any:
+        """One forward pass; ``adapters`` names each row's adapter (None: the active scope's, see
+        :meth:`_adapter_scope`). With plain LoRA adapters the fused forward applies them (no peft hooks)."""
+        adapters = kwargs.pop("adapters")
+        kwargs[self._cache_kw] = kwargs.pop("past_key_values")
+        kwargs.update(use_cache=True, logits_to_keep=1)  # only the last position's logits are used
+        if self._fused is not None:
+            with self._fused.rows(adapters) if adapters is not None else contextlib.nullcontext():
+                return self.model.get_base_model()(**kwargs)
+        if adapters is not None and hasattr(self.model, "peft_config"):
+            kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
+        return self.model(**kwargs)
+
+    def _prefix_kv(self, prefix: tuple[int, ...], adapter: str | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The per-layer (keys, values) of a prefix, computed once per (prefix, adapter)."""
+        key = (prefix, adapter)
+        if key not in self._prefix_cache:
+            if len(self._prefix_cache) >= 64:  # bounded: a long-lived worker sees a few templates x adapters
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            ids = torch.tensor([prefix], device=self.device)
+            out = self._forward(input_ids=ids, attention_mask=torch.ones_like(ids), adapters=[adapter],
+                                past_key_values=DynamicCache(config=self.model.config))
+            self._prefix_cache[key] = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return self._prefix_cache[key]
+
+    @contextlib.contextmanager
+    def _adapter_scope(self, adapter: Sequence[str | None] | str | None) -> Iterator[None]:
+        """Make ``adapter`` (None: the base model) the active one for calls without per-row adapter names; with the
+        fused LoRA forward, a list names each row's adapter."""
+        if self._fused is not None:
+            with self._fused.rows(adapter):
+                yield
+            return
+        assert adapter is None or isinstance(adapter, str), "a list of adapters needs the fused LoRA forward"
+        if not hasattr(self.model, "peft_config"):
+            yield
+        elif adapter is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            before = self.model.active_adapter
+            self.model.set_adapter(adapter)
+            try:
+                yield
+            finally:
+                self.model.set_adapter(before)
+
+    # -- decoding ------------------------------------------------------------------------------------------
+    def _pick(self, logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Next tokens: argmax for greedy rows; temperature/top-k/top-p sampling for the others."""
+        nxt = pick_tokens(logits, sampled, gen, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                          skip_confident=self.device.type != "cuda")
+        return nxt if self._column_ids is None else self._column_ids[nxt]
+
+    def _batch_prefix_kv(self, batch: list[_Row], p_max: int) -> _PrefixKV | None:
+        """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
+        gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row."""
+        if not p_max or not any(r.prefix for r in batch):
+            return None
+        keys = [(r.group, r.adapter) for r in batch]
+        where: dict[tuple[int, str | None], int] = {}
+        distinct = []
+        for r, k in zip(batch, keys, strict=True):
+            if k not in where:
+                where[k] = len(distinct)
+                distinct.append((r.prefix, r.adapter))
+        index = torch.tensor([where[k] for k in keys], device=self.device)
+        per: list[Any] = [self._prefix_kv(*k) if k[0] else None for k in distinct]
+        like = next(kv for kv in per if kv is not None)
+        per = [kv if kv is not None else [(k[:, :, :0], v[:, :, :0]) for k, v in like] for kv in per]  # no prefix
+        layers = []
+        for li in range(len(per[0])):
+            ks = torch.cat([torch.nn.functional.pad(kv[li][0], (0, 0, p_max - kv[li][0].shape[2], 0)) for kv in per])
+            vs = torch.cat([torch.nn.functional.pad(kv[li][1], (0, 0, p_max - kv[li][1].shape[2], 0)) for kv in per])
+            layers.append((ks, vs))
+        return _PrefixKV(layers, index)
+
+    def _inputs(self, batch: list[_Row], p_max: int, s_max: int) -> tuple[torch.Tensor, ...]:
+        """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions, built with
+        array operations over all the rows' tokens at once."""
+        plen = np.fromiter((len(r.prefix) for r in batch), dtype=np.int64, count=len(batch))
+        slen = np.fromiter((len(r.suffix) for r in batch), dtype=np.int64, count=len(batch))
+        mask = np.concatenate([np.arange(p_max) >= (p_max - plen)[:, None],
+                               np.arange(s_max) >= (s_max - slen)[:, None]], axis=1).astype(np.int64)
+        flat = np.fromiter(itertools.chain.from_iterable(r.suffix for r in batch), dtype=np.int64,
+                           count=int(slen.sum()))
+        row = np.repeat(np.arange(len(batch)), slen)
+        nth = np.arange(len(flat)) - np.repeat(np.cumsum(slen) - slen, slen)  # index of a token within its suffix
+        col = np.repeat(s_max - slen, slen) + nth
+        ids = np.full((len(batch), s_max), self.tokenizer.pad_token_id, dtype=np.int64)
+        pos = np.zeros((len(batch), s_max), dtype=np.int64)
+        ids[row, col] = flat
+        pos[row, col] = np.repeat(plen, slen) + nth
+        return tuple(torch.from_numpy(t).to(self.device) for t in (ids, mask, pos))
+
+    @staticmethod
+    def _collect(tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor) -> Decoded:
+        """Device buffers of the decoded tokens to per-row lists. A row's kept tokens are a prefix of its row
+        (nothing is kept after its stop, nor the end-of-turn token), so each row is its first ``kept.sum()``
+        tokens: one transfer of the needed columns and one list slice per row, no per-token Python."""
+        lengths = kept.sum(dim=1)
+        width = int(lengths.max()) if len(lengths) else 0
+        ids, lengths = tokens[:, :width].cpu().tolist(), lengths.cpu().tolist()
+        return Decoded([row[:k] for row, k in zip(ids, lengths, strict=True)], stopped.cpu().tolist())
+
+    @torch.inference_mode()
+    def _decode(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+        """Decode ``n`` candidates per row (candidate 0 greedy): row ``i * n + j`` of the result is candidate ``j`` of
+        request ``i``."""
+        if self.decode_mode == "dynamic":
+            return self._decode_dynamic(batch, n, seed, limit)
+        return self._decode_static(batch, n, seed, limit)
+
+    def _additive(self, keep: torch.Tensor) -> torch.Tensor:
+        """The 4-D additive mask ``[rows, 1, queries, keys]`` the grouped attention takes, from a boolean one."""
+        dtype = next(self.model.parameters()).dtype
+        zero = torch.zeros((), dtype=dtype, device=keep.device)
+        return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
+
+    def _prefill_mask(self, bias: torch.Tensor, first: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The additive mask of a prefill of ``s`` tokens written from slot ``first`` on: query i sees the
+        positions the additive ``bias`` (``[rows, keys]``) keeps, up to and including its own (``first + i``).
+        One elementwise minimum over rows x queries x keys (both masks hold 0 or the dtype's minimum), written into
+        a reused buffer of ``out`` when given."""
+        dev = bias.device
+        causal = torch.arange(bias.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
+        dest = out.get("prefill_mask", (bias.shape[0], s, bias.shape[1]), bias.dtype) if out is not None else None
+        return torch.minimum(bias[:, None, :], self._additive(causal)[:, 0][None], out=dest)[:, None]
+
+    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+        """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
+        grouped one (K/V heads read once per group), with explicit 4-D masks."""
+        dev = self.device
+        b = len(batch)
+        p_max = max(len(r.prefix) for r in batch)
+        s_max = max(len(r.suffix) for r in batch)
+        adapters = [r.adapter for r in batch]
+        prefix = self._batch_prefix_kv(batch, p_max)
+        cache = (DynamicCache(ddp_cache_data=[prefix.layer(li) for li in range(len(prefix.layers))],
+                              config=self.model.config) if prefix is not None
+                 else DynamicCache(config=self.model.config))
+        ids, mask, pos = self._inputs(batch, p_max, s_max)
+        grouped = self._window is None or p_max + s_max + limit <= self._window
+        def attention() -> contextlib.AbstractContextManager[None]:
+            return _attention(self.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
+
+        with attention():
+            out = self._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
+                                attention_mask=self._prefill_mask(self._additive(mask.bool())[:, 0], p_max, s_max)
+                                if grouped
+                                else mask)
+        logits = out.logits[:, -1, :]
+        next_pos = pos[:, -1] + 1
+        if n > 1:  # the suffix was prefilled once per row; its candidates share that cache
+            cache.batch_repeat_interleave(n)
+            logits, mask, next_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, next_pos))
+            adapters = [a for a in adapters for _ in range(n)]
+        rows = b * n
+        sampled = (torch.arange(rows, device=dev) % n) != 0
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        active = torch.arange(rows, device=dev)  # original row of each live batch position
+        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
+        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
+        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
+        newlines = torch.zeros(rows, dtype=torch.long, device=dev)
+        for step in range(limit):
+            nxt = self._pick(logits, sampled[active], gen)
+            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
+            newlines[active] += self._is_newline[nxt].long()
+            done = is_eos | (newlines[active] >= 2) if self.stop_rules else is_eos
+            tokens[active, step] = nxt
+            kept[active, step] = ~is_eos
+            stopped[active] |= done
+            keep = ~done
+            if step == limit - 1 or not bool(keep.any()):
+                break
+            if not bool(keep.all()):  # drop finished rows: no more work on them
+                sel = keep.nonzero().squeeze(-1)
+                cache.batch_select_indices(sel)
+                active, nxt, mask, next_pos = active[sel], nxt[sel], mask[sel], next_pos[sel]
+                adapters = [adapters[k] for k in sel.tolist()]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
+            with attention():
+                out = self._forward(input_ids=nxt[:, None], position_ids=next_pos[:, None], past_key_values=cache,
+                                    adapters=adapters,
+                                    attention_mask=self._additive(mask.bool()[:, None, :]) if grouped else mask)
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        return self._collect(tokens, kept, stopped)
+
+    def _runner(self, adapter: str | None, capacity: int, length: int) -> _StaticRunner:
+        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels).
+        Without graphs, a runner of as many rows or more and up to one length step longer serves too (new buffers
+        of thousands of rows cost page faults; the longer one's extra positions are masked)."""
+        graph = self.decode_mode == "graph"
+        key = (adapter if graph else None, capacity, length)
+        if not graph and key not in self._runners:
+            key = next((k for k in self._runners if k[1] >= capacity and length <= k[2] <= length + 64), key)
+        if key not in self._runners:
+            if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
+                self._runners.pop(next(iter(self._runners)))
+            self._runners[key] = _StaticRunner(self, capacity, length, graph=graph)
+        return self._runners[key]
+
+    def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+        """A preallocated cache: each request's suffix is prefilled once, its rows are repeated for the candidates,
+        then one token per row and step. With CUDA graphs every step replays one graph over a bucketed number of
+        rows of one adapter, until all rows have stopped; without, the rows of a batch may carry different
+        adapters and finished rows are dropped (copied out of the cache) once that saves more than it costs."""
+        dev = self.device
+        graph = self.decode_mode == "graph"
+        b = len(batch)
+        p_max = max(len(r.prefix) for r in batch)
+        s_max = max(len(r.suffix) for r in batch)
+        real = b * n
+        capacity = max(8, 1 << (real - 1).bit_length())  # few distinct shapes: few graphs, few cache allocations
+        rows = capacity if graph else real
+        length = -(-(p_max + s_max + limit) // 64) * 64
+        runner = self._runner(batch[0].adapter, capacity, length)
+        per_row = not graph and self._fused is not None  # rows of several adapters (runs of one, as sorted)
+        names = [r.adapter for r in batch]
+        runner.use(b, RunPlan(names) if per_row else batch[0].adapter)
+        # prefilled in chunks of similar length (the batch is sorted by length): less padding, activations that
+        # stay in the CPU's caches, and a prefill mask (rows x suffix x length) of bounded size
+        chunk = max(1, min(self._prefill_tokens // s_max, self._mask_elements // (s_max * length)))
+        for c in range(0, b, chunk):
+            part = batch[c:c + chunk]
+            ids, mask, pos = self._inputs(part, p_max, max(len(r.suffix) for r in part))
+            runner.prefill(slice(c, c + len(part)), RunPlan(names[c:c + chunk]) if per_row else batch[0].adapter,
+                           self._batch_prefix_kv(part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
+        runner.cache.pos.fill_(p_max + s_max)
+        logits = runner.logits[:b]
+        # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
+        if rows != b:
+            src = torch.arange(rows, device=dev) // n
+            src[real:] = 0
+            runner.gather(src, [i // n for i in range(real)] + [0] * (rows - real))
+            logits = runner.logits[:rows]
+        sampled = torch.arange(rows, device=dev) % n != 0
+        sampled_rows = torch.arange(rows, device=dev).view(-1, n)[:, 1:].reshape(-1) if rows % n == 0 else \
+            sampled.nonzero().squeeze(-1)  # made once per batch, on the device: the steps never wait for it
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
+        tokens, kept, newlines, stopped = (self._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
+            ("tokens", (rows, limit), torch.long), ("kept", (rows, limit), torch.bool),
+            ("newlines", (rows,), torch.long), ("stopped", (rows,), torch.bool)))
+        live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
+        for step in range(limit):
+            nxt = self._pick(logits, sampled_rows, gen)
+            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
+            newlines[live] += self._is_newline[nxt]
+            tokens[live, step] = nxt
+            kept[live, step] = ~is_eos & ~stopped[live]
+            stopped[live] |= is_eos | (newlines[live] >= 2) if self.stop_rules else is_eos
+            if step == limit - 1:
+                break
+            # whether every row has stopped is a wait for the device: asked every few steps on a GPU (rows that
+            # stopped keep decoding in between, their tokens not kept), every step where it costs nothing
+            if (step + 1) % self._stop_check_every == 0 and bool(stopped[:real].all()):
+                break
+            if not graph:  # drop finished rows when the row-steps saved outweigh one copy of the cache
+                going = ~stopped[live]
+                dead = runner.n - int(going.sum())
+                if dead and dead * (limit - step - 1) >= runner.n:
+                    keep = going.nonzero().squeeze(-1)
+                    runner.gather(keep)
+                    live = (torch.arange(rows, device=dev) if isinstance(live, slice) else live)[keep]
+                    nxt = nxt[keep]
+                    sampled_rows = sampled[live].nonzero().squeeze(-1)
+            logits = runner.step(nxt)
+        return self._collect(tokens[:real], kept[:real], stopped[:real])
+
+    def generate(self, requests: Sequence[GenerationRequest], *, n_candidates: int = 1, seed: int | None = None,
+                 progress: Any = None, max_new_tokens: int | None = None) -> list[list[Draft]]:
+        """Candidates for every request, in request order (candidate 0 greedy, the rest sampled).
+        ``progress(n_done)`` is called after each batch; ``max_new_tokens`` overrides the generator's cap."""
+        seed = get_settings().seed if seed is None else seed
+        limit = max_new_tokens or self.max_new_tokens
+        with gc_paused():
+            return self._generate(requests, n_candidates, seed, progress, limit)
+
+    def _generate(self, requests: Sequence[GenerationRequest], n_candidates: int, seed: int, progress: Any,
+                  limit: int) -> list[list[Draft]]:
+        out: list[list[Draft]] = [[] for _ in requests]
+        t0, n_tokens = time.perf_counter(), 0
+
+        def finish(batch: list[_Row], decoded: Decoded, candidates: Future[list[list[Draft]]]) -> int:
+            for row, cands in zip(batch, candidates.result(), strict=True):
+                out[row.index] = cands
+            if progress is not None:
+                progress(len(batch))
+            return sum(map(len, decoded.ids))
+
+        # host work in two worker threads while a batch decodes: the next batch is tokenised, the last one's token
+        # ids become text and candidates (the fast tokenizer releases the GIL, and so do the tensor operations of
+        # the batch decoding); the candidates are handed over once the next batch has been launched
+        plan = self._batches(requests)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgen-host") as host:
+            previous = None
+            ahead = host.submit(self._tokenised, requests, plan[0]) if plan else None
+            for b in range(len(plan)):
+                batch = ahead.result()
+                if b + 1 < len(plan):
+                    ahead = host.submit(self._tokenised, requests, plan[b + 1])
+                decoded = self._decode(batch, n_candidates, seed + b, limit)
+                texts = host.submit(self._candidates, decoded, n_candidates)
+                if previous is not None:
+                    n_tokens += finish(*previous)
+                previous = (batch, decoded, texts)
+            if previous is not None:
+                n_tokens += finish(*previous)
+        dt = time.perf_counter() - t0
+        log.info("generated %d candidates for %d prompts in %.1f s (%.0f new tokens/s)",
+                 sum(len(c) for c in out), len(requests), dt, n_tokens / max(dt, 1e-9))
+        return out
