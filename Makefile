@@ -27,6 +27,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check generator workers scripts tests
+	$(BIN)/lint-imports  # the layers and import rules in pyproject.toml
 
 clean:
 	rm -rf $(VENV) out

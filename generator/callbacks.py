@@ -27,7 +27,6 @@ import logging
 import random
 import secrets
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from generator.core.errors import PushgenError
-from generator.store import ApiToken, Base, Job, Store, utcnow
+from generator.db.tables import CallbackSecret, JobCallback
+from generator.store import ApiToken, Job, Store, utcnow
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled")
@@ -50,32 +49,8 @@ class CallbackError(PushgenError):
     """A callback cannot be registered, or a received callback fails verification."""
 
 
-# -- tables (migration 0006_campaign_features) ----------------------------------------------------------------
-class CallbackSecret(Base):
-    """The signing secret of one API token's callbacks (kept in clear: the server must sign with it)."""
-
-    __tablename__ = "callback_secrets"
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class JobCallback(Base):
-    """A job's completion event in the outbox: ``waiting`` (the job runs), ``pending`` (to send, from
-    ``next_attempt_at``), ``delivered`` or ``failed`` (every attempt spent)."""
-
-    __tablename__ = "job_callbacks"
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
-    url: Mapped[str] = mapped_column(Text)
-    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(16), default="waiting", index=True)
-    body: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[datetime | None]
 
 
 @dataclass(frozen=True)

@@ -21,88 +21,39 @@ What an erasure leaves behind holds nothing that leads back to the person:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Text, cast, delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Text, cast, delete, select
+from sqlalchemy.orm import Session
 
-from generator.store import AppSecret, Base, DeviceToken, Erasure, Job, JobChunk, Message, utcnow
+from generator.db.suppression import ERASED, PLACEHOLDER, installation_key, keyed
+from generator.db.tables import Suppression
+from generator.store import DeviceToken, Erasure, Job, JobChunk, Message
 
 if TYPE_CHECKING:
     from generator.store import Store
 
 log = logging.getLogger(__name__)
-ERASED = "erased:"
-PLACEHOLDER = "[erased]"
-KEY_NAME = "user_ref_key"
 
 
-class Suppression(Base):
-    """An erased user, by keyed hash only: never in an audience again until restored (migration 0006)."""
-
-    __tablename__ = "suppressions"
-    user_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
-    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- keyed references ---------------------------------------------------------------------------------------
 
-def installation_key(store: Store) -> bytes:
-    """The random key of this installation (created on first use, shared by every process on the database)."""
-    cached = getattr(store, "_user_ref_key", None)
-    if cached is None:
-        for _ in range(2):
-            with store.session() as s:
-                row = s.get(AppSecret, KEY_NAME)
-                if row is not None:
-                    cached = row.value.encode()
-                    break
-            try:
-                with store.session() as s:
-                    s.add(AppSecret(name=KEY_NAME, value=secrets.token_hex(32)))
-            except IntegrityError:  # another process created it first: read theirs
-                continue
-        store._user_ref_key = cached  # type: ignore[attr-defined]
-    return cached if cached is not None else installation_key(store)
 
 
-def keyed(key: bytes, text: str) -> str:
-    """HMAC-SHA256 of the SHA-256 of ``text``: a reference nobody without ``key`` can recompute. (Over the
-    SHA-256, so the plain hashes older records kept can be re-keyed by the migration without the ids.)"""
-    return hmac.new(key, hashlib.sha256(text.encode()).hexdigest().encode(), hashlib.sha256).hexdigest()
 
 
-def user_ref(store: Store, user_id: str) -> str:
-    return keyed(installation_key(store), user_id)
 
 
 # --- the suppression list -----------------------------------------------------------------------------------
 
-def suppressed(store: Store, user_ids: Iterable[str]) -> set[str]:
-    """Those of ``user_ids`` that were erased and not restored."""
-    key = installation_key(store)
-    refs = {keyed(key, u): u for u in user_ids}
-    found: set[str] = set()
-    with store.session() as s:
-        batch = list(refs)
-        for i in range(0, len(batch), 500):
-            found.update(s.scalars(select(Suppression.user_ref).where(Suppression.user_ref.in_(batch[i:i + 500]))))
-    return {refs[r] for r in found}
 
 
-def restore_user(store: Store, user_id: str) -> bool:
-    """Lift a user's suppression (they signed up again and were imported anew); True if they were suppressed."""
-    with store.session() as s:
-        return bool(s.execute(delete(Suppression).where(Suppression.user_ref == user_ref(store, user_id))).rowcount)
 
 
 # --- the erasure --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from sqlalchemy import select
 
 from generator.core.data import PastPush, load_table, write_table
 from generator.core.errors import PushgenError
+from generator.db import tables
 from generator.experiments import ab as ex
 from generator.store import Job, Message, Store, utcnow
 
@@ -75,14 +76,15 @@ def gather_outcomes(store: Store, block: int = 20) -> list[dict[str, Any]]:
     """Every sent push with its outcomes, as past-push rows (see the module doc)."""
     rows: list[dict[str, Any]] = []
     with store.session() as s:
-        exps = list(s.scalars(select(ex.Experiment)))
+        exps = list(s.scalars(select(tables.Experiment)))
         for exp in exps:
-            sent = list(s.scalars(select(ex.Send).where(ex.Send.experiment_id == exp.id, ex.Send.status == "sent")))
+            sent = list(s.scalars(select(tables.Send).where(tables.Send.experiment_id == exp.id,
+                                                            tables.Send.status == "sent")))
             if not sent:
                 continue
             events: dict[int, Counter[str]] = {}
             revenue: dict[int, float] = {}
-            for e in s.scalars(select(ex.OutcomeEvent).where(ex.OutcomeEvent.experiment_id == exp.id)):
+            for e in s.scalars(select(tables.OutcomeEvent).where(tables.OutcomeEvent.experiment_id == exp.id)):
                 events.setdefault(e.send_id, Counter())[e.type] += 1
                 revenue[e.send_id] = revenue.get(e.send_id, 0.0) + (e.revenue or 0.0)
             job = s.get(Job, exp.job_id) if exp.job_id else None
@@ -135,12 +137,12 @@ def next_adapter_name(base: str) -> str:
     return f"{base}-v{max(versions, default=0) + 1}"
 
 
-def run_loop(store: Store, cfg: LoopConfig | None = None) -> ex.LoopRun:
+def run_loop(store: Store, cfg: LoopConfig | None = None) -> tables.LoopRun:
     """One pass of the loop; returns its record."""
     cfg = cfg or LoopConfig()
     report = cfg.report
     with store.session() as s:
-        run = ex.LoopRun(status="running", counts={})
+        run = tables.LoopRun(status="running", counts={})
         s.add(run)
     counts: dict[str, Any] = {}
     try:
@@ -173,11 +175,11 @@ def run_loop(store: Store, cfg: LoopConfig | None = None) -> ex.LoopRun:
         status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         log.exception("learning loop failed")
     with store.session() as s:
-        row = s.get(ex.LoopRun, run.id)
+        row = s.get(tables.LoopRun, run.id)
         row.status, row.counts, row.finished_at = status, counts, utcnow()
         row.adapter, row.ctr_model, row.error = run.adapter, run.ctr_model, run.error
     with store.session() as s:
-        return s.get(ex.LoopRun, run.id)
+        return s.get(tables.LoopRun, run.id)
 
 
 def _refresh_ctr(out: Path, outcomes: list[dict[str, Any]], cfg: LoopConfig, counts: dict[str, Any]) -> str | None:
@@ -242,6 +244,6 @@ def _items_file(store: Store) -> Path | None:
     return find_table(folder or get_settings().shop_dir, "items")
 
 
-def loop_runs(store: Store) -> list[ex.LoopRun]:
+def loop_runs(store: Store) -> list[tables.LoopRun]:
     with store.session() as s:
-        return list(s.scalars(select(ex.LoopRun).order_by(ex.LoopRun.id.desc())))
+        return list(s.scalars(select(tables.LoopRun).order_by(tables.LoopRun.id.desc())))

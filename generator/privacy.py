@@ -10,6 +10,7 @@ from typing import Any
 
 from generator.core.config import get_settings
 from generator.core.data import erase_user_rows
+from generator.erasure import erase
 from generator.store import Store
 
 
@@ -27,6 +28,6 @@ def erase_user(store: Store, user_id: str, *, requested_by: str, shop_dir: Path 
     shop_dir = shop_dir or configured_shop_dir()
     kinds = ("events", "reviews", "users")  # the users row too: re-importing the user lifts nothing (suppressed)
     counts = erase_user_rows(shop_dir, user_id, kinds) if shop_dir is not None else dict.fromkeys(kinds, 0)
-    record = store.erase_user(user_id, requested_by=requested_by, counts=counts)
+    record = erase(store, user_id, requested_by=requested_by, counts=counts)
     return {"erasure_id": record.id, "erased_at": record.created_at.isoformat(), "requested_by": record.requested_by,
             **{f"{kind}_erased": n for kind, n in record.counts.items()}}

@@ -126,7 +126,7 @@ class ApiToken(Base):
 
 class Erasure(Base):
     """A record that a user's personal data was erased: when, by whom, how many rows of each kind. The user is
-    kept only as a keyed hash of their id (:func:`generator.erasure.user_ref`), so the record holds no personal
+    kept only as a keyed hash of their id (:func:`generator.db.suppression.user_ref`), so the record holds no personal
     data and nobody without this database's key can test an id against it."""
 
     __tablename__ = "erasures"
@@ -473,16 +473,9 @@ class Store:
             row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hashlib.sha256(token.encode()).hexdigest()))
             return row.role if row else None
 
-    def erase_user(self, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
-        """Erase a user's personal data from the database and record the erasure with ``counts`` (rows erased
-        elsewhere, e.g. the shop's files) added; see :mod:`generator.erasure`."""
-        from generator.erasure import erase
-
-        return erase(self, user_id, requested_by=requested_by, counts=counts)
-
     def suppressed_users(self, user_ids: Iterable[str]) -> set[str]:
         """Those of ``user_ids`` that were erased (the suppression list): never messaged again until restored."""
-        from generator.erasure import suppressed
+        from generator.db.suppression import suppressed
 
         return suppressed(self, user_ids)
 
@@ -504,7 +497,7 @@ class Store:
 
     def erasures(self, user_id: str | None = None) -> list[Erasure]:
         """Erasure records, newest first (those of ``user_id`` only, matched by its keyed hash)."""
-        from generator.erasure import user_ref
+        from generator.db.suppression import user_ref
 
         with self.session() as s:
             q = select(Erasure).order_by(Erasure.created_at.desc(), Erasure.id.desc())
@@ -545,9 +538,5 @@ class Store:
                     s.add(ItemEmbedding(model=model, content_hash=h, dim=int(v32.shape[-1]), vector=v32.tobytes()))
 
 
-# Tables declared beside their own module, imported here so that Base.metadata (and Alembic) sees every table.
-from generator import callbacks as _callbacks  # noqa: E402,F401  (job completion callbacks)
-from generator import erasure as _erasure  # noqa: E402,F401  (the suppression list)
-from generator.experiments import ab as _experiments  # noqa: E402,F401  (sends, outcome events, ...)
-from generator.experiments import holdout as _holdout  # noqa: E402,F401  (global control groups)
-from generator.experiments import sendtime as _sendtime  # noqa: E402,F401  (per-user send times)
+# The other tables, imported here so that Base.metadata (and Alembic) sees every table.
+from generator.db import tables as _tables  # noqa: E402,F401

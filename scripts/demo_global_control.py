@@ -23,12 +23,13 @@ from sqlalchemy import update
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from generator.core.config import DEFAULT_BRAND  # noqa: E402
 from generator.experiments import ab as ex  # noqa: E402
 from generator.experiments import holdout  # noqa: E402
 from generator.store import Message, Store  # noqa: E402
 from workers.senders import DryRunSender  # noqa: E402
 
-BRAND = ex._DEFAULT_BRAND
+BRAND = DEFAULT_BRAND
 
 
 def campaign_job(store: Store, users: list[str], week: int) -> str:

@@ -109,11 +109,12 @@ def test_each_row_of_a_mixed_batch_matches_its_adapter_alone(two_adapters: tuple
     import torch
 
     from generator.core.data import Item
-    from generator.write.adapters import load_generator
-    from generator.write.generate import GenerationRequest
+    from generator.write.adapters import get_adapter
+    from generator.write.generate import GenerationRequest, Generator
     from generator.write.prompts import default_library, item_facts, prompt_parts
 
-    gen = load_generator(list(two_adapters), batch_size=8, max_new_tokens=12)
+    gen = Generator(get_adapter(two_adapters[0]).base, batch_size=8, max_new_tokens=12)
+    gen.use_adapters(list(two_adapters))
     from peft.tuners.lora import LoraLayer
 
     lora_layers = [m for m in gen.model.modules() if isinstance(m, LoraLayer)]

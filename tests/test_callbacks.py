@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from generator import callbacks, jobs
-from generator.callbacks import CallbackError, CallbackPolicy, JobCallback
+from generator.callbacks import CallbackError, CallbackPolicy
 from generator.campaign.spec import Audience, Campaign
+from generator.db.tables import JobCallback
 from generator.store import Job, Store, utcnow
 
 LATER = "2099-01-01T00:00:00Z"

@@ -17,6 +17,7 @@ from generator.campaign.spec import Audience, Campaign
 from generator.core.config import REPO_ROOT, get_settings
 from generator.core.data import load_shop
 from generator.core.errors import PushgenError
+from generator.db import suppression
 from generator.experiments import ab as ex
 from generator.store import Base, Message, Store
 from workers.senders.dryrun import DryRunSender
@@ -150,7 +151,7 @@ def _erased_stays_erased(store: Store, ids: dict[str, str]) -> None:
 
 def test_an_erased_user_is_never_targeted_again_until_restored(shop: Path) -> None:
     store = Store()
-    store.erase_user(USER, requested_by="dpo")  # the database only: the shop's files still list the user
+    erasure.erase(store, USER, requested_by="dpo")  # the database only: the shop's files still list the user
     shop_rows = load_shop(shop)
     everyone = jobs.JobRequest(campaign=Campaign(type="price_drop"))
     job, _ = jobs.create_job(store, everyone, shop=shop_rows)
@@ -163,7 +164,7 @@ def test_an_erased_user_is_never_targeted_again_until_restored(shop: Path) -> No
     with pytest.raises(PushgenError, match="erased"):
         jobs.create_job(store, named, shop=shop_rows)
     assert store.save_messages(job.id, _records(USER, True)) == 0  # a chunk that was running meanwhile writes nothing
-    assert erasure.restore_user(store, USER) and not erasure.restore_user(store, USER)
+    assert suppression.restore_user(store, USER) and not suppression.restore_user(store, USER)
     job, _ = jobs.create_job(store, named, shop=shop_rows)
     assert job.total == 2
 
@@ -172,7 +173,7 @@ def test_a_chunk_left_empty_by_an_erasure_generates_nothing(shop: Path) -> None:
     store = Store()
     request = jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(user_ids=[USER])))
     job, _ = jobs.create_job(store, request, shop=load_shop(shop))
-    store.erase_user(USER, requested_by="dpo")
+    erasure.erase(store, USER, requested_by="dpo")
 
     class Boom:
         def run(self, *a, **k):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from generator import erasure
 from generator.experiments import ab as ex
 from generator.store import Message, Store
 from tests.experiment_fixtures import seed_ab_job
@@ -311,7 +312,7 @@ def test_erasing_a_user_unlinks_their_assignment_and_send_but_keeps_the_counts(s
     ex.assign(store, exp.id, users)
     ex.send(store, exp.id, DryRunSender(platform="fcm"), timezones={}, now=NOON_UTC)
     before = ex.arm_counts(store, exp.id)
-    record = store.erase_user("u6", requested_by="admin")
+    record = erasure.erase(store, "u6", requested_by="admin")
     assert record.counts["experiment_rows"] == 2 and record.counts["device_tokens"] == 1
     assert "u6" not in {a.user_id for a in ex.assignments(store, exp.id)} | {s.user_id for s in ex.sends(store, exp.id)}
     assert ex.arm_counts(store, exp.id) == before

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from generator.campaign.spec import Campaign
+from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
 from generator.experiments import ab as ex
@@ -18,7 +19,7 @@ from generator.store import Job, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
 
-BRAND = ex._DEFAULT_BRAND
+BRAND = DEFAULT_BRAND
 USERS = [f"U{i:05d}" for i in range(3000)]
 
 

@@ -10,9 +10,6 @@ import torch
 
 from generator.core.errors import DataError
 from generator.rank.evaluate import (
-    PopularityRanker,
-    TextRanker,
-    TransitionKNN,
     evaluate_ranker,
     leave_last_out,
     load_sequences,
@@ -22,6 +19,7 @@ from generator.rank.evaluate import (
     recall_at_k,
     target_ranks,
 )
+from generator.rank.signals import PopularityRanker, TextRanker, TransitionKNN
 
 RANKS = np.array([0, 1, 9, 10, 49, 100])
 

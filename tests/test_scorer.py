@@ -12,15 +12,8 @@ import pytest
 import torch
 
 from generator.core.data import Event, Item, Review, Shop, User
-from generator.rank.scorer import (
-    RankRules,
-    Scorer,
-    ScorerConfig,
-    ScorerError,
-    content_hash,
-    mmr,
-    topk_deterministic,
-)
+from generator.core.errors import ScorerError
+from generator.rank.scorer import RankRules, Scorer, ScorerConfig, content_hash, mmr, topk_deterministic
 
 
 class FakeEncoder:

@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from generator.core.config import get_settings
-from generator.rank.finetune import (
-    CrossEncoderReranker,
-    FinetuneConfig,
-    RerankConfig,
-    mine_hard_negatives,
-    transition_pairs,
-)
+from generator.rank.finetune import FinetuneConfig, mine_hard_negatives, transition_pairs
+from generator.rank.rerank import CrossEncoderReranker, RerankConfig
 from tests.test_scorer_train import write_data
 
 
@@ -68,9 +63,10 @@ def scorers(tmp_path, monkeypatch):
 
 
 def test_a_finetuned_encoder_and_reranker_are_saved_loaded_and_used(scorers, tmp_path, tiny_encoder) -> None:
+    from generator.rank.collab import SeqConfig
     from generator.rank.evaluate import encode_catalog, load_sequences
     from generator.rank.scorer import Scorer
-    from generator.rank.train import SeqConfig, TrainOptions, train_scorer
+    from generator.rank.train import TrainOptions, train_scorer
 
     items, events = write_data(tmp_path / "data")
     opt = TrainOptions(encoder=str(tiny_encoder), max_epochs=2, progress=False,

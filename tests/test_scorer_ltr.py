@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from generator.rank.evaluate import zscore
-from generator.rank.ltr import FEATURES, LtrConfig, LtrContext, LtrReranker, features, train_ltr
+from generator.rank.collab import SIGNALS
+from generator.rank.ltr import train_ltr
+from generator.rank.rerank import FEATURES, LtrConfig, LtrContext, LtrReranker, features
 from generator.rank.scorer import Scorer
-from generator.rank.train import SIGNALS, train_scorer
+from generator.rank.signals import zscore
+from generator.rank.train import train_scorer
 from tests.test_scorer_train import FAST, env, write_data  # noqa: F401  (env is a fixture)
 
 USERS, ITEMS = 600, 60

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from generator.core.config import get_settings
 from generator.core.data import Event, Shop, User
+from generator.rank.collab import SeqConfig
 from generator.rank.scorer import RankRules, Scorer
-from generator.rank.train import SeqConfig, TrainOptions, train_scorer
+from generator.rank.train import TrainOptions, train_scorer
 from tests.test_scorer import FakeEncoder, item
 
 WORDS = ["drill", "glove", "tape"]

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from generator import erasure
 from generator.core.errors import PushgenError
+from generator.db import tables
 from generator.experiments import ab as ex
+from generator.experiments import schedule
 from generator.experiments import sendtime as st
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
@@ -56,7 +59,7 @@ def test_the_random_hour_arm_is_a_stable_share_independent_of_the_variant_arm() 
 def _stamp(store: Store, experiment_id: str, at: datetime) -> None:
     """Date an experiment's sends at ``at`` (send() stamps the wall clock; the frequency cap reads it)."""
     with store.session() as s:
-        s.execute(update(ex.Send).where(ex.Send.experiment_id == experiment_id).values(sent_at=at))
+        s.execute(update(tables.Send).where(tables.Send.experiment_id == experiment_id).values(sent_at=at))
 
 
 def _opens(store: Store, users: list[str], hour_utc: int, days: int, start: datetime) -> None:
@@ -83,11 +86,11 @@ def test_sends_wait_for_each_users_hour_and_keep_quiet_hours_and_caps() -> None:
     ex.assign(store, exp.id, users)
     zones = {u: "Europe/Berlin" for u in users}
     now = datetime(2026, 5, 10, 5, 0, tzinfo=UTC)  # 07:00 in Berlin
-    counts = st.plan(store, exp.id, st.SendTimeConfig(window_start=8, window_end=22, control_share=0.0,
+    counts = schedule.plan(store, exp.id, st.SendTimeConfig(window_start=8, window_end=22, control_share=0.0,
                                                       fallback_hour=10), now=now, timezones=zones)
     assert counts == {"optimised/history": 4, "optimised/fallback": 4}
     with store.session() as s:
-        rows = {r.user_id: r for r in s.query(st.SendTime).filter_by(experiment_id=exp.id)}
+        rows = {r.user_id: r for r in s.query(tables.SendTime).filter_by(experiment_id=exp.id)}
     assert {u: rows[u].local_hour for u in users} == {**{u: 19 for u in users[:4]}, **{u: 10 for u in users[4:]}}
     assert rows["U1"].scheduled_for.astimezone(ZoneInfo("Europe/Berlin")).hour == 19
     dry = DryRunSender(platform="fcm")
@@ -112,12 +115,12 @@ def test_a_missed_hour_moves_to_the_next_day() -> None:
     exp = ex.create_experiment(store, job, holdout=0, rules=ex.SendRules(quiet_start=22, quiet_end=7))
     ex.assign(store, exp.id, ["U1"])
     now = datetime(2026, 5, 10, 7, 0, tzinfo=UTC)
-    st.plan(store, exp.id, st.SendTimeConfig(fallback_hour=12, control_share=0.0), now=now, timezones={})
+    schedule.plan(store, exp.id, st.SendTimeConfig(fallback_hour=12, control_share=0.0), now=now, timezones={})
     dry = DryRunSender(platform="fcm")
     late = datetime(2026, 5, 10, 15, 30, tzinfo=UTC)  # 3.5 h after noon: the send run was down
     assert ex.send(store, exp.id, dry, now=late, timezones={}) == {"scheduled": 1}
     with store.session() as s:
-        assert s.get(st.SendTime, (exp.id, "U1")).scheduled_for.replace(tzinfo=UTC) == datetime(2026, 5, 11, 12,
+        assert s.get(tables.SendTime, (exp.id, "U1")).scheduled_for.replace(tzinfo=UTC) == datetime(2026, 5, 11, 12,
                                                                                                tzinfo=UTC)
     assert ex.send(store, exp.id, dry, now=datetime(2026, 5, 11, 12, 20, tzinfo=UTC), timezones={}) == {"sent": 1}
 
@@ -130,15 +133,15 @@ def test_the_report_compares_the_optimised_arm_with_the_random_hour_arm_and_eras
                                                                          quiet_end=0))
     ex.assign(store, exp.id, users)
     now = datetime(2026, 5, 10, 0, 0, tzinfo=UTC)
-    counts = st.plan(store, exp.id, st.SendTimeConfig(control_share=0.3), now=now, timezones={})
+    counts = schedule.plan(store, exp.id, st.SendTimeConfig(control_share=0.3), now=now, timezones={})
     assert 40 < counts["random/random"] < 80 and counts["random/random"] + counts["optimised/fallback"] == 200
-    assert st.plan(store, exp.id, now=now, timezones={}) == {}  # sticky: planning again adds nobody
+    assert schedule.plan(store, exp.id, now=now, timezones={}) == {}  # sticky: planning again adds nobody
     dry = DryRunSender(platform="fcm")
     for hour in range(24):  # the send run, every hour of the day: each user goes out at their own hour
         ex.send(store, exp.id, dry, now=now + timedelta(hours=hour, minutes=5), timezones={})
     assert len(dry.sent) == 200
     with store.session() as s:
-        timing = {r.user_id: r.timing for r in s.query(st.SendTime)}
+        timing = {r.user_id: r.timing for r in s.query(tables.SendTime)}
     opened = [u for u in users if timing[u] == "optimised" or u.endswith("0")]
     ex.record_events(store, [{"event_id": f"o-{u}", "type": "opened", "experiment_id": exp.id, "user_id": u}
                              for u in opened])
@@ -151,10 +154,10 @@ def test_the_report_compares_the_optimised_arm_with_the_random_hour_arm_and_eras
     from generator.experiments.report import summary
 
     assert summary(store, exp.id)["send_time"]["arms"] == arms
-    store.erase_user("U001", requested_by="test")
+    erasure.erase(store, "U001", requested_by="test")
     with store.session() as s:
-        assert s.get(st.SendTime, (exp.id, "U001")) is None
-        assert s.query(st.SendTime).count() == 200
+        assert s.get(tables.SendTime, (exp.id, "U001")) is None
+        assert s.query(tables.SendTime).count() == 200
     assert st.report(store, exp.id)["arms"] == arms  # the counts survive, the person does not
 
 
@@ -191,11 +194,11 @@ def test_the_schedule_command_plans_and_refuses_a_bad_window(tmp_path) -> None: 
     assert bad.returncode == 2 and "window_end" in bad.stderr and "Traceback" not in bad.stderr
     assert cli("--window", "nine-five").returncode == 2
     with store.session() as s:
-        assert s.query(st.SendTime).count() == 0
+        assert s.query(tables.SendTime).count() == 0
     ok = cli("--window", "10-20", "--control", "0")
     assert ok.returncode == 0 and "optimised/fallback: 2" in ok.stdout
     with store.session() as s:
-        assert {r.local_hour for r in s.query(st.SendTime)} <= set(range(10, 20))
+        assert {r.local_hour for r in s.query(tables.SendTime)} <= set(range(10, 20))
 
 
 def test_the_simulation_runs_and_writes_its_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
+from generator.core.config import DEFAULT_BRAND
 from generator.core.data import Item, Shop, language_of
 from generator.core.errors import DataError, PushgenError
 from generator.core.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
@@ -46,7 +47,7 @@ class Campaign(BaseModel):
         "(e.g. {en: shop-en, zh: shop-zh}); each must be trained on the model that writes that language.")
     locale: Annotated[str, AfterValidator(check_locale)] | None = Field(
         default=None, description="Force one locale's template for every user.")
-    brand: str = Field(default="Northwind Home & Outdoor", max_length=200)
+    brand: str = Field(default=DEFAULT_BRAND, max_length=200)
     facts: dict[str, Any] = Field(default_factory=dict, max_length=100,
                                   description="Campaign facts the copy may state, e.g. coupon_code, coupon_pct.")
     item_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(

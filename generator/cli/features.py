@@ -46,7 +46,8 @@ def schedule_cmd(
 ) -> None:
     """Give each assigned user their send time: the best local hour from their opens and clicks, the fallback
     hour, or (the control arm) a random allowed hour. Sends then wait for it (`pushgen experiment send`)."""
-    from generator.experiments.sendtime import SendTimeConfig, plan
+    from generator.experiments.schedule import plan
+    from generator.experiments.sendtime import SendTimeConfig
 
     start, end = _hours(window, "window")
     cfg = SendTimeConfig(window_start=start, window_end=end, fallback_hour=fallback_hour, control_share=control,

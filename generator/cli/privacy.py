@@ -29,7 +29,7 @@ def restore_cmd(user_id: UserId) -> None:
     """Lift an erased user's suppression: they signed up again and may be messaged (once their data is imported
     anew). Their erased data stays erased."""
     from generator.core.errors import PushgenError
-    from generator.erasure import restore_user
+    from generator.db.suppression import restore_user
     from generator.store import Store
 
     if not restore_user(Store(), user_id):

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_BRAND = "Northwind Home & Outdoor"
+"""The sample shop's brand: what a campaign names when it names none."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _PACKAGED = Path(__file__).resolve().parents[1] / "_data"
 

@@ -27,5 +27,9 @@ class ModelNotAvailable(PushgenError):
     """A named model's package is not installed, or a local/hub model cannot be found offline."""
 
 
+class ScorerError(PushgenError):
+    """A scorer cannot be loaded, or was asked to rank with bad input."""
+
+
 class TemplateError(PushgenError):
     """A prompt template is missing, invalid, or was rendered with missing/unknown variables."""

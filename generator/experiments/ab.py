@@ -42,17 +42,18 @@ from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
+from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
+from generator.db import tables
+from generator.db.tables import Arm, Assignment, DeadToken, Experiment, OutcomeEvent, Send
 from generator.experiments import holdout, sendtime
-from generator.store import Base, DeviceToken, Job, Message, Store, utcnow
+from generator.store import DeviceToken, Job, Message, Store, utcnow
 
 HOLDOUT = "holdout"
-_DEFAULT_BRAND = "Northwind Home & Outdoor"  # generator.campaign.spec.Campaign.brand's default (jobs store it anyway)
 EVENT_TYPES = ("delivered", "opened", "clicked", "converted")
 FINAL_SEND = ("holdout", "dropped", "capped", "no_token", "sent", "dead_token", "too_large", "failed", "sending",
               "global_control")
@@ -67,108 +68,18 @@ class ExperimentError(PushgenError):
     """An experiment cannot be created, changed or run as asked."""
 
 
-# -- tables (migration 0005_experiments) ---------------------------------------------------------------------
-class Experiment(Base):
-    """An A/B test of a job's variants: arms with weights, a salt for assignment, send rules."""
-
-    __tablename__ = "experiments"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    name: Mapped[str] = mapped_column(String(200))
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
-    salt: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft / running / stopped
-    allocation: Mapped[str] = mapped_column(String(16), default="fixed")  # fixed / thompson
-    control: Mapped[str] = mapped_column(String(32))
-    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # send rules, metric, seed
-    phases: Mapped[list[Any]] = mapped_column(default=list)  # [{"weights": {arm: w}, "at": iso, "reason"}]
-    winner: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[datetime | None]
-    stopped_at: Mapped[datetime | None]
 
 
-class Arm(Base):
-    """One arm: a variant of the job's messages, or the holdout (``variant`` None: no push)."""
-
-    __tablename__ = "experiment_arms"
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer)
-    variant: Mapped[int | None] = mapped_column(Integer)
-    weight: Mapped[float] = mapped_column(Float)
 
 
-class Assignment(Base):
-    """Which arm a user is in (and under which allocation phase), stored before anything is sent."""
-
-    __tablename__ = "experiment_assignments"
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    arm: Mapped[str] = mapped_column(String(32))
-    phase: Mapped[int] = mapped_column(Integer, default=0)
-    unit: Mapped[float] = mapped_column(Float)  # the user's hash in [0, 1)
-    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Send(Base):
-    """One user's push of one experiment (or the record that none went out, and why)."""
-
-    __tablename__ = "sends"
-    __table_args__ = (UniqueConstraint("experiment_id", "user_id", name="uq_send_experiment_user"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[str] = mapped_column(String(200), index=True)
-    arm: Mapped[str] = mapped_column(String(32))
-    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16))
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    adapter: Mapped[str | None] = mapped_column(String(200))  # the adapter version that wrote the copy
-    platform: Mapped[str | None] = mapped_column(String(16))
-    device_token_id: Mapped[int | None] = mapped_column(ForeignKey("device_tokens.id", ondelete="SET NULL"))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    provider_id: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sent_at: Mapped[datetime | None]
 
 
-class OutcomeEvent(Base):
-    """What happened after a send: delivered, opened, clicked, converted (with revenue). Keyed by the client's
-    event id, so the same event posted twice is stored once."""
-
-    __tablename__ = "outcome_events"
-    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
-    experiment_id: Mapped[str] = mapped_column(String(36), index=True)
-    arm: Mapped[str] = mapped_column(String(32))
-    type: Mapped[str] = mapped_column(String(16))
-    revenue: Mapped[float | None] = mapped_column(Float)
-    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeadToken(Base):
-    """A device token the provider declared invalid (FCM UNREGISTERED, APNs Unregistered/BadDeviceToken)."""
-
-    __tablename__ = "dead_device_tokens"
-    token_id: Mapped[int] = mapped_column(ForeignKey("device_tokens.id", ondelete="CASCADE"), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(200))
-    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class LoopRun(Base):
-    """One pass of the learning loop: what it gathered and which adapter / click-through model it produced."""
-
-    __tablename__ = "loop_runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running / done / failed
-    adapter: Mapped[str | None] = mapped_column(String(200))
-    ctr_model: Mapped[str | None] = mapped_column(String(200))
-    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None]
 
 
 # -- assignment ----------------------------------------------------------------------------------------------
@@ -438,7 +349,7 @@ def send(store: Store, experiment_id: str, sender: PushSender | Sequence[PushSen
     tz = timezones if timezones is not None else _timezones(store, exp)
     arm_rows = {a.name: a for a in arms(store, experiment_id)}
     campaign = _campaign_of(store, exp)
-    rich, control = campaign.get("rich"), holdout.get_control(store, campaign.get("brand", _DEFAULT_BRAND))
+    rich, control = campaign.get("rich"), holdout.get_control(store, campaign.get("brand", DEFAULT_BRAND))
     todo = [a for a in assignments(store, experiment_id) if (user_ids is None or a.user_id in set(user_ids))
             and not a.user_id.startswith("erased:")]  # an erased user is never sent to
     counts: Counter[str] = Counter()
@@ -558,7 +469,7 @@ def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
     person; a send's idempotency key (a plain hash of experiment and user id) becomes random, its provider id
     and error are dropped, and the client's ids of its outcome events become keyed hashes (a repost of the same
     event is still recognised). Returns the rows changed."""
-    from generator.erasure import ERASED, keyed
+    from generator.db.suppression import ERASED, keyed
 
     pseudonyms: dict[str, str] = {}
     n = 0
@@ -573,7 +484,7 @@ def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
                       .values(event_id=ERASED + keyed(key, event_id)))
             n += 1
         n += 1
-    for t in s.scalars(select(sendtime.SendTime).where(sendtime.SendTime.user_id == user_id)):
+    for t in s.scalars(select(tables.SendTime).where(tables.SendTime.user_id == user_id)):
         t.user_id = pseudonyms.setdefault(t.experiment_id, ERASED + uuid.uuid4().hex)  # still joins its send
         n += 1
     return n
@@ -584,7 +495,7 @@ def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str
     """Store outcome events, each ``{event_id, type, send_id | send_key | (experiment_id, user_id), revenue?,
     occurred_at?}``. An event id seen before is skipped (idempotent). Returns counts ``stored`` and
     ``duplicate``; an event naming no known send raises :class:`ExperimentError` and nothing is stored."""
-    from generator.erasure import ERASED, installation_key, keyed
+    from generator.db.suppression import ERASED, installation_key, keyed
 
     out = {"stored": 0, "duplicate": 0}
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from generator.experiments.ab import DeadToken
+from generator.db.tables import DeadToken
 from generator.store import DeviceToken, Store, utcnow
 
 Platform = Literal["fcm", "apns", "webhook"]

@@ -24,26 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
+from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
-from generator.store import Base, Store, utcnow
+from generator.db.tables import GlobalControl
+from generator.store import Store, utcnow
 
 STATUS = "global_control"
 MAX_SHARE = 0.5
 
 
-class GlobalControl(Base):
-    """A brand's global control group: its salt and share, and every change made to them."""
-
-    __tablename__ = "global_controls"
-    brand: Mapped[str] = mapped_column(String(200), primary_key=True)
-    salt: Mapped[str] = mapped_column(String(64))
-    share: Mapped[float] = mapped_column(Float)
-    history: Mapped[list[Any]] = mapped_column(default=list)  # [{"at", "share", "salt", "reason"}]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ def controls(store: Store) -> list[GlobalControl]:
 def _per_user(store: Store, experiment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per user over these experiments' variant-arm sends: in the control or not (``mixed`` when both), whether
     they opened, clicked, converted, and their revenue."""
-    from generator.experiments.ab import Arm, OutcomeEvent, Send
+    from generator.db.tables import Arm, OutcomeEvent, Send
 
     users: dict[str, dict[str, Any]] = {}
     with store.session() as s:
@@ -162,7 +154,7 @@ def _uplift(users: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
 
 def experiment_uplift(store: Store, experiment_id: str, alpha: float = 0.05) -> dict[str, Any] | None:
     """Sent vs the brand's global control within one experiment; None when none of its users was held back."""
-    from generator.experiments.ab import Send
+    from generator.db.tables import Send
 
     with store.session() as s:
         if s.scalar(select(Send.id).where(Send.experiment_id == experiment_id, Send.status == STATUS).limit(1)) \
@@ -177,7 +169,7 @@ def brand_uplift(store: Store, brand: str, *, since: datetime | None = None, unt
     user, whether they opened, clicked or converted after any of them, and their revenue. Users who were in the
     control for some sends and not for others (the share or salt changed) are counted as ``mixed`` and left
     out."""
-    from generator.experiments.ab import _DEFAULT_BRAND, Experiment
+    from generator.db.tables import Experiment
     from generator.store import Job
 
     ids = []
@@ -186,7 +178,7 @@ def brand_uplift(store: Store, brand: str, *, since: datetime | None = None, unt
             started = exp.started_at or exp.created_at
             if started.tzinfo is None and (since or until):
                 started = started.replace(tzinfo=(since or until).tzinfo)
-            if ((job.params or {}).get("campaign") or {}).get("brand", _DEFAULT_BRAND) != brand:
+            if ((job.params or {}).get("campaign") or {}).get("brand", DEFAULT_BRAND) != brand:
                 continue
             if (since is None or started >= since) and (until is None or started < until):
                 ids.append(exp.id)

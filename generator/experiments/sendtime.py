@@ -22,34 +22,23 @@ Read top to bottom:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import ForeignKey, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
-from generator.store import Base, Store, utcnow
+from generator.db.tables import SendTime
+from generator.store import Store
 
 TIMINGS = ("optimised", "random")
 
 
-class SendTime(Base):
-    """When one user of an experiment is to get their push: the timing arm, the local hour, the UTC time."""
-
-    __tablename__ = "send_times"
-    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    timing: Mapped[str] = mapped_column(String(16))  # optimised / random
-    local_hour: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(16))  # history / fallback / random
-    scheduled_for: Mapped[datetime]
 
 
 @dataclass(frozen=True)
@@ -157,7 +146,7 @@ def next_local(now: datetime, zone: str, hour: int) -> datetime:
 # -- the database side ----------------------------------------------------------------------------------------
 def history(store: Store, user_ids: Iterable[str]) -> dict[str, list[tuple[datetime, str]]]:
     """Each user's past opens and clicks of pushes (every experiment's outcome events): (time, type)."""
-    from generator.experiments.ab import OutcomeEvent, Send
+    from generator.db.tables import OutcomeEvent, Send
 
     users = list(user_ids)
     out: dict[str, list[tuple[datetime, str]]] = {u: [] for u in users}
@@ -184,39 +173,6 @@ def profiles(events: Mapping[str, list[tuple[datetime, str]]], zones: Mapping[st
     return out
 
 
-def plan(store: Store, experiment_id: str, cfg: SendTimeConfig | None = None, *, now: datetime | None = None,
-         timezones: Mapping[str, str] | None = None) -> Counter[str]:
-    """Give every assigned user of the experiment without a send time one (see the module doc); returns counts
-    per ``timing/source``. The experiment keeps ``cfg`` in its params."""
-    from generator.experiments import ab as ex
-
-    exp = ex.get_experiment(store, experiment_id)
-    stored = exp.params.get("send_time")
-    cfg = cfg or (SendTimeConfig(**stored) if stored else SendTimeConfig())
-    rules = ex.SendRules(**exp.params.get("rules", {}))
-    allowed = allowed_hours(cfg, rules.quiet_start, rules.quiet_end)
-    now = now or utcnow()
-    zones = timezones if timezones is not None else ex._timezones(store, exp)
-    arm_rows = {a.name: a for a in ex.arms(store, experiment_id)}
-    with store.session() as s:
-        planned = set(s.scalars(select(SendTime.user_id).where(SendTime.experiment_id == experiment_id)))
-    todo = [a.user_id for a in ex.assignments(store, experiment_id)
-            if a.user_id not in planned and arm_rows[a.arm].variant is not None]
-    prof = profiles(history(store, todo), zones, now, cfg)
-    population = np.sum(list(prof.values()), axis=0) if prof else np.zeros(24)
-    counts: Counter[str] = Counter()
-    with store.session() as s:
-        for user in todo:
-            if unit_interval(f"{exp.salt}:timing", user) < cfg.control_share:
-                timing, (hour, source) = "random", (random_hour(exp.salt, user, allowed), "random")
-            else:
-                timing, (hour, source) = "optimised", best_hour(prof[user], allowed, cfg, population)
-            s.add(SendTime(experiment_id=experiment_id, user_id=user, timing=timing, local_hour=hour, source=source,
-                           scheduled_for=next_local(now, zones.get(user, "UTC"), hour)))
-            counts[f"{timing}/{source}"] += 1
-        row = s.get(ex.Experiment, experiment_id)
-        row.params = {**row.params, "send_time": asdict(cfg)}
-    return counts
 
 
 def wait(s: Any, experiment_id: str, user_id: str, now: datetime, zone: str, slack_hours: float = 1.0) -> bool:
@@ -239,7 +195,7 @@ def report(store: Store, experiment_id: str, alpha: float = 0.05) -> dict[str, A
     random-hour control; None when the experiment has no send-time plan."""
     from sqlalchemy import func
 
-    from generator.experiments.ab import OutcomeEvent, Send
+    from generator.db.tables import OutcomeEvent, Send
     from generator.experiments.stats import compare_rates
 
     with store.session() as s:

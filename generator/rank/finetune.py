@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from generator.rank.evaluate import zscore
+from generator.rank.rerank import CrossEncoderReranker, RerankConfig, user_text
 
 log = logging.getLogger(__name__)
 
@@ -159,64 +159,6 @@ def finetune_bi_encoder(encoder_name: str, item_texts: Sequence[str], histories:
             "eval_loss_first": round(evals[0], 4) if evals else None,
             "eval_loss_best": round(min(evals), 4) if evals else None,
             "bf16": bool(args.bf16), "seconds": round(time.perf_counter() - t0, 1)}
-
-
-# cross-encoder re-ranker ------------------------------------------------------------------------------------
-@dataclass
-class RerankConfig:
-    """Hyper-parameters of the cross-encoder re-ranker."""
-
-    top_k: int = 20
-    """How many first-stage items are re-scored per user."""
-    negatives: int = 3
-    """Hard negatives per positive, from the first stage's top ranks."""
-    max_users: int = 3000
-    """Users whose last training transition makes the training pairs (bounds the time on CPU)."""
-    history_items: int = 3
-    """Most recent history items in the user text."""
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 3e-5
-    max_seq_length: int = 160
-    eval_steps: int = 100
-    patience: int = 3
-    precision: str = "auto"
-    seed: int = 0
-
-
-def user_text(item_texts: Sequence[str], history: np.ndarray, n: int) -> str:
-    """The user side of a cross-encoder pair: their last ``n`` items' texts, most recent first."""
-    return " | ".join(item_texts[int(i)] for i in np.asarray(history)[::-1][:n])
-
-
-class CrossEncoderReranker:
-    """Re-scores the first stage's top K with a BERT cross-encoder and blends the two (z-scored within the K)."""
-
-    def __init__(self, model: Any, cfg: RerankConfig, weight: float = 1.0):
-        self.model, self.cfg, self.weight = model, cfg, weight
-
-    @classmethod
-    def load(cls, folder: Path, cfg: RerankConfig, weight: float, device: str | None = None) -> CrossEncoderReranker:
-        from sentence_transformers import CrossEncoder
-
-        from generator.core.model_registry import pick_device
-
-        return cls(CrossEncoder(str(folder), device=str(pick_device(device))), cfg, weight)
-
-    def rerank(self, scores: torch.Tensor, histories: Sequence[np.ndarray], item_texts: Sequence[str]
-               ) -> torch.Tensor:
-        """``scores`` with each row's top K replaced by the blend (kept above every item outside the K)."""
-        k = min(self.cfg.top_k, scores.shape[1])
-        top = torch.topk(scores, k, dim=1)
-        pairs = [(user_text(item_texts, h, self.cfg.history_items), item_texts[int(i)])
-                 for h, row in zip(histories, top.indices, strict=True) for i in row]
-        ce = torch.as_tensor(np.asarray(self.model.predict(pairs, batch_size=64, show_progress_bar=False),
-                                        dtype=np.float32)).view(len(histories), k)
-        blended = zscore(top.values.float()) + self.weight * zscore(ce)
-        out = scores.clone().float()
-        floor = out.max() + 1.0 + blended.abs().max()  # the K stay on top, in their new order
-        out.scatter_(1, top.indices, floor + blended)
-        return out
 
 
 def train_cross_encoder(encoder_name: str, item_texts: Sequence[str], histories: Sequence[np.ndarray],

@@ -19,7 +19,6 @@ matched it most.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from generator.core.config import get_settings
 from generator.core.data import Event, Item, Review, Shop
-from generator.core.errors import PushgenError
+from generator.core.errors import ScorerError
 from generator.core.shop_index import per_shop
 
 if TYPE_CHECKING:
@@ -52,10 +51,6 @@ EVENT_VERBS: dict[str, str] = {"purchase": "bought", "cart": "carted", "wishlist
 
 DISCOUNT_CAMPAIGNS = frozenset({"price_drop", "sale", "discount"})
 """Campaign types that only recommend discounted items (boosted by their discount)."""
-
-
-class ScorerError(PushgenError):
-    """A scorer cannot be loaded, or was asked to rank with bad input."""
 
 
 @dataclass
@@ -230,8 +225,6 @@ def _group_by_user(shop: Shop) -> tuple[dict[str, list[tuple[int, Event]]], dict
     return events, reviews
 
 
-
-
 class Scorer:
     """Ranks catalog items for users. Build with :meth:`load`."""
 
@@ -265,9 +258,17 @@ class Scorer:
             enc_name = name or get_settings().scorer_model
             return cls(load_sentence_encoder(enc_name, device=device), enc_name, store=store, name=enc_name,
                        meta={"kind": "zero-shot", "encoder": enc_name})
-        from generator.rank.train import load_trained
+        from generator.rank.collab import load_trained  # torch: only when a trained scorer is loaded
 
-        return load_trained(cls, folder, store=store, device=device)
+        collab, meta = load_trained(folder, device=device)
+        if meta.get("encoder_finetuned"):
+            # its vectors differ from the zero-shot encoder's: a cache key of their own
+            encoder = load_sentence_encoder(str(folder / "encoder"), device=device)
+            key = f"finetuned:{meta['data']['fingerprint']}:{meta['created_at']}"
+        else:
+            encoder, key = load_sentence_encoder(meta["encoder"], device=device), meta["encoder"]
+        config = ScorerConfig(recency_decay=meta["hyperparameters"]["text_decay"], profile_text_weight=0.0)
+        return cls(encoder, key, store=store, config=config, collab=collab, name=folder.name, meta=meta)
 
     # embeddings -------------------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str], *, progress: bool = False,
@@ -474,11 +475,6 @@ def _trained_folder(name: str | None) -> Path | None:
     return cand if (cand / "scorer.json").exists() else None
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The metadata a trained scorer was saved with."""
-    return json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
-
-
 def encoder_dim(encoder: Any) -> int:
     """Embedding size of a sentence-transformers encoder (either method name, by library version)."""
     fn = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
@@ -607,6 +603,6 @@ def rank_items_for_users(shop: Shop, user_ids: list[str] | None = None, rules: R
     return (scorer or Scorer.load(store=store)).rank(shop, user_ids, rules or RankRules(), progress=False)
 
 
-__all__ = ["RankRules", "RankedItem", "Scorer", "ScorerConfig", "ScorerError", "UserHistory",
-           "build_histories", "content_hash", "mmr", "popularity", "rank_items_for_users", "read_meta",
+__all__ = ["RankRules", "RankedItem", "Scorer", "ScorerConfig", "UserHistory",
+           "build_histories", "content_hash", "mmr", "popularity", "rank_items_for_users",
            "topk_deterministic"]

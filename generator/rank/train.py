@@ -27,64 +27,32 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from generator.rank.collab import SIGNALS, SeqConfig, SeqModel, TrainedCollab, pad_left
 from generator.rank.evaluate import (
-    PopularityRanker,
     SequenceData,
     Split,
-    TextRanker,
-    TransitionKNN,
     evaluate_ranker,
     leave_last_out,
-    zscore,
+    metrics_from_ranks,
+    target_ranks,
 )
-from generator.rank.finetune import (
-    CrossEncoderReranker,
-    FinetuneConfig,
-    RerankConfig,
-    finetune_bi_encoder,
-    train_cross_encoder,
-)
-from generator.rank.ltr import SIGNAL_NAMES, LtrConfig, LtrContext, LtrReranker, train_ltr
-
-if TYPE_CHECKING:
-    from generator.rank.scorer import Scorer
-    from generator.store import Store
+from generator.rank.finetune import FinetuneConfig, finetune_bi_encoder, train_cross_encoder
+from generator.rank.ltr import train_ltr
+from generator.rank.rerank import LtrConfig, LtrReranker, RerankConfig
+from generator.rank.signals import PopularityRanker, TransitionKNN, zscore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SeqConfig:
-    """Hyper-parameters of the sequence model."""
-
-    dim: int = 64
-    """Width of item representations and transformer."""
-    layers: int = 2
-    heads: int = 2
-    max_len: int = 50
-    """Only the last ``max_len`` items of a history are used."""
-    dropout: float = 0.3
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 128
-    max_epochs: int = 60
-    patience: int = 5
-    """Stop after this many epochs without a better validation NDCG@10."""
-    seed: int = 0
-    text_init: bool = True
-    """Start item representations from the text embeddings (else random)."""
 
 
 @dataclass
@@ -106,64 +74,6 @@ class TrainReport:
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-class SeqModel(nn.Module):
-    """SASRec-style next-item model whose item table starts from text embeddings."""
-
-    def __init__(self, text_vecs: np.ndarray, cfg: SeqConfig):
-        super().__init__()
-        n, d_text = text_vecs.shape
-        self.cfg = cfg
-        self.n_items = n
-        self.register_buffer("text", torch.from_numpy(np.ascontiguousarray(text_vecs, dtype=np.float32)))
-        self.proj = nn.Linear(d_text, cfg.dim)
-        self.item_id = nn.Embedding(n + 1, cfg.dim, padding_idx=n)  # row n = padding
-        nn.init.normal_(self.item_id.weight, std=0.0 if cfg.text_init else 0.1)
-        with torch.no_grad():
-            self.item_id.weight[n].zero_()
-        self.pos = nn.Embedding(cfg.max_len, cfg.dim)
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=cfg.dim * 2,
-                                           dropout=cfg.dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(cfg.dim)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def item_table(self) -> torch.Tensor:
-        """Representations of all items ``(n_items, dim)``."""
-        ids = self.item_id.weight[: self.n_items]
-        return (self.proj(self.text) if self.cfg.text_init else 0) + ids
-
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(B, L, dim)`` of left-padded sequences (padding = ``n_items``)."""
-        b, length = seqs.shape
-        table = torch.cat([self.item_table(), torch.zeros(1, self.cfg.dim)], 0)
-        x = table[seqs] * math.sqrt(self.cfg.dim) + self.pos(torch.arange(length))[None]
-        x = self.drop(x)
-        pad = seqs == self.n_items
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
-        mask = causal[None] | pad[:, None, :]
-        eye = torch.eye(length, dtype=torch.bool)[None]
-        mask = mask & ~eye  # every position may attend to itself (padding rows stay finite)
-        mask = mask.repeat_interleave(self.cfg.heads, 0)
-        return self.norm(self.encoder(x, mask=mask))
-
-    def user_states(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        seqs = pad_left(histories, self.cfg.max_len, self.n_items)
-        return self.hidden(seqs)[:, -1]
-
-    def score(self, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        return self.user_states(histories) @ self.item_table().T
-
-
-def pad_left(seqs: Sequence[np.ndarray], max_len: int, pad: int) -> torch.Tensor:
-    length = max(1, min(max_len, max((len(s) for s in seqs), default=1)))
-    out = np.full((len(seqs), length), pad, dtype=np.int64)
-    for r, s in enumerate(seqs):
-        s = np.asarray(s)[-length:]
-        if len(s):
-            out[r, -len(s):] = s
-    return torch.from_numpy(out)
 
 
 def train_seq_model(train_seqs: Sequence[np.ndarray], text_vecs: np.ndarray, cfg: SeqConfig,
@@ -234,107 +144,6 @@ def train_seq_model(train_seqs: Sequence[np.ndarray], text_vecs: np.ndarray, cfg
     return model, report
 
 
-# blending -------------------------------------------------------------------------------------------------
-SIGNALS = SIGNAL_NAMES  # one list of signals for the blend and the learned fusion
-
-
-class TrainedCollab:
-    """The trained part of a scorer: sequence model, transitions, blend weights and the optional learned fusion
-    over a fixed vocabulary."""
-
-    def __init__(self, item_ids: Sequence[str], seq_model: SeqModel | None, transitions: TransitionKNN,
-                 weights: dict[str, float], text_decay: float = 0.3, popularity: np.ndarray | None = None):
-        self.item_ids = list(item_ids)
-        self.vocab = {i: n for n, i in enumerate(self.item_ids)}
-        self.seq_model = seq_model
-        self.transitions = transitions
-        self.weights = {k: float(weights.get(k, 0.0)) for k in SIGNALS}
-        self.text_decay = text_decay
-        self.popularity = (np.zeros(len(self.item_ids), np.float32) if popularity is None
-                           else np.asarray(popularity, dtype=np.float32))
-        """``log1p`` of each vocabulary item's count in the training sequences."""
-        self.successors = np.log1p(np.diff(transitions.matrix.indptr)).astype(np.float32)
-        """``log1p`` of each item's number of distinct transition neighbours."""
-        self.ltr: LtrReranker | None = None
-        self.reranker: CrossEncoderReranker | None = None
-
-    def signals(self, histories: Sequence[np.ndarray], item_vecs: np.ndarray,
-                text_scores: torch.Tensor | None = None, with_text: bool = True) -> dict[str, torch.Tensor]:
-        """Raw signals ``(users, vocab)`` for histories given as vocabulary indices: those with a blend weight,
-        all of them when the learned fusion needs them (``text`` only ``with_text``)."""
-        need = {k for k in SIGNALS if (self.weights[k] or self.ltr is not None) and (with_text or k != "text")}
-        out: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            if "text" in need:
-                out["text"] = text_scores if text_scores is not None else \
-                    TextRanker(item_vecs, self.text_decay).score(histories)
-            if "text_last" in need:
-                out["text_last"] = TextRanker(item_vecs, 0.0, 1).score(histories)
-            if "seq" in need and self.seq_model is not None:
-                out["seq"] = self.seq_model.score(histories)
-            if "trans" in need:
-                out["trans"] = self.transitions.score(histories)
-        return out
-
-    def blend(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = None
-        for k, v in signals.items():
-            w = self.weights.get(k, 0.0)
-            if w:
-                total = w * zscore(v) if total is None else total + w * zscore(v)
-        if total is None:
-            raise ValueError("all blend weights are zero")
-        return total
-
-    def context(self, histories: Sequence[np.ndarray], popularity: np.ndarray | None = None) -> LtrContext:
-        """The learned fusion's per-user facts for vocabulary-index histories (``popularity`` over the ranked
-        columns; default: the vocabulary's)."""
-        last = np.array([h[-1] if len(h) else -1 for h in histories], dtype=np.int64)
-        succ = np.where(last >= 0, self.successors[np.maximum(last, 0)], 0.0).astype(np.float32)
-        return LtrContext(self.popularity if popularity is None else popularity,
-                          np.array([len(h) for h in histories], dtype=np.float32), succ)
-
-    def score(self, text_scores: torch.Tensor, histories: Sequence[Sequence[int]], catalog_ids: Sequence[str],
-              item_vecs: np.ndarray, item_texts: Sequence[str] | None = None) -> torch.Tensor:
-        """Scores over the shop's catalog: the blend of the signals (items unknown at training time get the
-        collaborative signals' row mean), re-ordered by the learned fusion when there is one; with a
-        cross-encoder re-ranker and ``item_texts``, its top K are re-scored by it."""
-        col = np.array([self.vocab.get(i, -1) for i in catalog_ids])
-        known = col >= 0
-        if not known.any():
-            return text_scores
-        to_vocab = np.full(len(catalog_ids), -1)
-        to_vocab[known] = col[known]
-        hist_v = [np.array([to_vocab[i] for i in h if to_vocab[i] >= 0], dtype=np.int64) for h in histories]
-        vocab_vecs = np.zeros((len(self.item_ids), item_vecs.shape[1]), dtype=np.float32)
-        vocab_vecs[col[known]] = item_vecs[known]
-        cols = torch.from_numpy(col[known])
-        idx = torch.from_numpy(np.nonzero(known)[0])
-        sig = {"text": text_scores}
-        for k, v in self.signals(hist_v, vocab_vecs, with_text=False).items():
-            full = v.mean(1, keepdim=True).expand(-1, len(catalog_ids)).clone()
-            full[:, idx] = v[:, cols]
-            sig[k] = full
-        out = self.blend(sig)
-        if self.ltr is not None:
-            pop = np.zeros(len(catalog_ids), np.float32)
-            pop[known] = self.popularity[col[known]]
-            out = self.ltr.rerank(out, sig, self.context(hist_v, pop))
-        if self.reranker is not None and item_texts is not None:
-            out = self.reranker.rerank(out, [np.asarray(h, dtype=np.int64) for h in histories], item_texts)
-        return out
-
-    def ranker_for(self, scorer: Scorer, data: SequenceData) -> Any:
-        """An eval ranker (histories of catalog indices -> scores) over ``data``'s catalog."""
-        item_vecs = scorer.embed_cached(data.item_texts, progress=False)
-
-        def rank(histories: Sequence[np.ndarray]) -> torch.Tensor:
-            text = TextRanker(item_vecs, self.text_decay).score(histories)
-            return self.score(text, histories, data.item_ids, item_vecs, data.item_texts)
-
-        return rank
-
-
 def log_popularity(seqs: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """``log1p`` of each item's count in ``seqs``."""
     return np.log1p(PopularityRanker(seqs, n_items).counts).astype(np.float32)
@@ -401,7 +210,8 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     Only each user's events *before* their last one are used (the last is the evaluation target).
     """
     from generator.core.config import get_settings
-    from generator.rank.evaluate import encode_catalog, load_sequences, metrics_from_ranks, target_ranks
+    from generator.rank.evaluate import encode_catalog, load_sequences
+
     opt = options or TrainOptions()
     if opt.fusion not in ("linear", "ltr"):
         from generator.rank.evaluate import EvalError
@@ -423,58 +233,22 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     staged: dict[str, Path] = {}
     extra: dict[str, Any] = {}
     if opt.finetune_encoder:
-        staged["encoder"] = folder.with_name(f".{folder.name}.encoder.tmp")
-        log.info("fine-tuning %s contrastively on item transitions", opt.encoder)
-        extra["encoder_finetune"] = finetune_bi_encoder(opt.encoder, data.item_texts, outer.histories, vecs,
-                                                        staged["encoder"], opt.finetune, device=opt.device)
-        from generator.core.model_registry import load_sentence_encoder
-
-        enc = load_sentence_encoder(str(staged["encoder"]), device=opt.device)
-        vecs = np.asarray(enc.encode(data.item_texts, batch_size=64, normalize_embeddings=True,
-                                     show_progress_bar=opt.progress), dtype=np.float32)
-        del enc
+        vecs = _finetune_encoder(opt, data, outer.histories, vecs, folder, staged, extra)
     seq_cfg = SeqConfig(**{**asdict(opt.seq), "max_epochs": opt.max_epochs, "seed": opt.seed})
-    inner_train = [h[:-1] for h in outer.histories]
-    model, report = train_seq_model(inner_train, vecs, seq_cfg, valid=inner, progress=opt.progress)
-    trans = TransitionKNN(inner.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
-                          backward=opt.trans_backward)
-    probe = TrainedCollab(data.item_ids, model, trans, dict.fromkeys(SIGNALS, 1.0), opt.text_decay,
-                          popularity=log_popularity(inner.histories, data.n_items))
-    sig = {}
-    for s in range(0, len(inner.targets), 2048):
-        part = probe.signals(inner.histories[s:s + 2048], vecs)
-        for k, v in part.items():
-            sig.setdefault(k, []).append(v)
-    signals = {k: torch.cat(v) for k, v in sig.items()}
-    weights, _ = tune_weights(signals, inner.targets)
-    probe.weights = weights
-    blended = probe.blend(signals)
-    valid_metrics = metrics_from_ranks(target_ranks(blended, inner.targets))
-    ltr = None
-    if opt.fusion == "ltr":
-        ltr, extra["ltr"] = train_ltr(signals, blended, inner.targets, inner.users, probe.context(inner.histories),
-                                      LtrConfig(**{**asdict(opt.ltr), "seed": opt.seed}))
-    del blended
-    single = {k: metrics_from_ranks(target_ranks(v, inner.targets))["ndcg@10"] for k, v in signals.items()}
-    del signals, sig
+    model, report = train_seq_model([h[:-1] for h in outer.histories], vecs, seq_cfg, valid=inner,
+                                    progress=opt.progress)
+    fit = _fit_blend(opt, data, inner, model, vecs, extra)
     # refit on the whole training part with the chosen number of epochs
     final_model, final_report = train_seq_model(outer.histories, vecs, seq_cfg, epochs=report.best_epoch,
                                                 progress=opt.progress)
     final_trans = TransitionKNN(outer.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
                                 backward=opt.trans_backward)
-    collab = TrainedCollab(data.item_ids, final_model, final_trans, weights, opt.text_decay,
+    collab = TrainedCollab(data.item_ids, final_model, final_trans, fit.weights, opt.text_decay,
                            popularity=log_popularity(outer.histories, data.n_items))
-    collab.ltr = ltr
+    collab.ltr = fit.ltr
     if opt.rerank_k:
-        staged["reranker"] = folder.with_name(f".{folder.name}.reranker.tmp")
-        rcfg = RerankConfig(**{**asdict(opt.rerank), "top_k": opt.rerank_k})
-
-        def first_stage(hs: Sequence[np.ndarray]) -> torch.Tensor:
-            return collab.blend(collab.signals(hs, vecs))
-
-        extra["rerank"] = {**asdict(rcfg), **train_cross_encoder(
-            opt.encoder, data.item_texts, outer.histories, first_stage, staged["reranker"], rcfg,
-            device=opt.device)}
+        _train_reranker(opt, data, outer.histories, collab, vecs, folder, staged, extra)
+    weights, valid_metrics, single = fit.weights, fit.valid_metrics, fit.single
     meta = {
         "kind": "trained", "name": name, "encoder": opt.encoder, "base_model": "all-MiniLM-L6-v2 (BERT)",
         "encoder_finetuned": opt.finetune_encoder, **extra,
@@ -492,6 +266,68 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     }
     save_trained(folder, collab, meta, staged)
     return folder, meta
+
+
+def _finetune_encoder(opt: TrainOptions, data: SequenceData, histories: Sequence[np.ndarray], vecs: np.ndarray,
+                      folder: Path, staged: dict[str, Path], extra: dict[str, Any]) -> np.ndarray:
+    """Fine-tune the bi-encoder contrastively on item transitions (staged under ``encoder``); the catalog's
+    vectors from it."""
+    from generator.core.model_registry import load_sentence_encoder
+
+    staged["encoder"] = folder.with_name(f".{folder.name}.encoder.tmp")
+    log.info("fine-tuning %s contrastively on item transitions", opt.encoder)
+    extra["encoder_finetune"] = finetune_bi_encoder(opt.encoder, data.item_texts, histories, vecs,
+                                                    staged["encoder"], opt.finetune, device=opt.device)
+    enc = load_sentence_encoder(str(staged["encoder"]), device=opt.device)
+    return np.asarray(enc.encode(data.item_texts, batch_size=64, normalize_embeddings=True,
+                                 show_progress_bar=opt.progress), dtype=np.float32)
+
+
+@dataclass
+class _BlendFit:
+    weights: dict[str, float]
+    valid_metrics: dict[str, float]
+    single: dict[str, float]
+    ltr: LtrReranker | None
+
+
+def _fit_blend(opt: TrainOptions, data: SequenceData, inner: Split, model: SeqModel, vecs: np.ndarray,
+               extra: dict[str, Any]) -> _BlendFit:
+    """On the tuning slice: the blend weights of the signals, their validation metrics, and the learned fusion
+    when ``opt.fusion`` is ``ltr``."""
+    trans = TransitionKNN(inner.histories, data.n_items, decay=opt.trans_decay, window=opt.trans_window,
+                          backward=opt.trans_backward)
+    probe = TrainedCollab(data.item_ids, model, trans, dict.fromkeys(SIGNALS, 1.0), opt.text_decay,
+                          popularity=log_popularity(inner.histories, data.n_items))
+    sig: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, len(inner.targets), 2048):
+        part = probe.signals(inner.histories[s:s + 2048], vecs)
+        for k, v in part.items():
+            sig.setdefault(k, []).append(v)
+    signals = {k: torch.cat(v) for k, v in sig.items()}
+    weights, _ = tune_weights(signals, inner.targets)
+    probe.weights = weights
+    blended = probe.blend(signals)
+    valid_metrics = metrics_from_ranks(target_ranks(blended, inner.targets))
+    ltr = None
+    if opt.fusion == "ltr":
+        ltr, extra["ltr"] = train_ltr(signals, blended, inner.targets, inner.users, probe.context(inner.histories),
+                                      LtrConfig(**{**asdict(opt.ltr), "seed": opt.seed}))
+    single = {k: metrics_from_ranks(target_ranks(v, inner.targets))["ndcg@10"] for k, v in signals.items()}
+    return _BlendFit(weights, valid_metrics, single, ltr)
+
+
+def _train_reranker(opt: TrainOptions, data: SequenceData, histories: Sequence[np.ndarray], collab: TrainedCollab,
+                    vecs: np.ndarray, folder: Path, staged: dict[str, Path], extra: dict[str, Any]) -> None:
+    """The cross-encoder re-ranker over the blend's top ``rerank_k`` (staged under ``reranker``)."""
+    staged["reranker"] = folder.with_name(f".{folder.name}.reranker.tmp")
+    rcfg = RerankConfig(**{**asdict(opt.rerank), "top_k": opt.rerank_k})
+
+    def first_stage(hs: Sequence[np.ndarray]) -> torch.Tensor:
+        return collab.blend(collab.signals(hs, vecs))
+
+    extra["rerank"] = {**asdict(rcfg), **train_cross_encoder(
+        opt.encoder, data.item_texts, histories, first_stage, staged["reranker"], rcfg, device=opt.device)}
 
 
 def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any],
@@ -525,44 +361,3 @@ def save_trained(folder: Path, collab: TrainedCollab, meta: dict[str, Any],
     return folder
 
 
-def load_trained(cls: type[Scorer], folder: Path, *, store: Store | None = None,
-                 device: str | None = None) -> Scorer:
-    """Rebuild a :class:`Scorer` with its trained collaborative part from ``folder``."""
-    import scipy.sparse as sp
-
-    from generator.core.model_registry import load_sentence_encoder
-    from generator.rank.scorer import ScorerConfig, ScorerError, read_meta
-
-    try:
-        meta = read_meta(folder)
-        item_ids = json.loads((folder / "item_ids.json").read_text(encoding="utf-8"))
-        trans = TransitionKNN.__new__(TransitionKNN)
-        hp = meta["hyperparameters"]
-        trans.n_items, trans.decay, trans.window = len(item_ids), hp["trans_decay"], hp["trans_window"]
-        trans.matrix = sp.csr_matrix(sp.load_npz(folder / "transitions.npz"), dtype=np.float32)
-        seq_model = None
-        if (folder / "seq_model.pt").exists():
-            blob = torch.load(folder / "seq_model.pt", map_location="cpu", weights_only=True)
-            cfg = SeqConfig(**blob["config"])
-            text = blob["state"]["text"].numpy()
-            seq_model = SeqModel(text, cfg)
-            seq_model.load_state_dict(blob["state"])
-            seq_model.eval()
-        pop = np.load(folder / "popularity.npy") if (folder / "popularity.npy").exists() else None
-        collab = TrainedCollab(item_ids, seq_model, trans, meta["blend"], hp["text_decay"], popularity=pop)
-        if (meta.get("ltr") or {}).get("used"):
-            cfg_ltr = LtrConfig(**meta["ltr"]["config"])
-            collab.ltr = LtrReranker.load(folder, cfg_ltr)
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ScorerError(f"cannot load trained scorer from {folder}: {exc}") from exc
-    if meta.get("rerank"):
-        rcfg = RerankConfig(**{k: v for k, v in meta["rerank"].items() if k in RerankConfig.__dataclass_fields__})
-        collab.reranker = CrossEncoderReranker.load(folder / "reranker", rcfg, meta["rerank"]["weight"], device)
-    if meta.get("encoder_finetuned"):
-        # its vectors differ from the zero-shot encoder's: a cache key of their own
-        encoder = load_sentence_encoder(str(folder / "encoder"), device=device)
-        key = f"finetuned:{meta['data']['fingerprint']}:{meta['created_at']}"
-    else:
-        encoder, key = load_sentence_encoder(meta["encoder"], device=device), meta["encoder"]
-    config = ScorerConfig(recency_decay=hp["text_decay"], profile_text_weight=0.0)
-    return cls(encoder, key, store=store, config=config, collab=collab, name=folder.name, meta=meta)

@@ -63,8 +63,6 @@ def target_nll(
     Rows with the same ``shared`` text reuse one KV cache of it; each batch left-pads its own+target part.
     """
     import torch
-    import torch.nn.functional as F
-    from transformers import DynamicCache
 
     dev = next(model.parameters()).device
     peft = hasattr(model, "peft_config")
@@ -87,52 +85,11 @@ def target_nll(
     with torch.inference_mode():
         for shared, seqs in by_prefix.items():
             pre = ids(shared)
-            kv = None
-            if pre:
-                p = torch.tensor([pre], device=dev)
-                out = fwd(
-                    input_ids=p,
-                    attention_mask=torch.ones_like(p),
-                    use_cache=True,
-                    past_key_values=DynamicCache(config=model.config),
-                )
-                kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            kv = _prefix_kv(model, fwd, pre, dev) if pre else None
             seqs = sorted(seqs, key=lambda s: len(s[0]))
             for i in range(0, len(seqs), batch_size):
                 chunk = seqs[i : i + batch_size]
-                b, width = len(chunk), max(len(s) for s, _, _ in chunk)
-                k = max(n for _, n, _ in chunk) + 1
-                x = torch.full((b, width), pad, dtype=torch.long, device=dev)
-                own_mask = torch.zeros((b, width), dtype=torch.long, device=dev)
-                tmask = torch.zeros((b, k - 1), dtype=torch.bool, device=dev)
-                for r, (s, n, _) in enumerate(chunk):
-                    x[r, width - len(s) :] = torch.tensor(s, device=dev)
-                    own_mask[r, width - len(s) :] = 1
-                    tmask[r, k - 1 - n :] = True
-                pos = len(pre) + (own_mask.cumsum(-1) - 1).clamp(min=0)
-                mask = torch.cat([torch.ones((b, len(pre)), dtype=torch.long, device=dev), own_mask], dim=1)
-                cache = DynamicCache(config=model.config)
-                if kv is not None:
-                    cache = DynamicCache(
-                        ddp_cache_data=[
-                            (kk.expand(b, -1, -1, -1).contiguous(), vv.expand(b, -1, -1, -1).contiguous())
-                            for kk, vv in kv
-                        ],
-                        config=model.config,
-                    )
-                out = fwd(
-                    input_ids=x,
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                    logits_to_keep=k,
-                )
-                logits = out.logits[:, -k:-1].float()
-                nll = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), x[:, -k + 1 :].reshape(-1), reduction="none"
-                ).view(b, k - 1)
-                row_nll, row_n = (nll * tmask).sum(-1).tolist(), tmask.sum(-1).tolist()
+                row_nll, row_n = _batch_nll(model, fwd, chunk, len(pre), kv, pad, dev)
                 for (_, _, index), a, n in zip(chunk, row_nll, row_n, strict=True):
                     found[index] = (a, int(n))
                 total += sum(row_nll)
@@ -140,6 +97,48 @@ def target_nll(
     if per_row is not None:
         per_row[:] = [found[i] for i in range(len(rows))]
     return total, count
+
+
+def _prefix_kv(model: Any, fwd: Callable[..., Any], pre: list[int], dev: Any) -> list[tuple[Any, Any]]:
+    """The KV cache of a shared prefix, per layer."""
+    import torch
+    from transformers import DynamicCache
+
+    p = torch.tensor([pre], device=dev)
+    out = fwd(input_ids=p, attention_mask=torch.ones_like(p), use_cache=True,
+              past_key_values=DynamicCache(config=model.config))
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+
+def _batch_nll(model: Any, fwd: Callable[..., Any], chunk: Sequence[tuple[list[int], int, int]], n_pre: int,
+               kv: list[tuple[Any, Any]] | None, pad: int, dev: Any) -> tuple[list[float], list[int]]:
+    """Per row of a left-padded batch (after the shared prefix's ``kv``): summed target NLL and target count."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    b, width = len(chunk), max(len(s) for s, _, _ in chunk)
+    k = max(n for _, n, _ in chunk) + 1
+    x = torch.full((b, width), pad, dtype=torch.long, device=dev)
+    own_mask = torch.zeros((b, width), dtype=torch.long, device=dev)
+    tmask = torch.zeros((b, k - 1), dtype=torch.bool, device=dev)
+    for r, (s, n, _) in enumerate(chunk):
+        x[r, width - len(s) :] = torch.tensor(s, device=dev)
+        own_mask[r, width - len(s) :] = 1
+        tmask[r, k - 1 - n :] = True
+    pos = n_pre + (own_mask.cumsum(-1) - 1).clamp(min=0)
+    mask = torch.cat([torch.ones((b, n_pre), dtype=torch.long, device=dev), own_mask], dim=1)
+    cache = DynamicCache(config=model.config)
+    if kv is not None:
+        cache = DynamicCache(ddp_cache_data=[(kk.expand(b, -1, -1, -1).contiguous(),
+                                              vv.expand(b, -1, -1, -1).contiguous()) for kk, vv in kv],
+                             config=model.config)
+    out = fwd(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+              logits_to_keep=k)
+    logits = out.logits[:, -k:-1].float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, -k + 1 :].reshape(-1),
+                          reduction="none").view(b, k - 1)
+    return (nll * tmask).sum(-1).tolist(), tmask.sum(-1).tolist()
 
 
 def winner_preference(
@@ -187,6 +186,38 @@ def style_figures(texts: Sequence[str]) -> dict[str, float]:
 
 def _joined(title: str, body: str) -> str:
     return " ".join(p for p in (title.strip(), body.strip()) if p)
+
+
+def _style_of_generated(out: dict[str, Any], examples: Sequence[Any], by_id: dict[str, Any],
+                        zero_rows: Sequence[tuple[str, str, str]], few_rows: Sequence[tuple[str, str, str]],
+                        gen: Generator, name: str, n_generate: int, report: Callable[[str], None]) -> None:
+    """Style figures of copy the three models write for ``n_generate`` held-out prompts, and of the real copy."""
+    sample = sorted(range(len(examples)), key=lambda i: unit_interval(7, examples[i].push_id))[:n_generate]
+    reqs = []
+    for i in sample:
+        reqs.append(GenerationRequest(f"zero-{i}", zero_rows[i][1], None, zero_rows[i][0]))
+        reqs.append(GenerationRequest(f"few-{i}", few_rows[i][1], None, few_rows[i][0]))
+        reqs.append(GenerationRequest(f"adapter-{i}", zero_rows[i][1], name, zero_rows[i][0]))
+    t0 = time.perf_counter()
+    # a sampled candidate (the generator's default temperature/top-p), not the greedy one: prompts without
+    # an item are all the same, and greedy decoding would give one text for all of them
+    cands = gen.generate(reqs, n_candidates=2, seed=0)
+    texts: dict[str, list[str]] = {m: [] for m in MODELS}
+    for r, c in zip(reqs, cands, strict=True):
+        texts[MODELS[("zero", "few", "adapter").index(r.key.split("-")[0])]].append(
+            _joined(c[1].title, c[1].body)
+        )
+    real = [
+        _joined(by_id[examples[i].push_id].title or "", by_id[examples[i].push_id].body or "")
+        for i in sample
+    ]
+    for label in MODELS:
+        out["models"][label]["style"] = style_figures(texts[label])
+    out["real"] = {"style": style_figures(real)}
+    out["samples"] = [
+        {"real": real[j], **{m: texts[m][j] for m in MODELS}} for j in range(min(5, len(sample)))
+    ]
+    report(f"generated {len(reqs)} texts in {time.perf_counter() - t0:.0f} s")
 
 
 def evaluate_adapter(
@@ -259,33 +290,8 @@ def evaluate_adapter(
     )
 
     if n_generate:
-        sample = sorted(range(len(examples)), key=lambda i: unit_interval(7, examples[i].push_id))[:n_generate]
-        gen = Generator(info.base, model=model, tokenizer=tokenizer, batch_size=batch_size)
-        reqs = []
-        for i in sample:
-            reqs.append(GenerationRequest(f"zero-{i}", zero_rows[i][1], None, zero_rows[i][0]))
-            reqs.append(GenerationRequest(f"few-{i}", few_rows[i][1], None, few_rows[i][0]))
-            reqs.append(GenerationRequest(f"adapter-{i}", zero_rows[i][1], name, zero_rows[i][0]))
-        t0 = time.perf_counter()
-        # a sampled candidate (the generator's default temperature/top-p), not the greedy one: prompts without
-        # an item are all the same, and greedy decoding would give one text for all of them
-        cands = gen.generate(reqs, n_candidates=2, seed=0)
-        texts: dict[str, list[str]] = {m: [] for m in MODELS}
-        for r, c in zip(reqs, cands, strict=True):
-            texts[MODELS[("zero", "few", "adapter").index(r.key.split("-")[0])]].append(
-                _joined(c[1].title, c[1].body)
-            )
-        real = [
-            _joined(by_id[examples[i].push_id].title or "", by_id[examples[i].push_id].body or "")
-            for i in sample
-        ]
-        for label in MODELS:
-            out["models"][label]["style"] = style_figures(texts[label])
-        out["real"] = {"style": style_figures(real)}
-        out["samples"] = [
-            {"real": real[j], **{m: texts[m][j] for m in MODELS}} for j in range(min(5, len(sample)))
-        ]
-        report(f"generated {len(reqs)} texts in {time.perf_counter() - t0:.0f} s")
+        _style_of_generated(out, examples, by_id, zero_rows, few_rows, Generator(
+            info.base, model=model, tokenizer=tokenizer, batch_size=batch_size), name, n_generate, report)
     update_metrics(name, {"eval": {k: v for k, v in out.items() if k != "samples"}})
     return out
 

@@ -489,15 +489,27 @@ def train_adapter(
     progress: bool = True,
     report: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train a LoRA adapter on a push file and register it as ``name``; returns its registry entry."""
+    """Train a LoRA adapter on a push file and register it as ``name``; returns its registry entry.
+    Read top to bottom: data -> base model -> texts -> LoRA, optimizer and schedule -> (resume) -> loop ->
+    register."""
     import torch
-    from accelerate import Accelerator
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-    from tqdm import tqdm
 
     cfg = cfg or LoraTrainConfig()
     check_name(name)
-    brand = cfg.brand or name
+    pushes, items = _load_training_pushes(pushes_path, cfg, items_path)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer, quantized = _load_base(cfg)
+    texts = _training_texts(pushes, items, tokenizer, cfg.brand or name, cfg, str(pushes_path), report)
+    run = _TrainingRun(cfg, name, file_sha256(pushes_path), model, tokenizer, quantized, texts, report)
+    if resume:
+        run.resume(str(pushes_path))
+    run.loop(progress)
+    return run.register(str(pushes_path), cfg.brand or name)
+
+
+def _load_training_pushes(pushes_path: str | Path, cfg: LoraTrainConfig,
+                          items_path: str | Path | None) -> tuple[list[PastPush], dict[str, Item]]:
+    """The pushes to learn from (of ``cfg.locale``'s language only, when set) and the items they name."""
     pushes = load_pushes(pushes_path)
     if cfg.locale:
         pushes = [p for p in pushes if language_of(p.locale) == cfg.locale]
@@ -508,226 +520,239 @@ def train_adapter(
         if items_path
         else load_items_near(pushes_path)
     )
-    data_hash = file_sha256(pushes_path)
+    return pushes, items
 
-    # data
-    torch.manual_seed(cfg.seed)
-    model, tokenizer, quantized = _load_base(cfg)
+
+@dataclass
+class _Texts:
+    """The training and validation texts, encoded."""
+
+    train: list[TextExample]
+    valid: list[TextExample]
+    enc_train: list[tuple[list[int], int]]
+    enc_valid: list[tuple[list[int], int]]
+    weights: list[float]
+
+
+def _training_texts(pushes: list[PastPush], items: dict[str, Item], tokenizer: Any, brand: str,
+                    cfg: LoraTrainConfig, source: str, report: Callable[[str], None]) -> _Texts:
     examples = build_examples(pushes, tokenizer, brand, scheme=cfg.scheme, items=items)
     train, valid = train_valid_split(examples, cfg)
     if not train:
-        raise DataError(
-            str(pushes_path), None, None, "no training texts left after de-duplication and the split"
-        )
-    enc_train = [encode(tokenizer, e, cfg.max_len) for e in train]
-    enc_valid = [encode(tokenizer, e, cfg.max_len) for e in valid]
-    weights = [e.weight for e in train]
+        raise DataError(source, None, None, "no training texts left after de-duplication and the split")
+    texts = _Texts(train, valid, [encode(tokenizer, e, cfg.max_len) for e in train],
+                   [encode(tokenizer, e, cfg.max_len) for e in valid], [e.weight for e in train])
     report(
         f"{len(pushes)} pushes -> {len(examples)} distinct texts ({cfg.scheme} scheme) -> "
         f"{len(train)} train / {len(valid)} valid texts in {len({e.group_id for e in train})} / "
         f"{len({e.group_id for e in valid})} groups"
     )
+    return texts
 
-    # model
-    lora = LoraConfig(
-        r=cfg.rank,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        bias="none",
-        target_modules=list(cfg.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    mixed = "bf16" if quantized or next(model.parameters()).dtype == torch.bfloat16 else "no"
-    accelerator = Accelerator(
-        mixed_precision=mixed,
-        gradient_accumulation_steps=cfg.grad_accum,
-        cpu=next(model.parameters()).device.type == "cpu",
-    )
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    micro_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum)
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, int(cfg.warmup * total_steps))
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    device, pad_id = accelerator.device, tokenizer.pad_token_id
 
-    # resume
-    ckpt_dir = Path(get_settings().adapters_dir) / ".checkpoints" / name
-    state: dict[str, Any] = {
-        "step": 0,
-        "micro": 0,
-        "best": float("inf"),
-        "best_state": None,
-        "bad": 0,
-        "seconds": 0.0,
-        "tokens": 0,
-        "history": [],
-        "ema": None,
-    }
-    cfg_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    if resume and (ckpt_dir / "state.pt").exists():
-        saved = torch.load(ckpt_dir / "state.pt", weights_only=False)
-        if saved["data_hash"] != data_hash or saved["config"] != cfg_dict:
-            raise DataError(
-                str(pushes_path),
-                None,
-                None,
-                f"checkpoint in {ckpt_dir} was made with other data or "
-                "settings; train without --resume to start over",
-            )
-        set_peft_model_state_dict(accelerator.unwrap_model(model), saved["lora"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        report(f"resumed from {ckpt_dir} at step {state['step']}/{total_steps}")
+class _TrainingRun:
+    """One adapter's training: the LoRA-wrapped model, optimizer and schedule under Accelerate, the state a
+    checkpoint keeps (steps, best valid loss and weights, the moving average), and the steps of the loop."""
 
-    def checkpoint() -> None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_dir / "state.pt.tmp"
-        torch.save(
-            {
-                "data_hash": data_hash,
-                "config": cfg_dict,
-                "state": state,
-                "lora": get_peft_model_state_dict(accelerator.unwrap_model(model)),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            },
-            tmp,
-        )
-        tmp.replace(ckpt_dir / "state.pt")
+    def __init__(self, cfg: LoraTrainConfig, name: str, data_hash: str, model: Any, tokenizer: Any,
+                 quantized: bool, texts: _Texts, report: Callable[[str], None]):
+        import torch
+        from accelerate import Accelerator
+        from peft import LoraConfig, get_peft_model
 
-    def update_ema() -> None:
-        if not cfg.ema:
+        self.cfg, self.name, self.data_hash, self.texts, self.report = cfg, name, data_hash, texts, report
+        self.quantized = quantized
+        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias="none",
+                          target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+        self.mixed = "bf16" if quantized or next(model.parameters()).dtype == torch.bfloat16 else "no"
+        self.accelerator = Accelerator(mixed_precision=self.mixed, gradient_accumulation_steps=cfg.grad_accum,
+                                       cpu=next(model.parameters()).device.type == "cpu")
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.micro_per_epoch = math.ceil(len(texts.train) / cfg.batch_size)
+        total = math.ceil(self.micro_per_epoch * cfg.epochs / cfg.grad_accum)
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(self.total_steps, int(cfg.warmup * self.total_steps)))
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.device, self.pad_id = self.accelerator.device, tokenizer.pad_token_id
+        self.ckpt_dir = Path(get_settings().adapters_dir) / ".checkpoints" / name
+        self.cfg_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+        self.state: dict[str, Any] = {"step": 0, "micro": 0, "best": float("inf"), "best_state": None, "bad": 0,
+                                      "seconds": 0.0, "tokens": 0, "history": [], "ema": None}
+
+    def resume(self, source: str) -> None:
+        """Continue from this adapter's last checkpoint, when there is one made with the same data and settings."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        if not (self.ckpt_dir / "state.pt").exists():
+            return
+        saved = torch.load(self.ckpt_dir / "state.pt", weights_only=False)
+        if saved["data_hash"] != self.data_hash or saved["config"] != self.cfg_dict:
+            raise DataError(source, None, None, f"checkpoint in {self.ckpt_dir} was made with other data or "
+                            "settings; train without --resume to start over")
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), saved["lora"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = saved["state"]
+        self.report(f"resumed from {self.ckpt_dir} at step {self.state['step']}/{self.total_steps}")
+
+    def loop(self, progress: bool) -> None:
+        """The training loop: length-bucketed batches per epoch, an optimizer step per ``grad_accum``
+        micro-batches, validation every ``eval_every`` steps with early stopping, checkpoints."""
+        from tqdm import tqdm
+
+        cfg, state, enc_train = self.cfg, self.state, self.texts.enc_train
+        self.model.train()
+        if state["step"] == 0 and self.texts.enc_valid and not state["history"]:
+            self.validate()
+        bar = tqdm(total=self.total_steps, initial=state["step"], disable=not progress, unit="step",
+                   dynamic_ncols=True)
+        stop = state["step"] >= self.total_steps
+        epoch = state["micro"] // self.micro_per_epoch
+        while not stop and epoch < cfg.epochs:
+            batches = length_batches([len(ids) for ids, _ in enc_train], cfg.batch_size,
+                                     random.Random(cfg.seed + epoch))
+            for bi, idx in enumerate(batches):
+                if epoch * self.micro_per_epoch + bi < state["micro"]:
+                    continue  # done before the checkpoint we resumed from
+                loss = self.micro_step(idx)
+                if not self.accelerator.sync_gradients:
+                    continue
+                state["step"] += 1
+                self.update_ema()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{state['tokens'] / state['seconds']:.0f}")
+                if self.after_step():
+                    stop = True
+                    break
+            epoch += 1
+        bar.close()
+        if self.texts.enc_valid and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+            self.validate()
+
+    def micro_step(self, idx: Sequence[int]) -> float:
+        """Forward and backward one micro-batch (and the optimizer step when gradients sync); its loss."""
+        t0 = time.perf_counter()
+        batch = collate([self.texts.enc_train[i] for i in idx], [self.texts.weights[i] for i in idx], self.pad_id,
+                        self.device)
+        with self.accelerator.accumulate(self.model), self.accelerator.autocast():
+            loss, _, _ = batch_loss(self.model, batch)
+            self.accelerator.backward(loss)
+            if self.accelerator.sync_gradients:
+                self.accelerator.clip_grad_norm_(self.params, 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.state["micro"] += 1
+        self.state["seconds"] += time.perf_counter() - t0
+        self.state["tokens"] += batch["tokens"]
+        return loss.item()
+
+    def after_step(self) -> bool:
+        """Validate and checkpoint when due; True when training is over (last step or early stop)."""
+        cfg, state = self.cfg, self.state
+        done = state["step"] >= self.total_steps
+        if self.texts.enc_valid and (state["step"] % cfg.eval_every == 0 or done) and self.validate():
+            self.report(f"early stop: no valid improvement in {cfg.patience} evaluations")
+            done = True
+        if done or state["step"] % cfg.save_every == 0:
+            self.checkpoint()
+        return done
+
+    def checkpoint(self) -> None:
+        import torch
+        from peft import get_peft_model_state_dict
+
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_dir / "state.pt.tmp"
+        torch.save({"data_hash": self.data_hash, "config": self.cfg_dict, "state": self.state,
+                    "lora": get_peft_model_state_dict(self.accelerator.unwrap_model(self.model)),
+                    "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, tmp)
+        tmp.replace(self.ckpt_dir / "state.pt")
+
+    def update_ema(self) -> None:
+        state = self.state
+        if not self.cfg.ema:
             return
         if state["ema"] is None:
-            state["ema"] = [p.detach().float().cpu().clone() for p in params]
+            state["ema"] = [p.detach().float().cpu().clone() for p in self.params]
             return
-        d = min(cfg.ema, (1 + state["step"]) / (10 + state["step"]))  # short memory while it warms up
-        for avg, p in zip(state["ema"], params, strict=True):
+        d = min(self.cfg.ema, (1 + state["step"]) / (10 + state["step"]))  # short memory while it warms up
+        for avg, p in zip(state["ema"], self.params, strict=True):
             avg.mul_(d).add_(p.detach().float().cpu(), alpha=1 - d)
 
-    def swap_ema() -> None:
+    def swap_ema(self) -> None:
         """Exchange the live LoRA weights with the averaged ones (twice restores them)."""
-        if cfg.ema and state["ema"] is not None:
+        import torch
+
+        if self.cfg.ema and self.state["ema"] is not None:
             with torch.no_grad():
-                for avg, p in zip(state["ema"], params, strict=True):
+                for avg, p in zip(self.state["ema"], self.params, strict=True):
                     live = p.detach().float().cpu().clone()
                     p.copy_(avg.to(p.device, p.dtype))
                     avg.copy_(live)
 
-    def validate() -> bool:
+    def validate(self) -> bool:
         """Record valid loss (of the averaged weights with ``ema``); True when training should stop early."""
-        model.eval()
-        swap_ema()
-        loss = evaluate_loss(model, enc_valid, pad_id, device, cfg.batch_size) if enc_valid else float("nan")
+        from peft import get_peft_model_state_dict
+
+        state, enc_valid = self.state, self.texts.enc_valid
+        self.model.eval()
+        self.swap_ema()
+        loss = evaluate_loss(self.model, enc_valid, self.pad_id, self.device, self.cfg.batch_size) \
+            if enc_valid else float("nan")
         improved = not enc_valid or loss < state["best"] - 1e-4
         if improved:
             state["best"], state["bad"] = loss, 0
-            state["best_state"] = {
-                k: v.detach().cpu().clone()
-                for k, v in get_peft_model_state_dict(accelerator.unwrap_model(model)).items()
-            }
-        swap_ema()
-        model.train()
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in
+                                   get_peft_model_state_dict(self.accelerator.unwrap_model(self.model)).items()}
+        self.swap_ema()
+        self.model.train()
         state["history"].append({"step": state["step"], "valid_loss": loss})
         if not improved:
             state["bad"] += 1
-        report(
-            f"step {state['step']}/{total_steps} | valid loss {loss:.4f} (ppl {math.exp(loss):.1f}) | "
+        self.report(
+            f"step {state['step']}/{self.total_steps} | valid loss {loss:.4f} (ppl {math.exp(loss):.1f}) | "
             f"best {state['best']:.4f} | {state['tokens'] / max(state['seconds'], 1e-9):.0f} tok/s"
         )
-        return state["bad"] >= cfg.patience
+        return state["bad"] >= self.cfg.patience
 
-    # loop
-    model.train()
-    if state["step"] == 0 and enc_valid and not state["history"]:
-        validate()
-    bar = tqdm(
-        total=total_steps, initial=state["step"], disable=not progress, unit="step", dynamic_ncols=True
-    )
-    stop = state["step"] >= total_steps
-    epoch = state["micro"] // micro_per_epoch
-    while not stop and epoch < cfg.epochs:
-        batches = length_batches(
-            [len(ids) for ids, _ in enc_train], cfg.batch_size, random.Random(cfg.seed + epoch)
+    def register(self, source: str, brand: str) -> TrainResult:
+        """Save the best weights (by valid loss) to the registry with their metadata; drop the checkpoint."""
+        from peft import set_peft_model_state_dict
+
+        state, cfg = self.state, self.cfg
+        peft_model = self.accelerator.unwrap_model(self.model)
+        if state["best_state"] is not None:
+            set_peft_model_state_dict(peft_model, state["best_state"])
+        info = AdapterInfo(name=self.name, base=cfg.base, brand=brand, data_file=source, data_hash=self.data_hash,
+                           scheme=cfg.scheme, hyperparameters=self.cfg_dict, metrics=self.metrics(),
+                           fewshot=choose_fewshot(self.texts.train),
+                           created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        save_adapter(peft_model, info)
+        shutil.rmtree(self.ckpt_dir, ignore_errors=True)  # finished: the checkpoint was only for resuming
+        self.report(
+            f"saved adapter {self.name!r}: {state['step']} steps in {state['seconds']:.0f} s, "
+            f"{info.metrics['tokens_per_s']:.0f} tokens/s, valid ppl {info.metrics['valid_ppl']}"
         )
-        for bi, idx in enumerate(batches):
-            if epoch * micro_per_epoch + bi < state["micro"]:
-                continue  # done before the checkpoint we resumed from
-            t0 = time.perf_counter()
-            batch = collate([enc_train[i] for i in idx], [weights[i] for i in idx], pad_id, device)
-            with accelerator.accumulate(model), accelerator.autocast():
-                loss, _, _ = batch_loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            state["micro"] += 1
-            state["seconds"] += time.perf_counter() - t0
-            state["tokens"] += batch["tokens"]
-            if not accelerator.sync_gradients:
-                continue
-            state["step"] += 1
-            update_ema()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state['tokens'] / state['seconds']:.0f}")
-            done = state["step"] >= total_steps
-            if enc_valid and (state["step"] % cfg.eval_every == 0 or done) and validate():
-                report(f"early stop: no valid improvement in {cfg.patience} evaluations")
-                done = True
-            if done or state["step"] % cfg.save_every == 0:
-                checkpoint()
-            if done:
-                stop = True
-                break
-        epoch += 1
-    bar.close()
-    if enc_valid and (not state["history"] or state["history"][-1]["step"] != state["step"]):
-        validate()
+        return TrainResult(info=info, history=state["history"])
 
-    # register
-    peft_model = accelerator.unwrap_model(model)
-    if state["best_state"] is not None:
-        set_peft_model_state_dict(peft_model, state["best_state"])
-    seconds = state["seconds"]
-    metrics = {
-        "train_texts": len(train),
-        "valid_texts": len(valid),
-        "steps": state["step"],
-        "train_seconds": round(seconds, 1),
-        "train_tokens": state["tokens"],
-        "tokens_per_s": round(state["tokens"] / max(seconds, 1e-9), 1),
-        "valid_loss": round(state["best"], 4) if enc_valid else None,
-        "valid_ppl": round(math.exp(state["best"]), 2) if enc_valid else None,
-        "valid_loss_at_start": round(state["history"][0]["valid_loss"], 4) if state["history"] else None,
-        "qlora": quantized,
-        "precision": mixed if mixed != "no" else "fp32",
-        "device": str(device),
-    }
-    info = AdapterInfo(
-        name=name,
-        base=cfg.base,
-        brand=brand,
-        data_file=str(pushes_path),
-        data_hash=data_hash,
-        scheme=cfg.scheme,
-        hyperparameters=cfg_dict,
-        metrics=metrics,
-        fewshot=choose_fewshot(train),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    save_adapter(peft_model, info)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the checkpoint was only for resuming
-    report(
-        f"saved adapter {name!r}: {state['step']} steps in {seconds:.0f} s, "
-        f"{metrics['tokens_per_s']:.0f} tokens/s, valid ppl {metrics['valid_ppl']}"
-    )
-    return TrainResult(info=info, history=state["history"])
+    def metrics(self) -> dict[str, Any]:
+        state, seconds, valid = self.state, self.state["seconds"], bool(self.texts.enc_valid)
+        return {
+            "train_texts": len(self.texts.train),
+            "valid_texts": len(self.texts.valid),
+            "steps": state["step"],
+            "train_seconds": round(seconds, 1),
+            "train_tokens": state["tokens"],
+            "tokens_per_s": round(state["tokens"] / max(seconds, 1e-9), 1),
+            "valid_loss": round(state["best"], 4) if valid else None,
+            "valid_ppl": round(math.exp(state["best"]), 2) if valid else None,
+            "valid_loss_at_start": round(state["history"][0]["valid_loss"], 4) if state["history"] else None,
+            "qlora": self.quantized,
+            "precision": self.mixed if self.mixed != "no" else "fp32",
+            "device": str(self.device),
+        }

@@ -8,8 +8,8 @@ adapters are what lets one batch mix brands (peft's per-row ``adapter_names``).
 
 Load several into one model and generate with them::
 
-    from generator.write.adapters import load_generator
-    gen = load_generator(["acme-en", "acme-zh"])        # one base model, two adapters
+    gen = Generator("smollm2-135m")                    # one base model...
+    gen.use_adapters(["acme-en", "acme-zh"])            # ...two adapters (Generator.use_adapters)
     gen.generate([GenerationRequest("u1", p1, adapter="acme-en"),
                   GenerationRequest("u2", p2, adapter="acme-zh"),
                   GenerationRequest("u3", p3)])          # no adapter: the base model
@@ -24,13 +24,10 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from generator.core.config import get_settings
 from generator.core.errors import PushgenError
-
-if TYPE_CHECKING:
-    from generator.write.generate import Generator
 
 log = logging.getLogger(__name__)
 META_FILE = "pushgen_adapter.json"
@@ -166,26 +163,3 @@ def load_adapters(model: Any, names: list[str]) -> Any:
             model = PeftModel.from_pretrained(model, str(info.path), adapter_name=name, is_trainable=False)
     model.eval()
     return model
-
-
-def load_generator(
-    names: list[str], base: str | None = None, *, device: str | None = None, **generator_kwargs: Any
-) -> Generator:
-    """A :class:`~generator.write.generate.Generator` whose model holds the named adapters (one base model for all).
-
-    The base defaults to the adapters' recorded base; adapters trained on different bases cannot share one.
-    """
-    from generator.core.model_registry import load_causal_lm
-    from generator.write.generate import Generator
-
-    infos = [get_adapter(n) for n in names]
-    bases = {i.base for i in infos}
-    if base is None:
-        if len(bases) > 1:
-            raise AdapterError(f"adapters {names} were trained on different base models {sorted(bases)}")
-        base = bases.pop() if bases else None
-    elif bases - {base}:
-        raise AdapterError(f"adapters {names} were trained on {sorted(bases)}, not on {base!r}")
-    model, tokenizer = load_causal_lm(base, device=device)
-    model = load_adapters(model, names)
-    return Generator(base, model=model, tokenizer=tokenizer, **generator_kwargs)

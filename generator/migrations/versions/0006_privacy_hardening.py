@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-KEY_NAME = "user_ref_key"  # generator.erasure.KEY_NAME
+KEY_NAME = "user_ref_key"  # generator.db.suppression.KEY_NAME
 
 
 def upgrade() -> None:
@@ -56,7 +56,7 @@ def _rekey_erasures() -> None:
         key = secrets.token_hex(32)
         conn.execute(sa.text("INSERT INTO app_secrets (name, value, created_at) VALUES (:n, :v, :t)"),
                      {"n": KEY_NAME, "v": key, "t": datetime.now(UTC)})
-    for row_id, plain in erasures:  # generator.erasure.keyed: HMAC over the SHA-256 the record kept
+    for row_id, plain in erasures:  # generator.db.suppression.keyed: HMAC over the SHA-256 the record kept
         ref = hmac.new(key.encode(), plain.encode(), hashlib.sha256).hexdigest()
         conn.execute(sa.text("UPDATE erasures SET user_hash = :h WHERE id = :i"), {"h": ref, "i": row_id})
         if conn.execute(sa.text("SELECT 1 FROM suppressions WHERE user_ref = :h"), {"h": ref}).first() is None:
