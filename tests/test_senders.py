@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from generator.core.payload import encoded_size
 from generator.experiments import ab as ex
 from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
@@ -22,7 +23,6 @@ from workers.senders import (
     RetryPolicy,
     TokenBucket,
     WebhookSender,
-    encoded_size,
 )
 from workers.senders.base import parse_retry_after
 from workers.senders.standins import ApnsStandIn, FcmStandIn, WebhookStandIn

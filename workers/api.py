@@ -18,8 +18,7 @@ from generator.core.config import get_settings
 from generator.core.errors import PushgenError
 from generator.core.inputs import MAX_INT
 from generator.store import Store
-from workers import review as review_pages
-from workers import tasks
+from workers import review_pages, tasks
 from workers.auth import bearer, requires
 from workers.http_guard import RequestGuard, install_error_handlers
 from workers.recovery import RecoveryLoop

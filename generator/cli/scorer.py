@@ -1,4 +1,4 @@
-"""``pushgen scorer train|eval``: thin commands over :mod:`generator.rank.train` and :mod:`.recsys_eval`."""
+"""``pushgen scorer train|eval``: thin commands over :mod:`generator.rank.train` and :mod:`generator.rank.evaluate`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Ranking stage: the serving scorer (scorer, signals, collab, rerank); its training and evaluation beside it."""

@@ -1,0 +1,1 @@
+"""Tuning stage: LoRA brand adapters trained on past pushes, and their held-out evaluation."""

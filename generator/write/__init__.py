@@ -1,0 +1,1 @@
+"""Writing stage: prompts, the generator (batched decoding of drafts), multi-LoRA, the adapter registry."""

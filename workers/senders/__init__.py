@@ -8,18 +8,10 @@ checks the 4,096-byte payload limit after JSON encoding, and classifies the prov
 """
 
 from workers.senders.apns import ApnsConfig, ApnsSender
-from workers.senders.base import (
-    MAX_PAYLOAD_BYTES,
-    DeliveryResult,
-    PayloadTooLarge,
-    RetryPolicy,
-    Sender,
-    TokenBucket,
-    encoded_size,
-)
+from workers.senders.base import DeliveryResult, RetryPolicy, Sender, TokenBucket
 from workers.senders.dryrun import DryRunSender
 from workers.senders.fcm import FcmConfig, FcmSender
 from workers.senders.webhook import WebhookSender
 
-__all__ = ["MAX_PAYLOAD_BYTES", "ApnsConfig", "ApnsSender", "DeliveryResult", "DryRunSender", "FcmConfig",
-           "FcmSender", "PayloadTooLarge", "RetryPolicy", "Sender", "TokenBucket", "WebhookSender", "encoded_size"]
+__all__ = ["ApnsConfig", "ApnsSender", "DeliveryResult", "DryRunSender", "FcmConfig", "FcmSender", "RetryPolicy",
+           "Sender", "TokenBucket", "WebhookSender"]

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from generator.core.payload import MAX_PAYLOAD_BYTES, PayloadTooLarge, encoded_size
+from generator.core.payload import MAX_PAYLOAD_BYTES, PayloadTooLarge
 
 _EPS = 1e-9  # float round-off in the refill must not leave a caller sleeping 0-second naps
-__all__ = ["MAX_PAYLOAD_BYTES", "PayloadTooLarge", "encoded_size"]  # the payload builder's, re-exported
 
 
 def check_size(payload: Any, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
