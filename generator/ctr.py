@@ -42,6 +42,7 @@ import numpy as np
 from generator.core.config import get_settings
 from generator.core.data import PastPush, file_sha256, load_table, unit_interval
 from generator.core.errors import PushgenError
+from generator.core.model_registry import load_sentence_encoder
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -294,7 +295,6 @@ class CtrModel:
 
     def _encoder(self) -> TextEncoder:
         if self.encoder is None:
-            from generator.core.model_registry import load_sentence_encoder
 
             self.encoder = load_sentence_encoder(self.encoder_name, device=self.device)
         return self.encoder

@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 
 from generator.db.suppression import ERASED, PLACEHOLDER, installation_key, keyed
 from generator.db.tables import Suppression
+from generator.experiments import ab as experiments
+from generator.review import erase_review_texts
 from generator.store import DeviceToken, Erasure, Job, JobChunk, Message
 
 if TYPE_CHECKING:
@@ -60,8 +62,6 @@ log = logging.getLogger(__name__)
 
 def erase(store: Store, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
     """Erase ``user_id`` from the database in one transaction (see the module doc), then compact SQLite."""
-    from generator.experiments import ab as experiments
-    from generator.review import erase_review_texts
 
     key = installation_key(store)
     ref = keyed(key, user_id)

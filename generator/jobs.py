@@ -26,7 +26,10 @@ from generator.core.config import get_settings
 from generator.core.data import Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import STRICT
+from generator.review import apply_rule
 from generator.store import Job, Store, utcnow
+from generator.write.adapters import check_name
+from generator.write.prompts import default_library
 
 if TYPE_CHECKING:
     from generator.campaign.runner import CampaignRunner
@@ -92,8 +95,6 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
 
 def _check_references(campaign: Campaign, shop: Shop) -> None:
     """Names the request refers to must exist, so a job that could only fail is refused, not stored."""
-    from generator.write.adapters import check_name
-    from generator.write.prompts import default_library
 
     if campaign.template and campaign.template not in default_library().names():
         raise PushgenError(f"template: no template {campaign.template!r}")
@@ -137,7 +138,6 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
     shop = cached_shop(params.get("shop") or get_settings().shop_dir)
     campaign = Campaign.model_validate(params["campaign"])
     (runner or _runner(store)).run(shop, campaign, user_ids=chunk.user_ids, job_id=job_id, seed=index)
-    from generator.review import apply_rule  # a reviewer's auto-approve rule also covers copy saved after it
 
     apply_rule(store, job_id)
     return _settle(store, job_id, index, "done")

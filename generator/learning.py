@@ -10,7 +10,7 @@ One pass (:func:`run_loop`, ``pushgen loop``, the periodic Celery task ``workers
    experiment and their number stays linear in the sends.
 2. **Winners**: the sent copy of each experiment's winning arm (the arm recorded by ``experiment stop --winner``,
    else the arm the winner rule of :func:`generator.experiments.report.pick_winner` names now), and the chosen
-   copy of the reviewers' preference pairs (:func:`generator.review.preference_pairs`: approved edits over the
+   copy of the reviewers' preference pairs (:func:`preference_pairs`: approved edits over the
    model's original, approved over rejected copy) form the adapter's training file (``adapter_train.jsonl``).
    Clicked winners weigh more through the trainer's ``ctr`` scheme.
 3. **Refresh** the click-through model on ``base_pushes`` (the brand's past pushes, optional) plus the outcomes,
@@ -34,11 +34,19 @@ from typing import Any
 
 from sqlalchemy import select
 
-from generator.core.data import PastPush, load_table, write_table
+from generator.campaign.spec import Campaign
+from generator.core.config import get_settings
+from generator.core.data import PastPush, find_table, load_table, write_table
 from generator.core.errors import PushgenError
+from generator.ctr import CtrConfig, CtrError, train_ctr
 from generator.db import tables
 from generator.experiments import ab as ex
-from generator.store import Job, Message, Store, utcnow
+from generator.experiments.report import pick_winner
+from generator.review import campaign_of
+from generator.store import Job, Message, ReviewEvent, Store, utcnow
+from generator.tune.train import LoraTrainConfig, train_adapter
+from generator.write.adapters import list_adapters
+from generator.write.prompts import answer_text
 
 log = logging.getLogger(__name__)
 PUSH_COLUMNS = ("push_id", "group_id", "campaign_type", "title", "body", "locale", "item_id", "sends", "opens",
@@ -112,7 +120,6 @@ def gather_outcomes(store: Store, block: int = 20) -> list[dict[str, Any]]:
 
 def winners(store: Store) -> dict[str, str]:
     """{experiment id: winning arm}: the recorded winner, else what the winner rule says now."""
-    from generator.experiments.report import pick_winner
 
     out: dict[str, str] = {}
     for exp in ex.list_experiments(store):
@@ -130,7 +137,6 @@ def winners(store: Store) -> dict[str, str]:
 
 def next_adapter_name(base: str) -> str:
     """``<base>-v<N+1>`` for the highest version N in the registry (v1 when there is none)."""
-    from generator.write.adapters import list_adapters
 
     pattern = re.compile(rf"^{re.escape(base)}-v(\d+)$")
     versions = [int(m.group(1)) for a in list_adapters() if (m := pattern.match(a.name))]
@@ -159,8 +165,6 @@ def run_loop(store: Store, cfg: LoopConfig | None = None) -> tables.LoopRun:
         won = winners(store)
         # the winning arm's copy, in the same blocks of users (so the trainer can hold some out for validation)
         winner_rows = [dict(r) for r in outcomes if won.get(r["experiment_id"]) == r["arm"]]
-        from generator.review import preference_pairs
-
         pairs, unpaired = preference_pairs(store)
         counts.update({"experiments_with_winner": len(won), "winner_pushes": len(winner_rows),
                        "preference_pairs": len(pairs), "unpaired_rejections": unpaired})
@@ -183,8 +187,6 @@ def run_loop(store: Store, cfg: LoopConfig | None = None) -> tables.LoopRun:
 
 
 def _refresh_ctr(out: Path, outcomes: list[dict[str, Any]], cfg: LoopConfig, counts: dict[str, Any]) -> str | None:
-    from generator.ctr import CtrConfig, CtrError, train_ctr
-
     rows = list(outcomes)
     if cfg.base_pushes is not None:
         rows += [p.model_dump(mode="json") for p in load_table(cfg.base_pushes, PastPush).rows]
@@ -206,8 +208,6 @@ def _refresh_ctr(out: Path, outcomes: list[dict[str, Any]], cfg: LoopConfig, cou
 
 def _train_next_adapter(store: Store, out: Path, winner_rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
                         cfg: LoopConfig, counts: dict[str, Any]) -> str | None:
-    from generator.tune.train import LoraTrainConfig, train_adapter
-
     rows = [{k: r.get(k) for k in PUSH_COLUMNS[:12]} for r in winner_rows]
     rows += [{k: p.get(k) for k in PUSH_COLUMNS[:12]} for p in pairs]
     if not rows:
@@ -232,9 +232,6 @@ def _train_next_adapter(store: Store, out: Path, winner_rows: list[dict[str, Any
 
 
 def _items_file(store: Store) -> Path | None:
-    from generator.core.config import get_settings
-    from generator.core.data import find_table
-
     folder = None
     for exp in ex.list_experiments(store):
         job = store.get_job(exp.job_id) if exp.job_id else None
@@ -247,3 +244,93 @@ def _items_file(store: Store) -> Path | None:
 def loop_runs(store: Store) -> list[tables.LoopRun]:
     with store.session() as s:
         return list(s.scalars(select(tables.LoopRun).order_by(tables.LoopRun.id.desc())))
+
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "kind", "reason", "job_id", "message_id", "rejected_message_id",
+                "template", "adapter", "reviewer", "decided_at", "push_id", "group_id", "campaign_type", "title",
+                "body", "locale", "item_id", "sends", "clicks", "sent_at")
+
+
+def preference_pairs(store: Store, job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Preference pairs from reviewers' decisions, and how many rejections had no approved copy to pair with.
+
+    - ``edit``: a message a reviewer edited and then approved: chosen = the approved edit, rejected = the model's
+      original copy (the first edit's old text).
+    - ``reject``: a rejected message, paired with approved copy for the same prompt (another A/B variant of the
+      same user, or another user with the identical prompt) in the same job: chosen = approved, rejected = it.
+
+    Each pair also carries the past-push fields (``push_id``, ``group_id``, ``campaign_type``, ``title``/``body``
+    = the chosen copy, ``locale``, ``item_id``, ``sends``/``clicks`` = 0, ``sent_at`` = when it was approved),
+    so the same file is a valid ``--pushes`` file for ``pushgen adapter train`` (supervised on the chosen copy),
+    while ``prompt``/``chosen``/``rejected`` is the usual DPO layout.
+    """
+    with store.session() as s:
+        q = select(Message).where(Message.review_status.in_(("approved", "rejected")))
+        if job_id:
+            q = q.where(Message.job_id == job_id)
+        messages = list(s.scalars(q.order_by(Message.job_id, Message.user_id, Message.variant)))
+        ids = [m.id for m in messages]
+        events: dict[int, list[ReviewEvent]] = {i: [] for i in ids}
+        for i in range(0, len(ids), 500):
+            for e in s.scalars(select(ReviewEvent).where(ReviewEvent.message_id.in_(ids[i:i + 500]))
+                               .order_by(ReviewEvent.created_at, ReviewEvent.id)):
+                events[e.message_id].append(e)
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({m.job_id for m in messages})))}
+    pairs: list[dict[str, Any]] = []
+    approved_by_prompt: dict[tuple[str, str], list[Message]] = {}
+    for m in messages:
+        if m.review_status == "approved" and m.prompt:
+            approved_by_prompt.setdefault((m.job_id, m.prompt), []).append(m)
+
+    def approval(m: Message) -> ReviewEvent | None:
+        return next((e for e in reversed(events[m.id]) if e.action == "approve"), None)
+
+    def pair(kind: str, chosen: Message, title: str, body: str, rejected_msg: Message, rejected_title: str,
+             rejected_body: str, reason: str | None, decided: ReviewEvent) -> dict[str, Any]:
+        job = jobs.get(chosen.job_id)
+        ranked = chosen.ranked_items or [{}]
+        lang = (chosen.template or "").rsplit(".", 1)[-1]
+        campaign = campaign_of(job) if job else Campaign()
+        locale = campaign.locale or ("zh_CN" if lang == "zh" else "en_US")
+        approved_at = approval(chosen)
+        return {
+            "prompt": chosen.prompt, "chosen": answer_text(title, body),
+            "rejected": answer_text(rejected_title, rejected_body), "kind": kind, "reason": reason,
+            "job_id": chosen.job_id, "message_id": chosen.id, "rejected_message_id": rejected_msg.id,
+            "template": chosen.template, "adapter": chosen.adapter, "reviewer": decided.actor,
+            "decided_at": decided.created_at.isoformat(),
+            # the past-push contract (generator.core.data.PastPush)
+            "push_id": f"review-{chosen.id}-{rejected_msg.id}-{kind}",
+            "group_id": f"review-{chosen.id}-{rejected_msg.id}",
+            "campaign_type": (chosen.template or "generic").split(".")[0] or "generic", "title": title,
+            "body": body, "locale": locale, "item_id": ranked[0].get("item_id"), "sends": 0, "clicks": 0,
+            "sent_at": (approved_at or decided).created_at.isoformat(),
+        }
+
+    unpaired = 0
+    for m in messages:
+        trail = events[m.id]
+        edits = [e for e in trail if e.action == "edit"]
+        if m.review_status == "approved" and edits:
+            original = (edits[0].old_title, edits[0].old_body)
+            if original != (m.title, m.body) and original[0].strip():
+                pairs.append(pair("edit", m, m.title, m.body, m, *original, None, approval(m) or edits[-1]))
+        elif m.review_status == "rejected":
+            rejection = next((e for e in reversed(trail) if e.action == "reject"), None)
+            others = [o for o in approved_by_prompt.get((m.job_id, m.prompt), []) if o.id != m.id]
+            others.sort(key=lambda o: (o.user_id != m.user_id, o.variant))
+            if not others or rejection is None or not m.title.strip():
+                unpaired += 1
+                continue
+            best = others[0]
+            pairs.append(pair("reject", best, best.title, best.body, m, m.title, m.body, rejection.reason,
+                              rejection))
+    return pairs, unpaired
+
+
+def export_pairs(store: Store, path: str | Path, job_id: str | None = None) -> tuple[int, int]:
+    """Write the preference pairs to a JSONL (or CSV/Parquet) file atomically; returns (pairs, unpaired
+    rejections)."""
+    pairs, unpaired = preference_pairs(store, job_id)
+    write_table(path, pairs, columns=PAIR_COLUMNS)
+    return len(pairs), unpaired

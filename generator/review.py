@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,9 +30,10 @@ from generator.campaign.spec import Campaign, campaign_type_for
 from generator.check.brand import policy_with_guidelines
 from generator.check.facts import message_facts
 from generator.core.config import get_settings
-from generator.core.data import Item, Shop, cached_shop, write_table
+from generator.core.data import Item, Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import InputError, check_text
+from generator.core.links import host_allowed
 from generator.guardrails import CheckResult, GuardContext, failures, run_checks
 from generator.store import (
     ApiToken,
@@ -47,15 +47,12 @@ from generator.store import (
     may,
     utcnow,
 )
-from generator.write.prompts import answer_text, default_library
+from generator.write.prompts import default_library, format_price
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")
 PASSING = ("passed", "fallback")  # guardrail status of copy that passes every check
 AUTO_ACTOR = "auto-rule"
 MAX_TEXT = 2000  # characters a reviewer may type into a title, body or reason
-PAIR_COLUMNS = ("prompt", "chosen", "rejected", "kind", "reason", "job_id", "message_id", "rejected_message_id",
-                "template", "adapter", "reviewer", "decided_at", "push_id", "group_id", "campaign_type", "title",
-                "body", "locale", "item_id", "sends", "clicks", "sent_at")
 
 
 class ReviewError(PushgenError):
@@ -229,7 +226,6 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
 def display_items(message: Message, job: Job | None, locale: str | None = None) -> list[dict[str, Any]]:
     """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
     Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
-    from generator.write.prompts import format_price
 
     params = (job.params or {}) if job is not None else {}
     shop = _shop(str(params.get("shop") or get_settings().shop_dir))
@@ -266,8 +262,6 @@ def image_allowed(url: str) -> bool:
     """Whether the review pages may load this item image: https on a host of ``PUSHGEN_REVIEW_IMAGE_HOSTS``
     (none by default: the pages load nothing from outside the app, and show a placeholder)."""
     from urllib.parse import urlsplit
-
-    from generator.core.links import host_allowed
 
     try:
         parts = urlsplit(url)
@@ -536,86 +530,5 @@ def history(store: Store, message_ids: Sequence[int]) -> dict[int, list[ReviewEv
 
 # --- learning signal ----------------------------------------------------------------------------------------
 
-def preference_pairs(store: Store, job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Preference pairs from reviewers' decisions, and how many rejections had no approved copy to pair with.
-
-    - ``edit``: a message a reviewer edited and then approved: chosen = the approved edit, rejected = the model's
-      original copy (the first edit's old text).
-    - ``reject``: a rejected message, paired with approved copy for the same prompt (another A/B variant of the
-      same user, or another user with the identical prompt) in the same job: chosen = approved, rejected = it.
-
-    Each pair also carries the past-push fields (``push_id``, ``group_id``, ``campaign_type``, ``title``/``body``
-    = the chosen copy, ``locale``, ``item_id``, ``sends``/``clicks`` = 0, ``sent_at`` = when it was approved),
-    so the same file is a valid ``--pushes`` file for ``pushgen adapter train`` (supervised on the chosen copy),
-    while ``prompt``/``chosen``/``rejected`` is the usual DPO layout.
-    """
-    with store.session() as s:
-        q = select(Message).where(Message.review_status.in_(("approved", "rejected")))
-        if job_id:
-            q = q.where(Message.job_id == job_id)
-        messages = list(s.scalars(q.order_by(Message.job_id, Message.user_id, Message.variant)))
-        ids = [m.id for m in messages]
-        events: dict[int, list[ReviewEvent]] = {i: [] for i in ids}
-        for i in range(0, len(ids), 500):
-            for e in s.scalars(select(ReviewEvent).where(ReviewEvent.message_id.in_(ids[i:i + 500]))
-                               .order_by(ReviewEvent.created_at, ReviewEvent.id)):
-                events[e.message_id].append(e)
-        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({m.job_id for m in messages})))}
-    pairs: list[dict[str, Any]] = []
-    approved_by_prompt: dict[tuple[str, str], list[Message]] = {}
-    for m in messages:
-        if m.review_status == "approved" and m.prompt:
-            approved_by_prompt.setdefault((m.job_id, m.prompt), []).append(m)
-
-    def approval(m: Message) -> ReviewEvent | None:
-        return next((e for e in reversed(events[m.id]) if e.action == "approve"), None)
-
-    def pair(kind: str, chosen: Message, title: str, body: str, rejected_msg: Message, rejected_title: str,
-             rejected_body: str, reason: str | None, decided: ReviewEvent) -> dict[str, Any]:
-        job = jobs.get(chosen.job_id)
-        ranked = chosen.ranked_items or [{}]
-        lang = (chosen.template or "").rsplit(".", 1)[-1]
-        campaign = campaign_of(job) if job else Campaign()
-        locale = campaign.locale or ("zh_CN" if lang == "zh" else "en_US")
-        approved_at = approval(chosen)
-        return {
-            "prompt": chosen.prompt, "chosen": answer_text(title, body),
-            "rejected": answer_text(rejected_title, rejected_body), "kind": kind, "reason": reason,
-            "job_id": chosen.job_id, "message_id": chosen.id, "rejected_message_id": rejected_msg.id,
-            "template": chosen.template, "adapter": chosen.adapter, "reviewer": decided.actor,
-            "decided_at": decided.created_at.isoformat(),
-            # the past-push contract (generator.core.data.PastPush)
-            "push_id": f"review-{chosen.id}-{rejected_msg.id}-{kind}",
-            "group_id": f"review-{chosen.id}-{rejected_msg.id}",
-            "campaign_type": (chosen.template or "generic").split(".")[0] or "generic", "title": title,
-            "body": body, "locale": locale, "item_id": ranked[0].get("item_id"), "sends": 0, "clicks": 0,
-            "sent_at": (approved_at or decided).created_at.isoformat(),
-        }
-
-    unpaired = 0
-    for m in messages:
-        trail = events[m.id]
-        edits = [e for e in trail if e.action == "edit"]
-        if m.review_status == "approved" and edits:
-            original = (edits[0].old_title, edits[0].old_body)
-            if original != (m.title, m.body) and original[0].strip():
-                pairs.append(pair("edit", m, m.title, m.body, m, *original, None, approval(m) or edits[-1]))
-        elif m.review_status == "rejected":
-            rejection = next((e for e in reversed(trail) if e.action == "reject"), None)
-            others = [o for o in approved_by_prompt.get((m.job_id, m.prompt), []) if o.id != m.id]
-            others.sort(key=lambda o: (o.user_id != m.user_id, o.variant))
-            if not others or rejection is None or not m.title.strip():
-                unpaired += 1
-                continue
-            best = others[0]
-            pairs.append(pair("reject", best, best.title, best.body, m, m.title, m.body, rejection.reason,
-                              rejection))
-    return pairs, unpaired
 
 
-def export_pairs(store: Store, path: str | Path, job_id: str | None = None) -> tuple[int, int]:
-    """Write the preference pairs to a JSONL (or CSV/Parquet) file atomically; returns (pairs, unpaired
-    rejections)."""
-    pairs, unpaired = preference_pairs(store, job_id)
-    write_table(path, pairs, columns=PAIR_COLUMNS)
-    return len(pairs), unpaired

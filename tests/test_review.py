@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from review_fixtures import XSS_ITEM, XSS_TITLE, seed_review_job
 from sqlalchemy import select
 
-from generator import review
+from generator import learning, review
 from generator.core.data import PastPush, load_table
 from generator.review import AUTO_ACTOR, Reviewer, ReviewError, ReviewEvent
 from generator.store import Message, Store
@@ -160,7 +160,7 @@ def test_preference_pairs_from_edits_and_rejections_load_as_past_pushes(tmp_path
     review.reject(store, msgs[("U002", 1)].id, ALICE, "too generic")
     review.reject(store, msgs[("U004", 1)].id, ALICE, "no approved sibling")  # nothing to pair with
     out = tmp_path / "pairs.jsonl"
-    assert review.export_pairs(store, out, job_id=job) == (2, 1)
+    assert learning.export_pairs(store, out, job_id=job) == (2, 1)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     by_kind = {r["kind"]: r for r in rows}
     edit, rej = by_kind["edit"], by_kind["reject"]

@@ -20,7 +20,7 @@ def export_cmd(
 ) -> None:
     """Write reviewers' edits and rejections as preference pairs: {prompt, chosen, rejected, kind, reason, ...}
     plus the past-push fields, so the file also trains an adapter (pushgen adapter train --pushes FILE)."""
-    from generator.review import export_pairs
+    from generator.learning import export_pairs
     from generator.store import Store
 
     n, unpaired = export_pairs(Store(), out, job_id=job)

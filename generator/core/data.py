@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from generator.core.errors import DataError
 from generator.core.formatting import discount_percent
+from generator.core.inputs import InputError, check_locale, check_value, misspelt_key
 from generator.core.names import short_name
 
 
@@ -135,8 +136,6 @@ class User(Contract):
     @field_validator("locale")
     @classmethod
     def _known_locale(cls, v: str) -> str:
-        from generator.core.inputs import check_locale
-
         return check_locale(v)
 
     @field_validator("timezone")
@@ -238,7 +237,6 @@ def _read_raw(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(row_number, record)``; row numbers are 1-based data rows (the CSV header is not a row). A file that
     cannot be read as its format (a folder, bytes that are not UTF-8, broken CSV quoting) or a value outside the
     input limits (:func:`generator.core.inputs.check_value`) is a :class:`DataError` naming the file and row."""
-    from generator.core.inputs import InputError, check_value
 
     if path.is_dir():
         raise DataError(str(path), None, None, "is a folder, not a file")
@@ -312,7 +310,6 @@ def _describe(exc: ValidationError) -> tuple[str | None, str]:
 def _check_columns(path: Path, contract: type[Contract], record: dict[str, Any]) -> None:
     """Extra columns are allowed (exports carry more than pushgen reads), but one that looks like a misspelt
     contract column which the file lacks (``push_optin``) is an error: its value would be silently ignored."""
-    from generator.core.inputs import misspelt_key
 
     for column in record:
         meant = misspelt_key(str(column), contract.model_fields, present=record)

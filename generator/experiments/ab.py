@@ -45,12 +45,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from generator.core.config import DEFAULT_BRAND
-from generator.core.data import unit_interval
+from generator.core.config import DEFAULT_BRAND, get_settings
+from generator.core.data import cached_shop, unit_interval
 from generator.core.errors import PushgenError
+from generator.core.payload import rich_fields
 from generator.db import tables
+from generator.db.suppression import ERASED, installation_key, keyed
 from generator.db.tables import Arm, Assignment, DeadToken, Experiment, OutcomeEvent, Send
 from generator.experiments import holdout, sendtime
+from generator.experiments.stats import prob_best
 from generator.store import DeviceToken, Job, Message, Store, utcnow
 
 HOLDOUT = "holdout"
@@ -255,7 +258,6 @@ def rebalance(store: Store, experiment_id: str, *, metric: str = "clicked", floo
     best ``metric`` rate (Beta(1 + events, 1 + non-events) per assigned user), floored at ``floor`` so no arm
     starves; the holdout keeps its share. Opens a new phase that later assignments record. Only for
     experiments created with ``allocation="thompson"``."""
-    from generator.experiments.stats import prob_best
 
     exp = get_experiment(store, experiment_id)
     if exp.allocation != "thompson":
@@ -323,7 +325,6 @@ def push_payload(message: Message, experiment_id: str, send_key: str, arm: str,
                  rich: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The provider-neutral push: copy, deep link and the ids that outcome events refer back to; with the
     campaign's ``rich`` settings also the featured item's image, buttons and per-platform links."""
-    from generator.core.payload import rich_fields
 
     featured = (message.ranked_items or [{}])[0]
     return {"title": message.title, "body": message.body, "deep_link": message.deep_link or "",
@@ -432,8 +433,6 @@ def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
 
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:
     """Users' time zones from the job's shop (the users table's ``timezone``)."""
-    from generator.core.config import get_settings
-    from generator.core.data import cached_shop
 
     job = store.get_job(exp.job_id) if exp.job_id else None
     folder = ((job.params or {}).get("shop") if job else None) or get_settings().shop_dir
@@ -469,7 +468,6 @@ def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
     person; a send's idempotency key (a plain hash of experiment and user id) becomes random, its provider id
     and error are dropped, and the client's ids of its outcome events become keyed hashes (a repost of the same
     event is still recognised). Returns the rows changed."""
-    from generator.db.suppression import ERASED, keyed
 
     pseudonyms: dict[str, str] = {}
     n = 0
@@ -495,7 +493,6 @@ def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str
     """Store outcome events, each ``{event_id, type, send_id | send_key | (experiment_id, user_id), revenue?,
     occurred_at?}``. An event id seen before is skipped (idempotent). Returns counts ``stored`` and
     ``duplicate``; an event naming no known send raises :class:`ExperimentError` and nothing is stored."""
-    from generator.db.suppression import ERASED, installation_key, keyed
 
     out = {"stored": 0, "duplicate": 0}
 

@@ -29,8 +29,9 @@ from sqlalchemy import select
 from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
-from generator.db.tables import GlobalControl
-from generator.store import Store, utcnow
+from generator.db.tables import Arm, Experiment, GlobalControl, OutcomeEvent, Send
+from generator.experiments.stats import compare_means, two_proportion_z, wilson
+from generator.store import Job, Store, utcnow
 
 STATUS = "global_control"
 MAX_SHARE = 0.5
@@ -93,7 +94,6 @@ def controls(store: Store) -> list[GlobalControl]:
 def _per_user(store: Store, experiment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per user over these experiments' variant-arm sends: in the control or not (``mixed`` when both), whether
     they opened, clicked, converted, and their revenue."""
-    from generator.db.tables import Arm, OutcomeEvent, Send
 
     users: dict[str, dict[str, Any]] = {}
     with store.session() as s:
@@ -119,8 +119,6 @@ def _per_user(store: Store, experiment_ids: Sequence[str]) -> dict[str, dict[str
 
 def _uplift(users: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
     from statsmodels.stats.proportion import confint_proportions_2indep
-
-    from generator.experiments.stats import compare_means, two_proportion_z, wilson
 
     groups = {"sent": [u for u in users.values() if u["control"] == {False}],
               "global_control": [u for u in users.values() if u["control"] == {True}]}
@@ -154,7 +152,6 @@ def _uplift(users: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
 
 def experiment_uplift(store: Store, experiment_id: str, alpha: float = 0.05) -> dict[str, Any] | None:
     """Sent vs the brand's global control within one experiment; None when none of its users was held back."""
-    from generator.db.tables import Send
 
     with store.session() as s:
         if s.scalar(select(Send.id).where(Send.experiment_id == experiment_id, Send.status == STATUS).limit(1)) \
@@ -169,8 +166,6 @@ def brand_uplift(store: Store, brand: str, *, since: datetime | None = None, unt
     user, whether they opened, clicked or converted after any of them, and their revenue. Users who were in the
     control for some sends and not for others (the share or salt changed) are counted as ``mixed`` and left
     out."""
-    from generator.db.tables import Experiment
-    from generator.store import Job
 
     ids = []
     with store.session() as s:

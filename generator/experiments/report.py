@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.experiments import ab as ex
+from generator.experiments import holdout, sendtime
 from generator.experiments.stats import RATE_METRICS, analyse, compare_rates, prob_best, srm_stages
 from generator.store import Store, utcnow
 
@@ -86,7 +87,6 @@ def summary(store: Store, experiment_id: str, *, until: datetime | None = None, 
 def _campaign_sections(store: Store, experiment_id: str, alpha: float) -> dict[str, Any]:
     """The send-time arms (:mod:`generator.experiments.sendtime`) and the brand's global control
     (:mod:`generator.experiments.holdout`)."""
-    from generator.experiments import holdout, sendtime
 
     return {"send_time": sendtime.report(store, experiment_id, alpha),
             "global_control": holdout.experiment_uplift(store, experiment_id, alpha)}

@@ -33,7 +33,8 @@ from sqlalchemy import select
 
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
-from generator.db.tables import SendTime
+from generator.db.tables import OutcomeEvent, Send, SendTime
+from generator.experiments.stats import compare_rates
 from generator.store import Store
 
 TIMINGS = ("optimised", "random")
@@ -146,7 +147,6 @@ def next_local(now: datetime, zone: str, hour: int) -> datetime:
 # -- the database side ----------------------------------------------------------------------------------------
 def history(store: Store, user_ids: Iterable[str]) -> dict[str, list[tuple[datetime, str]]]:
     """Each user's past opens and clicks of pushes (every experiment's outcome events): (time, type)."""
-    from generator.db.tables import OutcomeEvent, Send
 
     users = list(user_ids)
     out: dict[str, list[tuple[datetime, str]]] = {u: [] for u in users}
@@ -194,9 +194,6 @@ def report(store: Store, experiment_id: str, alpha: float = 0.05) -> dict[str, A
     """Open and click rates per timing arm (per planned user: intent to treat) and the optimised arm against the
     random-hour control; None when the experiment has no send-time plan."""
     from sqlalchemy import func
-
-    from generator.db.tables import OutcomeEvent, Send
-    from generator.experiments.stats import compare_rates
 
     with store.session() as s:
         planned = dict(s.execute(select(SendTime.timing, func.count()).where(SendTime.experiment_id == experiment_id)

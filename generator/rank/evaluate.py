@@ -23,7 +23,9 @@ import numpy as np
 
 from generator.core.data import Event, Item, load_table
 from generator.core.errors import DataError, PushgenError
+from generator.rank.scorer import EVENT_WEIGHTS, Scorer, _trained_folder
 from generator.rank.signals import PopularityRanker, TextRanker, TransitionKNN
+from generator.store import Store
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +67,6 @@ def load_sequences(items_path: str | Path, events_path: str | Path) -> SequenceD
     Events are ordered per user by timestamp, then by file order. Events on unknown items are a
     :class:`DataError` naming the row.
     """
-    from generator.rank.scorer import EVENT_WEIGHTS
 
     items = sorted(load_table(items_path, Item).rows, key=lambda it: it.item_id)
     if not items:
@@ -183,11 +184,9 @@ def evaluate_ranker(ranker: Ranker | Callable[[Sequence[np.ndarray]], torch.Tens
 def encode_catalog(texts: Sequence[str], encoder_name: str = "minilm", *, device: str | None = None,
                    store_url: str | None = None, progress: bool = True) -> np.ndarray:
     """Embeddings of the catalog texts with a sentence encoder, through the scorer's content-hash cache."""
-    from generator.rank.scorer import Scorer
 
     store = None
     if store_url:
-        from generator.store import Store
 
         store = Store(store_url)
     scorer = Scorer.load(encoder_name, store=store, device=device)
@@ -201,7 +200,6 @@ def run_eval(items: str | Path, events: str | Path, model: str | None = None, *,
 
     Returns ``{"protocol": ..., "data": ..., "results": {name: metrics}, "seconds": ...}``.
     """
-    from generator.rank.scorer import Scorer, _trained_folder
 
     t0 = time.perf_counter()
     data = load_sequences(items, events)
@@ -222,7 +220,6 @@ def run_eval(items: str | Path, events: str | Path, model: str | None = None, *,
     if folder is not None:
         store = None
         if store_url:
-            from generator.store import Store
 
             store = Store(store_url)
         scorer = Scorer.load(str(folder), store=store, device=device)

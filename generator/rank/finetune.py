@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.core.model_registry import load_sentence_encoder, pick_device, resolve_model, train_dtype
+from generator.rank.evaluate import EvalError, leave_last_out, metrics_from_ranks, target_ranks
 from generator.rank.rerank import CrossEncoderReranker, RerankConfig, user_text
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,6 @@ def mine_hard_negatives(pairs: Sequence[tuple[int, int]], item_vecs: np.ndarray,
 
 def _training_args(out: Path, cfg: Any, n_train: int, device: torch.device, cls: Any) -> Any:
     """Trainer arguments shared by the bi- and cross-encoder fine-tunes (eval, checkpoints, early stopping)."""
-    from generator.core.model_registry import train_dtype
 
     bf16 = train_dtype(device, cfg.precision) == torch.bfloat16
     steps = max(1, n_train // cfg.batch_size) * cfg.epochs
@@ -118,9 +119,6 @@ def finetune_bi_encoder(encoder_name: str, item_texts: Sequence[str], histories:
         SentenceTransformerTrainingArguments,
     )
     from transformers import EarlyStoppingCallback
-
-    from generator.core.model_registry import load_sentence_encoder, pick_device
-    from generator.rank.evaluate import EvalError
 
     cfg = cfg or FinetuneConfig()
     t0 = time.perf_counter()
@@ -175,9 +173,6 @@ def train_cross_encoder(encoder_name: str, item_texts: Sequence[str], histories:
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import EarlyStoppingCallback
-
-    from generator.core.model_registry import pick_device, resolve_model
-    from generator.rank.evaluate import EvalError, leave_last_out, metrics_from_ranks, target_ranks
 
     cfg = cfg or RerankConfig()
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.core.model_registry import pick_device
 from generator.rank.signals import zscore
 
 SIGNAL_NAMES = ("text", "text_last", "seq", "trans")
@@ -145,8 +146,6 @@ class CrossEncoderReranker:
     @classmethod
     def load(cls, folder: Path, cfg: RerankConfig, weight: float, device: str | None = None) -> CrossEncoderReranker:
         from sentence_transformers import CrossEncoder
-
-        from generator.core.model_registry import pick_device
 
         return cls(CrossEncoder(str(folder), device=str(pick_device(device))), cfg, weight)
 

@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from generator.core.config import get_settings
 from generator.core.data import Event, Item, Review, Shop
 from generator.core.errors import ScorerError
+from generator.core.model_registry import load_sentence_encoder
 from generator.core.shop_index import per_shop
 
 if TYPE_CHECKING:
@@ -251,7 +252,6 @@ class Scorer:
         Any other name that is not a trained scorer is treated as an encoder (registry name, folder, hub id).
         ``store`` enables the persistent embedding cache (without it, embeddings are cached in memory only).
         """
-        from generator.core.model_registry import load_sentence_encoder
 
         folder = _trained_folder(name)
         if folder is None:

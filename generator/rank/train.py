@@ -38,12 +38,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from generator.core.config import get_settings
+from generator.core.model_registry import load_sentence_encoder
 from generator.rank.collab import SIGNALS, SeqConfig, SeqModel, TrainedCollab, pad_left
 from generator.rank.evaluate import (
+    EvalError,
     SequenceData,
     Split,
+    encode_catalog,
     evaluate_ranker,
     leave_last_out,
+    load_sequences,
     metrics_from_ranks,
     target_ranks,
 )
@@ -153,7 +158,6 @@ def tune_weights(signals: dict[str, torch.Tensor], targets: np.ndarray, rounds: 
                  grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
                  ) -> tuple[dict[str, float], float]:
     """Coordinate ascent on blend weights, maximising NDCG@10 (then Recall@10) on a validation slice."""
-    from generator.rank.evaluate import metrics_from_ranks, target_ranks
 
     z = {k: zscore(v) for k, v in signals.items()}
     weights = {k: 1.0 for k in z}
@@ -209,12 +213,9 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
 
     Only each user's events *before* their last one are used (the last is the evaluation target).
     """
-    from generator.core.config import get_settings
-    from generator.rank.evaluate import encode_catalog, load_sequences
 
     opt = options or TrainOptions()
     if opt.fusion not in ("linear", "ltr"):
-        from generator.rank.evaluate import EvalError
 
         raise EvalError(f"fusion must be 'linear' or 'ltr', not {opt.fusion!r}")
     t0 = time.perf_counter()
@@ -223,7 +224,6 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
     outer = leave_last_out(data.user_ids, data.seqs)  # histories = everything we may train on
     inner = leave_last_out(outer.users, outer.histories)  # tuning slice: last training item per user
     if len(inner.targets) < 10:
-        from generator.rank.evaluate import EvalError
 
         raise EvalError("too little data to train: need users with at least three events")
     log.info("encoding %d item texts with %s", data.n_items, opt.encoder)
@@ -272,7 +272,6 @@ def _finetune_encoder(opt: TrainOptions, data: SequenceData, histories: Sequence
                       folder: Path, staged: dict[str, Path], extra: dict[str, Any]) -> np.ndarray:
     """Fine-tune the bi-encoder contrastively on item transitions (staged under ``encoder``); the catalog's
     vectors from it."""
-    from generator.core.model_registry import load_sentence_encoder
 
     staged["encoder"] = folder.with_name(f".{folder.name}.encoder.tmp")
     log.info("fine-tuning %s contrastively on item transitions", opt.encoder)

@@ -30,6 +30,7 @@ from transformers import AttentionInterface, DynamicCache
 
 from generator.core.config import get_settings
 from generator.core.model_registry import load_causal_lm, quantize_int8
+from generator.write.adapters import AdapterError, get_adapter, load_adapters
 from generator.write.multi_lora import FusedLora, RunPlan
 from generator.write.prompts import GENERATION_PREFIX
 
@@ -482,7 +483,6 @@ class Generator:
     def use_adapters(self, names: Sequence[str]) -> None:
         """Load registered LoRA adapters (unmerged) into this generator's model, once each; requests then name
         them per row. Each must have been trained on this generator's base model."""
-        from generator.write.adapters import AdapterError, get_adapter, load_adapters
 
         have = set(getattr(self.model, "peft_config", {}) or {})
         todo = [n for n in dict.fromkeys(names) if n not in have]

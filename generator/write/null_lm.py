@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from transformers import LlamaConfig
 
+from generator.core.model_registry import load_tokenizer
+
 _WORD = re.compile(r"^ [a-z]{3,}$")
 
 
@@ -103,7 +105,6 @@ class NullLM(torch.nn.Module):
 def null_lm(tokenizer: Any | None = None, *, length: int = 40, head: int | None = 64) -> tuple[NullLM, Any]:
     """``(model, tokenizer)``: the null model over SmolLM2's tokenizer (default) or ``tokenizer``."""
     if tokenizer is None:
-        from generator.core.model_registry import load_tokenizer
 
         tokenizer = load_tokenizer("smollm2-135m")
     return NullLM(tokenizer, length, head).eval(), tokenizer
