@@ -118,6 +118,11 @@ class UserMessage:
         }
 
 
+def message_records(messages: Sequence[UserMessage]) -> list[dict[str, Any]]:
+    """The store's records of a chunk's messages."""
+    return [m.as_record() for m in messages]
+
+
 def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = ()) -> Candidate | None:
     """The best candidate: passing ones first, then not a near-duplicate of copy already chosen for another
     user (``taken``: those texts, or their :class:`NearDuplicates` index), then by predicted click-through (when
@@ -125,13 +130,18 @@ def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicate
     if not candidates:
         return None
     seen = taken if isinstance(taken, NearDuplicates) else NearDuplicates(taken)
+    passed = [c.passed for c in candidates]
 
-    def key(i: int) -> tuple[Any, ...]:
+    def key(i: int) -> tuple[Any, ...]:  # the order but for near-duplicates
         c = candidates[i]
-        dup = seen.near(f"{c.title} {c.body}")
-        return (not c.passed, dup, sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
+        return (not passed[i], sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
 
-    return candidates[min(range(len(candidates)), key=key)]
+    # the best of the best-passing group that is no near-duplicate, else that group's best: the minimum of
+    # (not passed, near-duplicate, failures, -click-through, i), asking the index about as few texts as it can
+    order = sorted(range(len(candidates)), key=key)
+    group = [i for i in order if passed[i] == passed[order[0]]]
+    fresh = next((i for i in group if not seen.near(f"{candidates[i].title} {candidates[i].body}")), group[0])
+    return candidates[fresh]
 
 
 def _abandoned_cart_items(shop: Shop) -> dict[str, str]:
@@ -365,7 +375,7 @@ class CampaignRunner:
                                         model=models or self.generator.model_name,
                                         total=len(plan.messages), params=campaign.model_dump(mode="json"))
             job_id = job.id
-        self.store.save_messages(job_id, [m.as_record() for m in plan.messages])
+        self.store.save_messages(job_id, message_records(plan.messages))
         if own_job:
             self.store.set_job_status(job_id, "done")
         return job_id
