@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from generator.core import model_registry  # by module: tests swap its encoder loader
 from generator.core.config import get_settings
 from generator.core.data import PastPush, file_sha256, load_table, unit_interval
 from generator.core.errors import PushgenError
-from generator.core.model_registry import load_sentence_encoder
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -296,7 +296,7 @@ class CtrModel:
     def _encoder(self) -> TextEncoder:
         if self.encoder is None:
 
-            self.encoder = load_sentence_encoder(self.encoder_name, device=self.device)
+            self.encoder = model_registry.load_sentence_encoder(self.encoder_name, device=self.device)
         return self.encoder
 
     def features(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -38,7 +38,8 @@ def distinct_prompts(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def run_naive(gen: Any, parts: list[tuple[str, str]], names: list[str] | None, candidates: int,
               new_tokens: int) -> int:
     """One user at a time, nothing batched or cached; returns the candidates made."""
-    from generator.write.generate import Draft, parse_title_body, pick_tokens
+    from generator.write.decode import pick_tokens
+    from generator.write.generate import Draft, parse_title_body
 
     tok, rng, made = gen.tokenizer, torch.Generator().manual_seed(0), 0
     columns = gen._column_ids

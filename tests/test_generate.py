@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from generator.core.model_registry import load_causal_lm
-from generator.write.generate import GenerationRequest, Generator, parse_title_body, pick_tokens
+from generator.write.decode import pick_tokens
+from generator.write.generate import GenerationRequest, Generator, parse_title_body
 
 
 @pytest.mark.parametrize(("completion", "title", "body"), [
@@ -172,7 +173,7 @@ def test_grouped_attention_equals_sdpa_with_repeated_heads(s: int) -> None:
     """The fixed-shape path's attention: K/V heads shared by groups of query heads, an additive mask."""
     import torch
 
-    from generator.write.generate import _grouped_attention
+    from generator.write.decode import _grouped_attention
 
     g = torch.Generator().manual_seed(0)
     b, hq, hkv, length, d = 3, 6, 2, 9, 8
@@ -186,7 +187,7 @@ def test_grouped_attention_equals_sdpa_with_repeated_heads(s: int) -> None:
     assert got.shape == (b, s, hq, d)
     torch.testing.assert_close(got, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
     if s > 1:  # the prefill's two forms: SDPA's own GQA (CPU) and K/V heads repeated first (CUDA's kernels)
-        from generator.write.generate import _prefill_attention
+        from generator.write.decode import _prefill_attention
 
         for native in (True, False):
             torch.testing.assert_close(_prefill_attention(q, k, v, mask, None, native_gqa=native), want,
@@ -248,7 +249,7 @@ def test_static_decoding_drops_finished_rows_and_keeps_the_output(tiny_with_adap
     """Rows that stop early leave the static cache (a gather of the live rows) without changing anyone's copy."""
     import torch
 
-    from generator.write.generate import _StaticRunner
+    from generator.write.decode import _StaticRunner
 
     model, tok = tiny_with_adapters
     reqs = [GenerationRequest(key=str(i), prompt=p, adapter=["brand_a", "brand_b"][i % 2])

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from generator.core.model_registry import load_causal_lm, load_tokenizer
-from generator.write.generate import GenerationRequest, Generator, _Row, pick_tokens
+from generator.write.decode import _Row, pick_tokens
+from generator.write.generate import GenerationRequest, Generator
 from generator.write.null_lm import NullLM, null_lm
 
 SHARED = ("<|im_start|>system\nYou write push notifications.<|im_end|>\n<|im_start|>user\nTents<|im_end|>\n"

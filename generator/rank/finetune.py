@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from generator.core.model_registry import load_sentence_encoder, pick_device, resolve_model, train_dtype
+from generator.core import model_registry  # by module: tests swap its encoder loader
+from generator.core.model_registry import pick_device, resolve_model, train_dtype
 from generator.rank.evaluate import EvalError, leave_last_out, metrics_from_ranks, target_ranks
 from generator.rank.rerank import CrossEncoderReranker, RerankConfig, user_text
 
@@ -139,7 +140,7 @@ def finetune_bi_encoder(encoder_name: str, item_texts: Sequence[str], histories:
                                   "negative": [item_texts[n] for n in neg]})
 
     dev = pick_device(device)
-    model = load_sentence_encoder(encoder_name, device=str(dev))
+    model = model_registry.load_sentence_encoder(encoder_name, device=str(dev))
     model.max_seq_length = cfg.max_seq_length
     ckpt = Path(out_dir).with_name(Path(out_dir).name + ".checkpoints")
     args = _training_args(ckpt, cfg, len(train_pairs), dev, SentenceTransformerTrainingArguments)

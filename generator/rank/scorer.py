@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from generator.core import model_registry  # by module: tests swap its encoder loader
 from generator.core.config import get_settings
 from generator.core.data import Event, Item, Review, Shop
 from generator.core.errors import ScorerError
-from generator.core.model_registry import load_sentence_encoder
 from generator.core.shop_index import per_shop
 
 if TYPE_CHECKING:
@@ -256,17 +256,17 @@ class Scorer:
         folder = _trained_folder(name)
         if folder is None:
             enc_name = name or get_settings().scorer_model
-            return cls(load_sentence_encoder(enc_name, device=device), enc_name, store=store, name=enc_name,
-                       meta={"kind": "zero-shot", "encoder": enc_name})
+            return cls(model_registry.load_sentence_encoder(enc_name, device=device), enc_name, store=store,
+                       name=enc_name, meta={"kind": "zero-shot", "encoder": enc_name})
         from generator.rank.collab import load_trained  # torch: only when a trained scorer is loaded
 
         collab, meta = load_trained(folder, device=device)
         if meta.get("encoder_finetuned"):
             # its vectors differ from the zero-shot encoder's: a cache key of their own
-            encoder = load_sentence_encoder(str(folder / "encoder"), device=device)
+            encoder = model_registry.load_sentence_encoder(str(folder / "encoder"), device=device)
             key = f"finetuned:{meta['data']['fingerprint']}:{meta['created_at']}"
         else:
-            encoder, key = load_sentence_encoder(meta["encoder"], device=device), meta["encoder"]
+            encoder, key = model_registry.load_sentence_encoder(meta["encoder"], device=device), meta["encoder"]
         config = ScorerConfig(recency_decay=meta["hyperparameters"]["text_decay"], profile_text_weight=0.0)
         return cls(encoder, key, store=store, config=config, collab=collab, name=folder.name, meta=meta)
 

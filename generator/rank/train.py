@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from generator.core import model_registry  # by module: tests swap its encoder loader
 from generator.core.config import get_settings
-from generator.core.model_registry import load_sentence_encoder
 from generator.rank.collab import SIGNALS, SeqConfig, SeqModel, TrainedCollab, pad_left
 from generator.rank.evaluate import (
     EvalError,
@@ -277,7 +277,7 @@ def _finetune_encoder(opt: TrainOptions, data: SequenceData, histories: Sequence
     log.info("fine-tuning %s contrastively on item transitions", opt.encoder)
     extra["encoder_finetune"] = finetune_bi_encoder(opt.encoder, data.item_texts, histories, vecs,
                                                     staged["encoder"], opt.finetune, device=opt.device)
-    enc = load_sentence_encoder(str(staged["encoder"]), device=opt.device)
+    enc = model_registry.load_sentence_encoder(str(staged["encoder"]), device=opt.device)
     return np.asarray(enc.encode(data.item_texts, batch_size=64, normalize_embeddings=True,
                                  show_progress_bar=opt.progress), dtype=np.float32)
 

@@ -1,0 +1,351 @@
+"""Decoding internals of :class:`generator.write.generate.Generator`: rows and their prefix K/V, grouped-query
+attention for the prefill, token picking, the static K/V cache and the runner that steps (or replays a CUDA graph
+of) one decode step. Nothing here is public API."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import AttentionInterface
+
+from generator.write.multi_lora import RunPlan
+
+if TYPE_CHECKING:
+    from generator.write.generate import Generator
+
+log = logging.getLogger(__name__)
+
+
+def _common_prefix(pre: list[int], whole: list[int]) -> int:
+    """How many leading tokens of ``whole`` a prefix of ``pre`` tokens shares, leaving at least one token of
+    ``whole`` for the suffix (a boundary token may merge differently when the prompt follows the prefix)."""
+    if len(pre) < len(whole) and whole[:len(pre)] == pre:
+        return len(pre)
+    n = 0
+    while n < min(len(pre), len(whole) - 1) and pre[n] == whole[n]:
+        n += 1
+    return n
+
+
+@dataclass
+class Decoded:
+    """A batch's decoded rows: token ids (end-of-turn dropped) and whether the row stopped by itself (else
+    ``max_new_tokens`` cut it). Row ``i * n + j`` is candidate ``j`` of request ``i``."""
+
+    ids: list[list[int]]
+    stopped: list[bool]
+
+
+@dataclass
+class _Row:
+    """One request prepared for decoding: token ids of its shared prefix and of its own suffix."""
+
+    index: int
+    prefix: tuple[int, ...]
+    suffix: list[int]
+    adapter: str | None
+    group: int = 0  # one number per distinct prefix (0: none)
+
+
+def _grouped_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor, scaling: float | None = None, dropout: float = 0.0,
+                       **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention of pushgen's decoding loop, with an additive mask ``[rows, 1, queries, length]``. Decoding one
+    token per row: grouped K/V heads are read once per group instead of being repeated for every query head (what
+    transformers' SDPA path does whenever a mask is given), and the mask costs one add: decoding is memory-bound on
+    the cache, so reading it once is what matters. Prefilling (several queries): SDPA with ``enable_gqa``, whose
+    fused kernels never materialise the scores. Query head h uses K/V head h // group, as in ``repeat_kv``."""
+    b, hq, s, d = query.shape
+    if s > 1:  # a prefill: many queries per row, where SDPA's fused kernels beat materialising the scores (3x on CPU)
+        out = _prefill_attention(query, key, value, attention_mask, scaling, native_gqa=query.device.type != "cuda")
+        return out.transpose(1, 2).contiguous(), None
+    hkv = key.shape[1]
+    g = hq // hkv
+    q = query.reshape(b, hkv, g * s, d)
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d ** -0.5)
+    scores = scores.view(b, hkv, g, s, -1) + attention_mask[:, :, None]
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(b, hkv, g * s, -1)
+    out = torch.matmul(probs, value).view(b, hq, s, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _prefill_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
+                       scaling: float | None, *, native_gqa: bool) -> torch.Tensor:
+    """SDPA over grouped K/V heads with an additive mask. ``native_gqa``: SDPA's ``enable_gqa`` (the CPU's fused
+    kernel takes it with a mask). Else the K/V heads are repeated for their query heads first: on CUDA, SDPA runs
+    GQA only in the flash kernel (no mask) and the math kernel (fp32 scores of rows x heads x queries x keys
+    materialised), while the memory-efficient kernel takes a mask but not GQA; the repeat costs far less."""
+    if not native_gqa:
+        g = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(g, dim=1), value.repeat_interleave(g, dim=1)
+    return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask.to(query.dtype),
+                                                            scale=scaling, enable_gqa=native_gqa)
+
+
+def _tokenizer_shortcuts(tokenizer: Any) -> tuple[re.Pattern[str] | None, bool]:
+    """``(added, fast)``: a pattern of the added tokens that split a text before anything else (matched on the
+    raw text, no left strip), and whether the fast tokenizer's own ``encode_batch`` gives the ids that calling the
+    tokenizer gives (checked on a text with added tokens, accents, Chinese and a price)."""
+    added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+             if not t.lstrip and not t.normalized and t.content]
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True))) if added else None
+    backend = getattr(tokenizer, "_tokenizer", None)
+    probe = [f"{''.join(added[:2])}user\n Héllo  帐篷 $1.00\n", "Title: x"]
+    fast = backend is not None and hasattr(backend, "encode_batch") and [
+        e.ids for e in backend.encode_batch(probe, add_special_tokens=False)] == tokenizer(
+        probe, add_special_tokens=False).input_ids
+    return pattern, fast
+
+
+GROUPED_ATTENTION = "pushgen_grouped"
+
+
+@contextlib.contextmanager
+def _attention(model: Any, name: str) -> Iterator[None]:
+    """Use the attention implementation ``name`` inside the block (the model's config is shared by its layers)."""
+    cfg = model.config
+    before = cfg._attn_implementation
+    cfg._attn_implementation = name
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = before
+
+
+def pick_tokens(logits: torch.Tensor, sampled: torch.Tensor, gen: torch.Generator, *, temperature: float,
+                top_k: int, top_p: float, skip_confident: bool = False) -> torch.Tensor:
+    """Next token of each row: argmax for greedy rows; for the ``sampled`` rows (a boolean mask over the rows, or
+    their indexes) a draw from the ``top_k`` most likely tokens (all, when 0) at ``temperature``, cut to the
+    smallest set whose probability reaches ``top_p``.
+    Only the top-k are sorted (``topk`` returns them in order), not the vocabulary: at thousands of rows per step
+    a full sort of rows x vocabulary costs more than the model's step. Given indexes, nothing waits for the device.
+    ``skip_confident``: rows whose most likely token alone holds more than ``top_p`` of the probability take it
+    without a draw, which is what the draw would give: top-p keeps only that token, since its share of the top-k is
+    at least its share of the vocabulary (one exp-and-sum over the rows instead of top-k and a draw; it needs the
+    number of such rows, a wait for the device, so it is for CPUs)."""
+    nxt = logits.argmax(dim=-1)
+    rows = sampled.nonzero().squeeze(-1) if sampled.dtype == torch.bool else sampled
+    if not len(rows):
+        return nxt
+    lg = logits.index_select(0, rows).float() / temperature
+    if skip_confident:
+        mass = (lg - lg.amax(dim=-1, keepdim=True)).exp_().sum(dim=-1)  # 1 / the top token's probability
+        unsure = (mass * top_p >= 1 - 1e-5).nonzero().squeeze(-1)  # near the boundary: the exact path
+        if len(unsure) < len(rows):
+            rows, lg = rows[unsure], lg[unsure]
+            if not len(rows):
+                return nxt
+    vals, idx = torch.topk(lg, min(top_k, lg.shape[-1]) if top_k else lg.shape[-1], dim=-1)
+    probs = torch.softmax(vals, dim=-1)
+    probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+    choice = torch.multinomial(probs, 1, generator=gen)  # multinomial normalises the weights itself
+    return nxt.index_copy_(0, rows, idx.gather(-1, choice).squeeze(-1))
+
+
+@dataclass
+class _PrefixKV:
+    """Prefix K/V of a batch: per layer, the distinct prefixes' (keys, values) left-padded to one length, and the
+    distinct prefix of each row."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    index: torch.Tensor
+
+    def layer(self, li: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.layers[li]
+        return k.index_select(0, self.index), v.index_select(0, self.index)
+
+
+class _StaticKV:
+    """A KV cache of preallocated per-layer tensors ``[capacity, kv_heads, length, head_dim]``, of which the first
+    ``rows`` rows are in use (views, so a step's tensors are always the same memory).
+
+    Writes go to a position held in a device tensor and advanced in place, so a decode step has fixed shapes and
+    fixed addresses: it can be captured once as a CUDA graph and replayed; nothing is concatenated per step. Only
+    ``update`` is used by the model (positions and a 4-D attention mask are always passed explicitly)."""
+
+    is_compileable = True
+
+    def __init__(self, n_layers: int, rows: int, heads: int, length: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device):
+        self._keys = [torch.zeros(rows, heads, length, head_dim, dtype=dtype, device=device) for _ in range(n_layers)]
+        self._values = [torch.zeros_like(k) for k in self._keys]
+        self.keys, self.values = list(self._keys), list(self._values)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)  # next position written
+        self._steps = torch.arange(length, device=device)
+        self.n_layers = n_layers
+        self.visible: int | None = None  # slots ``update`` returns (None: all); a prefill sees none past its own
+
+    def use(self, rows: int | slice) -> None:
+        """Work on the first ``rows`` rows (or on a slice of the rows)."""
+        sl = rows if isinstance(rows, slice) else slice(0, rows)
+        self.keys = [k[sl] for k in self._keys]
+        self.values = [v[sl] for v in self._values]
+
+    def gather(self, src: torch.Tensor) -> None:
+        """Row i becomes the current row ``src[i]`` (drop finished rows, repeat a row for its candidates)."""
+        for full, cur in itertools.chain(zip(self._keys, self.keys, strict=True),
+                                                zip(self._values, self.values, strict=True)):
+            full[:len(src)] = cur.index_select(0, src)
+        self.use(len(src))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._steps[:key_states.shape[2]] + self.pos
+        self.keys[layer_idx].index_copy_(2, idx, key_states)
+        self.values[layer_idx].index_copy_(2, idx, value_states)
+        if layer_idx == self.n_layers - 1:
+            self.pos.add_(key_states.shape[2])
+        if self.visible is not None:
+            return self.keys[layer_idx][:, :, :self.visible], self.values[layer_idx][:, :, :self.visible]
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return int(self.pos)
+
+
+class _Scratch:
+    """Reusable device buffers by name, grown when a larger one is asked for: a batch's tensors of thousands of rows
+    (its decoding state, the prefill's mask) are allocated once, not per batch, since fresh memory of that size
+    costs more in page faults than in writing it."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, *, zero: bool = False) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype:
+            buf = self._buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        view = buf[:size].view(shape)
+        return view.zero_() if zero else view
+
+
+class _StaticRunner:
+    """Fixed-shape decoding state for up to ``capacity`` rows of ``length`` positions: the cache, the step's inputs
+    and outputs (the first ``n`` rows in use), and on CUDA a graph of one decode step over all ``capacity`` rows
+    (captured on first use, replayed for every later step and batch of its adapter)."""
+
+    def __init__(self, gen: Generator, capacity: int, length: int, graph: bool):
+        cfg = gen.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        dev, dtype = gen.device, next(gen.model.parameters()).dtype
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.gen, self.capacity, self.length, self.n = gen, capacity, length, capacity
+        self.adapters: RunPlan | str | None = None  # the rows' adapters (one name: every row's)
+        self.cache = _StaticKV(cfg.num_hidden_layers, capacity, heads, length, head_dim, dtype, dev)
+        # the key positions each row attends to, as the additive mask a decode step takes (0 or the dtype's
+        # minimum): updated in place, one column per step, instead of being rebuilt over rows x length every step
+        self.bias = torch.zeros(capacity, length, dtype=dtype, device=dev)
+        self.ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.pos_ids = torch.zeros(capacity, 1, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(capacity, cfg.vocab_size, dtype=torch.float32, device=dev)
+        self.use_graph = graph
+        self._graph: Any = None
+
+    def use(self, rows: int, adapters: RunPlan | str | None) -> None:
+        """Work on the first ``rows`` rows with these adapters (a graph always runs all ``capacity`` rows, of one
+        adapter: the one it was captured with)."""
+        self.n, self.adapters = rows, adapters
+        self.cache.use(rows)
+
+    def gather(self, src: torch.Tensor, rows: list[int] | None = None) -> None:
+        """Row i becomes the current row ``src[i]``: the cache, the mask, the positions and the logits.
+        ``rows``: ``src`` as a list, when the caller has it (the rows' adapters are picked on the host)."""
+        self.cache.gather(src)
+        for buf in (self.bias, self.pos_ids, self.logits):
+            buf[:len(src)] = buf[:self.n].index_select(0, src)
+        if isinstance(self.adapters, RunPlan):
+            self.adapters = self.adapters.select(src.tolist() if rows is None else rows)
+        self.n = len(src)
+
+    def _step(self) -> None:
+        n = self.n
+        self.bias[:n].index_fill_(1, self.cache.pos.view(1), 0.0)  # the token written this step sees itself
+        with self.gen._adapter_scope(self.adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+            out = self.gen._forward(input_ids=self.ids[:n], attention_mask=self.bias[:n, None, None, :],
+                                    position_ids=self.pos_ids[:n], past_key_values=self.cache, adapters=None)
+        self.logits[:n].copy_(out.logits[:, -1, :])
+
+    def prefill(self, rows: slice, adapters: RunPlan | str | None, prefix_kv: _PrefixKV | None,
+                p_max: int, end: int, ids: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor) -> None:
+        """Prefill some rows: load their prefix K/V (slots ``[0, p_max)``), then run their suffixes, left-padded to
+        end at slot ``end`` (the same for every row of the batch, so decoding writes one slot for all rows).
+        ``keep`` marks the real tokens of ``[prefix | suffix]``; slots between are never attended to."""
+        s = ids.shape[1]
+        start = end - s
+        bias = self.bias[rows]
+        bias.fill_(torch.finfo(bias.dtype).min)
+        bias[:, :p_max].masked_fill_(keep[:, :p_max], 0.0)
+        bias[:, start:end].masked_fill_(keep[:, p_max:], 0.0)
+        self.cache.use(rows)
+        if prefix_kv is not None:
+            for layer in range(len(prefix_kv.layers)):  # gathered one layer at a time: bounded memory
+                k, v = prefix_kv.layer(layer)
+                self.cache.keys[layer][:, :, :p_max].copy_(k)
+                self.cache.values[layer][:, :, :p_max].copy_(v)
+        self.cache.pos.fill_(start)
+        self.cache.visible = end  # the slots after the suffix are empty: attended to by no prefill query
+        mask = self.gen._prefill_mask(bias[:, :end], start, s, out=self.gen._scratch)
+        try:
+            with self.gen._adapter_scope(adapters), _attention(self.gen.model, GROUPED_ATTENTION):
+                out = self.gen._forward(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                        past_key_values=self.cache, adapters=None)
+        finally:
+            self.cache.visible = None
+        self.logits[rows].copy_(out.logits[:, -1, :])
+        self.pos_ids[rows].copy_(pos[:, -1:])
+        self.cache.use(self.n)
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; returns the next logits (a buffer overwritten by the following step)."""
+        self.ids[:self.n].copy_(next_ids[:, None])
+        self.pos_ids[:self.n].add_(1)
+        if not self.use_graph:
+            self._step()
+        elif self._graph is None:
+            self._capture()
+        else:
+            self._graph.replay()
+        self.gen.decode_steps["graph" if self.use_graph else "eager"] += 1
+        return self.logits[:self.n]
+
+    def _capture(self) -> None:
+        saved = (self.cache.pos.clone(), self.bias.clone())
+        try:
+            self._capture_graph(saved)
+        except Exception as exc:  # noqa: BLE001 - a model whose forward cannot be captured still decodes, eagerly
+            log.warning("CUDA graph capture failed (%s: %s); decoding eagerly", type(exc).__name__, exc)
+            torch.cuda.synchronize()
+            self.use_graph, self._graph = False, None
+            self.cache.pos.copy_(saved[0])
+            self.bias.copy_(saved[1])
+            self._step()
+
+    def _capture_graph(self, saved: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Warm up on a side stream, then capture one decode step. Capturing records the kernels without running
+        them, so the state is put back after the warm-up and the step is run once, by replaying the graph."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._step()  # warm-up: allocations and kernel choices happen outside the graph
+            self.cache.pos.copy_(saved[0])
+            self.bias.copy_(saved[1])
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.gen._graph_pool):
+            self._step()
+        graph.replay()
+        self._graph = graph
+
+
+AttentionInterface.register(GROUPED_ATTENTION, _grouped_attention)
