@@ -13,19 +13,12 @@ from sqlalchemy.exc import OperationalError
 
 from generator import jobs
 from generator.core.config import get_settings
-from generator.store import Store
 from workers.celery_app import app, follow_settings
 from workers.recovery import RecoveryLoop
+from workers.stores import store
+from workers.tasks_callbacks import deliver
 
 log = logging.getLogger(__name__)
-_STORES: dict[str, Store] = {}
-
-
-def store() -> Store:
-    url = get_settings().database_url
-    if url not in _STORES:
-        _STORES[url] = Store(url)
-    return _STORES[url]
 
 
 @app.task(name="workers.tasks.start_job")
@@ -72,8 +65,6 @@ def _job_ended(job_id: str) -> None:
     if state is not None and state["status"] == "waiting":
         job = store().get_job(job_id)
         if job is not None and job.status in jobs.FINAL:
-            from workers.tasks_callbacks import deliver
-
             deliver.delay()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from generator import callbacks
 from workers.celery_app import app
-from workers.tasks import store
+from workers.stores import store
 
 
 @app.task(name="workers.tasks_callbacks.deliver", acks_late=True, reject_on_worker_lost=True)

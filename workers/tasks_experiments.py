@@ -9,7 +9,7 @@ from typing import Any
 from generator.experiments import ab as experiments
 from generator.learning import LoopConfig, run_loop
 from workers.celery_app import app
-from workers.tasks import store
+from workers.stores import store
 
 
 @app.task(name="workers.tasks_experiments.send_experiment", acks_late=True)

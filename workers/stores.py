@@ -1,0 +1,15 @@
+"""The process's :class:`~generator.store.Store` per database URL, shared by its Celery tasks."""
+
+from __future__ import annotations
+
+from generator.core.config import get_settings
+from generator.store import Store
+
+_STORES: dict[str, Store] = {}
+
+
+def store() -> Store:
+    url = get_settings().database_url
+    if url not in _STORES:
+        _STORES[url] = Store(url)
+    return _STORES[url]
