@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 def erase(store: Store, user_id: str, *, requested_by: str, counts: dict[str, int] | None = None) -> Erasure:
     """Erase ``user_id`` from the database in one transaction (see the module doc), then compact SQLite."""
-
     key = installation_key(store)
     ref = keyed(key, user_id)
     with store.session() as s:

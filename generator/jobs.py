@@ -95,7 +95,6 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
 
 def _check_references(campaign: Campaign, shop: Shop) -> None:
     """Names the request refers to must exist, so a job that could only fail is refused, not stored."""
-
     if campaign.template and campaign.template not in default_library().names():
         raise PushgenError(f"template: no template {campaign.template!r}")
     adapters = campaign.adapter.values() if isinstance(campaign.adapter, dict) else [campaign.adapter]

@@ -120,7 +120,6 @@ def gather_outcomes(store: Store, block: int = 20) -> list[dict[str, Any]]:
 
 def winners(store: Store) -> dict[str, str]:
     """{experiment id: winning arm}: the recorded winner, else what the winner rule says now."""
-
     out: dict[str, str] = {}
     for exp in ex.list_experiments(store):
         if exp.winner:
@@ -137,7 +136,6 @@ def winners(store: Store) -> dict[str, str]:
 
 def next_adapter_name(base: str) -> str:
     """``<base>-v<N+1>`` for the highest version N in the registry (v1 when there is none)."""
-
     pattern = re.compile(rf"^{re.escape(base)}-v(\d+)$")
     versions = [int(m.group(1)) for a in list_adapters() if (m := pattern.match(a.name))]
     return f"{base}-v{max(versions, default=0) + 1}"

@@ -226,7 +226,6 @@ def guard_context(message: Message, job: Job | None) -> GuardContext:
 def display_items(message: Message, job: Job | None, locale: str | None = None) -> list[dict[str, Any]]:
     """The user's ranked items as a reviewer sees them: name, price, list price, discount, image, why chosen.
     Fields that older records lack (list price, discount, image) come from the job's shop when it has the item."""
-
     params = (job.params or {}) if job is not None else {}
     shop = _shop(str(params.get("shop") or get_settings().shop_dir))
     by_id = shop.items_by_id if shop else {}

@@ -238,7 +238,6 @@ def _read_raw(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(row_number, record)``; row numbers are 1-based data rows (the CSV header is not a row). A file that
     cannot be read as its format (a folder, bytes that are not UTF-8, broken CSV quoting) or a value outside the
     input limits (:func:`generator.core.inputs.check_value`) is a :class:`DataError` naming the file and row."""
-
     if path.is_dir():
         raise DataError(str(path), None, None, "is a folder, not a file")
     n = 0
@@ -311,7 +310,6 @@ def _describe(exc: ValidationError) -> tuple[str | None, str]:
 def _check_columns(path: Path, contract: type[Contract], record: dict[str, Any]) -> None:
     """Extra columns are allowed (exports carry more than pushgen reads), but one that looks like a misspelt
     contract column which the file lacks (``push_optin``) is an error: its value would be silently ignored."""
-
     for column in record:
         meant = misspelt_key(str(column), contract.model_fields, present=record)
         if meant:
@@ -410,7 +408,6 @@ def split_by_group(path: str | Path, train_out: str | Path, heldout_out: str | P
     """Split a table into two files by group (every row of a group lands on the same side), keeping all columns.
     A group is held out when a stable hash of ``salt`` and its id falls below ``fraction``, so the same
     groups are held out on every machine and for any file that holds them. Returns the row counts."""
-
     if not 0 < fraction < 1:
         raise DataError(str(path), None, None, f"fraction must be between 0 and 1, not {fraction}")
     path = Path(path)

@@ -258,7 +258,6 @@ def rebalance(store: Store, experiment_id: str, *, metric: str = "clicked", floo
     best ``metric`` rate (Beta(1 + events, 1 + non-events) per assigned user), floored at ``floor`` so no arm
     starves; the holdout keeps its share. Opens a new phase that later assignments record. Only for
     experiments created with ``allocation="thompson"``."""
-
     exp = get_experiment(store, experiment_id)
     if exp.allocation != "thompson":
         raise ExperimentError(f"experiment {experiment_id} has fixed weights; create it with allocation "
@@ -325,7 +324,6 @@ def push_payload(message: Message, experiment_id: str, send_key: str, arm: str,
                  rich: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The provider-neutral push: copy, deep link and the ids that outcome events refer back to; with the
     campaign's ``rich`` settings also the featured item's image, buttons and per-platform links."""
-
     featured = (message.ranked_items or [{}])[0]
     return {"title": message.title, "body": message.body, "deep_link": message.deep_link or "",
             "idempotency_key": send_key, "collapse_id": f"exp-{experiment_id[:8]}",
@@ -433,7 +431,6 @@ def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
 
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:
     """Users' time zones from the job's shop (the users table's ``timezone``)."""
-
     job = store.get_job(exp.job_id) if exp.job_id else None
     folder = ((job.params or {}).get("shop") if job else None) or get_settings().shop_dir
     try:
@@ -468,7 +465,6 @@ def pseudonymise_user(s: Any, user_id: str, key: bytes) -> int:
     person; a send's idempotency key (a plain hash of experiment and user id) becomes random, its provider id
     and error are dropped, and the client's ids of its outcome events become keyed hashes (a repost of the same
     event is still recognised). Returns the rows changed."""
-
     pseudonyms: dict[str, str] = {}
     n = 0
     for a in s.scalars(select(Assignment).where(Assignment.user_id == user_id)):
@@ -493,7 +489,6 @@ def record_events(store: Store, events: Iterable[Mapping[str, Any]]) -> dict[str
     """Store outcome events, each ``{event_id, type, send_id | send_key | (experiment_id, user_id), revenue?,
     occurred_at?}``. An event id seen before is skipped (idempotent). Returns counts ``stored`` and
     ``duplicate``; an event naming no known send raises :class:`ExperimentError` and nothing is stored."""
-
     out = {"stored": 0, "duplicate": 0}
 
     def key() -> bytes:

@@ -94,7 +94,6 @@ def controls(store: Store) -> list[GlobalControl]:
 def _per_user(store: Store, experiment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per user over these experiments' variant-arm sends: in the control or not (``mixed`` when both), whether
     they opened, clicked, converted, and their revenue."""
-
     users: dict[str, dict[str, Any]] = {}
     with store.session() as s:
         sends = s.execute(select(Send.id, Send.user_id, Send.status).join(
@@ -152,7 +151,6 @@ def _uplift(users: dict[str, dict[str, Any]], alpha: float) -> dict[str, Any]:
 
 def experiment_uplift(store: Store, experiment_id: str, alpha: float = 0.05) -> dict[str, Any] | None:
     """Sent vs the brand's global control within one experiment; None when none of its users was held back."""
-
     with store.session() as s:
         if s.scalar(select(Send.id).where(Send.experiment_id == experiment_id, Send.status == STATUS).limit(1)) \
                 is None:
@@ -166,7 +164,6 @@ def brand_uplift(store: Store, brand: str, *, since: datetime | None = None, unt
     user, whether they opened, clicked or converted after any of them, and their revenue. Users who were in the
     control for some sends and not for others (the share or salt changed) are counted as ``mixed`` and left
     out."""
-
     ids = []
     with store.session() as s:
         for exp, job in s.execute(select(Experiment, Job).join(Job, Job.id == Experiment.job_id)):

@@ -87,7 +87,6 @@ def summary(store: Store, experiment_id: str, *, until: datetime | None = None, 
 def _campaign_sections(store: Store, experiment_id: str, alpha: float) -> dict[str, Any]:
     """The send-time arms (:mod:`generator.experiments.sendtime`) and the brand's global control
     (:mod:`generator.experiments.holdout`)."""
-
     return {"send_time": sendtime.report(store, experiment_id, alpha),
             "global_control": holdout.experiment_uplift(store, experiment_id, alpha)}
 

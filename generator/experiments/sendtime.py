@@ -147,7 +147,6 @@ def next_local(now: datetime, zone: str, hour: int) -> datetime:
 # -- the database side ----------------------------------------------------------------------------------------
 def history(store: Store, user_ids: Iterable[str]) -> dict[str, list[tuple[datetime, str]]]:
     """Each user's past opens and clicks of pushes (every experiment's outcome events): (time, type)."""
-
     users = list(user_ids)
     out: dict[str, list[tuple[datetime, str]]] = {u: [] for u in users}
     with store.session() as s:

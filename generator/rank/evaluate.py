@@ -67,7 +67,6 @@ def load_sequences(items_path: str | Path, events_path: str | Path) -> SequenceD
     Events are ordered per user by timestamp, then by file order. Events on unknown items are a
     :class:`DataError` naming the row.
     """
-
     items = sorted(load_table(items_path, Item).rows, key=lambda it: it.item_id)
     if not items:
         raise DataError(str(items_path), None, None, "no items")
@@ -184,7 +183,6 @@ def evaluate_ranker(ranker: Ranker | Callable[[Sequence[np.ndarray]], torch.Tens
 def encode_catalog(texts: Sequence[str], encoder_name: str = "minilm", *, device: str | None = None,
                    store_url: str | None = None, progress: bool = True) -> np.ndarray:
     """Embeddings of the catalog texts with a sentence encoder, through the scorer's content-hash cache."""
-
     store = None
     if store_url:
 
@@ -200,7 +198,6 @@ def run_eval(items: str | Path, events: str | Path, model: str | None = None, *,
 
     Returns ``{"protocol": ..., "data": ..., "results": {name: metrics}, "seconds": ...}``.
     """
-
     t0 = time.perf_counter()
     data = load_sequences(items, events)
     split = leave_last_out(data.user_ids, data.seqs)

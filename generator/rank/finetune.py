@@ -92,7 +92,6 @@ def mine_hard_negatives(pairs: Sequence[tuple[int, int]], item_vecs: np.ndarray,
 
 def _training_args(out: Path, cfg: Any, n_train: int, device: torch.device, cls: Any) -> Any:
     """Trainer arguments shared by the bi- and cross-encoder fine-tunes (eval, checkpoints, early stopping)."""
-
     bf16 = train_dtype(device, cfg.precision) == torch.bfloat16
     steps = max(1, n_train // cfg.batch_size) * cfg.epochs
     eval_steps = max(1, min(cfg.eval_steps, steps))

@@ -252,7 +252,6 @@ class Scorer:
         Any other name that is not a trained scorer is treated as an encoder (registry name, folder, hub id).
         ``store`` enables the persistent embedding cache (without it, embeddings are cached in memory only).
         """
-
         folder = _trained_folder(name)
         if folder is None:
             enc_name = name or get_settings().scorer_model

@@ -158,7 +158,6 @@ def tune_weights(signals: dict[str, torch.Tensor], targets: np.ndarray, rounds: 
                  grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
                  ) -> tuple[dict[str, float], float]:
     """Coordinate ascent on blend weights, maximising NDCG@10 (then Recall@10) on a validation slice."""
-
     z = {k: zscore(v) for k, v in signals.items()}
     weights = {k: 1.0 for k in z}
 
@@ -213,7 +212,6 @@ def train_scorer(items: str | Path, events: str | Path, *, name: str = "default"
 
     Only each user's events *before* their last one are used (the last is the evaluation target).
     """
-
     opt = options or TrainOptions()
     if opt.fusion not in ("linear", "ltr"):
 
@@ -272,7 +270,6 @@ def _finetune_encoder(opt: TrainOptions, data: SequenceData, histories: Sequence
                       folder: Path, staged: dict[str, Path], extra: dict[str, Any]) -> np.ndarray:
     """Fine-tune the bi-encoder contrastively on item transitions (staged under ``encoder``); the catalog's
     vectors from it."""
-
     staged["encoder"] = folder.with_name(f".{folder.name}.encoder.tmp")
     log.info("fine-tuning %s contrastively on item transitions", opt.encoder)
     extra["encoder_finetune"] = finetune_bi_encoder(opt.encoder, data.item_texts, histories, vecs,

@@ -169,7 +169,6 @@ class Generator:
     def use_adapters(self, names: Sequence[str]) -> None:
         """Load registered LoRA adapters (unmerged) into this generator's model, once each; requests then name
         them per row. Each must have been trained on this generator's base model."""
-
         have = set(getattr(self.model, "peft_config", {}) or {})
         todo = [n for n in dict.fromkeys(names) if n not in have]
         if not todo:
