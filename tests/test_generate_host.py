@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from generator.core.model_registry import load_causal_lm, load_tokenizer
-from generator.write.decode import _Row, pick_tokens
+from generator.write.decode import _Row, collect, inputs, pick_tokens
 from generator.write.generate import GenerationRequest, Generator
 from generator.write.null_lm import NullLM, null_lm
 
@@ -85,7 +85,7 @@ def test_vectorised_inputs_equal_the_row_by_row_construction(tok) -> None:  # ty
     batch = [_Row(i, tuple(rng.randrange(100) for _ in range(rng.choice((0, 3, 7)))),
                   [rng.randrange(1000) for _ in range(rng.randrange(1, 9))], None) for i in range(20)]
     p_max, s_max = 7, 9
-    ids, mask, pos = gen._inputs(batch, p_max, s_max)
+    ids, mask, pos = inputs(gen, batch, p_max, s_max)
     want_ids = np.full((20, s_max), tok.pad_token_id)
     want_mask, want_pos = np.zeros((20, p_max + s_max), dtype=np.int64), np.zeros((20, s_max), dtype=np.int64)
     for i, r in enumerate(batch):  # the loop this replaced
@@ -103,7 +103,7 @@ def test_collected_rows_are_their_kept_tokens() -> None:
     lengths = torch.randint(0, 13, (30,), generator=g)
     kept = torch.arange(12)[None, :] < lengths[:, None]  # what decoding keeps: a prefix of each row
     stopped = torch.rand(30, generator=g) > 0.5
-    got = Generator._collect(tokens, kept, stopped)
+    got = collect(tokens, kept, stopped)
     assert got.ids == [[t for t, k in zip(tr, kr, strict=True) if k] for tr, kr in zip(tokens.tolist(), kept.tolist(),
                                                                                        strict=True)]
     assert got.stopped == stopped.tolist()

@@ -23,7 +23,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import DynamicCache
 
@@ -31,18 +30,17 @@ from generator.core.config import get_settings
 from generator.core.model_registry import load_causal_lm, quantize_int8
 from generator.write.adapters import AdapterError, get_adapter, load_adapters
 from generator.write.decode import (
-    GROUPED_ATTENTION,
     Decoded,
-    _attention,
     _common_prefix,
-    _PrefixKV,
     _Row,
     _Scratch,
     _StaticRunner,
     _tokenizer_shortcuts,
+    decode_dynamic,
+    decode_static,
     pick_tokens,
 )
-from generator.write.multi_lora import FusedLora, RunPlan
+from generator.write.multi_lora import FusedLora
 from generator.write.prompts import GENERATION_PREFIX
 
 log = logging.getLogger(__name__)
@@ -346,223 +344,13 @@ class Generator:
                           skip_confident=self.device.type != "cuda")
         return nxt if self._column_ids is None else self._column_ids[nxt]
 
-    def _batch_prefix_kv(self, batch: list[_Row], p_max: int) -> _PrefixKV | None:
-        """Every row's prefix K/V left-padded to ``p_max``: each distinct (prefix, adapter) is padded once and
-        gathered into rows (layer by layer, when asked), instead of padding and concatenating row by row."""
-        if not p_max or not any(r.prefix for r in batch):
-            return None
-        keys = [(r.group, r.adapter) for r in batch]
-        where: dict[tuple[int, str | None], int] = {}
-        distinct = []
-        for r, k in zip(batch, keys, strict=True):
-            if k not in where:
-                where[k] = len(distinct)
-                distinct.append((r.prefix, r.adapter))
-        index = torch.tensor([where[k] for k in keys], device=self.device)
-        per: list[Any] = [self._prefix_kv(*k) if k[0] else None for k in distinct]
-        like = next(kv for kv in per if kv is not None)
-        per = [kv if kv is not None else [(k[:, :, :0], v[:, :, :0]) for k, v in like] for kv in per]  # no prefix
-        layers = []
-        for li in range(len(per[0])):
-            ks = torch.cat([torch.nn.functional.pad(kv[li][0], (0, 0, p_max - kv[li][0].shape[2], 0)) for kv in per])
-            vs = torch.cat([torch.nn.functional.pad(kv[li][1], (0, 0, p_max - kv[li][1].shape[2], 0)) for kv in per])
-            layers.append((ks, vs))
-        return _PrefixKV(layers, index)
-
-    def _inputs(self, batch: list[_Row], p_max: int, s_max: int) -> tuple[torch.Tensor, ...]:
-        """Left-padded suffix ids, the attention mask over [prefix | suffix] and the suffix positions, built with
-        array operations over all the rows' tokens at once."""
-        plen = np.fromiter((len(r.prefix) for r in batch), dtype=np.int64, count=len(batch))
-        slen = np.fromiter((len(r.suffix) for r in batch), dtype=np.int64, count=len(batch))
-        mask = np.concatenate([np.arange(p_max) >= (p_max - plen)[:, None],
-                               np.arange(s_max) >= (s_max - slen)[:, None]], axis=1).astype(np.int64)
-        flat = np.fromiter(itertools.chain.from_iterable(r.suffix for r in batch), dtype=np.int64,
-                           count=int(slen.sum()))
-        row = np.repeat(np.arange(len(batch)), slen)
-        nth = np.arange(len(flat)) - np.repeat(np.cumsum(slen) - slen, slen)  # index of a token within its suffix
-        col = np.repeat(s_max - slen, slen) + nth
-        ids = np.full((len(batch), s_max), self.tokenizer.pad_token_id, dtype=np.int64)
-        pos = np.zeros((len(batch), s_max), dtype=np.int64)
-        ids[row, col] = flat
-        pos[row, col] = np.repeat(plen, slen) + nth
-        return tuple(torch.from_numpy(t).to(self.device) for t in (ids, mask, pos))
-
-    @staticmethod
-    def _collect(tokens: torch.Tensor, kept: torch.Tensor, stopped: torch.Tensor) -> Decoded:
-        """Device buffers of the decoded tokens to per-row lists. A row's kept tokens are a prefix of its row
-        (nothing is kept after its stop, nor the end-of-turn token), so each row is its first ``kept.sum()``
-        tokens: one transfer of the needed columns and one list slice per row, no per-token Python."""
-        lengths = kept.sum(dim=1)
-        width = int(lengths.max()) if len(lengths) else 0
-        ids, lengths = tokens[:, :width].cpu().tolist(), lengths.cpu().tolist()
-        return Decoded([row[:k] for row, k in zip(ids, lengths, strict=True)], stopped.cpu().tolist())
-
     @torch.inference_mode()
     def _decode(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
         """Decode ``n`` candidates per row (candidate 0 greedy): row ``i * n + j`` of the result is candidate ``j`` of
         request ``i``."""
         if self.decode_mode == "dynamic":
-            return self._decode_dynamic(batch, n, seed, limit)
-        return self._decode_static(batch, n, seed, limit)
-
-    def _additive(self, keep: torch.Tensor) -> torch.Tensor:
-        """The 4-D additive mask ``[rows, 1, queries, keys]`` the grouped attention takes, from a boolean one."""
-        dtype = next(self.model.parameters()).dtype
-        zero = torch.zeros((), dtype=dtype, device=keep.device)
-        return torch.where(keep, zero, torch.full_like(zero, torch.finfo(dtype).min))[:, None]
-
-    def _prefill_mask(self, bias: torch.Tensor, first: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The additive mask of a prefill of ``s`` tokens written from slot ``first`` on: query i sees the
-        positions the additive ``bias`` (``[rows, keys]``) keeps, up to and including its own (``first + i``).
-        One elementwise minimum over rows x queries x keys (both masks hold 0 or the dtype's minimum), written into
-        a reused buffer of ``out`` when given."""
-        dev = bias.device
-        causal = torch.arange(bias.shape[1], device=dev)[None, :] <= (first + torch.arange(s, device=dev))[:, None]
-        dest = out.get("prefill_mask", (bias.shape[0], s, bias.shape[1]), bias.dtype) if out is not None else None
-        return torch.minimum(bias[:, None, :], self._additive(causal)[:, 0][None], out=dest)[:, None]
-
-    def _decode_dynamic(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
-        """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
-        grouped one (K/V heads read once per group), with explicit 4-D masks."""
-        dev = self.device
-        b = len(batch)
-        p_max = max(len(r.prefix) for r in batch)
-        s_max = max(len(r.suffix) for r in batch)
-        adapters = [r.adapter for r in batch]
-        prefix = self._batch_prefix_kv(batch, p_max)
-        cache = (DynamicCache(ddp_cache_data=[prefix.layer(li) for li in range(len(prefix.layers))],
-                              config=self.model.config) if prefix is not None
-                 else DynamicCache(config=self.model.config))
-        ids, mask, pos = self._inputs(batch, p_max, s_max)
-        grouped = self._window is None or p_max + s_max + limit <= self._window
-        def attention() -> contextlib.AbstractContextManager[None]:
-            return _attention(self.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
-
-        with attention():
-            out = self._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
-                                attention_mask=self._prefill_mask(self._additive(mask.bool())[:, 0], p_max, s_max)
-                                if grouped
-                                else mask)
-        logits = out.logits[:, -1, :]
-        next_pos = pos[:, -1] + 1
-        if n > 1:  # the suffix was prefilled once per row; its candidates share that cache
-            cache.batch_repeat_interleave(n)
-            logits, mask, next_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, next_pos))
-            adapters = [a for a in adapters for _ in range(n)]
-        rows = b * n
-        sampled = (torch.arange(rows, device=dev) % n) != 0
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        active = torch.arange(rows, device=dev)  # original row of each live batch position
-        tokens = torch.zeros(rows, limit, dtype=torch.long, device=dev)
-        kept = torch.zeros(rows, limit, dtype=torch.bool, device=dev)
-        stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
-        newlines = torch.zeros(rows, dtype=torch.long, device=dev)
-        for step in range(limit):
-            nxt = self._pick(logits, sampled[active], gen)
-            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-            newlines[active] += self._is_newline[nxt].long()
-            done = is_eos | (newlines[active] >= 2) if self.stop_rules else is_eos
-            tokens[active, step] = nxt
-            kept[active, step] = ~is_eos
-            stopped[active] |= done
-            keep = ~done
-            if step == limit - 1 or not bool(keep.any()):
-                break
-            if not bool(keep.all()):  # drop finished rows: no more work on them
-                sel = keep.nonzero().squeeze(-1)
-                cache.batch_select_indices(sel)
-                active, nxt, mask, next_pos = active[sel], nxt[sel], mask[sel], next_pos[sel]
-                adapters = [adapters[k] for k in sel.tolist()]
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
-            with attention():
-                out = self._forward(input_ids=nxt[:, None], position_ids=next_pos[:, None], past_key_values=cache,
-                                    adapters=adapters,
-                                    attention_mask=self._additive(mask.bool()[:, None, :]) if grouped else mask)
-            logits = out.logits[:, -1, :]
-            next_pos = next_pos + 1
-        return self._collect(tokens, kept, stopped)
-
-    def _runner(self, adapter: str | None, capacity: int, length: int) -> _StaticRunner:
-        """A runner of this shape; with CUDA graphs one per adapter too (a graph replays its adapter's kernels).
-        Without graphs, a runner of as many rows or more and up to one length step longer serves too (new buffers
-        of thousands of rows cost page faults; the longer one's extra positions are masked)."""
-        graph = self.decode_mode == "graph"
-        key = (adapter if graph else None, capacity, length)
-        if not graph and key not in self._runners:
-            key = next((k for k in self._runners if k[1] >= capacity and length <= k[2] <= length + 64), key)
-        if key not in self._runners:
-            if len(self._runners) >= 8:  # bounded: each holds a KV cache of rows x length
-                self._runners.pop(next(iter(self._runners)))
-            self._runners[key] = _StaticRunner(self, capacity, length, graph=graph)
-        return self._runners[key]
-
-    def _decode_static(self, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
-        """A preallocated cache: each request's suffix is prefilled once, its rows are repeated for the candidates,
-        then one token per row and step. With CUDA graphs every step replays one graph over a bucketed number of
-        rows of one adapter, until all rows have stopped; without, the rows of a batch may carry different
-        adapters and finished rows are dropped (copied out of the cache) once that saves more than it costs."""
-        dev = self.device
-        graph = self.decode_mode == "graph"
-        b = len(batch)
-        p_max = max(len(r.prefix) for r in batch)
-        s_max = max(len(r.suffix) for r in batch)
-        real = b * n
-        capacity = max(8, 1 << (real - 1).bit_length())  # few distinct shapes: few graphs, few cache allocations
-        rows = capacity if graph else real
-        length = -(-(p_max + s_max + limit) // 64) * 64
-        runner = self._runner(batch[0].adapter, capacity, length)
-        per_row = not graph and self._fused is not None  # rows of several adapters (runs of one, as sorted)
-        names = [r.adapter for r in batch]
-        runner.use(b, RunPlan(names) if per_row else batch[0].adapter)
-        # prefilled in chunks of similar length (the batch is sorted by length): less padding, activations that
-        # stay in the CPU's caches, and a prefill mask (rows x suffix x length) of bounded size
-        chunk = max(1, min(self._prefill_tokens // s_max, self._mask_elements // (s_max * length)))
-        for c in range(0, b, chunk):
-            part = batch[c:c + chunk]
-            ids, mask, pos = self._inputs(part, p_max, max(len(r.suffix) for r in part))
-            runner.prefill(slice(c, c + len(part)), RunPlan(names[c:c + chunk]) if per_row else batch[0].adapter,
-                           self._batch_prefix_kv(part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
-        runner.cache.pos.fill_(p_max + s_max)
-        logits = runner.logits[:b]
-        # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
-        if rows != b:
-            src = torch.arange(rows, device=dev) // n
-            src[real:] = 0
-            runner.gather(src, [i // n for i in range(real)] + [0] * (rows - real))
-            logits = runner.logits[:rows]
-        sampled = torch.arange(rows, device=dev) % n != 0
-        sampled_rows = torch.arange(rows, device=dev).view(-1, n)[:, 1:].reshape(-1) if rows % n == 0 else \
-            sampled.nonzero().squeeze(-1)  # made once per batch, on the device: the steps never wait for it
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
-        tokens, kept, newlines, stopped = (self._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
-            ("tokens", (rows, limit), torch.long), ("kept", (rows, limit), torch.bool),
-            ("newlines", (rows,), torch.long), ("stopped", (rows,), torch.bool)))
-        live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
-        for step in range(limit):
-            nxt = self._pick(logits, sampled_rows, gen)
-            is_eos = torch.isin(nxt, self._eos) if self.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-            newlines[live] += self._is_newline[nxt]
-            tokens[live, step] = nxt
-            kept[live, step] = ~is_eos & ~stopped[live]
-            stopped[live] |= is_eos | (newlines[live] >= 2) if self.stop_rules else is_eos
-            if step == limit - 1:
-                break
-            # whether every row has stopped is a wait for the device: asked every few steps on a GPU (rows that
-            # stopped keep decoding in between, their tokens not kept), every step where it costs nothing
-            if (step + 1) % self._stop_check_every == 0 and bool(stopped[:real].all()):
-                break
-            if not graph:  # drop finished rows when the row-steps saved outweigh one copy of the cache
-                going = ~stopped[live]
-                dead = runner.n - int(going.sum())
-                if dead and dead * (limit - step - 1) >= runner.n:
-                    keep = going.nonzero().squeeze(-1)
-                    runner.gather(keep)
-                    live = (torch.arange(rows, device=dev) if isinstance(live, slice) else live)[keep]
-                    nxt = nxt[keep]
-                    sampled_rows = sampled[live].nonzero().squeeze(-1)
-            logits = runner.step(nxt)
-        return self._collect(tokens[:real], kept[:real], stopped[:real])
+            return decode_dynamic(self, batch, n, seed, limit)
+        return decode_static(self, batch, n, seed, limit)
 
     def generate(self, requests: Sequence[GenerationRequest], *, n_candidates: int = 1, seed: int | None = None,
                  progress: Any = None, max_new_tokens: int | None = None) -> list[list[Draft]]:
