@@ -421,26 +421,26 @@ def prefill_mask(gen: Generator, bias: torch.Tensor, first: int, s: int,
     return torch.minimum(bias[:, None, :], additive(gen, causal)[:, 0][None], out=dest)[:, None]
 
 
-def decode_dynamic(gen: Generator, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+def decode_dynamic(g: Generator, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
     """A growing KV cache; finished rows leave the batch, so no work is spent on them. Attention is the
     grouped one (K/V heads read once per group), with explicit 4-D masks."""
-    dev = gen.device
+    dev = g.device
     b = len(batch)
     p_max = max(len(r.prefix) for r in batch)
     s_max = max(len(r.suffix) for r in batch)
     adapters = [r.adapter for r in batch]
-    prefix = batch_prefix_kv(gen, batch, p_max)
+    prefix = batch_prefix_kv(g, batch, p_max)
     cache = (DynamicCache(ddp_cache_data=[prefix.layer(li) for li in range(len(prefix.layers))],
-                          config=gen.model.config) if prefix is not None
-             else DynamicCache(config=gen.model.config))
-    ids, mask, pos = inputs(gen, batch, p_max, s_max)
-    grouped = gen._window is None or p_max + s_max + limit <= gen._window
+                          config=g.model.config) if prefix is not None
+             else DynamicCache(config=g.model.config))
+    ids, mask, pos = inputs(g, batch, p_max, s_max)
+    grouped = g._window is None or p_max + s_max + limit <= g._window
     def attention() -> contextlib.AbstractContextManager[None]:
-        return _attention(gen.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
+        return _attention(g.model, GROUPED_ATTENTION) if grouped else contextlib.nullcontext()
 
     with attention():
-        out = gen._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
-                            attention_mask=prefill_mask(gen, additive(gen, mask.bool())[:, 0], p_max, s_max)
+        out = g._forward(input_ids=ids, position_ids=pos, past_key_values=cache, adapters=adapters,
+                            attention_mask=prefill_mask(g, additive(g, mask.bool())[:, 0], p_max, s_max)
                             if grouped
                             else mask)
     logits = out.logits[:, -1, :]
@@ -458,10 +458,10 @@ def decode_dynamic(gen: Generator, batch: list[_Row], n: int, seed: int, limit: 
     stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
     newlines = torch.zeros(rows, dtype=torch.long, device=dev)
     for step in range(limit):
-        nxt = gen._pick(logits, sampled[active], gen)
-        is_eos = torch.isin(nxt, gen._eos) if gen.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-        newlines[active] += gen._is_newline[nxt].long()
-        done = is_eos | (newlines[active] >= 2) if gen.stop_rules else is_eos
+        nxt = g._pick(logits, sampled[active], gen)
+        is_eos = torch.isin(nxt, g._eos) if g.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
+        newlines[active] += g._is_newline[nxt].long()
+        done = is_eos | (newlines[active] >= 2) if g.stop_rules else is_eos
         tokens[active, step] = nxt
         kept[active, step] = ~is_eos
         stopped[active] |= done
@@ -475,9 +475,9 @@ def decode_dynamic(gen: Generator, batch: list[_Row], n: int, seed: int, limit: 
             adapters = [adapters[k] for k in sel.tolist()]
         mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
         with attention():
-            out = gen._forward(input_ids=nxt[:, None], position_ids=next_pos[:, None], past_key_values=cache,
+            out = g._forward(input_ids=nxt[:, None], position_ids=next_pos[:, None], past_key_values=cache,
                                 adapters=adapters,
-                                attention_mask=additive(gen, mask.bool()[:, None, :]) if grouped else mask)
+                                attention_mask=additive(g, mask.bool()[:, None, :]) if grouped else mask)
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     return collect(tokens, kept, stopped)
@@ -498,13 +498,13 @@ def static_runner(gen: Generator, adapter: str | None, capacity: int, length: in
     return gen._runners[key]
 
 
-def decode_static(gen: Generator, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
+def decode_static(g: Generator, batch: list[_Row], n: int, seed: int, limit: int) -> Decoded:
     """A preallocated cache: each request's suffix is prefilled once, its rows are repeated for the candidates,
     then one token per row and step. With CUDA graphs every step replays one graph over a bucketed number of
     rows of one adapter, until all rows have stopped; without, the rows of a batch may carry different
     adapters and finished rows are dropped (copied out of the cache) once that saves more than it costs."""
-    dev = gen.device
-    graph = gen.decode_mode == "graph"
+    dev = g.device
+    graph = g.decode_mode == "graph"
     b = len(batch)
     p_max = max(len(r.prefix) for r in batch)
     s_max = max(len(r.suffix) for r in batch)
@@ -512,18 +512,18 @@ def decode_static(gen: Generator, batch: list[_Row], n: int, seed: int, limit: i
     capacity = max(8, 1 << (real - 1).bit_length())  # few distinct shapes: few graphs, few cache allocations
     rows = capacity if graph else real
     length = -(-(p_max + s_max + limit) // 64) * 64
-    runner = static_runner(gen, batch[0].adapter, capacity, length)
-    per_row = not graph and gen._fused is not None  # rows of several adapters (runs of one, as sorted)
+    runner = static_runner(g, batch[0].adapter, capacity, length)
+    per_row = not graph and g._fused is not None  # rows of several adapters (runs of one, as sorted)
     names = [r.adapter for r in batch]
     runner.use(b, RunPlan(names) if per_row else batch[0].adapter)
     # prefilled in chunks of similar length (the batch is sorted by length): less padding, activations that
     # stay in the CPU's caches, and a prefill mask (rows x suffix x length) of bounded size
-    chunk = max(1, min(gen._prefill_tokens // s_max, gen._mask_elements // (s_max * length)))
+    chunk = max(1, min(g._prefill_tokens // s_max, g._mask_elements // (s_max * length)))
     for c in range(0, b, chunk):
         part = batch[c:c + chunk]
-        ids, mask, pos = inputs(gen, part, p_max, max(len(r.suffix) for r in part))
+        ids, mask, pos = inputs(g, part, p_max, max(len(r.suffix) for r in part))
         runner.prefill(slice(c, c + len(part)), RunPlan(names[c:c + chunk]) if per_row else batch[0].adapter,
-                       batch_prefix_kv(gen, part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
+                       batch_prefix_kv(g, part, p_max), p_max, p_max + s_max, ids, mask.bool(), pos)
     runner.cache.pos.fill_(p_max + s_max)
     logits = runner.logits[:b]
     # row i*n+j is candidate j of request i; rows past the real ones repeat row 0 and are ignored
@@ -537,22 +537,22 @@ def decode_static(gen: Generator, batch: list[_Row], n: int, seed: int, limit: i
         sampled.nonzero().squeeze(-1)  # made once per batch, on the device: the steps never wait for it
     gen = torch.Generator(device=dev).manual_seed(seed)
     # the batch's state per row: its tokens, which are kept, its newlines, whether it stopped
-    tokens, kept, newlines, stopped = (gen._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
+    tokens, kept, newlines, stopped = (g._scratch.get(name, shape, dtype, zero=True) for name, shape, dtype in (
         ("tokens", (rows, limit), torch.long), ("kept", (rows, limit), torch.bool),
         ("newlines", (rows,), torch.long), ("stopped", (rows,), torch.bool)))
     live: Any = slice(None)  # the row of each position of the runner (all, until rows are dropped)
     for step in range(limit):
-        nxt = gen._pick(logits, sampled_rows, gen)
-        is_eos = torch.isin(nxt, gen._eos) if gen.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
-        newlines[live] += gen._is_newline[nxt]
+        nxt = g._pick(logits, sampled_rows, gen)
+        is_eos = torch.isin(nxt, g._eos) if g.stop_rules else torch.zeros_like(nxt, dtype=torch.bool)
+        newlines[live] += g._is_newline[nxt]
         tokens[live, step] = nxt
         kept[live, step] = ~is_eos & ~stopped[live]
-        stopped[live] |= is_eos | (newlines[live] >= 2) if gen.stop_rules else is_eos
+        stopped[live] |= is_eos | (newlines[live] >= 2) if g.stop_rules else is_eos
         if step == limit - 1:
             break
         # whether every row has stopped is a wait for the device: asked every few steps on a GPU (rows that
         # stopped keep decoding in between, their tokens not kept), every step where it costs nothing
-        if (step + 1) % gen._stop_check_every == 0 and bool(stopped[:real].all()):
+        if (step + 1) % g._stop_check_every == 0 and bool(stopped[:real].all()):
             break
         if not graph:  # drop finished rows when the row-steps saved outweigh one copy of the cache
             going = ~stopped[live]
