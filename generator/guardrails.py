@@ -177,6 +177,11 @@ class _Derived:
         return out
 
     @cached_property
+    def plural_names(self) -> tuple[str, ...]:
+        """The items' names ending in a plural noun, lower-cased (:func:`check_well_formed`)."""
+        return tuple(n.lower() for n in self.fact_texts if _plural(n))
+
+    @cached_property
     def fact_texts(self) -> tuple[str, ...]:
         return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
 
@@ -460,9 +465,38 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     sentences = [s.strip().lower() for s in regex.split(r"[.!?。！？\n]+", body) if len(s.strip()) > 3]
     if len(sentences) != len(set(sentences)):
         return CheckResult("well_formed", False, "repeats a sentence")
+    amounts = [m.text for m in money_mentions(body)]
+    if len(amounts) != len(set(amounts)):  # "dropped to $101.49, down to $101.49"
+        return CheckResult("well_formed", False, f"states the same amount twice: {amounts[0]!r}")
+    if language_of(ctx.locale) == "en":
+        low = body.lower()
+        plural = next((n for n in _derived(ctx).plural_names if f"{n} is " in low or f"{n} has " in low), None)
+        if plural:
+            return CheckResult("well_formed", False, f"{plural!r} is plural: 'is'/'has' does not agree")
+    if language_of(ctx.locale) == "zh":
+        simplified = not _re(r"TW|HK|MO|Hant").search(ctx.locale)
+        if simplified and _TRADITIONAL.search(_blanked(text, _derived(ctx).language_names)):
+            return CheckResult("well_formed", False, "traditional characters in simplified-Chinese copy")
+        if _ZH_UNFINISHED.search(title.strip()):
+            return CheckResult("well_formed", False, f"the title {title!r} is cut off")
     if _re(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>").search(text):
         return CheckResult("well_formed", False, "contains template syntax or markup")
     return CheckResult("well_formed", True)
+
+
+def _plural(name: str) -> bool:
+    """A name whose last word is an English plural ("Bostitch Brads", "Copper Lugs"), not a singular in -s."""
+    last = regex.sub(r"[^\p{Latin}]", "", name.split()[-1]).lower() if name.split() else ""
+    return len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is", "ics", "ous")) \
+        and last not in _SINGULAR_S
+
+
+_SINGULAR_S = frozenset("series species news lens gas chassis canvas atlas bias plus thermos kudos".split())
+# characters only traditional Chinese writes (simplified copy uses 会 现 价 ...): copy for zh_CN must not mix them in
+_TRADITIONAL = regex.compile("[會現價點擊們這個為買賣優與來對妳歡裡後貨錢條發車電燈機開關門間樣還讓說話過從見東"
+                             "長帶專實體號選擇讀寫種紅綠藍錶鐘廳書館醫藥產質術農業經濟區華萬億]")
+# a Chinese title may not end on a word that needs what follows ("你可能" for 你可能喜欢)
+_ZH_UNFINISHED = regex.compile(r"(?:可能|可以|和|与|把|正在|以及|或者)$")
 
 
 def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -854,8 +888,9 @@ _SUPERLATIVE = regex.compile(
     r"award[- ]winning|#1 rated|perfect|flawless|guaranteed?|must[- ]have|life[- ]changing|revolutionary|"
     r"ultimate|finest|greatest|most (?:popular|loved|trusted|powerful|reliable)|premium quality|highest quality|"
     r"top quality|the top|change your life|everything you need|all you need|excellent customer service|"
-    r"five stars|5 stars)\b"
-    r"|最好|最佳|最棒|第一|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
+    r"five stars|5 stars|(?:will not|won'?t|can'?t|cannot|not) (?:find|get|see) (?:\w+ )?(?:anywhere )?"
+    r"else(?:where)?|nowhere else|exclusive(?:ly)?|one of a kind)\b"
+    r"|最好|最佳|最棒|第一|独家|别处|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
     regex.I)
 _URGENCY = regex.compile(
     r"\b(?:today only|today|tonight|this weekend|limited[- ]time|time is running out|ends? (?:soon|today|tonight|"

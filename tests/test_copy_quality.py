@@ -260,3 +260,27 @@ def test_filler_a_small_model_makes_up_fails(title: str, body: str, check: str) 
     ctx = GuardContext(items=[BY_ID["L06"]], prompt_text=prompt)
     failed = {f.split(":")[0] for f in failures(run_checks(title, body, ctx))}
     assert check in failed
+
+
+def test_grammar_slips_of_a_small_model_fail() -> None:
+    """What blind graders failed in v7 copy that passed every check: a plural name with "is", one price written
+    twice, an exclusivity claim, traditional characters and a cut-off title in simplified-Chinese copy."""
+    from generator.guardrails import check_well_formed
+
+    brads = Item(item_id="B1", title="Tackwell 18-Gauge Brads, 5/8-Inch, 1000 per Box", brand="Tackwell",
+                 price="24.99", sale_price="12.49", currency="USD", in_stock=True, url="https://x.example/b1")
+    ctx = GuardContext(items=[brads])
+    name = brads.display_name
+    assert name.endswith("Brads")
+    assert not check_well_formed("Picked for you", f"The {name} is $12.49. Tap to take a look.", ctx).passed
+    assert check_well_formed("Picked for you", f"The {name} are $12.49. Tap to take a look.", ctx).passed
+    assert not check_well_formed("Now 50% off", f"{name} dropped to $12.49, down to $12.49.", ctx).passed
+    assert check_well_formed("Now 50% off", f"{name} dropped to $12.49, down from $24.99.", ctx).passed
+    r = check_claims("You will not find this elsewhere", f"{name}, $12.49. Tap to take a look.", ctx)
+    assert not r.passed and "superlative" in r.reason
+    zh = GuardContext(items=[brads], locale="zh_CN")
+    assert check_well_formed("你可能喜欢", f"「{name}」现售 US$12.49，去看看吧。", zh).passed
+    assert not check_well_formed("妳可能會喜歡", f"「{name}」現售 US$12.49，去看看吧。", zh).passed
+    assert not check_well_formed("你可能", f"「{name}」现售 US$12.49，去看看吧。", zh).passed
+    tw = GuardContext(items=[brads], locale="zh_TW")
+    assert check_well_formed("你可能會喜歡", f"「{name}」現售 US$12.49。", tw).passed
