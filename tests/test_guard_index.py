@@ -120,3 +120,32 @@ def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
     _VERDICTS.clear()
     same_as_fresh()
     assert _VERDICTS  # verdicts were kept (and given back equal to fresh ones)
+
+
+def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> None:
+    """choose picks the minimum of (not passed, near-duplicate, failures, -click-through, position), asking the
+    near-duplicate index only until it finds a fresh text in the best-passing group."""
+    from generator.campaign import choose
+    from generator.generate import Candidate
+    from generator.guard_index import NearDuplicates
+
+    rng = random.Random(11)
+    words = ["tent", "deal", "now", "camp", "tonight", "mug", "the", "is", "here"]
+    for _ in range(400):
+        taken = [" ".join(rng.choices(words, k=rng.randrange(2, 7))) for _ in range(rng.randrange(0, 6))]
+        cands = []
+        for _ in range(rng.randrange(1, 5)):
+            body = " ".join(rng.choices(words, k=rng.randrange(1, 6)))
+            c = Candidate(title=" ".join(rng.choices(words, k=2)), body=body, raw="", sampled=rng.random() < 0.5,
+                          ctr=rng.choice([None, 0.1, 0.2]))
+            c.checks = [{"name": "x", "passed": rng.random() < 0.7, "reason": ""} for _ in range(rng.randrange(0, 3))]
+            cands.append(c)
+        index = NearDuplicates(taken)
+
+        def full(i: int, c: list[Candidate] = cands, index: NearDuplicates = index) -> tuple[object, ...]:
+            x = c[i]
+            return (not x.passed, index.near(f"{x.title} {x.body}"), sum(not k["passed"] for k in x.checks),
+                    -(x.ctr or 0.0), i)
+
+        assert choose(cands, index) is cands[min(range(len(cands)), key=full)]
+        assert choose(cands, taken) is cands[min(range(len(cands)), key=full)]
