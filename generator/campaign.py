@@ -181,14 +181,16 @@ def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicate
         return None
     seen = taken if isinstance(taken, NearDuplicates) else NearDuplicates(taken)
 
+    passed = [c.passed for c in candidates]
+
     def key(i: int) -> tuple[Any, ...]:  # the order but for near-duplicates
         c = candidates[i]
-        return (not c.passed, sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
+        return (not passed[i], sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
 
     # the best of the best-passing group that is no near-duplicate, else that group's best: the minimum of
     # (not passed, near-duplicate, failures, -click-through, i), asking the index about as few texts as it can
     order = sorted(range(len(candidates)), key=key)
-    group = [i for i in order if candidates[i].passed == candidates[order[0]].passed]
+    group = [i for i in order if passed[i] == passed[order[0]]]
     fresh = next((i for i in group if not seen.near(f"{candidates[i].title} {candidates[i].body}")), group[0])
     return candidates[fresh]
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -88,8 +89,13 @@ def _shingle_set(text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=1 << 14)
 def _ordered(shingles: frozenset[str]) -> tuple[str, ...]:
-    """A shingle set in the one fixed order every prefix is taken in."""
-    return tuple(sorted(shingles, key=lambda s: (zlib.crc32(s.encode("utf-8")), s)))
+    """A shingle set in the one fixed order every prefix is taken in (any fixed order is exact): shingles with a
+    digit (prices, sizes: rare across copy) first, then by CRC-32, so prefixes seldom hold the phrases every push
+    shares ("tap to see") whose postings name most of the index."""
+    return tuple(sorted(shingles, key=lambda s: (not _DIGIT.search(s), zlib.crc32(s.encode("utf-8")), s)))
+
+
+_DIGIT = re.compile(r"\d")
 
 
 class NearDuplicates:
@@ -140,6 +146,9 @@ class NearDuplicates:
         for k in found:
             other = self._sets[k]
             # |X & Y| <= min(|X|, |Y|): a set whose size alone keeps it below the threshold is skipped
-            if min(n, len(other)) / max(n, len(other)) >= t and len(shingles & other) / len(shingles | other) >= t:
-                return True
+            m = len(other)
+            if min(n, m) / max(n, m) >= t:
+                common = len(shingles & other)
+                if common / (n + m - common) >= t:  # |X | Y| = |X| + |Y| - |X & Y|
+                    return True
         return False
