@@ -7,6 +7,7 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -1012,6 +1013,8 @@ def run_checks(title: str, body: str, ctx: GuardContext,
     if hit is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
+        if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
+            _FINGERPRINTS.clear()
         hit = _VERDICTS[key] = tuple(_run_checks(title, body, ctx, checks))
     return list(hit)
 
@@ -1020,13 +1023,23 @@ def run_checks(title: str, body: str, ctx: GuardContext,
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
 _VERDICTS_MAX = 1 << 15
 _CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
+_FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
+_NUMBERS = itertools.count()  # never reused: a context keeps its number after the table is cleared
 
 
-def _fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
-    """Everything the checks read of a context, as one hashable value (None where a field is not hashable): two
-    contexts with equal fingerprints get the same verdicts. Made once per context, as ``_Derived`` is (a field's
-    assignment drops it); the catalog by identity (``catalog_index`` indexes it so too)."""
-    return memo(ctx, "fingerprint", lambda: _make_fingerprint(ctx))
+def _fingerprint(ctx: GuardContext) -> int | None:
+    """Everything the checks read of a context, as one hashable value (None where a field is not hashable), given
+    a number (equal values, one number): two contexts with one number get the same verdicts. Made once per context,
+    as ``_Derived`` is (a field's assignment drops it); the catalog by identity (``catalog_index`` indexes it so)."""
+    def number() -> int | None:
+        value = _make_fingerprint(ctx)
+        if value is None:
+            return None
+        if value not in _FINGERPRINTS:
+            _FINGERPRINTS[value] = next(_NUMBERS)
+        return _FINGERPRINTS[value]
+
+    return memo(ctx, "fingerprint", number)
 
 
 def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
@@ -1038,6 +1051,7 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
                 if len(_CATALOGS) >= 16:
                     _CATALOGS.clear()
                     _VERDICTS.clear()  # their ids may be reused now
+                    _FINGERPRINTS.clear()
                 _CATALOGS[id(value)] = value
             value = id(value)
         elif isinstance(value, dict):
