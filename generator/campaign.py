@@ -162,6 +162,11 @@ class UserMessage:
         }
 
 
+def message_records(messages: Sequence[UserMessage]) -> list[dict[str, Any]]:
+    """The store's records of a chunk's messages."""
+    return [m.as_record() for m in messages]
+
+
 def campaign_type_for(campaign: Campaign, featured: RankedItem) -> str:
     if campaign.type != AUTO:
         return campaign.type
@@ -443,7 +448,7 @@ class CampaignRunner:
                                             or self.generator.model_name,
                                             total=len(messages), params=campaign.model_dump(mode="json"))
                 job_id = job.id
-            self.store.save_messages(job_id, [m.as_record() for m in messages])
+            self.store.save_messages(job_id, message_records(messages))
             if own_job:
                 self.store.set_job_status(job_id, "done")
         counts = {s: sum(m.status == s for m in messages) for s in ("passed", "fallback", "flagged")}
