@@ -89,6 +89,9 @@ def user_ref(store: Store, user_id: str) -> str:
 
 def suppressed(store: Store, user_ids: Iterable[str]) -> set[str]:
     """Those of ``user_ids`` that were erased and not restored."""
+    with store.session() as s:
+        if s.scalar(select(Suppression.user_ref).limit(1)) is None:  # nobody suppressed: no user's ref to key
+            return set()
     key = installation_key(store)
     refs = {keyed(key, u): u for u in user_ids}
     found: set[str] = set()

@@ -7,9 +7,10 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
@@ -167,7 +168,7 @@ class _Derived:
         out = []
         for it in self.ctx.items:
             name = it.display_name.split()
-            if not name or not regex.search(r"\p{Latin}", name[-1]):
+            if not name or not _re(r"\p{Latin}").search(name[-1]):
                 continue
             facts = f"{it.title} {it.brand} {it.display_name}"
             own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
@@ -462,7 +463,7 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     twice = _re(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I).search(plain)
     if twice:
         return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
-    sentences = [s.strip().lower() for s in regex.split(r"[.!?。！？\n]+", body) if len(s.strip()) > 3]
+    sentences = [s.strip().lower() for s in _re(r"[.!?。！？\n]+").split(body) if len(s.strip()) > 3]
     if len(sentences) != len(set(sentences)):
         return CheckResult("well_formed", False, "repeats a sentence")
     amounts = [m.text for m in money_mentions(body)]
@@ -847,7 +848,7 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     verdicts: dict[tuple[int, int], list[bool]] = {}
     for own, pattern in _derived(ctx).name_heads:
         for m in pattern.finditer(text):
-            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(regex.sub(r"'s\b", "", m[1]))]
+            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
             first_own = named.index(True) if True in named else len(words)
             made_up = words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
@@ -857,7 +858,7 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     true = [span for span, made_up in verdicts.items() if not all(made_up)]
     low = text.lower()
     true += [(i, i + len(n)) for _, _, n in _derived(ctx).item_names if n
-             for i in (m.start() for m in regex.finditer(_escape(n), low))]
+             for i in (m.start() for m in _re(_escape(n)).finditer(low))]
     bad = next((span for span, made_up in verdicts.items() if all(made_up)  # "Dewalt Crimped End Wire" is part
                 and not any(a < span[1] and span[0] < b for a, b in true)), None)  # of "... End Wire Brush"
     return text[bad[0]:bad[1]].strip() if bad else None
@@ -1037,7 +1038,73 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
 
 def run_checks(title: str, body: str, ctx: GuardContext,
                checks: Sequence[Check] = DEFAULT_CHECKS) -> list[CheckResult]:
-    """Run every check; the message passes when all results pass."""
+    """Run every check; the message passes when all results pass. The same copy under an equal context (the same
+    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is checked
+    once: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`."""
+    key = (title, body, checks, _fingerprint(ctx)) if isinstance(checks, tuple) else None
+    if key is None or key[3] is None:
+        return _run_checks(title, body, ctx, checks)
+    hit = _VERDICTS.get(key)
+    if hit is None:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
+        if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
+            _FINGERPRINTS.clear()
+        hit = _VERDICTS[key] = tuple(_run_checks(title, body, ctx, checks))
+    return list(hit)
+
+
+# verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
+_VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
+_VERDICTS_MAX = 1 << 15
+_CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
+_FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
+_NUMBERS = itertools.count()  # never reused: a context keeps its number after the table is cleared
+
+
+def _fingerprint(ctx: GuardContext) -> int | None:
+    """Everything the checks read of a context, as one hashable value (None where a field is not hashable), given
+    a number (equal values, one number): two contexts with one number get the same verdicts. Made once per context,
+    as ``_Derived`` is (a field's assignment drops it); the catalog by identity (``catalog_index`` indexes it so)."""
+    def number() -> int | None:
+        value = _make_fingerprint(ctx)
+        if value is None:
+            return None
+        if value not in _FINGERPRINTS:
+            _FINGERPRINTS[value] = next(_NUMBERS)
+        return _FINGERPRINTS[value]
+
+    return memo(ctx, "fingerprint", number)
+
+
+def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
+    parts: list[Any] = [type(ctx)]
+    for f in fields(ctx):
+        value = getattr(ctx, f.name)
+        if f.name == "catalog":
+            if _CATALOGS.get(id(value)) is not value:
+                if len(_CATALOGS) >= 16:
+                    _CATALOGS.clear()
+                    _VERDICTS.clear()  # their ids may be reused now
+                    _FINGERPRINTS.clear()
+                _CATALOGS[id(value)] = value
+            value = id(value)
+        elif isinstance(value, dict):
+            value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
+        elif isinstance(value, BaseModel):
+            value = repr(value)  # every field, nested models' too
+        elif isinstance(value, list | tuple):
+            value = tuple(value)
+        parts.append(value)
+    out = tuple(parts)
+    try:
+        hash(out)
+    except TypeError:
+        return None
+    return out
+
+
+def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)
