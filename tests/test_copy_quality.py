@@ -80,6 +80,18 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     ("BOLTEX BT1309B 1-Inch 18-Gauge Brads, 3000 per Box", "BOLTEX", "Collated Nails Brad Nails", "Boltex Brads"),
     ("Tornix a14092200ux0209 50 Piece 10K Ohm 0.05W 3435B NTC Thermistors Resistor, MF52-103 Type", "tornix",
      "Sensors Thermistors", "Tornix NTC Thermistors"),
+    # "High Density" names the product; a collection of the head noun is the product; a count in words is a count
+    ("Foamco Products 2311 High Density Foam Tape, 1/2-by-3/4-Inch by 10 feet, Gray", "Foamco Products",
+     "Adhesive Tapes Foam Tape", "Foamco Products High Density Foam Tape"),
+    ("360-piece Solderless Electrical Terminal Assortment", "Voltaro", "Terminals Butt Terminals",
+     "Electrical Terminal Assortment"),
+    ("Ten 1 Inch Chrome Steel Bearing Balls G25", "Ballco Precision", "Bearings Precision Balls",
+     "Chrome Steel Bearing Balls"),
+    # a ratio glued to a word, sizes and colours between two words for the product, a non-plural category noun
+    ("Wrapit 2:1Heat Shrink Tubing 7 Colors 9 Sizes Tube Wrap Sleeve Set Combo 385 Pcs Assorted Sleeving Wrap Cable "
+     "Wire Kit for DIY", "wrapit", "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Heat Shrink Tubing"),
+    ("Wrapit 328 Pcs Assorted Heat Shrink Tube 5 Colors 8 Sizes Tubing Wrap Sleeve Set", "Wrapit",
+     "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Assorted Heat Shrink Tube"),
 ])
 def test_short_names_of_messy_titles(title: str, brand: str, category: str, expected: str) -> None:
     assert short_name(title, brand, category) == expected
