@@ -469,6 +469,9 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     amounts = [m.text for m in money_mentions(body)]
     if len(amounts) != len(set(amounts)):  # "dropped to $101.49, down to $101.49"
         return CheckResult("well_formed", False, f"states the same amount twice: {amounts[0]!r}")
+    pcts = {m.value for m in percent_mentions(title)} & {m.value for m in percent_mentions(body)}
+    if pcts:  # "Now 50% off" / "... dropped to $164.49, 50% off."
+        return CheckResult("well_formed", False, f"the title and the body both give the {min(pcts)}% discount")
     if language_of(ctx.locale) == "en":
         low = body.lower()
         plural = next((n for n in _derived(ctx).plural_names if f"{n} is " in low or f"{n} has " in low), None)

@@ -169,7 +169,7 @@ def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozens
         end = heads[0] + 1
         if end < len(out) and out[end].lower() in _COLLECTION:  # "Electrical Terminal Assortment"
             end += 1
-        if heads[0] in gaps and out[heads[0] - 1].lower()[:4] == out[heads[0]].lower()[:4]:
+        if heads[0] in gaps and out[heads[0] - 1].lower()[:3] == out[heads[0]].lower()[:3]:
             end = heads[0]  # "Heat Shrink Tube 5 Colors 8 Sizes Tubing": the same noun again after the sizes
         start = max((g for g in gaps if g < heads[0]), default=0)  # "Wire Wrap Sleeve 3 mm ... Heat Shrink Tubing"
         out = out[start if end - start >= 2 and end > MAX_PRODUCT_WORDS else 0:end]

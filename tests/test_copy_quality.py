@@ -296,3 +296,11 @@ def test_grammar_slips_of_a_small_model_fail() -> None:
     assert not check_well_formed("你可能", f"「{name}」现售 US$12.49，去看看吧。", zh).passed
     tw = GuardContext(items=[brads], locale="zh_TW")
     assert check_well_formed("你可能會喜歡", f"「{name}」現售 US$12.49。", tw).passed
+
+
+def test_a_discount_said_in_title_and_body_fails() -> None:
+    from generator.guardrails import check_well_formed
+
+    ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
+    assert not check_well_formed("Now 40% off", "Kelvix Digital Caliper dropped to $17.97, 40% off.", ctx).passed
+    assert check_well_formed("Now 40% off", "Kelvix Digital Caliper dropped to $17.97.", ctx).passed
