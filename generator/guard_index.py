@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
 _KEY = 4  # characters of a title that key it
@@ -77,6 +79,25 @@ def memo(ctx: Any, key: str, make: Callable[[], T]) -> T:
     return store[key]
 
 
+@lru_cache(maxsize=1 << 14)
+def _shingle_set(text: str) -> frozenset[str]:
+    """A text's word 3-shingles (Han 3-grams), once per text (copy recurs: a user's candidates, the chosen copy)."""
+    from generator.guardrails import _shingles
+
+    return frozenset(_shingles(text, 3))
+
+
+@lru_cache(maxsize=1 << 14)
+def _ordered(shingles: frozenset[str]) -> tuple[str, ...]:
+    """A shingle set in the one fixed order every prefix is taken in (any fixed order is exact): shingles with a
+    digit (prices, sizes: rare across copy) first, then by CRC-32, so prefixes seldom hold the phrases every push
+    shares ("tap to see") whose postings name most of the index."""
+    return tuple(sorted(shingles, key=lambda s: (not _DIGIT.search(s), zlib.crc32(s.encode("utf-8")), s)))
+
+
+_DIGIT = re.compile(r"\d")
+
+
 class NearDuplicates:
     """Copy already chosen, asked whether a text is a near-duplicate of any of it: the answer of
     ``any(near_duplicate(text, t) for t in taken)`` without comparing with every text taken (that made choosing
@@ -88,9 +109,6 @@ class NearDuplicates:
     formula. Texts without shingles compare as ``near_duplicate`` does: equal once stripped and lower-cased."""
 
     def __init__(self, taken: Sequence[str] = (), threshold: float = 0.8):
-        from generator.guardrails import _shingles
-
-        self._shingles = _shingles
         self.threshold = threshold
         self._sets: list[frozenset[str]] = []
         self._known: set[frozenset[str]] = set()
@@ -99,13 +117,12 @@ class NearDuplicates:
         for text in taken:
             self.add(text)
 
-    def _prefix(self, shingles: frozenset[str]) -> list[str]:
+    def _prefix(self, shingles: frozenset[str]) -> tuple[str, ...]:
         need = math.ceil(self.threshold * len(shingles) - 1e-9)  # a hair low at worst: a longer, still exact prefix
-        order = sorted(shingles, key=lambda s: (zlib.crc32(s.encode("utf-8")), s))
-        return order[:len(shingles) - need + 1]
+        return _ordered(shingles)[:len(shingles) - need + 1]
 
     def add(self, text: str) -> None:
-        shingles = frozenset(self._shingles(text, 3))
+        shingles = _shingle_set(text)
         if not shingles:
             self._plain.add(text.strip().lower())
         elif shingles not in self._known:
@@ -117,17 +134,21 @@ class NearDuplicates:
     def near(self, text: str) -> bool:
         if not self._sets and not self._plain:  # nothing taken yet
             return False
-        shingles = frozenset(self._shingles(text, 3))
+        shingles = _shingle_set(text)
         if not shingles:
             return text.strip().lower() in self._plain
         if shingles in self._known:
             return True
-        seen: set[int] = set()
+        n, t = len(shingles), self.threshold
+        found: set[int] = set()
         for s in self._prefix(shingles):
-            for k in self._postings.get(s, ()):
-                if k not in seen:
-                    seen.add(k)
-                    other = self._sets[k]
-                    if len(shingles & other) / len(shingles | other) >= self.threshold:
-                        return True
+            found.update(self._postings.get(s, ()))
+        for k in found:
+            other = self._sets[k]
+            # |X & Y| <= min(|X|, |Y|): a set whose size alone keeps it below the threshold is skipped
+            m = len(other)
+            if min(n, m) / max(n, m) >= t:
+                common = len(shingles & other)
+                if common / (n + m - common) >= t:  # |X | Y| = |X| + |Y| - |X & Y|
+                    return True
         return False

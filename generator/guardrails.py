@@ -7,9 +7,10 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
@@ -168,7 +169,7 @@ class _Derived:
         out = []
         for it in self.ctx.items:
             name = it.display_name.split()
-            if not name or not regex.search(r"\p{Latin}", name[-1]):
+            if not name or not _re(r"\p{Latin}").search(name[-1]):
                 continue
             facts = f"{it.title} {it.brand} {it.display_name}"
             own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
@@ -176,6 +177,11 @@ class _Derived:
             out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
                                  rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])")))
         return out
+
+    @cached_property
+    def plural_names(self) -> tuple[str, ...]:
+        """The items' names ending in a plural noun, lower-cased (:func:`check_well_formed`)."""
+        return tuple(n.lower() for n in self.fact_texts if _plural(n))
 
     @cached_property
     def fact_texts(self) -> tuple[str, ...]:
@@ -458,12 +464,44 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     twice = _re(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I).search(plain)
     if twice:
         return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
-    sentences = [s.strip().lower() for s in regex.split(r"[.!?。！？\n]+", body) if len(s.strip()) > 3]
+    sentences = [s.strip().lower() for s in _re(r"[.!?。！？\n]+").split(body) if len(s.strip()) > 3]
     if len(sentences) != len(set(sentences)):
         return CheckResult("well_formed", False, "repeats a sentence")
+    amounts = [m.text for m in money_mentions(body)]
+    if len(amounts) != len(set(amounts)):  # "dropped to $101.49, down to $101.49"
+        return CheckResult("well_formed", False, f"states the same amount twice: {amounts[0]!r}")
+    pcts = {m.value for m in percent_mentions(title)} & {m.value for m in percent_mentions(body)}
+    if pcts:  # "Now 50% off" / "... dropped to $164.49, 50% off."
+        return CheckResult("well_formed", False, f"the title and the body both give the {min(pcts)}% discount")
+    if language_of(ctx.locale) == "en":
+        low = body.lower()
+        plural = next((n for n in _derived(ctx).plural_names if f"{n} is " in low or f"{n} has " in low), None)
+        if plural:
+            return CheckResult("well_formed", False, f"{plural!r} is plural: 'is'/'has' does not agree")
+    if language_of(ctx.locale) == "zh":
+        simplified = not _re(r"TW|HK|MO|Hant").search(ctx.locale)
+        if simplified and _TRADITIONAL.search(_blanked(text, _derived(ctx).language_names)):
+            return CheckResult("well_formed", False, "traditional characters in simplified-Chinese copy")
+        if _ZH_UNFINISHED.search(title.strip()):
+            return CheckResult("well_formed", False, f"the title {title!r} is cut off")
     if _re(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>").search(text):
         return CheckResult("well_formed", False, "contains template syntax or markup")
     return CheckResult("well_formed", True)
+
+
+def _plural(name: str) -> bool:
+    """A name whose last word is an English plural ("Bostitch Brads", "Copper Lugs"), not a singular in -s."""
+    last = regex.sub(r"[^\p{Latin}]", "", name.split()[-1]).lower() if name.split() else ""
+    return len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is", "ics", "ous")) \
+        and last not in _SINGULAR_S
+
+
+_SINGULAR_S = frozenset("series species news lens gas chassis canvas atlas bias plus thermos kudos".split())
+# characters only traditional Chinese writes (simplified copy uses 会 现 价 ...): copy for zh_CN must not mix them in
+_TRADITIONAL = regex.compile("[會現價點擊們這個為買賣優與來對妳歡裡後貨錢條發車電燈機開關門間樣還讓說話過從見東"
+                             "長帶專實體號選擇讀寫種紅綠藍錶鐘廳書館醫藥產質術農業經濟區華萬億]")
+# a Chinese title may not end on a word that needs what follows ("你可能" for 你可能喜欢)
+_ZH_UNFINISHED = regex.compile(r"(?:可能|可以|和|与|把|正在|以及|或者)$")
 
 
 def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -814,7 +852,7 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     verdicts: dict[tuple[int, int], list[bool]] = {}
     for own, pattern in _derived(ctx).name_heads:
         for m in pattern.finditer(text):
-            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(regex.sub(r"'s\b", "", m[1]))]
+            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
             first_own = named.index(True) if True in named else len(words)
             made_up = words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
@@ -824,7 +862,7 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     true = [span for span, made_up in verdicts.items() if not all(made_up)]
     low = text.lower()
     true += [(i, i + len(n)) for _, _, n in _derived(ctx).item_names if n
-             for i in (m.start() for m in regex.finditer(_escape(n), low))]
+             for i in (m.start() for m in _re(_escape(n)).finditer(low))]
     bad = next((span for span, made_up in verdicts.items() if all(made_up)  # "Dewalt Crimped End Wire" is part
                 and not any(a < span[1] and span[0] < b for a, b in true)), None)  # of "... End Wire Brush"
     return text[bad[0]:bad[1]].strip() if bad else None
@@ -855,8 +893,9 @@ _SUPERLATIVE = regex.compile(
     r"award[- ]winning|#1 rated|perfect|flawless|guaranteed?|must[- ]have|life[- ]changing|revolutionary|"
     r"ultimate|finest|greatest|most (?:popular|loved|trusted|powerful|reliable)|premium quality|highest quality|"
     r"top quality|the top|change your life|everything you need|all you need|excellent customer service|"
-    r"five stars|5 stars)\b"
-    r"|最好|最佳|最棒|第一|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
+    r"five stars|5 stars|(?:will not|won'?t|can'?t|cannot|not) (?:find|get|see) (?:\w+ )?(?:anywhere )?"
+    r"else(?:where)?|nowhere else|exclusive(?:ly)?|one of a kind)\b"
+    r"|最好|最佳|最棒|第一|独家|别处|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
     regex.I)
 _URGENCY = regex.compile(
     r"\b(?:today only|today|tonight|this weekend|limited[- ]time|time is running out|ends? (?:soon|today|tonight|"
@@ -1003,7 +1042,73 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
 
 def run_checks(title: str, body: str, ctx: GuardContext,
                checks: Sequence[Check] = DEFAULT_CHECKS) -> list[CheckResult]:
-    """Run every check; the message passes when all results pass."""
+    """Run every check; the message passes when all results pass. The same copy under an equal context (the same
+    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is checked
+    once: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`."""
+    key = (title, body, checks, _fingerprint(ctx)) if isinstance(checks, tuple) else None
+    if key is None or key[3] is None:
+        return _run_checks(title, body, ctx, checks)
+    hit = _VERDICTS.get(key)
+    if hit is None:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
+        if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
+            _FINGERPRINTS.clear()
+        hit = _VERDICTS[key] = tuple(_run_checks(title, body, ctx, checks))
+    return list(hit)
+
+
+# verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
+_VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
+_VERDICTS_MAX = 1 << 15
+_CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
+_FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
+_NUMBERS = itertools.count()  # never reused: a context keeps its number after the table is cleared
+
+
+def _fingerprint(ctx: GuardContext) -> int | None:
+    """Everything the checks read of a context, as one hashable value (None where a field is not hashable), given
+    a number (equal values, one number): two contexts with one number get the same verdicts. Made once per context,
+    as ``_Derived`` is (a field's assignment drops it); the catalog by identity (``catalog_index`` indexes it so)."""
+    def number() -> int | None:
+        value = _make_fingerprint(ctx)
+        if value is None:
+            return None
+        if value not in _FINGERPRINTS:
+            _FINGERPRINTS[value] = next(_NUMBERS)
+        return _FINGERPRINTS[value]
+
+    return memo(ctx, "fingerprint", number)
+
+
+def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
+    parts: list[Any] = [type(ctx)]
+    for f in fields(ctx):
+        value = getattr(ctx, f.name)
+        if f.name == "catalog":
+            if _CATALOGS.get(id(value)) is not value:
+                if len(_CATALOGS) >= 16:
+                    _CATALOGS.clear()
+                    _VERDICTS.clear()  # their ids may be reused now
+                    _FINGERPRINTS.clear()
+                _CATALOGS[id(value)] = value
+            value = id(value)
+        elif isinstance(value, dict):
+            value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
+        elif isinstance(value, BaseModel):
+            value = repr(value)  # every field, nested models' too
+        elif isinstance(value, list | tuple):
+            value = tuple(value)
+        parts.append(value)
+    out = tuple(parts)
+    try:
+        hash(out)
+    except TypeError:
+        return None
+    return out
+
+
+def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)

@@ -80,6 +80,18 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     ("BOLTEX BT1309B 1-Inch 18-Gauge Brads, 3000 per Box", "BOLTEX", "Collated Nails Brad Nails", "Boltex Brads"),
     ("Tornix a14092200ux0209 50 Piece 10K Ohm 0.05W 3435B NTC Thermistors Resistor, MF52-103 Type", "tornix",
      "Sensors Thermistors", "Tornix NTC Thermistors"),
+    # "High Density" names the product; a collection of the head noun is the product; a count in words is a count
+    ("Foamco Products 2311 High Density Foam Tape, 1/2-by-3/4-Inch by 10 feet, Gray", "Foamco Products",
+     "Adhesive Tapes Foam Tape", "Foamco Products High Density Foam Tape"),
+    ("360-piece Solderless Electrical Terminal Assortment", "Voltaro", "Terminals Butt Terminals",
+     "Electrical Terminal Assortment"),
+    ("Ten 1 Inch Chrome Steel Bearing Balls G25", "Ballco Precision", "Bearings Precision Balls",
+     "Chrome Steel Bearing Balls"),
+    # a ratio glued to a word, sizes and colours between two words for the product, a non-plural category noun
+    ("Wrapit 2:1Heat Shrink Tubing 7 Colors 9 Sizes Tube Wrap Sleeve Set Combo 385 Pcs Assorted Sleeving Wrap Cable "
+     "Wire Kit for DIY", "wrapit", "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Heat Shrink Tubing"),
+    ("Wrapit 328 Pcs Assorted Heat Shrink Tube 5 Colors 8 Sizes Tubing Wrap Sleeve Set", "Wrapit",
+     "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Assorted Heat Shrink Tube"),
 ])
 def test_short_names_of_messy_titles(title: str, brand: str, category: str, expected: str) -> None:
     assert short_name(title, brand, category) == expected
@@ -260,3 +272,35 @@ def test_filler_a_small_model_makes_up_fails(title: str, body: str, check: str) 
     ctx = GuardContext(items=[BY_ID["L06"]], prompt_text=prompt)
     failed = {f.split(":")[0] for f in failures(run_checks(title, body, ctx))}
     assert check in failed
+
+
+def test_grammar_slips_of_a_small_model_fail() -> None:
+    """What blind graders failed in v7 copy that passed every check: a plural name with "is", one price written
+    twice, an exclusivity claim, traditional characters and a cut-off title in simplified-Chinese copy."""
+    from generator.guardrails import check_well_formed
+
+    brads = Item(item_id="B1", title="Tackwell 18-Gauge Brads, 5/8-Inch, 1000 per Box", brand="Tackwell",
+                 price="24.99", sale_price="12.49", currency="USD", in_stock=True, url="https://x.example/b1")
+    ctx = GuardContext(items=[brads])
+    name = brads.display_name
+    assert name.endswith("Brads")
+    assert not check_well_formed("Picked for you", f"The {name} is $12.49. Tap to take a look.", ctx).passed
+    assert check_well_formed("Picked for you", f"The {name} are $12.49. Tap to take a look.", ctx).passed
+    assert not check_well_formed("Now 50% off", f"{name} dropped to $12.49, down to $12.49.", ctx).passed
+    assert check_well_formed("Now 50% off", f"{name} dropped to $12.49, down from $24.99.", ctx).passed
+    r = check_claims("You will not find this elsewhere", f"{name}, $12.49. Tap to take a look.", ctx)
+    assert not r.passed and "superlative" in r.reason
+    zh = GuardContext(items=[brads], locale="zh_CN")
+    assert check_well_formed("你可能喜欢", f"「{name}」现售 US$12.49，去看看吧。", zh).passed
+    assert not check_well_formed("妳可能會喜歡", f"「{name}」現售 US$12.49，去看看吧。", zh).passed
+    assert not check_well_formed("你可能", f"「{name}」现售 US$12.49，去看看吧。", zh).passed
+    tw = GuardContext(items=[brads], locale="zh_TW")
+    assert check_well_formed("你可能會喜歡", f"「{name}」現售 US$12.49。", tw).passed
+
+
+def test_a_discount_said_in_title_and_body_fails() -> None:
+    from generator.guardrails import check_well_formed
+
+    ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
+    assert not check_well_formed("Now 40% off", "Kelvix Digital Caliper dropped to $17.97, 40% off.", ctx).passed
+    assert check_well_formed("Now 40% off", "Kelvix Digital Caliper dropped to $17.97.", ctx).passed

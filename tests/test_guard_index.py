@@ -78,3 +78,73 @@ def test_names_are_blanked_as_the_names_pattern_blanks_them() -> None:
         want = regex.sub("|".join(regex.escape(n) for n in chosen), " ", text, flags=regex.I)
         assert _blanked(text, chosen) == want, (text, chosen)
     assert _blanked("帐篷 Summit Tent", ["summit tent"]) == "帐篷  "  # not ASCII: the pattern itself
+
+
+def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
+    """run_checks keeps a copy's verdicts by the copy and its context's fields: a context equal in every field gets
+    them again, one that differs in any field (a fact, a locale, the items, the policy, a field assigned anew) gets
+    what checking it afresh gives."""
+    from decimal import Decimal
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from generator.core.data import Item
+    from generator.guardrails import _VERDICTS, DEFAULT_CHECKS, BrandPolicy, GuardContext, _run_checks, run_checks
+
+    tent = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
+                price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
+    mug = Item(item_id="B2", title="Aurora Ceramic Mug", brand="Aurora", price=Decimal("12.50"), currency="USD",
+               in_stock=True, url="u")
+    catalog = [tent, mug]
+    words = ["Trailblazer", "tent", "Aurora", "mug", "$149.00", "$12.50", "$189", "24%", "10%", "today only", "best",
+             "free", "HELLO10", "帐篷", "降价", "in your cart", "Price:", "\n", "!", "now", "cure", "Great"]
+    contexts = st.builds(
+        GuardContext, items=st.sampled_from([[tent], [mug], [tent, mug], [mug, tent]]),
+        locale=st.sampled_from(["en_US", "zh_CN"]), catalog=st.sampled_from([(), catalog]),
+        facts=st.sampled_from([{}, {"coupon_code": "HELLO10", "coupon_pct": 10}, {"ends_at": "Sunday"}]),
+        quoted_texts=st.sampled_from([[], ["the tent is great today only"]]),
+        prompt_text=st.sampled_from(["", "Price: $149.00\nWrite a push."]),
+        campaign_type=st.sampled_from(["", "abandoned_cart", "price_drop"]),
+        policy=st.sampled_from([BrandPolicy(), BrandPolicy(banned_words=["great"])]))
+    texts = st.lists(st.sampled_from(words), max_size=8).map(" ".join)
+
+    @settings(max_examples=300, deadline=None)
+    @given(contexts, contexts, texts, texts)
+    def same_as_fresh(ctx: GuardContext, other: GuardContext, title: str, body: str) -> None:
+        run_checks(title, body, other)  # kept under the other context
+        assert run_checks(title, body, ctx) == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+        ctx.facts = {"coupon_code": "BYE20"}  # assigned anew: checked afresh
+        assert run_checks(title, body, ctx) == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+
+    _VERDICTS.clear()
+    same_as_fresh()
+    assert _VERDICTS  # verdicts were kept (and given back equal to fresh ones)
+
+
+def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> None:
+    """choose picks the minimum of (not passed, near-duplicate, failures, -click-through, position), asking the
+    near-duplicate index only until it finds a fresh text in the best-passing group."""
+    from generator.campaign.runner import Candidate, choose
+    from generator.guard_index import NearDuplicates
+
+    rng = random.Random(11)
+    words = ["tent", "deal", "now", "camp", "tonight", "mug", "the", "is", "here"]
+    for _ in range(400):
+        taken = [" ".join(rng.choices(words, k=rng.randrange(2, 7))) for _ in range(rng.randrange(0, 6))]
+        cands = []
+        for _ in range(rng.randrange(1, 5)):
+            body = " ".join(rng.choices(words, k=rng.randrange(1, 6)))
+            c = Candidate(title=" ".join(rng.choices(words, k=2)), body=body, raw="", sampled=rng.random() < 0.5,
+                          ctr=rng.choice([None, 0.1, 0.2]))
+            c.checks = [{"name": "x", "passed": rng.random() < 0.7, "reason": ""} for _ in range(rng.randrange(0, 3))]
+            cands.append(c)
+        index = NearDuplicates(taken)
+
+        def full(i: int, c: list[Candidate] = cands, index: NearDuplicates = index) -> tuple[object, ...]:
+            x = c[i]
+            return (not x.passed, index.near(f"{x.title} {x.body}"), sum(not k["passed"] for k in x.checks),
+                    -(x.ctr or 0.0), i)
+
+        assert choose(cands, index) is cands[min(range(len(cands)), key=full)]
+        assert choose(cands, taken) is cands[min(range(len(cands)), key=full)]

@@ -18,6 +18,7 @@ Tone words are for the prompt only: whether copy is "warm" is not something a pa
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -175,10 +176,15 @@ def emoji_count(text: str) -> int:
 def _has(text: str, phrase: str) -> bool:
     """Case-insensitive; whole words where the phrase starts or ends with a letter of a spaced script (Chinese
     has no spaces between words, so there a phrase is found anywhere)."""
-    p = phrase.lower()
+    return _phrase_pattern(phrase.lower()).search(text.lower()) is not None
+
+
+@lru_cache(maxsize=4096)
+def _phrase_pattern(p: str) -> regex.Pattern[str]:
+    """A lower-cased phrase's pattern, compiled once (the regex module's own cache re-parses once it is full)."""
     before = r"(?<!\w)" if regex.match(r"[\p{Latin}\p{N}]", p) else ""
     after = r"(?!\w)" if regex.search(r"[\p{Latin}\p{N}]$", p) else ""
-    return regex.search(before + regex.escape(p) + after, text.lower()) is not None
+    return regex.compile(before + regex.escape(p) + after)
 
 
 def _names(ctx: Any, rules: LocaleRules) -> str:

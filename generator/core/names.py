@@ -24,15 +24,19 @@ _BRACKETS = regex.compile(r"\([^)]*\)?|\[[^\]]*\]?|\{[^}]*\}?")
 _UNITS = (r"(?:mm|cm|m|km|in|inch|inches|ft|feet|foot|yd|yds|yards?|oz|ounces?|lbs?|pounds?|kg|g|gram|grams|mg|ml|l|"
           r"liters?|litres?|gal|gallons?|qt|quarts?|v|volts?|w|watts?|a|amps?|mah|psi|rpm|hz|khz|mhz|ghz|mp|gb|tb|"
           r"mil|gauge|ga|grit|awg|fl|ohms?|kohm|micron|microns|ply|pcs|pc|pk|ct|dia|ea|x|degrees?|°|\"|''|')")
-_COUNT_NOUN = regex.compile(r"^(?:pieces?|packs?|count|sets?|pairs?|rolls?|sheets?|boxe?s?|bags?|units?|value)$",
+_COUNT_NOUN = regex.compile(r"^(?:pieces?|packs?|count|sets?|pairs?|rolls?|sheets?|boxe?s?|bags?|units?|values?|"
+                            r"sizes?|colou?rs?|types?|styles?)$",
                             regex.I)
 _COLOURS = {"black", "white", "red", "blue", "green", "yellow", "orange", "purple", "pink", "grey", "gray", "brown",
             "silver", "gold", "clear", "olive", "navy", "beige", "ivory", "transparent", "natural", "multicolor"}
 # tokens that are a model number, size, count or pack size: anything with a digit, plus unit words around them
 _NUMERIC = regex.compile(r"^[^\p{L}]*\d")
+# a count written in words where a title starts ("Ten 1 Inch Chrome Steel Bearing Balls"; not "Two Gang Box")
+_COUNT_WORD = regex.compile(r"^(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+                            r"fifty|hundred|dozen)$", regex.I)
 _KEEP = regex.compile(r"^(?:[234]D|[48]K|[345]G|\d-in-\d)$", regex.I)  # words, not sizes: 3D printer, 4K camera
 _UNIT_WORD = regex.compile(rf"^{_UNITS}\.?$", regex.I)
-_PRAISE = {"premium", "original", "genuine", "new", "professional", "pro", "best", "quality", "high", "deluxe",
+_PRAISE = {"premium", "original", "genuine", "new", "professional", "pro", "best", "quality", "deluxe",
            "ultimate", "superior", "perfect", "great", "top", "brand", "authentic", "upgraded", "improved",
            "heavy-duty", "heavy", "duty", "industrial-grade", "commercial", "grade", "series", "style", "type",
            "model", "version", "edition", "official", "classic",
@@ -69,6 +73,11 @@ _DEPARTMENTS = {"supply", "product", "accessory", "equipment", "part", "tool", "
                 "sealant", "adhesive", "chemical", "instrument", "hardware", "electrical", "fastener", "abrasive"}
 # a word that continues a compound begun before it ("Self Drilling", "Regular Capacity", "Industrial Strength")
 _CONTINUES = regex.compile(r"^(?:\p{L}+ing|capacity|strength|duty|size|sized|thread|head|grade|point|style)$", regex.I)
+# a measure after a size, not a product word ("30 mm Long", "100 Feet/30 Meter")
+_DIMENSION = {"long", "wide", "thick", "tall", "deep", "high", "dia", "diameter", "length", "width", "od", "id"}
+_METRES = {"meter", "meters", "metre", "metres"}
+# a collection of the head noun: part of the name ("Terminal Assortment", "Screw Kit")
+_COLLECTION = {"assortment", "assortments", "kit", "kits", "set", "sets"}
 # packaging, not the product: "3000 per Box"
 _PACKAGING = {"box", "case", "pack", "carton", "bag", "roll", "count", "piece", "package", "pouch"}
 _LINKING = {"per", "and", "&", "or", "of", "the", "a", "an", "in", "to", "on", "x", "+", "-", "this", "is", "are",
@@ -81,6 +90,8 @@ def _clean(text: str) -> str:
     text = regex.sub(r"\b(\p{Lu}\p{Ll}{4,})(\p{Lu}\p{Ll}{3,})\b",
                      lambda m: f"{m[1]} {m[2]}" if _singular(m[2].lower()) in HEAD_NOUNS else m[0], text)
     text = regex.sub(r"[®™©]", "", text)
+    text = regex.sub(r"\bhigh[- ](?:quality|grade|end|performance)\b", " ", text, flags=regex.I)  # not "High Density"
+    text = regex.sub(r"(?<![\p{L}\d])(\d+:\d+)(\p{Lu}\p{Ll}{2,})", r"\1 \2", text)  # a ratio: "2:1Heat Shrink"
     return regex.sub(r"\s+", " ", text).strip()
 
 
@@ -127,26 +138,41 @@ def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozens
                            count=1, flags=regex.I)
     brand_words = {w.lower() for w in regex.findall(r"[\p{L}\p{N}]+", brand)}
     out: list[str] = []
-    after_number = False
-    for w in clause.split():
+    gaps: set[int] = set()  # where a size, count or model number stood between two kept words
+    after_number = after_unit = ends_on_digit = False
+    for i, w in enumerate(clause.split()):
         bare = w.strip(".,;:!?\"'()")
         low = bare.lower()
-        counted = after_number and bool(_COUNT_NOUN.match(bare))
-        after_number = bool(_NUMERIC.match(bare)) and not _KEEP.match(bare)
-        if not bare or after_number or counted or _UNIT_WORD.match(bare) or low in _PRAISE \
-                or not regex.search(r"\p{L}", bare):
+        if i == 0 and _COUNT_WORD.match(bare):
+            after_number = True
             continue
-        if regex.search(r"\p{L}.*\d|\d.*\p{L}", bare) and not _KEEP.match(bare):  # model numbers: DPG200, a1406ux
+        counted = (after_number or ends_on_digit) and (bool(_COUNT_NOUN.match(bare)) or low in _METRES) \
+            or after_unit and low in _DIMENSION
+        unit = bool(_UNIT_WORD.match(bare))
+        after_unit = after_number and unit
+        after_number = (bool(_NUMERIC.match(bare)) and not _KEEP.match(bare)) or after_unit
+        ends_on_digit = bool(regex.search(r"\p{L}.*\d$", bare)) and not _KEEP.match(bare)  # "Feet/30 Meter"
+        if not bare or after_number or counted or unit or low in _PRAISE or not regex.search(r"\p{L}", bare) \
+                or regex.search(r"\p{L}.*\d|\d.*\p{L}", bare) and not _KEEP.match(bare):  # model numbers: DPG200
+            if out and (after_number or counted or regex.search(r"\d", bare)):
+                gaps.add(len(out))
             continue
         out.append(bare)
     while out and (out[0].lower() in _LINKING or out[0].lower() in brand_words):  # "Gripwell Original Gripwell Glue"
         out.pop(0)
+        gaps = {g - 1 for g in gaps if g > 1}
     while out and (out[-1].lower() in _LINKING or out[-1].lower() in _COLOURS) and len(out) > 1:
         out.pop()
     own = [i for i, w in enumerate(out) if leaf and _singular(w.lower()) == leaf]
     heads = own[:1] or [i for i, w in enumerate(out) if _singular(w.lower()) in head_nouns][-1:]
     if heads and heads[0] >= 1:  # end the phrase on its head noun: "Kapton Tape Sheets" (not "... Thick")
-        out = out[:heads[0] + 1]
+        end = heads[0] + 1
+        if end < len(out) and out[end].lower() in _COLLECTION:  # "Electrical Terminal Assortment"
+            end += 1
+        if heads[0] in gaps and out[heads[0] - 1].lower()[:3] == out[heads[0]].lower()[:3]:
+            end = heads[0]  # "Heat Shrink Tube 5 Colors 8 Sizes Tubing": the same noun again after the sizes
+        start = max((g for g in gaps if g < heads[0]), default=0)  # "Wire Wrap Sleeve 3 mm ... Heat Shrink Tubing"
+        out = out[start if end - start >= 2 and end > MAX_PRODUCT_WORDS else 0:end]
     seen: set[str] = set()
     for i in range(len(out) - 1, -1, -1):  # "3D ABS 3D Printer Filament": keep a word's last occurrence
         if out[i].lower() in seen:
@@ -190,7 +216,7 @@ def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX
     title = _clean(title)
     leaf = regex.findall(r"\p{L}+", category.lower())
     # an item taxonomy's leaf ("... Pipe Fittings") names the product; a department ("Camping & Hiking") does not
-    own = _singular(leaf[-1]) if leaf and leaf[-1].endswith("s") else ""
+    own = _singular(leaf[-1]) if leaf and (leaf[-1].endswith("s") or leaf[-1] in HEAD_NOUNS) else ""
     heads = HEAD_NOUNS | ({own} if own else set())
     long_words = [w for w in title.split() if len(w) > 3]
     shouting = sum(w.isupper() for w in long_words) * 2 > len(long_words)  # an all-capitals title
