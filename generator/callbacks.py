@@ -37,8 +37,8 @@ import httpx
 from sqlalchemy import select
 
 from generator.core.errors import PushgenError
-from generator.db.tables import CallbackSecret, JobCallback
-from generator.store import ApiToken, Job, Store, utcnow
+from generator.db.store import Store
+from generator.db.tables import ApiToken, CallbackSecret, Job, JobCallback, utcnow
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled")

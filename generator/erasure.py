@@ -31,13 +31,12 @@ from sqlalchemy import Text, cast, delete, select
 from sqlalchemy.orm import Session
 
 from generator.db.suppression import ERASED, PLACEHOLDER, installation_key, keyed
-from generator.db.tables import Suppression
+from generator.db.tables import DeviceToken, Erasure, Job, JobChunk, Message, Suppression
 from generator.experiments import ab as experiments
 from generator.review import erase_review_texts
-from generator.store import DeviceToken, Erasure, Job, JobChunk, Message
 
 if TYPE_CHECKING:
-    from generator.store import Store
+    from generator.db.store import Store
 
 log = logging.getLogger(__name__)
 

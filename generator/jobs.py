@@ -26,8 +26,9 @@ from generator.core.config import get_settings
 from generator.core.data import Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import STRICT
+from generator.db.store import Store
+from generator.db.tables import Job, utcnow
 from generator.review import apply_rule
-from generator.store import Job, Store, utcnow
 from generator.write.adapters import check_name
 from generator.write.prompts import default_library
 

@@ -35,15 +35,16 @@ from typing import Any
 from sqlalchemy import select
 
 from generator.campaign.spec import Campaign
+from generator.check.ctr import CtrConfig, CtrError, train_ctr
 from generator.core.config import get_settings
 from generator.core.data import PastPush, find_table, load_table, write_table
 from generator.core.errors import PushgenError
-from generator.ctr import CtrConfig, CtrError, train_ctr
 from generator.db import tables
+from generator.db.store import Store
+from generator.db.tables import Job, Message, ReviewEvent, utcnow
 from generator.experiments import ab as ex
 from generator.experiments.report import pick_winner
 from generator.review import campaign_of
-from generator.store import Job, Message, ReviewEvent, Store, utcnow
 from generator.tune.train import LoraTrainConfig, train_adapter
 from generator.write.adapters import list_adapters
 from generator.write.prompts import answer_text
@@ -72,7 +73,7 @@ class LoopConfig:
     train_ctr: bool = True
     train_adapter: bool = True
     ctr_config: Any = None
-    """A :class:`generator.ctr.CtrConfig` (default: every group used for training)."""
+    """A :class:`generator.check.ctr.CtrConfig` (default: every group used for training)."""
     adapter_config: Any = None
     """A :class:`generator.tune.train.LoraTrainConfig` (default: the trainer's defaults)."""
     encoder: Any = None

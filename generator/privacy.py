@@ -10,8 +10,8 @@ from typing import Any
 
 from generator.core.config import get_settings
 from generator.core.data import erase_user_rows
+from generator.db.store import Store
 from generator.erasure import erase
-from generator.store import Store
 
 
 def configured_shop_dir() -> Path | None:

@@ -4,7 +4,7 @@ reviewers' edits and rejections teach (``pushgen review export``).
 
 Review states of a message (``Message.review_status``): ``pending`` (as generated), ``edited`` (a reviewer
 changed the copy; it awaits approval), ``approved``, ``rejected``. Only copy that passes every guardrail can be
-approved: an edit is checked again by the same guardrails (:func:`generator.guardrails.run_checks`) against the
+approved: an edit is checked again by the same guardrails (:func:`generator.check.guardrails.run_checks`) against the
 same facts the generator was held to, and stays unapprovable while any check fails.
 
 Every decision is a :class:`ReviewEvent` row: who (the token's name and role, or ``auto-rule``), when, the
@@ -29,24 +29,15 @@ from sqlalchemy.orm import Session
 from generator.campaign.spec import Campaign, campaign_type_for
 from generator.check.brand import policy_with_guidelines
 from generator.check.facts import message_facts
+from generator.check.guardrails import GuardContext, failures, run_checks
+from generator.check.result import CheckResult
 from generator.core.config import get_settings
 from generator.core.data import Item, Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import InputError, check_text
 from generator.core.links import host_allowed
-from generator.guardrails import CheckResult, GuardContext, failures, run_checks
-from generator.store import (
-    ApiToken,
-    AppSecret,
-    Job,
-    Message,
-    ReviewEvent,
-    ReviewRule,
-    ReviewSession,
-    Store,
-    may,
-    utcnow,
-)
+from generator.db.store import Store, may
+from generator.db.tables import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, ReviewSession, utcnow
 from generator.write.prompts import default_library, format_price
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")

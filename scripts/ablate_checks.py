@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generator.db.store import Store  # noqa: E402
 from generator.report import MESSAGE_COLUMNS  # noqa: E402
-from generator.store import Store  # noqa: E402
 
 
 def _failed(candidate: dict) -> set[str]:

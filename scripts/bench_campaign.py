@@ -172,7 +172,7 @@ class VariedCopy:
 
 def stand_in_ctr(encoder: Any) -> Any:
     """A click-through model of the trained kind (encoder + hand features), with fixed weights."""
-    from generator.ctr import HAND_FEATURES, CtrModel
+    from generator.check.ctr import HAND_FEATURES, CtrModel
 
     rng = np.random.default_rng(0)
     n = len(HAND_FEATURES)
@@ -238,7 +238,7 @@ class Stages:
 
 def score_every_candidate(runner: Any, candidates: list[Any]) -> None:
     """The runner's click-through scoring, on every candidate (the null model's copy never passes)."""
-    from generator.ctr import push_text
+    from generator.check.ctr import push_text
 
     for c, s in zip(candidates, runner._ctr.score([push_text(c.title, c.body) for c in candidates]), strict=True):
         c.ctr = float(s)
@@ -264,8 +264,8 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
     import generator.campaign.runner as campaign_module
     from generator.campaign.runner import CampaignRunner
     from generator.campaign.spec import Campaign
+    from generator.db.store import Store
     from generator.rank.scorer import Scorer
-    from generator.store import Store
     from generator.write.generate import Generator
     from generator.write.null_lm import null_lm
 
@@ -319,7 +319,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
 
 
 def time_pg_store(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, float]:
-    from generator.store import Store
+    from generator.db.store import Store
 
     url, drop = fresh_pg(args.pg)
     try:

@@ -70,7 +70,7 @@ def campaign(args: argparse.Namespace, users: int) -> dict:  # type: ignore[type
 def run_library(args: argparse.Namespace, env: dict[str, str]) -> dict:  # type: ignore[type-arg]
     """The job made and run by the library in this process."""
     from generator import jobs
-    from generator.store import Store
+    from generator.db.store import Store
 
     configure(env)
     store = Store()
@@ -111,7 +111,7 @@ def run_service(args: argparse.Namespace, env: dict[str, str]) -> dict:  # type:
     import httpx
     import redis
 
-    from generator.store import Store
+    from generator.db.store import Store
 
     configure(env)
     redis.Redis.from_url(env["PUSHGEN_BROKER_URL"]).flushdb()

@@ -59,8 +59,8 @@ def serve_worker(name: str, timings: Path, ready: Path) -> None:
     from generator.campaign.spec import Campaign
     from generator.core import data
     from generator.core.config import get_settings
+    from generator.db.store import Store
     from generator.rank.scorer import Scorer
-    from generator.store import Store
     from generator.write.generate import Generator
     from generator.write.null_lm import null_lm
     from workers.celery_app import app
@@ -109,7 +109,7 @@ def run_job(args: argparse.Namespace, shop: Any, shop_dir: Path, workers: int, t
 
     from generator import jobs
     from generator.core.config import get_settings
-    from generator.store import Store
+    from generator.db.store import Store
 
     url, drop = fresh_pg(args.pg)
     redis.Redis.from_url(args.broker).flushdb()

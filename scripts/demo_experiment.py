@@ -56,7 +56,7 @@ def clone_audience(store: Any, job_id: str, shoppers: int, seed: int) -> dict[st
 
     from generator.core.config import get_settings
     from generator.core.data import load_shop
-    from generator.store import Message
+    from generator.db.tables import Message
 
     with store.session() as s:
         msgs = list(s.scalars(select(Message).where(Message.job_id == job_id)))
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PUSHGEN_DATABASE_URL"] = args.database
     from generator.cli.experiment import print_summary
     from generator.core.config import get_settings
-    from generator.store import Store
+    from generator.db.store import Store
 
     get_settings.cache_clear()
     store = Store()

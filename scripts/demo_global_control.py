@@ -24,9 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from generator.core.config import DEFAULT_BRAND  # noqa: E402
+from generator.db.store import Store  # noqa: E402
+from generator.db.tables import Message  # noqa: E402
 from generator.experiments import ab as ex  # noqa: E402
 from generator.experiments import holdout  # noqa: E402
-from generator.store import Message, Store  # noqa: E402
 from workers.senders import DryRunSender  # noqa: E402
 
 BRAND = DEFAULT_BRAND

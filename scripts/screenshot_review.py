@@ -29,7 +29,7 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
     from review_fixtures import LiveServer, seed_review_job
 
     from generator.core.config import get_settings
-    from generator.store import Store
+    from generator.db.store import Store
 
     os.environ.setdefault("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')  # the sample shop's pictures
     get_settings.cache_clear()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from generator.store import Message, Store
+from generator.db.store import Store
+from generator.db.tables import Message
 
 
 def seed_ab_job(store: Store, users: list[str], *, variants: int = 2, approve: bool = True,

@@ -9,9 +9,10 @@ from typing import Any
 from generator.campaign.spec import Campaign
 from generator.core.config import get_settings
 from generator.core.data import load_shop
+from generator.db.store import Store
+from generator.db.tables import Job, Message
 from generator.rank.scorer import RankedItem
 from generator.review import recheck
-from generator.store import Job, Message, Store
 from generator.write.prompts import format_price
 
 XSS_TITLE = '<script>alert("title")</script> Deal'

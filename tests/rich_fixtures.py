@@ -7,7 +7,8 @@ import io
 import zlib
 from typing import Any
 
-from generator.store import Job, Store
+from generator.db.store import Store
+from generator.db.tables import Job
 
 RICH = {"ios_link": "shop://item/{item_id}", "android_link": "https://shop.example.com/app/item/{item_id}",
         "buttons": [{"id": "buy", "title": "Buy now", "ios_link": "shop://cart/add/{item_id}"},

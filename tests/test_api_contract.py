@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from generator.store import Erasure, Job, JobChunk, Message, Store
+from generator.db.store import Store
+from generator.db.tables import Erasure, Job, JobChunk, Message
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 GOOD = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 2}}

@@ -16,12 +16,13 @@ from generator.campaign.runner import CampaignRunner, Candidate
 from generator.campaign.spec import Campaign
 from generator.check import brand
 from generator.check.brand import BrandGuidelines, check_brand, emoji_count
+from generator.check.guardrails import DEFAULT_CHECKS, BrandPolicy, GuardContext, run_checks
 from generator.core.config import get_settings
 from generator.core.data import Item, Shop, User
 from generator.core.errors import DataError
-from generator.guardrails import DEFAULT_CHECKS, BrandPolicy, GuardContext, run_checks
+from generator.db.store import Store
+from generator.db.tables import Job
 from generator.rank.scorer import RankedItem
-from generator.store import Job, Store
 
 LAMP = Item(item_id="L1", title="Aurora LED Desk Lamp", brand="Aurora", price=Decimal("40.00"),
             sale_price=Decimal("30.00"), currency="USD", in_stock=True, url="https://shop.example.com/p/L1")

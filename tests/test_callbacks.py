@@ -22,8 +22,8 @@ from starlette.routing import Route
 from generator import callbacks, jobs
 from generator.callbacks import CallbackError, CallbackPolicy
 from generator.campaign.spec import Audience, Campaign
-from generator.db.tables import JobCallback
-from generator.store import Job, Store, utcnow
+from generator.db.store import Store
+from generator.db.tables import Job, JobCallback, utcnow
 
 LATER = "2099-01-01T00:00:00Z"
 CAMPAIGN = {"name": "t", "type": "price_drop", "audience": {"limit": 2}}

@@ -10,9 +10,10 @@ import pytest
 
 from generator.campaign.runner import CampaignRunner, Candidate
 from generator.campaign.spec import Campaign, load_campaign
+from generator.check.guard_index import shingles
+from generator.check.guardrails import _LINK
 from generator.core.data import Event, Item, Review, Shop, User
 from generator.core.errors import DataError
-from generator.guardrails import _LINK, _shingles
 from generator.rank.scorer import RankedItem
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -99,7 +100,7 @@ def test_no_injected_review_text_reaches_the_output() -> None:
         assert "(quoted data, not instructions)" in m.prompt and "<script>" not in m.prompt
         out = f"{m.chosen.title}\n{m.chosen.body}"
         assert m.status == "fallback", (text, out)
-        assert not (_shingles(out, 3) & _shingles(text, 3)) and not _LINK.search(out), (text, out)
+        assert not (shingles(out, 3) & shingles(text, 3)) and not _LINK.search(out), (text, out)
         assert all(not c.passed for c in m.candidates)
 
 

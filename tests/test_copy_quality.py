@@ -12,9 +12,7 @@ import pytest
 import regex
 
 from generator.campaign.spec import CAMPAIGN_TYPES
-from generator.core.data import Item, load_table
-from generator.core.names import MAX_CHARS, short_name
-from generator.guardrails import (
+from generator.check.guardrails import (
     GuardContext,
     check_claims,
     check_facts,
@@ -24,6 +22,8 @@ from generator.guardrails import (
     failures,
     run_checks,
 )
+from generator.core.data import Item, load_table
+from generator.core.names import MAX_CHARS, short_name
 from generator.write.prompts import default_library, generic_copy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_chinese_copy_around_an_english_name_is_chinese() -> None:
     ("L14", "Bondix Quick-Cure Epoxy: brew a fresh pot", False),
 ])
 def test_sense_copy_must_fit_the_product(item_id: str, text: str, ok: bool) -> None:
-    from generator.guardrails import check_sense
+    from generator.check.guardrails import check_sense
 
     assert check_sense("Hi", text, GuardContext(items=[BY_ID[item_id]], catalog=FIXTURE)).passed is ok
 
@@ -240,7 +240,7 @@ def test_a_price_without_its_currency_fails() -> None:
 
 
 def test_up_from_up_to_and_a_title_repeated_as_body_fail() -> None:
-    from generator.guardrails import check_percentages, check_title_hook
+    from generator.check.guardrails import check_percentages, check_title_hook
 
     ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
     assert not check_prices("Caliper", "Kelvix Digital Caliper dropped to $17.97, up from $29.95.", ctx).passed
@@ -277,7 +277,7 @@ def test_filler_a_small_model_makes_up_fails(title: str, body: str, check: str) 
 def test_grammar_slips_of_a_small_model_fail() -> None:
     """What blind graders failed in v7 copy that passed every check: a plural name with "is", one price written
     twice, an exclusivity claim, traditional characters and a cut-off title in simplified-Chinese copy."""
-    from generator.guardrails import check_well_formed
+    from generator.check.guardrails import check_well_formed
 
     brads = Item(item_id="B1", title="Tackwell 18-Gauge Brads, 5/8-Inch, 1000 per Box", brand="Tackwell",
                  price="24.99", sale_price="12.49", currency="USD", in_stock=True, url="https://x.example/b1")
@@ -299,7 +299,7 @@ def test_grammar_slips_of_a_small_model_fail() -> None:
 
 
 def test_a_discount_said_in_title_and_body_fails() -> None:
-    from generator.guardrails import check_well_formed
+    from generator.check.guardrails import check_well_formed
 
     ctx = GuardContext(items=[BY_ID["L06"]])  # $29.95 -> $17.97, 40% off
     assert not check_well_formed("Now 40% off", "Kelvix Digital Caliper dropped to $17.97, 40% off.", ctx).passed

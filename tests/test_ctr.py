@@ -13,10 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from generator.core.config import get_settings
-from generator.core.data import PastPush, write_table
-from generator.core.errors import DataError
-from generator.ctr import (
+from generator.check.ctr import (
     CtrConfig,
     CtrModel,
     TextArm,
@@ -28,6 +25,9 @@ from generator.ctr import (
     two_proportion_pvalue,
     within_group_pairs,
 )
+from generator.core.config import get_settings
+from generator.core.data import PastPush, write_table
+from generator.core.errors import DataError
 
 FIELDS = ["push_id", "group_id", "title", "body", "sends", "clicks", "sent_at"]
 
@@ -161,7 +161,7 @@ def test_bad_push_file_names_file_row_and_field(tmp_path: Path) -> None:
 
 
 def test_too_few_pairs_is_a_clear_error(tmp_path: Path) -> None:
-    from generator.ctr import CtrError
+    from generator.check.ctr import CtrError
 
     path = write_table(tmp_path / "one.csv", [push("1", "g", "A", 100, 5)], FIELDS)
     with pytest.raises(CtrError, match="training pairs"):

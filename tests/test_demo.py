@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from generator.check.guardrails import mentions_item
 from generator.core.data import load_shop
-from generator.guardrails import mentions_item
-from generator.store import Store
+from generator.db.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from generator.db.store import Store
+from generator.db.tables import DeviceToken
 from generator.experiments import ab as ex
-from generator.store import DeviceToken, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy
 from workers.senders.standins import ApnsStandIn, FcmStandIn

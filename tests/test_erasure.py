@@ -18,8 +18,9 @@ from generator.core.config import REPO_ROOT, get_settings
 from generator.core.data import load_shop
 from generator.core.errors import PushgenError
 from generator.db import suppression
+from generator.db.store import Store
+from generator.db.tables import Base, Message
 from generator.experiments import ab as ex
-from generator.store import Base, Message, Store
 from workers.senders.dryrun import DryRunSender
 
 USER, OTHER = "ERASE-ME-4711", "U061"
@@ -156,7 +157,7 @@ def test_an_erased_user_is_never_targeted_again_until_restored(shop: Path) -> No
     everyone = jobs.JobRequest(campaign=Campaign(type="price_drop"))
     job, _ = jobs.create_job(store, everyone, shop=shop_rows)
     with store.session() as s:
-        from generator.store import JobChunk
+        from generator.db.tables import JobChunk
 
         targeted = {u for c in s.scalars(select(JobChunk).where(JobChunk.job_id == job.id)) for u in c.user_ids}
     assert USER not in targeted and OTHER in targeted

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from generator.cli import app
+from generator.db.store import Store
 from generator.experiments import ab as ex
-from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 
 

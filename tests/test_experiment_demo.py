@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from generator.db.store import Store
 from generator.experiments import ab as ex
-from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from generator.db.store import Store
+from generator.db.tables import Message
 from generator.experiments import ab as ex
-from generator.store import Message, Store
 from tests.experiment_fixtures import seed_ab_job
 from tests.test_ctr import HashingEncoder
 from workers.senders import DryRunSender
@@ -61,7 +62,7 @@ def test_gather_outcomes_gives_one_past_push_per_sent_push_in_blocks(ctr_dir: Pa
 
 def test_loop_refreshes_ctr_trains_the_next_adapter_version_and_records_the_run(
         tiny_llama: Path, ctr_dir: Path, tmp_path: Path) -> None:
-    from generator.ctr import CtrConfig, CtrModel
+    from generator.check.ctr import CtrConfig, CtrModel
     from generator.learning import LoopConfig, loop_runs, run_loop
     from generator.review import Reviewer, reject
     from generator.tune.train import LoraTrainConfig

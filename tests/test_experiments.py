@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import update
 
 from generator import erasure
+from generator.db.store import Store
+from generator.db.tables import Message
 from generator.experiments import ab as ex
-from generator.store import Message, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
 from workers.senders.base import Attempt

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 import regex
 
+from generator.check.guardrails import GuardContext, check_percentages, check_prices
 from generator.core.data import Item
 from generator.core.formatting import (
     discount_percent,
@@ -19,7 +20,6 @@ from generator.core.formatting import (
     percent_mentions,
     resolve_locale,
 )
-from generator.guardrails import GuardContext, check_percentages, check_prices
 
 LOCALES = ("en_US", "en_GB", "en_IN", "de_DE", "fr_FR", "ja_JP", "zh_CN", "es_ES", "hi_IN")
 CURRENCIES = ("USD", "EUR", "INR", "CNY")

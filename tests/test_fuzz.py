@@ -22,7 +22,8 @@ from generator import jobs
 from generator.campaign.spec import load_campaign
 from generator.core.data import CONTRACTS, load_table
 from generator.core.errors import PushgenError
-from generator.store import Erasure, Job, JobChunk, Message, ReviewEvent, Store
+from generator.db.store import Store
+from generator.db.tables import Erasure, Job, JobChunk, Message, ReviewEvent
 from tests.review_fixtures import seed_review_job
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

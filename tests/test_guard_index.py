@@ -6,7 +6,7 @@ import random
 
 
 def test_titles_in_finds_every_title_a_text_contains_in_catalog_order() -> None:
-    from generator.guard_index import titles_in
+    from generator.check.guard_index import titles_in
 
     names = ["Summit Tent", "Summit Tent 2P", "Mug", "Aurora Kettle", "Ox", "Trail Chair", "Summit Tent", "Tent"]
     titles = tuple((f"I{i}", t.lower(), t) for i, t in enumerate(names))
@@ -23,7 +23,7 @@ def test_the_profanity_prefilter_never_hides_a_match() -> None:
     pattern's answer."""
     from better_profanity import profanity
 
-    from generator.guardrails import _english_profanity, _may_swear, profanity_in
+    from generator.check.guardrails import _english_profanity, _may_swear, profanity_in
 
     profanity.load_censor_words()
     listed = [str(w) for w in profanity.CENSOR_WORDSET if str(w).isalpha()][:300]
@@ -39,8 +39,8 @@ def test_the_profanity_prefilter_never_hides_a_match() -> None:
 
 
 def test_the_near_duplicate_index_answers_as_comparing_with_every_text() -> None:
-    from generator.guard_index import NearDuplicates
-    from generator.guardrails import near_duplicate
+    from generator.check.guard_index import NearDuplicates
+    from generator.check.guardrails import near_duplicate
 
     rng = random.Random(5)
     words = ["camp", "in", "comfort", "tonight", "the", "tent", "is", "here", "now", "$149", "帐篷", "降价", "啦",
@@ -67,7 +67,7 @@ def test_the_near_duplicate_index_answers_as_comparing_with_every_text() -> None
 def test_names_are_blanked_as_the_names_pattern_blanks_them() -> None:
     import regex
 
-    from generator.guardrails import _blanked
+    from generator.check.guardrails import _blanked
 
     rng = random.Random(7)
     names = ["Summit Tent", "summit", "Tent 2P", "Ox", "Trail-Chair (Blue)", "tent", "a.b"]
@@ -89,8 +89,8 @@ def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from generator.check.guardrails import _VERDICTS, DEFAULT_CHECKS, BrandPolicy, GuardContext, _run_checks, run_checks
     from generator.core.data import Item
-    from generator.guardrails import _VERDICTS, DEFAULT_CHECKS, BrandPolicy, GuardContext, _run_checks, run_checks
 
     tent = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
                 price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
@@ -126,7 +126,7 @@ def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> N
     """choose picks the minimum of (not passed, near-duplicate, failures, -click-through, position), asking the
     near-duplicate index only until it finds a fresh text in the best-passing group."""
     from generator.campaign.runner import Candidate, choose
-    from generator.guard_index import NearDuplicates
+    from generator.check.guard_index import NearDuplicates
 
     rng = random.Random(11)
     words = ["tent", "deal", "now", "camp", "tonight", "mug", "the", "is", "here"]

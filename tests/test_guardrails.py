@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from generator.core.data import Item
-from generator.guardrails import (
+from generator.check.guardrails import (
     BrandPolicy,
     GuardContext,
     check_lengths,
@@ -18,6 +17,7 @@ from generator.guardrails import (
     graphemes,
     run_checks,
 )
+from generator.core.data import Item
 
 TENT = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
             price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
@@ -97,7 +97,7 @@ def test_prices_and_discounts_must_be_the_named_items_own() -> None:
 @pytest.mark.parametrize("body", ["Trailblazer tent, now with a complimentary footprint", "Free shipping on the tent",
                                   "Trailblazer 帐篷，包邮到家"])
 def test_invented_offers_fail_unless_the_campaign_has_one(body: str) -> None:
-    from generator.guardrails import check_claims
+    from generator.check.guardrails import check_claims
 
     r = check_claims("Tent deal", body, GuardContext(items=[TENT]))
     assert not r.passed and "unsupported offer claim" in r.reason
@@ -105,7 +105,7 @@ def test_invented_offers_fail_unless_the_campaign_has_one(body: str) -> None:
 
 
 def test_a_coupon_campaigns_copy_carries_its_code() -> None:
-    from generator.guardrails import check_facts
+    from generator.check.guardrails import check_facts
 
     ctx = GuardContext(items=[TENT], facts={"coupon_code": "HELLO15", "coupon_pct": 15})
     assert check_facts("15% off", "Use HELLO15 on the Trailblazer tent", ctx).passed
@@ -114,7 +114,7 @@ def test_a_coupon_campaigns_copy_carries_its_code() -> None:
 
 
 def test_a_bracketed_product_name_is_the_items_whole_name() -> None:
-    from generator.guardrails import check_facts
+    from generator.check.guardrails import check_facts
 
     tent2 = Item(item_id="A2", title="Trailblazer 3-Person Backpacking Tent", brand="Trailblazer",
                  price=Decimal("229.00"), currency="USD", in_stock=True, url="u")
@@ -134,7 +134,7 @@ def test_a_bracketed_product_name_is_the_items_whole_name() -> None:
     ("Meet Your Dream Tent", "The Trailblazer 2-Person Backpacking Tent is $149.00.", False),
 ])
 def test_copy_does_not_make_up_the_items_name(title: str, body: str, passes: bool) -> None:
-    from generator.guardrails import check_facts
+    from generator.check.guardrails import check_facts
 
     r = check_facts(title, body, GuardContext(items=[TENT]))
     assert r.passed is passes, r.reason
@@ -147,7 +147,7 @@ def test_copy_does_not_make_up_the_items_name(title: str, body: str, passes: boo
 
 
 def test_copy_that_reads_the_prompt_back_fails() -> None:
-    from generator.guardrails import check_prompt_echo
+    from generator.check.guardrails import check_prompt_echo
 
     prompt = "写一条商品推荐推送。\n商品：「Trailblazer 2-Person Backpacking Tent」\n价格：$149.00"
     ctx = GuardContext(items=[TENT], locale="zh_CN", prompt_text=prompt)
@@ -173,7 +173,7 @@ def test_copy_that_reads_the_prompt_back_fails() -> None:
     ("帐篷降价啦", "Trailblazer 帐篷现价 $149.00，30 天无理由退货，买了不后悔。", True),
 ])
 def test_copy_never_speaks_ill_of_the_product(title: str, body: str, ok: bool) -> None:
-    from generator.guardrails import check_tone
+    from generator.check.guardrails import check_tone
 
     assert check_tone(title, body, CTX).passed is ok
 
@@ -215,13 +215,13 @@ def test_run_checks_collects_every_failure() -> None:
     ("en_US", "21% off", "Trailblazer tent now $149.00", True),
 ])
 def test_language_matches_locale(locale: str, title: str, body: str, ok: bool) -> None:
-    from generator.guardrails import check_language
+    from generator.check.guardrails import check_language
 
     assert check_language(title, body, GuardContext(items=[TENT], locale=locale)).passed is ok
 
 
 def test_broken_characters_fail() -> None:
-    from generator.guardrails import check_well_formed
+    from generator.check.guardrails import check_well_formed
 
     assert check_well_formed("帐篷", "现价 $149.00", CTX).passed
     assert not check_well_formed("帐\ufffd", "body", CTX).passed
@@ -229,7 +229,7 @@ def test_broken_characters_fail() -> None:
 
 
 def test_copying_the_templates_example_answer_fails() -> None:
-    from generator.guardrails import check_example_copy
+    from generator.check.guardrails import check_example_copy
 
     zh = GuardContext(items=[TENT], locale="zh_CN", example_texts=["Title: 越野跑鞋降价啦\nBody: 快来选购！"])
     assert not check_example_copy("越野跑鞋降价啦", "Trailblazer 帐篷现价 $149.00", zh).passed
@@ -241,7 +241,7 @@ def test_copying_the_templates_example_answer_fails() -> None:
 
 def test_phrases_of_the_brands_own_template_copy_are_not_copying() -> None:
     """Generic phrasing the example shares with the brand's fallback copy (使用优惠码) is not a lifted phrase."""
-    from generator.guardrails import check_example_copy
+    from generator.check.guardrails import check_example_copy
 
     example = "Title: 专属 15% 优惠券\nBody: 使用优惠码 TRAIL15 购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠。"
     body = "使用优惠码 HELLO15 购买 Trailblazer 帐篷（$149.00），立享 15% 优惠。"
@@ -254,7 +254,7 @@ def test_phrases_of_the_brands_own_template_copy_are_not_copying() -> None:
 
 
 def test_following_the_examples_shape_with_the_users_facts_is_not_copying() -> None:
-    from generator.guardrails import check_example_copy
+    from generator.check.guardrails import check_example_copy
 
     example = "Title: 专属 15% 优惠券\nBody: 使用优惠码 TRAIL15 购买 Ridge Trail Running Shoes（$79.99）立享 15% 优惠。"
     fallback = ["优惠码 HELLO15 立享 15% 优惠", "使用优惠码 HELLO15 购买 Trailblazer 帐篷，点击查看。"]

@@ -13,9 +13,10 @@ from generator.campaign.spec import Campaign
 from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
+from generator.db.store import Store
+from generator.db.tables import Job
 from generator.experiments import ab as ex
 from generator.experiments import holdout
-from generator.store import Job, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
 

@@ -14,7 +14,7 @@ from generator import jobs
 from generator.core import data
 from generator.core.config import REPO_ROOT, get_settings
 from generator.core.data import load_shop
-from generator.store import Store
+from generator.db.store import Store
 
 SHOP = REPO_ROOT / "examples" / "shop"
 USER, OTHER = "U069", "U061"  # both have events and reviews in the sample shop

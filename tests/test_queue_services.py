@@ -25,7 +25,8 @@ from procs import wait_for
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
-from generator.store import Job, Message, Store
+from generator.db.store import Store
+from generator.db.tables import Job, Message
 
 REDIS = "redis://127.0.0.1:6379"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"  # + the virtual host
@@ -255,7 +256,7 @@ def test_a_thousand_jobs_submitted_at_once_over_http_all_complete(
 
 
 def _chunk_errors(store: Store) -> list[str]:
-    from generator.store import JobChunk
+    from generator.db.tables import JobChunk
 
     with store.session() as s:
         return sorted({c.error or "" for c in s.query(JobChunk).filter(JobChunk.status != "done").limit(50)})[:5]

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
-from generator.store import JobChunk, Store
+from generator.db.store import Store
+from generator.db.tables import JobChunk
 
 CAMPAIGN = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 3}}
 

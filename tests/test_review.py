@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from generator import learning, review
 from generator.core.data import PastPush, load_table
+from generator.db.store import Store
+from generator.db.tables import Message
 from generator.review import AUTO_ACTOR, Reviewer, ReviewError, ReviewEvent
-from generator.store import Message, Store
 
 ALICE = Reviewer("alice", "reviewer", 1)
 
@@ -211,7 +212,7 @@ def test_migration_0004_downgrades_and_upgrades(tmp_path: Path) -> None:
     from alembic.config import Config
     from sqlalchemy import inspect
 
-    from generator.store import MIGRATIONS_DIR
+    from generator.db.store import MIGRATIONS_DIR
 
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     assert {"review_events", "review_rules", "app_secrets"} <= set(inspect(store.engine).get_table_names())

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from review_fixtures import XSS_ITEM, XSS_TITLE, XSS_WHY, LiveServer, login, seed_review_job
 
-from generator.store import Store
+from generator.db.store import Store
 
 CHROMIUM = os.environ.get("PUSHGEN_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")

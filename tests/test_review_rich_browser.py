@@ -13,7 +13,7 @@ import pytest
 from review_fixtures import LiveServer, login, seed_review_job
 from rich_fixtures import enable_rich, serve_item_images
 
-from generator.store import Store
+from generator.db.store import Store
 
 CHROMIUM = os.environ.get("PUSHGEN_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -13,11 +13,12 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from generator.campaign.spec import Campaign
+from generator.check.guardrails import GuardContext, check_payload_size
 from generator.core import payload as payloads
 from generator.core.payload import RichPush, apns_payload, encoded_size, fcm_message, fit, plain_push
+from generator.db.store import Store
+from generator.db.tables import Job
 from generator.experiments import ab as ex
-from generator.guardrails import GuardContext, check_payload_size
-from generator.store import Job, Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy
 from workers.senders.standins import ApnsStandIn, FcmStandIn
@@ -109,7 +110,7 @@ def test_an_experiment_sends_the_campaigns_rich_push_with_the_items_image() -> N
     with store.session() as s:
         job = s.get(Job, job_id)
         job.params = {"campaign": {**job.params["campaign"], "rich": RICH}}
-        from generator.store import Message
+        from generator.db.tables import Message
 
         for m in s.query(Message).filter(Message.job_id == job_id):
             m.ranked_items = [{"item_id": "SKU-7", "image_url": "https://shop.example.com/img/SKU-7.jpg"}]

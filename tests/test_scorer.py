@@ -190,7 +190,7 @@ def test_chunked_ranking_matches_one_chunk(scorer: Scorer) -> None:
 
 
 def test_unchanged_items_are_never_re_encoded(tmp_path) -> None:
-    from generator.store import Store
+    from generator.db.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'cache.db'}")
     shop = make_shop()

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from generator.core.payload import encoded_size
+from generator.db.store import Store
 from generator.experiments import ab as ex
-from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import (
     ApnsConfig,
@@ -187,7 +187,7 @@ def test_experiment_send_marks_dead_tokens_retries_transients_and_never_sends_tw
     users = ["ok1", "ok2", "gone", "flaky", "down"]
     job = seed_ab_job(store, users, token_prefix="")
     with store.session() as s:  # give each user a token whose prefix picks the stand-in's answer
-        from generator.store import DeviceToken
+        from generator.db.tables import DeviceToken
 
         for t in s.query(DeviceToken).all():
             t.token = {"gone": "unregistered-", "flaky": "flaky-", "down": "down-"}.get(t.user_id, "ok-") + \

@@ -14,10 +14,10 @@ from sqlalchemy import update
 from generator import erasure
 from generator.core.errors import PushgenError
 from generator.db import tables
+from generator.db.store import Store
 from generator.experiments import ab as ex
 from generator.experiments import schedule
 from generator.experiments import sendtime as st
-from generator.store import Store
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
 

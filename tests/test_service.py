@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
-from generator.store import Store
+from generator.db.store import Store
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_auth_and_roles(service) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/v1/jobs", json={"campaign": CAMPAIGN}, headers=_auth(tokens["reviewer"])).status_code == 403
     assert client.delete("/v1/users/U001", headers=_auth(tokens["campaign_tool"])).status_code == 403
     with store.session() as s:  # only hashes are stored
-        from generator.store import ApiToken
+        from generator.db.tables import ApiToken
 
         assert all(t.token_hash != tokens[t.role] and len(t.token_hash) == 64 for t in s.query(ApiToken))
 
@@ -83,7 +83,7 @@ def test_malformed_payloads_are_4xx_and_store_nothing(service, payload, field) -
     if field:
         assert field in json.dumps(r.json()["detail"])
     with store.session() as s:
-        from generator.store import Job
+        from generator.db.tables import Job
 
         assert s.query(Job).count() == 0
 
@@ -102,7 +102,7 @@ def test_poison_chunk_is_dead_lettered_and_the_rest_completes(service) -> None: 
     status = jobs.run_job_inline(store, job.id)
     assert status["status"] == "done" and status["chunks"] == {"done": 2, "failed": 1}
     with store.session() as s:
-        from generator.store import JobChunk
+        from generator.db.tables import JobChunk
 
         poison = s.get(JobChunk, (job.id, 2))
         assert poison.deliveries == get_settings().max_deliveries and "unknown user ids" in poison.error

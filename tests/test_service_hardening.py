@@ -20,8 +20,9 @@ from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
 from generator.core.data import Item, load_shop
 from generator.core.links import LinkError, deep_link
+from generator.db.store import Store
+from generator.db.tables import JobChunk, utcnow
 from generator.experiments import ab as ex
-from generator.store import JobChunk, Store, utcnow
 from tests.experiment_fixtures import seed_ab_job
 from tests.review_fixtures import seed_review_job
 from tests.test_cli_errors import assert_one_line_error, pushgen
@@ -36,7 +37,7 @@ def test_events_are_refused_for_sends_that_never_went_out() -> None:
     users = ["u1", "u2", "u3", "u4"]
     job = seed_ab_job(store, users, variants=1)
     with store.session() as s:  # u2's copy was rejected (dropped); u3 has no device token
-        from generator.store import DeviceToken, Message
+        from generator.db.tables import DeviceToken, Message
 
         s.execute(update(Message).where(Message.user_id == "u2").values(review_status="rejected"))
         s.query(DeviceToken).filter(DeviceToken.user_id == "u3").delete()

@@ -8,7 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
-from generator.store import Base, Message, Store
+from generator.db.store import Store
+from generator.db.tables import Base, Message
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

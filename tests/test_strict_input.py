@@ -17,7 +17,8 @@ from generator.core.config import get_settings
 from generator.core.data import User as UserRow
 from generator.core.data import load_shop, load_table
 from generator.core.errors import DataError
-from generator.store import Job, JobChunk, Message, Store
+from generator.db.store import Store
+from generator.db.tables import Job, JobChunk, Message
 from tests.review_fixtures import seed_review_job
 
 GOOD = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 2}}

@@ -17,7 +17,8 @@ from procs import wait_for
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
-from generator.store import JobChunk, Store
+from generator.db.store import Store
+from generator.db.tables import JobChunk
 
 REDIS = "redis://127.0.0.1:6379"
 

@@ -17,7 +17,7 @@ from generator import callbacks, jobs, privacy, review
 from generator.core.config import get_settings
 from generator.core.errors import PushgenError
 from generator.core.inputs import MAX_INT
-from generator.store import Store
+from generator.db.store import Store
 from workers import review_pages, tasks
 from workers.auth import bearer, requires
 from workers.http_guard import RequestGuard, install_error_handlers

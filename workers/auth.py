@@ -1,4 +1,4 @@
-"""Bearer-token auth of the HTTP API: the one role check. Roles are :data:`generator.store.ROLES`; tokens are stored
+"""Bearer-token auth of the HTTP API: the one role check. Roles are :data:`generator.db.store.ROLES`; tokens are stored
 hashed (``pushgen token create``) and ``admin`` may do everything."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from generator.store import may
+from generator.db.store import may
 
 bearer = HTTPBearer(auto_error=False)
 

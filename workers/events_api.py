@@ -12,8 +12,8 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from generator.core.errors import PushgenError
 from generator.core.inputs import MAX_INT, STRICT
+from generator.db.store import ROLES
 from generator.experiments import ab as experiments
-from generator.store import ROLES
 from workers.auth import requires
 
 

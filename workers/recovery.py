@@ -10,8 +10,8 @@ import threading
 
 from generator import jobs
 from generator.core.config import get_settings
+from generator.db.store import Store
 from generator.jobs import Enqueue
-from generator.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,9 @@ from pydantic import Field
 
 from generator import review
 from generator.core.inputs import MAX_INT
+from generator.db.store import Store
+from generator.db.tables import Job, Message
 from generator.review import REVIEW_STATUSES, Reviewer, ReviewError
-from generator.store import Job, Message, Store
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "pushgen_review"

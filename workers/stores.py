@@ -1,9 +1,9 @@
-"""The process's :class:`~generator.store.Store` per database URL, shared by its Celery tasks."""
+"""The process's :class:`~generator.db.store.Store` per database URL, shared by its Celery tasks."""
 
 from __future__ import annotations
 
 from generator.core.config import get_settings
-from generator.store import Store
+from generator.db.store import Store
 
 _STORES: dict[str, Store] = {}
 

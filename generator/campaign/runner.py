@@ -24,16 +24,17 @@ from generator.campaign.spec import (
     select_audience,
 )
 from generator.check.brand import policy_with_guidelines
+from generator.check.ctr import CtrModel, push_text
 from generator.check.facts import message_facts
+from generator.check.guard_index import NearDuplicates
+from generator.check.guardrails import GuardContext, run_checks
+from generator.check.result import CheckResult
 from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.links import deep_link
-from generator.ctr import CtrModel, push_text
-from generator.guard_index import NearDuplicates
-from generator.guardrails import CheckResult, GuardContext, run_checks
+from generator.db.store import Store
 from generator.rank.scorer import RankedItem, RankRules, Scorer
-from generator.store import Store
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
 from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
 

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
+from generator.check.guardrails import BrandPolicy
 from generator.core.config import DEFAULT_BRAND
 from generator.core.data import Item, Shop, language_of
 from generator.core.errors import DataError, PushgenError
 from generator.core.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
 from generator.core.payload import RichPush
-from generator.guardrails import BrandPolicy
 
 AUTO = "auto"
 CAMPAIGN_TYPES = ("back_in_stock", "price_drop", "abandoned_cart", "new_arrivals", "coupon",

@@ -26,6 +26,7 @@ import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from generator.check.result import CheckResult
 from generator.core.errors import DataError
 
 GUIDELINES_FILE = "brand.yaml"
@@ -143,7 +144,7 @@ def adapter_guidelines(adapter: str | dict[str, str] | None, locale: str | None 
 
 
 def policy_with_guidelines(policy: Any, adapter: str | dict[str, str] | None, locale: str | None = None) -> Any:
-    """``policy`` (a :class:`generator.guardrails.BrandPolicy`) with the adapter's guidelines when it has none."""
+    """``policy`` (a :class:`generator.check.guardrails.BrandPolicy`) with the adapter's guidelines when it has none."""
     if getattr(policy, "guidelines", None) is not None:
         return policy
     found = adapter_guidelines(adapter, locale)
@@ -215,8 +216,6 @@ def _capitalisation(title: str, body: str, style: str, names: str) -> str | None
 def check_brand(title: str, body: str, ctx: Any) -> Any:
     """The campaign's brand guidelines (``ctx.policy.guidelines``): emoji, required and banned phrases of the
     locale, disclaimer, capitalisation. Passes when the campaign has none."""
-    from generator.guardrails import CheckResult
-
     g: BrandGuidelines | None = getattr(ctx.policy, "guidelines", None)
     if g is None:
         return CheckResult("brand", True)

@@ -1,5 +1,5 @@
 """The one builder of a message's facts: the prompt its user's featured item renders, the shopper review it quotes,
-and the :class:`~generator.guardrails.GuardContext` its copy is checked against. The campaign runner builds them
+and the :class:`~generator.check.guardrails.GuardContext` its copy is checked against. The campaign runner builds them
 before writing; review rebuilds them from a stored message to re-check an edit; both call :func:`message_facts`."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator.check.brand import apply_to_prompt
+from generator.check.guardrails import BrandPolicy, GuardContext
 from generator.core.data import Item, Shop
 from generator.core.shop_index import best_reviews
-from generator.guardrails import BrandPolicy, GuardContext
 from generator.write.prompts import PromptLibrary, RenderedPrompt, generic_copy, item_facts
 
 

@@ -95,8 +95,8 @@ def _run_and_report(campaign: object, *, shop_dir: Path | None, out: Path, model
 
     from generator.campaign.runner import CampaignRunner
     from generator.core.data import load_shop
+    from generator.db.store import Store
     from generator.report import write_messages_csv, write_review_html
-    from generator.store import Store
     from generator.write.generate import Generator
 
     quiet_libraries()

@@ -1,4 +1,4 @@
-"""``pushgen ctr ...``: train and evaluate the click-through model (thin over :mod:`generator.ctr`)."""
+"""``pushgen ctr ...``: train and evaluate the click-through model (thin over :mod:`generator.check.ctr`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from generator.ctr import DEFAULT_NAME, CtrEval, format_accuracy
+from generator.check.ctr import DEFAULT_NAME, CtrEval, format_accuracy
 
 ctr_app = typer.Typer(help="Click-through model: train on past pushes, evaluate pairwise.", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -44,7 +44,7 @@ def train_cmd(
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: CUDA when present).")] = None,
 ) -> None:
     """Train the click-through model, evaluate it on held-out groups and save it."""
-    from generator.ctr import CtrConfig, train_ctr
+    from generator.check.ctr import CtrConfig, train_ctr
 
     if not 0 <= holdout < 1:
         raise typer.BadParameter("must be in [0, 1)", param_hint="--holdout")
@@ -63,7 +63,7 @@ def eval_cmd(
     device: Annotated[str | None, typer.Option(help="cuda or cpu (default: CUDA when present).")] = None,
 ) -> None:
     """Pairwise accuracy of the model against chance, longer-text-wins and TF-IDF + LR on significant pairs."""
-    from generator.ctr import evaluate_ctr
+    from generator.check.ctr import evaluate_ctr
 
     ev = evaluate_ctr(pushes, name, device=device)
     _print_eval(ev)

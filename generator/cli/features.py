@@ -21,7 +21,7 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from generator.store import Store
+    from generator.db.store import Store
 
     return Store()
 

@@ -18,8 +18,8 @@ UserId = Annotated[str, typer.Argument(help="The user's id, as in the shop's use
 def erase_cmd(user_id: UserId, by: Annotated[str, typer.Option(help="Who asked (recorded).")] = "cli") -> None:
     """Erase the user everywhere (shop files under PUSHGEN_SHOP_DIR, database) and put them on the suppression
     list; prints the erasure record (which holds no personal data)."""
+    from generator.db.store import Store
     from generator.privacy import erase_user
-    from generator.store import Store
 
     console.print_json(json.dumps(erase_user(Store(), user_id, requested_by=by)))
 
@@ -29,8 +29,8 @@ def restore_cmd(user_id: UserId) -> None:
     """Lift an erased user's suppression: they signed up again and may be messaged (once their data is imported
     anew). Their erased data stays erased."""
     from generator.core.errors import PushgenError
+    from generator.db.store import Store
     from generator.db.suppression import restore_user
-    from generator.store import Store
 
     if not restore_user(Store(), user_id):
         raise PushgenError(f"{user_id!r} is not on the suppression list")

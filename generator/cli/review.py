@@ -20,8 +20,8 @@ def export_cmd(
 ) -> None:
     """Write reviewers' edits and rejections as preference pairs: {prompt, chosen, rejected, kind, reason, ...}
     plus the past-push fields, so the file also trains an adapter (pushgen adapter train --pushes FILE)."""
+    from generator.db.store import Store
     from generator.learning import export_pairs
-    from generator.store import Store
 
     n, unpaired = export_pairs(Store(), out, job_id=job)
     console.print(f"wrote {n} preference pairs to {out}"
@@ -38,8 +38,8 @@ def rule_cmd(
 ) -> None:
     """Set (and apply now) or remove a job's auto-approve rule; its approvals are recorded as 'auto-rule'."""
     from generator.core.errors import PushgenError
+    from generator.db.store import Store
     from generator.review import Reviewer, clear_rule, set_rule
-    from generator.store import Store
 
     store = Store()
     if remove:

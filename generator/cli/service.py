@@ -48,7 +48,7 @@ def worker(
 def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer or admin")],
                  name: Annotated[str, typer.Option(help="Who or what uses it.")] = "token") -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    from generator.store import Store
+    from generator.db.store import Store
 
     console.print(Store().create_token(name, role))
 
@@ -56,7 +56,7 @@ def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer
 @token_app.command("list")
 def token_list() -> None:
     """The stored tokens: id, name, role and when created (never the token: only its hash is stored)."""
-    from generator.store import Store
+    from generator.db.store import Store
 
     table = Table("id", "name", "role", "created")
     for t in Store().list_tokens():
@@ -68,7 +68,7 @@ def token_list() -> None:
 def token_delete(token_id: Annotated[int, typer.Argument(help="The token's id (pushgen token list).", min=1,
                                                          max=2**63 - 1)]) -> None:
     """Delete a token: requests with it are refused from now on and its review sessions end."""
-    from generator.store import Store
+    from generator.db.store import Store
 
     if not Store().delete_token(token_id):
         raise PushgenError(f"no token with id {token_id} (see pushgen token list)")
@@ -124,8 +124,8 @@ def job_recover(requeue_after: Annotated[float | None, typer.Option(
     worker) and start the scheduled jobs that are due. Workers run it every PUSHGEN_RECOVER_EVERY seconds."""
     import json
 
+    from generator.db.store import Store
     from generator.jobs import recover
-    from generator.store import Store
     from workers.tasks import enqueue
 
     console.print_json(json.dumps(recover(Store(), enqueue=enqueue, requeue_after=requeue_after)))

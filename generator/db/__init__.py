@@ -1,1 +1,1 @@
-"""The database: tables, the suppression list (the Store and its migrations join at generator.store for now)."""
+"""The database: every table, the Store and its queries, the suppression list, the Alembic migrations."""

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from generator.db.tables import Suppression
-from generator.store import AppSecret
+from generator.db.tables import AppSecret, Suppression
 
 if TYPE_CHECKING:
-    from generator.store import Store
+    from generator.db.store import Store
 
 
 ERASED = "erased:"

@@ -50,11 +50,22 @@ from generator.core.data import cached_shop, unit_interval
 from generator.core.errors import PushgenError
 from generator.core.payload import rich_fields
 from generator.db import tables
+from generator.db.store import Store
 from generator.db.suppression import ERASED, installation_key, keyed
-from generator.db.tables import Arm, Assignment, DeadToken, Experiment, OutcomeEvent, Send
+from generator.db.tables import (
+    Arm,
+    Assignment,
+    DeadToken,
+    DeviceToken,
+    Experiment,
+    Job,
+    Message,
+    OutcomeEvent,
+    Send,
+    utcnow,
+)
 from generator.experiments import holdout, sendtime
 from generator.experiments.stats import prob_best
-from generator.store import DeviceToken, Job, Message, Store, utcnow
 
 HOLDOUT = "holdout"
 EVENT_TYPES = ("delivered", "opened", "clicked", "converted")

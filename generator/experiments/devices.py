@@ -6,7 +6,7 @@ user moves to that user (the phone changed hands, or the app logged in as someon
 a device's previous owner. A token the provider declared dead (FCM ``UNREGISTERED``, APNs 410 / ``BadDeviceToken``,
 recorded by :func:`generator.experiments.ab.send` in ``dead_device_tokens``) shows as dead in the listing; the app
 registering it again revives it, since only a live app can hand it over. Erasing a user deletes their devices
-(:meth:`generator.store.Store.erase_user`).
+(:meth:`generator.db.store.Store.erase_user`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Literal
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from generator.db.tables import DeadToken
-from generator.store import DeviceToken, Store, utcnow
+from generator.db.store import Store
+from generator.db.tables import DeadToken, DeviceToken, utcnow
 
 Platform = Literal["fcm", "apns", "webhook"]
 PLATFORMS: tuple[str, ...] = ("fcm", "apns", "webhook")

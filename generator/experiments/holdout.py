@@ -29,9 +29,9 @@ from sqlalchemy import select
 from generator.core.config import DEFAULT_BRAND
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
-from generator.db.tables import Arm, Experiment, GlobalControl, OutcomeEvent, Send
+from generator.db.store import Store
+from generator.db.tables import Arm, Experiment, GlobalControl, Job, OutcomeEvent, Send, utcnow
 from generator.experiments.stats import compare_means, two_proportion_z, wilson
-from generator.store import Job, Store, utcnow
 
 STATUS = "global_control"
 MAX_SHARE = 0.5

@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from generator.db.store import Store
+from generator.db.tables import utcnow
 from generator.experiments import ab as ex
 from generator.experiments import holdout, sendtime
 from generator.experiments.stats import RATE_METRICS, analyse, compare_rates, prob_best, srm_stages
-from generator.store import Store, utcnow
 
 PRIMARY = "click_through"
 

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from generator.core.data import unit_interval
 from generator.db import tables
-from generator.db.tables import SendTime
+from generator.db.store import Store
+from generator.db.tables import SendTime, utcnow
 from generator.experiments import ab as ex
 from generator.experiments.sendtime import (
     SendTimeConfig,
@@ -24,7 +25,6 @@ from generator.experiments.sendtime import (
     profiles,
     random_hour,
 )
-from generator.store import Store, utcnow
 
 
 def plan(store: Store, experiment_id: str, cfg: SendTimeConfig | None = None, *, now: datetime | None = None,

@@ -33,9 +33,9 @@ from sqlalchemy import select
 
 from generator.core.data import unit_interval
 from generator.core.errors import PushgenError
+from generator.db.store import Store
 from generator.db.tables import OutcomeEvent, Send, SendTime
 from generator.experiments.stats import compare_rates
-from generator.store import Store
 
 TIMINGS = ("optimised", "random")
 

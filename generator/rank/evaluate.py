@@ -23,9 +23,9 @@ import numpy as np
 
 from generator.core.data import Event, Item, load_table
 from generator.core.errors import DataError, PushgenError
+from generator.db.store import Store
 from generator.rank.scorer import EVENT_WEIGHTS, Scorer, _trained_folder
 from generator.rank.signals import PopularityRanker, TextRanker, TransitionKNN
-from generator.store import Store
 
 if TYPE_CHECKING:
     import torch

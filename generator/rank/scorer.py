@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from generator.store import Store
+    from generator.db.store import Store
 
 log = logging.getLogger(__name__)
 

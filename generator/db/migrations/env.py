@@ -1,9 +1,9 @@
-"""Alembic environment: runs against the connection that :class:`generator.store.Store` hands over."""
+"""Alembic environment: runs against the connection that :class:`generator.db.store.Store` hands over."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from generator.store import Base
+from generator.db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

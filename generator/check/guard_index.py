@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import regex
+
+_WORDS = regex.compile(r"[\p{L}\p{N}']+")
+_HAN_CHAR = regex.compile(r"\p{Han}")
 _KEY = 4  # characters of a title that key it
 
 
@@ -82,9 +86,7 @@ def memo(ctx: Any, key: str, make: Callable[[], T]) -> T:
 @lru_cache(maxsize=1 << 14)
 def _shingle_set(text: str) -> frozenset[str]:
     """A text's word 3-shingles (Han 3-grams), once per text (copy recurs: a user's candidates, the chosen copy)."""
-    from generator.guardrails import _shingles
-
-    return frozenset(_shingles(text, 3))
+    return frozenset(shingles(text, 3))
 
 
 @lru_cache(maxsize=1 << 14)
@@ -152,3 +154,15 @@ class NearDuplicates:
                 if common / (n + m - common) >= t:  # |X | Y| = |X| + |Y| - |X & Y|
                     return True
         return False
+
+
+def word_shingles(text: str, n: int) -> set[str]:
+    """Word n-grams of the lower-cased text."""
+    words = _WORDS.findall(text.lower())
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def shingles(text: str, n: int) -> set[str]:
+    """Word n-grams, plus 2n-grams of the text's Han characters joined (Chinese has no spaces between words)."""
+    han = "".join(_HAN_CHAR.findall(text))
+    return word_shingles(text, n) | {han[i:i + 2 * n] for i in range(len(han) - 2 * n + 1)}

@@ -19,10 +19,11 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
+from generator.check.guard_index import memo, shingles, titles_in, word_shingles
+from generator.check.result import CheckResult
 from generator.core.data import Item, language_of
 from generator.core.formatting import mask, money_mentions, percent_mentions
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
-from generator.guard_index import memo, titles_in
 from generator.write.prompts import quote_user_text
 
 # patterns compiled once: the regex module's own functions look each pattern up (or parse it again, once its cache
@@ -46,14 +47,6 @@ PLATFORMS: dict[str, PlatformLimits] = {
 }
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "passed": self.passed, "reason": self.reason}  # asdict's, without its copies
 
 
 class BrandPolicy(BaseModel):
@@ -268,7 +261,7 @@ def _bare(text: str) -> str:
 
 @lru_cache(maxsize=1 << 12)
 def _example_phrases(text: str) -> frozenset[str]:
-    return frozenset(_han_runs(text, 5) | _word_shingles(text, 7))
+    return frozenset(_han_runs(text, 5) | word_shingles(text, 7))
 
 
 @lru_cache(maxsize=1 << 12)
@@ -283,7 +276,7 @@ def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ..
 @lru_cache(maxsize=1 << 12)
 def _quoted_shingles(quoted: str) -> frozenset[str]:
     """A quoted review's 5-shingles, as written and as the prompt quoted it (links replaced, markup gone)."""
-    return frozenset(_shingles(quoted, 5) | _shingles(quote_user_text(quoted), 5))
+    return frozenset(shingles(quoted, 5) | shingles(quote_user_text(quoted), 5))
 
 
 def _derived(ctx: GuardContext) -> _Derived:
@@ -711,15 +704,8 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return CheckResult("pii", True)
 
 
-def _word_shingles(text: str, n: int) -> set[str]:
-    words = _re(r"[\p{L}\p{N}']+").findall(text.lower())
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def _shingles(text: str, n: int) -> set[str]:
-    """Word n-grams, plus 2n-grams of the text's Han characters joined (Chinese has no spaces between words)."""
-    han = "".join(_HAN.findall(text))
-    return _word_shingles(text, n) | {han[i:i + 2 * n] for i in range(len(han) - 2 * n + 1)}
 
 
 def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -730,7 +716,7 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
     if _INSTRUCTION.search(text):
         return CheckResult("injection", False, "contains instruction-like text")
-    mine = _shingles(text, 5) if ctx.quoted_texts else set()
+    mine = shingles(text, 5) if ctx.quoted_texts else set()
     for quoted in _derived(ctx).quoted_shingles:
         if mine & quoted:
             return CheckResult("injection", False, "copies shopper-written text from a review")
@@ -961,7 +947,7 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
     text = f"{title}\n{body}"
     examples = _derived(ctx).example_phrases
-    mine = _han_runs(text, 5) | _word_shingles(text, 7) if examples else set()
+    mine = _han_runs(text, 5) | word_shingles(text, 7) if examples else set()
     for phrases in examples:
         if (mine & phrases) - _derived(ctx).own_phrases:  # the same as (mine - own) & phrases
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
@@ -989,7 +975,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     """Jaccard similarity of word 3-shingles (Han 3-grams) at or above ``threshold``."""
-    sa, sb = _shingles(a, 3), _shingles(b, 3)
+    sa, sb = shingles(a, 3), shingles(b, 3)
     if not sa or not sb:
         return a.strip().lower() == b.strip().lower()
     return len(sa & sb) / len(sa | sb) >= threshold

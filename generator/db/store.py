@@ -6,34 +6,33 @@ twice (a retried task, a redelivered chunk) leaves one row.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
     create_engine,
     event,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from generator.core.config import get_settings
+from generator.db.tables import (
+    ApiToken,
+    DeviceToken,
+    Erasure,
+    ItemEmbedding,
+    Job,
+    JobChunk,
+    Message,
+    utcnow,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ROLES = ("campaign_tool", "reviewer", "admin")
@@ -45,178 +44,30 @@ def may(role: str, *allowed: str) -> bool:
     return role == "admin" or role in allowed
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
 
 
-class Job(Base):
-    """One generation run for an audience (a demo, a campaign, an API job)."""
-
-    __tablename__ = "jobs"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    kind: Mapped[str] = mapped_column(String(32), default="campaign")
-    campaign_type: Mapped[str] = mapped_column(String(64))
-    template: Mapped[str] = mapped_column(String(200))
-    adapter: Mapped[str | None] = mapped_column(String(200))
-    locale: Mapped[str | None] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/running/done/failed
-    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    total: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None]
-    messages: Mapped[list[Message]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
 
-class Message(Base):
-    """One generated push for one user (and variant) of a job, with its guardrail verdicts."""
-
-    __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("job_id", "user_id", "variant", name="uq_message_job_user_variant"),
-                      Index("ix_messages_job_review", "job_id", "review_status"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[str] = mapped_column(String(200), index=True)
-    variant: Mapped[int] = mapped_column(Integer, default=0)
-    title: Mapped[str] = mapped_column(Text)
-    body: Mapped[str] = mapped_column(Text)
-    deep_link: Mapped[str | None] = mapped_column(Text)
-    item_ids: Mapped[list[Any]] = mapped_column(default=list)
-    prompt: Mapped[str] = mapped_column(Text, default="")
-    template: Mapped[str] = mapped_column(String(200))
-    adapter: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))  # passed / flagged / fallback
-    guardrails: Mapped[list[Any]] = mapped_column(default=list)  # [{name, passed, reason}]
-    candidates: Mapped[list[Any]] = mapped_column(default=list)
-    ranked_items: Mapped[list[Any]] = mapped_column(default=list)  # [{item_id, title, price, score, why}]
-    ctr_score: Mapped[float | None] = mapped_column(Float)
-    review_status: Mapped[str] = mapped_column(String(16), default="pending")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    job: Mapped[Job] = relationship(back_populates="messages")
 
 
-class JobChunk(Base):
-    """One chunk of a job's audience: a unit of queued work, with how often it was delivered."""
-
-    __tablename__ = "job_chunks"
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_ids: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/running/done/failed
-    deliveries: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ApiToken(Base):
-    """An API token: only its SHA-256 is stored; the role decides what it may do."""
-
-    __tablename__ = "api_tokens"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32))  # one of ROLES
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Erasure(Base):
-    """A record that a user's personal data was erased: when, by whom, how many rows of each kind. The user is
-    kept only as a keyed hash of their id (:func:`generator.db.suppression.user_ref`), so the record holds no personal
-    data and nobody without this database's key can test an id against it."""
-
-    __tablename__ = "erasures"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_hash: Mapped[str] = mapped_column(String(64), index=True)
-    requested_by: Mapped[str] = mapped_column(String(200))
-    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeviceToken(Base):
-    """A user's push address on one platform (FCM or APNs token): personal data, erased with the user."""
-
-    __tablename__ = "device_tokens"
-    __table_args__ = (UniqueConstraint("platform", "token", name="uq_device_token"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(200), index=True)
-    platform: Mapped[str] = mapped_column(String(16))  # fcm / apns / webhook
-    token: Mapped[str] = mapped_column(Text, index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    app: Mapped[str | None] = mapped_column(String(200))  # migration 0006: what POST /v1/devices registers
-    locale: Mapped[str | None] = mapped_column(String(16))
-    updated_at: Mapped[datetime | None]
 
 
-class ItemEmbedding(Base):
-    """Scorer embeddings of item texts, keyed by (encoder, content hash): unchanged items are never re-encoded."""
-
-    __tablename__ = "item_embeddings"
-    model: Mapped[str] = mapped_column(String(200), primary_key=True)
-    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    dim: Mapped[int] = mapped_column(Integer)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ReviewEvent(Base):
-    """One decision on one message: the audit trail."""
-
-    __tablename__ = "review_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    job_id: Mapped[str] = mapped_column(String(36), index=True)
-    actor: Mapped[str] = mapped_column(String(200))  # the token's name, or "auto-rule"
-    actor_role: Mapped[str] = mapped_column(String(32))  # reviewer / admin / rule
-    action: Mapped[str] = mapped_column(String(16))  # approve / reject / edit
-    old_status: Mapped[str] = mapped_column(String(16))
-    new_status: Mapped[str] = mapped_column(String(16))
-    old_title: Mapped[str] = mapped_column(Text)
-    old_body: Mapped[str] = mapped_column(Text)
-    new_title: Mapped[str] = mapped_column(Text)
-    new_body: Mapped[str] = mapped_column(Text)
-    reason: Mapped[str | None] = mapped_column(Text)
-    checks: Mapped[list[Any]] = mapped_column(default=list)  # an edit's failing checks, "name: reason"
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    @property
-    def changed_text(self) -> bool:
-        return (self.old_title, self.old_body) != (self.new_title, self.new_body)
 
 
-class ReviewRule(Base):
-    """A job's auto-approve rule: pending copy that passes every check with predicted CTR >= ``min_ctr``."""
-
-    __tablename__ = "review_rules"
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    min_ctr: Mapped[float] = mapped_column(Float)
-    created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class AppSecret(Base):
-    """Random keys generated once per database (e.g. the review session signing key), shared by every API
-    process that uses the database. Deleting a row rotates the key (and logs every reviewer out)."""
-
-    __tablename__ = "app_secrets"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ReviewSession(Base):
-    """A logged-in review session, by the SHA-256 of the random id its cookie carries: logging out deletes it, so
-    a copied cookie is worthless afterwards; deleting the token deletes its sessions."""
-
-    __tablename__ = "review_sessions"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
-    expires_at: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 MESSAGE_FIELDS = ("title", "body", "deep_link", "item_ids", "prompt", "template", "adapter", "status",
@@ -537,6 +388,3 @@ class Store:
                     v32 = np.asarray(v, dtype=np.float32)
                     s.add(ItemEmbedding(model=model, content_hash=h, dim=int(v32.shape[-1]), vector=v32.tobytes()))
 
-
-# The other tables, imported here so that Base.metadata (and Alembic) sees every table.
-from generator.db import tables as _tables  # noqa: E402,F401
