@@ -30,7 +30,7 @@ def _members(c: holdout.Control) -> set[str]:
 
 def test_membership_is_a_stable_share_monotone_in_the_share_and_redrawn_only_by_a_new_salt() -> None:
     store = Store()
-    five = holdout.set_control(store, "Acme", 0.05)
+    five = holdout.set_control(store, "Acme", 0.05, salt="acme-test")  # a fixed draw: the bounds below hold for it
     m5 = _members(five)
     assert 0.04 < len(m5) / len(USERS) < 0.06 and m5 == _members(holdout.get_control(store, "Acme"))
     assert m5 == {u for u in USERS if unit_interval(f"global:{five.salt}", u) < 0.05}  # no hash(): any process
@@ -100,28 +100,30 @@ def test_members_get_no_push_from_any_of_the_brands_experiments() -> None:
     assert ex.send(store, other_brand, dry) == {"sent": len(users)}  # another brand's control is not this one
 
 
-def _simulate_outcomes(store: Store, experiment_id: str, *, base: float, push_lift: float) -> None:
+def _simulate_outcomes(store: Store, experiment_id: str, *, base: float, push_lift: float,
+                       draw: str | None = None) -> None:
     """Conversions: ``base`` for everyone plus ``push_lift`` for users who got the push; opens and clicks only
-    after a push; revenue 40 per conversion. Deterministic by hash."""
+    after a push; revenue 40 per conversion. Deterministic by hash of ``draw`` (default: the experiment id)."""
     rows = []
+    draw = draw or experiment_id
     for s in ex.sends(store, experiment_id):
-        r = unit_interval("outcome", f"{experiment_id}:{s.user_id}")
+        r = unit_interval("outcome", f"{draw}:{s.user_id}")
         got = s.status == "sent"
         if got and r < 0.3:
             rows.append({"event_id": f"o-{s.id}", "type": "opened", "send_id": s.id})
         if got and r < 0.1:
             rows.append({"event_id": f"c-{s.id}", "type": "clicked", "send_id": s.id})
-        if unit_interval("convert", f"{experiment_id}:{s.user_id}") < base + (push_lift if got else 0.0):
+        if unit_interval("convert", f"{draw}:{s.user_id}") < base + (push_lift if got else 0.0):
             rows.append({"event_id": f"v-{s.id}", "type": "converted", "send_id": s.id, "revenue": 40.0})
     ex.record_events(store, rows)
 
 
 def test_the_uplift_report_compares_sent_with_the_global_control_with_intervals() -> None:
     store = Store()
-    holdout.set_control(store, BRAND, 0.3)
+    holdout.set_control(store, BRAND, 0.3, salt="uplift-test")  # fixed draws: the intervals below hold for them
     exp = _experiment(store, USERS)
     ex.send(store, exp, DryRunSender(platform="fcm"))
-    _simulate_outcomes(store, exp, base=0.05, push_lift=0.05)
+    _simulate_outcomes(store, exp, base=0.05, push_lift=0.05, draw="uplift-test")
     rep = holdout.experiment_uplift(store, exp)
     assert rep["users"]["sent"] + rep["users"]["global_control"] == len(USERS) and rep["users"]["mixed"] == 0
     m = {r["metric"]: r for r in rep["metrics"]}
