@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from generator.campaign.spec import (
@@ -43,16 +43,10 @@ ProgressHook = Callable[[str, int, int], None]
 
 
 @dataclass
-class Candidate:
+class Candidate(Draft):
     """A draft (:class:`generator.write.generate.Draft`) as checked: the guardrails' verdicts and the predicted
     click-through, filled in by the runner."""
 
-    title: str
-    body: str
-    raw: str
-    sampled: bool
-    new_tokens: int = 0
-    finished: bool = True  # False when max_new_tokens cut the copy off
     checks: list[dict[str, Any]] = field(default_factory=list)
     ctr: float | None = None
 
@@ -62,10 +56,12 @@ class Candidate:
 
     @classmethod
     def of(cls, draft: Draft) -> Candidate:
-        return cls(draft.title, draft.body, draft.raw, draft.sampled, draft.new_tokens, draft.finished)
+        return cls(**{f.name: getattr(draft, f.name) for f in fields(Draft)})
 
 
 log = logging.getLogger(__name__)
+
+
 @dataclass
 class UserMessage:
     """The outcome for one user and variant: the chosen copy, every candidate, and what the scorer ranked."""
