@@ -194,6 +194,17 @@ def _singular(word: str) -> str:
     return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
 
 
+def ends_plural(name: str) -> bool:
+    """Whether a name's last word is an English plural ("Bostitch Brads", "Copper Lugs"), not a singular in -s
+    ("Glass", "Cactus", "Electronics", "Lens"): copy must say "are", not "is"."""
+    last = regex.sub(r"[^\p{Latin}]", "", name.split()[-1]).lower() if name.split() else ""
+    return len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is", "ics", "ous")) \
+        and last not in _SINGULAR_S
+
+
+_SINGULAR_S = frozenset("series species news lens gas chassis canvas atlas bias plus thermos kudos".split())
+
+
 def _fit(brand: str, words: list[str], limit: int) -> str:
     """The brand and the last words of the product phrase that fit ``limit`` characters. A cut never starts on
     the second half of a compound ("Self Drilling Screws" is not cut to "Drilling Screws") or on a linking word."""
