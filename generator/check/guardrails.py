@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
 from generator.check.result import CheckResult
+from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
 from generator.core.formatting import mask, money_mentions, percent_mentions
 from generator.core.names import ends_plural
@@ -503,8 +504,8 @@ _ZH_UNFINISHED = regex.compile(r"(?:可能|可以|和|与|把|正在|以及|或�
 
 
 def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
-    """The title is a hook, not the product's name alone (the body names the product): "Hatchbox PLA 3D
-    Printer Filament" as a title says nothing a shopper would tap for."""
+    """The title is a hook, not the product's name alone (the body names the product) or a bare amount:
+    "Hatchbox PLA 3D Printer Filament" or "50% off" as a title says nothing a shopper would tap for."""
     bare = _re(r"[\p{P}\p{S}\s]+").sub(" ", title).strip().lower()
     if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower():
         return CheckResult("title_hook", False, "the body repeats the title")
@@ -512,6 +513,9 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("title_hook", False, "the title is the product's name alone")
     if _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower() in _derived(ctx).bare_names:
         return CheckResult("title_hook", False, "the body is the product's name alone")
+    amounts = [m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)]
+    if amounts and not _HAN.search(title) and len(_re(r"\p{L}+").findall(mask(title, amounts))) <= 1:
+        return CheckResult("title_hook", False, f"{title!r} is a bare amount, not a hook")  # "50% off"
     words = bare.split()
     if 0 < len(words) <= 2 and not _re(r"\d|\p{Han}").search(bare) and not _HOOK.search(bare) \
             and not set(words) & _derived(ctx).name_words:
@@ -904,6 +908,14 @@ _OFFER = regex.compile(
     r"ships? free|no cost|complimentary|on the house|bundle|bonus|extra \d+% off)\b"
     r"|免费|包邮|免运费|赠品|送礼|买一送一|赠送|套装优惠|满减", regex.I)
 _OFFER_FACTS = ("free_shipping", "gift", "bundle", "offer")
+# what the price is worth to the shopper, a comparison with other shops nobody can back: budget words never, value
+# words ("a bargain at $12", 超值) only when the item is on sale, which backs them
+_BUDGET = regex.compile(r"\b(?:(?:on|for|fits?|within|any|every|your|a|tight|small|low) (?:\w+ )?budgets?|"
+                        r"budget[- ]friendly|wallet[- ]friendly|pocket[- ]friendly|won'?t break the bank|cheap(?:ly)?|"
+                        r"dirt[- ]cheap|low[- ]cost|inexpensive|economical)\b|性价比|平价", regex.I)
+_VALUE = regex.compile(r"\b(?:affordable|bargains?|a steal|great value|good value|best value|value for money|"
+                       r"great price|good price|unbeatable price|great deal|good deal|amazing deal|incredible deal|"
+                       r"save big|huge savings?|big savings?)\b|超值|划算|捡漏|好价|便宜|低价|实惠|省钱", regex.I)
 _SERVICE = regex.compile(r"\b(?:refunds?|returns?|warranty|guarantee[ds]?|customer service|money back|satisfaction)\b"
                          r"|退款|退货|保修|质保|售后", regex.I)
 # what happened to this shopper or item: true only in the campaign that says so
@@ -919,7 +931,8 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """No claim the campaign cannot back: superlatives and comparatives ("the best", "#1", "on the market",
     最好, 第一) never; urgency and deadlines ("today only", "ends tonight", 限时, 今天) only with ``ends_at``;
     scarcity ("only 3 left", "while stocks last", 仅剩, 先到先得) only with ``stock_left``; offers (free
-    shipping, gifts, bundles, 包邮) only with a fact that states one."""
+    shipping, gifts, bundles, 包邮) only with a fact that states one; budget words ("on a budget", "cheap",
+    性价比) never, value words ("a bargain", "great deal", 超值, 便宜) only when the featured item is on sale."""
     text = f"{title}\n{body}"
     own = _derived(ctx).own_text
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
@@ -933,6 +946,12 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
                 continue
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
+    on_sale = any(it.sale_price is not None and it.sale_price < it.price for it in ctx.items[:1])
+    for pattern, backed in ((_BUDGET, False), (_VALUE, on_sale)):
+        m = pattern.search(text)
+        if m and not backed and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
+            return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
+                               + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     for campaign_type, pattern in _EVENTS.items():
         m = pattern.search(text)
         if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
@@ -1005,8 +1024,9 @@ _DOINGS: dict[str, tuple[str, ...]] = {
 
 def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy talks about this product: no product word of the catalog that the user's items are not
-    ("a great tool for coffee grinders" for a drawer organizer), and no use that does not fit them ("Lace up
-    now!" for anything without laces)."""
+    ("a great tool for coffee grinders" for a drawer organizer), no Chinese product noun they are not (手电筒 for a
+    caliper: :mod:`generator.check.zh_products`), and no use that does not fit them ("Lace up now!" for anything
+    without laces)."""
     text = f"{title}\n{body}"
     own_words = _derived(ctx).sense_words
     residual = _without_names(text, ctx).lower()
@@ -1014,6 +1034,8 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
         m = _re(rf"\b(?:{pattern})").search(residual)
         if m and not any(f in w for f in fits for w in own_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
+    if _HAN.search(residual) and (noun := misnamed_product(residual, own_words)):  # "你的手电筒" on a caliper
+        return CheckResult("sense", False, f"calls the item {noun!r}, which it is not")
     if ctx.catalog:
         vocabulary = catalog_index(ctx.catalog).vocabulary
         for w in _re(r"\p{L}{3,}").findall(residual):

@@ -66,7 +66,7 @@ freshener bumper tourniquet balance inductor generator knob scanner faucet winch
 receptacle scoop paddle reservoir pipettor thimble enclosure colorimeter oscillator condenser burette counter
 cabinet epoxy countersink fixture transducer spectrometer transceiver antenna bandage strainer scissor pestle
 dryer amplifier eyebolt turnbuckle trolley logger steamer actuator mop optocoupler disinfectant gear emitter
-detector lotion solvent blower diode display multimeter microscope monitor gage fastener pen gun
+detector lotion solvent blower diode display multimeter microscope monitor gage fastener pen gun forcep
 """.split())
 # category words that name a department, not a product ("Lab Supplies", "Adhesives & Sealants")
 _DEPARTMENTS = {"supply", "product", "accessory", "equipment", "part", "tool", "material", "consumable", "component",
@@ -167,8 +167,13 @@ def _product_words(clause: str, brand: str, head_nouns: frozenset[str] = frozens
     heads = own[:1] or [i for i, w in enumerate(out) if _singular(w.lower()) in head_nouns][-1:]
     if heads and heads[0] >= 1:  # end the phrase on its head noun: "Kapton Tape Sheets" (not "... Thick")
         end = heads[0] + 1
-        if end < len(out) and out[end].lower() in _COLLECTION:  # "Electrical Terminal Assortment"
-            end += 1
+        head = out[heads[0]].lower()
+        if end < len(out) and (out[end].lower() in _COLLECTION  # "Electrical Terminal Assortment"
+                               or own and head == _singular(head) and end not in gaps  # a singular noun leads
+                               and _singular(out[end].lower()) in head_nouns - _PACKAGING  # a compound that
+                               and out[end].lower()[:3] != head[:3]  # (not the same noun again: "Tubing Tube")
+                               and (end + 1 == len(out) or out[end + 1].lower() in _LINKING)):  # ends the clause:
+            end += 1  # "Kelly Locking Hemostat Forceps" (not "Ball Bearing Pillow" of "... Pillow Block")
         if heads[0] in gaps and out[heads[0] - 1].lower()[:3] == out[heads[0]].lower()[:3]:
             end = heads[0]  # "Heat Shrink Tube 5 Colors 8 Sizes Tubing": the same noun again after the sizes
         start = max((g for g in gaps if g < heads[0]), default=0)  # "Wire Wrap Sleeve 3 mm ... Heat Shrink Tubing"
@@ -202,6 +207,7 @@ def ends_plural(name: str) -> bool:
         and last not in _SINGULAR_S
 
 
+_TRADEMARK = regex.compile(r"^\p{Lu}?\p{Ll}+\p{Lu}\p{L}*$")  # a capital inside the word: KimWipes, PhysioGuard, iPad
 _SINGULAR_S = frozenset("series species news lens gas chassis canvas atlas bias plus thermos kudos".split())
 
 
@@ -210,8 +216,9 @@ def _fit(brand: str, words: list[str], limit: int) -> str:
     the second half of a compound ("Self Drilling Screws" is not cut to "Drilling Screws") or on a linking word."""
     cut = max(len(words) - MAX_PRODUCT_WORDS, 0)
     while cut < len(words):
-        while cut and cut < len(words) - 1 and (words[cut].lower() in _LINKING or _CONTINUES.match(words[cut])):
-            cut += 1
+        while cut and cut < len(words) - 1 and (words[cut].lower() in _LINKING or _CONTINUES.match(words[cut])
+                                                or _TRADEMARK.match(words[cut + 1])):
+            cut += 1  # nor on the word before a trademark: "KimWipes Delicate Task Wipers", not "Science KimWipes .."
         name = " ".join(([brand] if brand else []) + words[cut:])
         if len(name) <= limit:
             return name

@@ -86,6 +86,9 @@ class Draft:
 _LINE = {k: re.compile(rf"^\s*\**{k}\**\s*[:：]\s*(.*)$", re.I | re.M) for k in ("title", "body")}
 
 
+_HAN_END = re.compile(r"[\u4e00-\u9fff]$")
+
+
 def _clean(s: str) -> str:
     s = s.strip().strip("*").strip()
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'“”":
@@ -94,7 +97,8 @@ def _clean(s: str) -> str:
 
 
 def parse_title_body(completion: str, prefix: str = GENERATION_PREFIX) -> tuple[str, str]:
-    """Split a ``Title: ..`` / ``Body: ..`` completion into its two lines (missing parts are empty)."""
+    """Split a ``Title: ..`` / ``Body: ..`` completion into its two lines (missing parts are empty); a body
+    that ends on a Chinese character gets its full stop."""
     text = prefix + completion
     title_m, body_m = _LINE["title"].search(text), _LINE["body"].search(text)
     title = _clean(title_m.group(1)) if title_m else ""
@@ -102,6 +106,8 @@ def parse_title_body(completion: str, prefix: str = GENERATION_PREFIX) -> tuple[
     if not body_m and title_m:  # the model put a newline-less answer on the title line only
         rest = text[title_m.end():].strip().splitlines()
         body = _clean(rest[0]) if rest else ""
+    if _HAN_END.search(body):  # a Chinese sentence ends on its full stop: "…去看看吧" -> "…去看看吧。"
+        body += "。"
     return title, body
 
 
