@@ -30,7 +30,7 @@ PCT = re.compile(r"(\d{1,3}(?:[.,]\d+)?)\s?[%％]")
 # an independent, deliberately plain list (the guardrails keep their own): claims need a campaign fact
 CLAIMS = {
     None: ["the best", "best ", "#1", "number one", "on the market", "in the world", "unbeatable", "top of the line",
-           "lowest price", "cheapest", "最好", "第一", "最低价", "最便宜", "最佳"],
+           "lowest price", "cheapest", "最好", "第一", "最低价", "最便宜", "最佳", "budget", "性价比"],
     "ends_at": ["today only", "limited time", "ends tonight", "ends soon", "last chance", "hurry", "限时", "今天",
                 "今日", "最后机会", "抢购"],
     "stock_left": ["left in stock", "only a few left", "while stocks last", "while supplies last", "selling fast",
