@@ -359,3 +359,14 @@ def test_a_chinese_body_ends_on_its_full_stop() -> None:
         ("你可能喜欢", "「Hearthstone Camp Stove」现售 US$39.99，去看看吧。")
     assert parse_title_body(" Hi\nBody: Tap to see it")[1] == "Tap to see it"
     assert parse_title_body(" 降价\nBody: 现价 US$9.99！")[1] == "现价 US$9.99！"
+
+
+def test_a_plural_name_takes_a_plural_verb() -> None:
+    from generator.core.names import plural_agreement
+
+    names = ["Bostitch Brads", "Tackwell 18-Gauge Brads, 5/8-Inch, 1000 per Box", "Kelvix Digital Caliper"]
+    assert plural_agreement("The Bostitch Brads is $12.49. Tap to take a look.", names) == \
+        "The Bostitch Brads are $12.49. Tap to take a look."
+    assert plural_agreement("bostitch brads has dropped", names) == "bostitch brads have dropped"
+    assert plural_agreement("The Kelvix Digital Caliper is $17.97.", names) == "The Kelvix Digital Caliper is $17.97."
+    assert plural_agreement("Bostitch Bradshaw is here", names) == "Bostitch Bradshaw is here"

@@ -229,11 +229,15 @@ def test_broken_characters_fail() -> None:
 
 
 def test_copying_the_templates_example_answer_fails() -> None:
-    from generator.check.guardrails import check_example_copy
+    from generator.check.guardrails import check_example_copy, check_sense
 
-    zh = GuardContext(items=[TENT], locale="zh_CN", example_texts=["Title: 越野跑鞋降价啦\nBody: 快来选购！"])
-    assert not check_example_copy("越野跑鞋降价啦", "Trailblazer 帐篷现价 $149.00", zh).passed
+    example = "Title: 你可能会喜欢\nBody: 越野跑鞋降价啦，快来选购！"
+    zh = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example])
+    assert not check_example_copy("帐篷", "Trailblazer 帐篷：越野跑鞋降价啦", zh).passed
     assert check_example_copy("帐篷降价啦", "Trailblazer 帐篷现价 $149.00，快来选购！", zh).passed
+    # an example's title is a hook any push may use; one about another product fails sense, not example_copy
+    assert check_example_copy("你可能会喜欢", "Trailblazer 帐篷现价 $149.00。", zh).passed
+    assert not check_sense("越野跑鞋降价啦", "Trailblazer 帐篷现价 $149.00。", zh).passed
     en = GuardContext(items=[TENT], example_texts=["Body: The Lumen LED Camping Lantern dropped to $24.00 today."])
     assert not check_example_copy("Tent", "The Lumen LED Camping Lantern dropped to $149.00", en).passed
     assert check_example_copy("Tent", "The Trailblazer 2-Person Backpacking Tent dropped to $149.00", en).passed

@@ -33,6 +33,7 @@ from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.links import deep_link
+from generator.core.names import plural_agreement
 from generator.db.store import Store
 from generator.rank.scorer import RankedItem, RankRules, Scorer
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
@@ -338,7 +339,8 @@ class CampaignRunner:
         for gen, limit in dict.fromkeys(plan.model_of[r.key] for r in pending):  # one run per model and cap
             mine = [r for r in pending if plan.model_of[r.key] == (gen, limit)]
             drafts = gen.generate(mine, n_candidates=n_cand, seed=seed, progress=advance, max_new_tokens=limit)
-            outputs.update({r.key: [Candidate.of(d) for d in o] for r, o in zip(mine, drafts, strict=True)})
+            outputs.update({r.key: [_agreed(Candidate.of(d), plan.contexts[r.key]) for d in o]
+                            for r, o in zip(mine, drafts, strict=True)})
         return outputs
 
     def choose_copy(self, campaign: Campaign, plan: Plan) -> None:
@@ -393,6 +395,15 @@ class Plan:
         for m in self.messages:
             out.setdefault(m.user.user_id, []).append(m)
         return out
+
+
+def _agreed(cand: Candidate, ctx: GuardContext) -> Candidate:
+    """English copy's verb after a plural product name made plural ("The Bostitch Brads are $12.49"); ``raw``
+    keeps what the model wrote."""
+    if language_of(ctx.locale) == "en":
+        names = [t for it in ctx.items for t in (it.display_name, it.title)]
+        cand.title, cand.body = plural_agreement(cand.title, names), plural_agreement(cand.body, names)
+    return cand
 
 
 def _stage_hook(progress: ProgressHook | None, stage: str, total: int) -> Callable[[int], None] | None:

@@ -234,8 +234,9 @@ class _Derived:
 
     @cached_property
     def example_phrases(self) -> list[frozenset[str]]:
-        """Each of the template's example answers' phrases (:func:`check_example_copy`)."""
-        return [_example_phrases(e) for e in self.ctx.example_texts]
+        """Each of the template's example answers' body phrases (:func:`check_example_copy`). Their titles are
+        hooks ("你可能会喜欢", "Picked for you"), which any push may use; a product word in one is ``sense``'s."""
+        return [_example_phrases(_EXAMPLE_TITLE.sub("", e)) for e in self.ctx.example_texts]
 
     @cached_property
     def own_phrases(self) -> frozenset[str]:
@@ -259,6 +260,9 @@ def _stems(text: str) -> frozenset[str]:
 @lru_cache(maxsize=1 << 14)
 def _bare(text: str) -> str:
     return _re(r"[\p{P}\p{S}\s]+").sub(" ", text).strip().lower()
+
+
+_EXAMPLE_TITLE = regex.compile(r"(?im)^\s*title\s*[:：].*$")
 
 
 @lru_cache(maxsize=1 << 12)
@@ -966,7 +970,7 @@ def _han_runs(text: str, n: int) -> set[str]:
 
 def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not lift phrases from the template's example answers, which are about other products:
-    no run of 5 Han characters, or of 7 words, that an example has and neither the user's items nor the brand's
+    no run of 5 Han characters, or of 7 words, that an example's body has and neither the user's items nor the brand's
     own template copy for this user (generic phrasing such as 使用优惠码) have. Following an example's shape
     with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
     text = f"{title}\n{body}"

@@ -10,6 +10,7 @@ Derived names are cached per (title, brand).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from difflib import SequenceMatcher
 from functools import lru_cache
 
@@ -205,6 +206,18 @@ def ends_plural(name: str) -> bool:
     last = regex.sub(r"[^\p{Latin}]", "", name.split()[-1]).lower() if name.split() else ""
     return len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is", "ics", "ous")) \
         and last not in _SINGULAR_S
+
+
+_PLURAL_VERB = {"is": "are", "has": "have", "was": "were"}
+
+
+def plural_agreement(text: str, names: Iterable[str]) -> str:
+    """``text`` with the verb after each plural name made plural: "The Bostitch Brads is $12.49" -> "The
+    Bostitch Brads are $12.49" (a small model copies "The X is $Y" from its examples whatever X is)."""
+    for name in (n for n in names if n and ends_plural(n) and n.lower() in text.lower()):
+        text = regex.sub(rf"(?<![\p{{L}}\p{{N}}])({regex.escape(name)})\s+(is|has|was)\b",
+                         lambda m: f"{m[1]} {_PLURAL_VERB[m[2].lower()]}", text, flags=regex.I)
+    return text
 
 
 _TRADEMARK = regex.compile(r"^\p{Lu}?\p{Ll}+\p{Lu}\p{L}*$")  # a capital inside the word: KimWipes, PhysioGuard, iPad
