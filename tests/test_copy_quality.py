@@ -370,3 +370,13 @@ def test_a_plural_name_takes_a_plural_verb() -> None:
     assert plural_agreement("bostitch brads has dropped", names) == "bostitch brads have dropped"
     assert plural_agreement("The Kelvix Digital Caliper is $17.97.", names) == "The Kelvix Digital Caliper is $17.97."
     assert plural_agreement("Bostitch Bradshaw is here", names) == "Bostitch Bradshaw is here"
+
+
+def test_copy_that_opens_on_a_field_label_fails() -> None:
+    from generator.check.guardrails import check_prompt_echo
+
+    zh = GuardContext(items=[BY_ID["L06"]], locale="zh_CN")
+    assert not check_prompt_echo("你可能会喜欢", "Price: 「Kelvix Digital Caliper」现售 US$17.97。", zh).passed
+    assert not check_prompt_echo("价格：US$17.97", "「Kelvix Digital Caliper」现售 US$17.97。", zh).passed
+    assert check_prompt_echo("你可能会喜欢", "「Kelvix Digital Caliper」现售 US$17.97，去看看吧。", zh).passed
+    assert check_prompt_echo("Price drop: 40% off", "Kelvix Digital Caliper: now $17.97.", GuardContext(items=[])).passed

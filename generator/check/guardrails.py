@@ -985,9 +985,17 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
 _LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,60}?)\s*[:：]")
 
 
+_FIELD_LABEL = regex.compile(r"\s*(?:title|body|price|price now|was|product|name|item|brand|discount|review|"
+                             r"category|标题|正文|价格|现价|原价|商品|品牌|折扣|评价)\s*[:：]", regex.I)
+
+
 def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy is not the prompt read back: none of its fact labels ("商品：", "Price now:") and none of its
-    unlabelled lines (the instruction, "写一条商品推荐推送。") come back."""
+    unlabelled lines (the instruction, "写一条商品推荐推送。") come back, and neither line opens on a field label
+    of any prompt ("Price: 「…」现售 …", "Title: …")."""
+    for part in (title, body):
+        if m := _FIELD_LABEL.match(part):
+            return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip()!r}")
     if not ctx.prompt_text:
         return CheckResult("prompt_echo", True)
     text = f"{title}\n{body}".lower()
