@@ -158,7 +158,8 @@ def test_copy_that_reads_the_prompt_back_fails() -> None:
     en = GuardContext(items=[TENT], prompt_text="Write a price-drop push.\nProduct: Tent\nPrice now: $149.00")
     assert not check_prompt_echo("Tent deal", "Price now: $149.00 for the Trailblazer tent", en).passed
     assert check_prompt_echo("Price drop: tent", "The Trailblazer tent is now $149.00", en).passed
-    assert check_prompt_echo("x", "Price now: $1", GuardContext(items=[TENT])).passed  # no prompt, no check
+    assert check_prompt_echo("x", "Now $1", GuardContext(items=[TENT])).passed  # no prompt: no prompt's labels
+    assert not check_prompt_echo("x", "Price now: $1", GuardContext(items=[TENT])).passed  # but a field label
 
 
 @pytest.mark.parametrize(("title", "body", "ok"), [

@@ -995,7 +995,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     of any prompt ("Price: 「…」现售 …", "Title: …")."""
     for part in (title, body):
         if m := _FIELD_LABEL.match(part):
-            return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip()!r}")
+            return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip().rstrip(':：').strip()!r}")
     if not ctx.prompt_text:
         return CheckResult("prompt_echo", True)
     text = f"{title}\n{body}".lower()
