@@ -61,6 +61,7 @@ def assign_cmd(
     """Assign users to arms (stored before anything is sent; a user keeps their arm)."""
     from collections import Counter
 
+    from generator.db.messages import list_messages
     from generator.experiments.ab import assign, get_experiment
 
     store = _store()
@@ -68,7 +69,7 @@ def assign_cmd(
         ids = users.split(",")
     else:
         exp = get_experiment(store, experiment)
-        ids = sorted({m.user_id for m in store.list_messages(exp.job_id)}) if exp.job_id else []
+        ids = sorted({m.user_id for m in list_messages(store, exp.job_id)}) if exp.job_id else []
     got = assign(store, experiment, ids)
     console.print(f"{len(got)} users assigned: " + ", ".join(f"{a}: {n}" for a, n in sorted(Counter(
         got.values()).items())))
