@@ -37,6 +37,8 @@ import httpx
 from sqlalchemy import select
 
 from generator.core.errors import PushgenError
+from generator.db.chunks import chunk_counts
+from generator.db.messages import count_messages
 from generator.db.store import Store
 from generator.db.tables import ApiToken, CallbackSecret, Job, JobCallback, utcnow
 
@@ -137,8 +139,8 @@ def event_body(store: Store, job: Job, event_id: str) -> dict[str, Any]:
             "job": {"id": job.id, "status": job.status, "campaign_type": job.campaign_type,
                     "created_at": job.created_at.isoformat(),
                     "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-                    "messages": store.count_messages(job.id), "expected_messages": job.total,
-                    "chunks": store.chunk_counts(job.id)}}
+                    "messages": count_messages(store, job.id), "expected_messages": job.total,
+                    "chunks": chunk_counts(store, job.id)}}
 
 
 def _promote(store: Store, now: datetime) -> int:

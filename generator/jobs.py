@@ -26,7 +26,20 @@ from generator.core.config import get_settings
 from generator.core.data import Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import STRICT
+from generator.db import jobs as db_jobs
+from generator.db.chunks import (
+    add_chunks,
+    chunk_counts,
+    chunk_indexes,
+    claim_lost_chunks,
+    finish_chunk,
+    mark_chunks_queued,
+    start_chunk,
+)
+from generator.db.jobs import find_job_by_key, get_job, set_job_status, start_due_jobs
+from generator.db.messages import count_messages
 from generator.db.store import Store
+from generator.db.suppression import suppressed
 from generator.db.tables import Job, utcnow
 from generator.review import apply_rule
 from generator.write.adapters import check_name
@@ -61,7 +74,7 @@ class JobRequest(BaseModel):
 def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> tuple[Job, bool]:
     """Store a job and its chunks. Returns (job, created); an idempotency key seen before returns that job."""
     if request.idempotency_key:
-        existing = store.find_job_by_key(request.idempotency_key)
+        existing = find_job_by_key(store, request.idempotency_key)
         if existing is not None:
             return existing, False
     settings = get_settings()
@@ -69,7 +82,7 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
     c = request.campaign
     _check_references(c, shop)
     audience = select_audience(shop, c)
-    erased = store.suppressed_users(audience)
+    erased = suppressed(store, audience)
     if erased and c.audience.user_ids is not None:
         raise PushgenError(f"audience.user_ids: {len(erased)} of these users were erased and may not be messaged "
                            "until they are restored")
@@ -78,19 +91,19 @@ def create_job(store: Store, request: JobRequest, shop: Shop | None = None) -> t
         raise PushgenError("the audience is empty")
     later = request.schedule is not None and request.schedule > utcnow()
     try:
-        job = store.create_job(kind="api", campaign_type=c.type, template=c.template or "auto",
-                               adapter=adapter_label(c), locale=c.locale, model=settings.generator_model,
-                               status="scheduled" if later else "queued",
-                               total=len(audience) * c.variants, idempotency_key=request.idempotency_key,
-                               params={"campaign": c.model_dump(mode="json"),
-                                       "schedule": request.schedule.isoformat() if request.schedule else None,
-                                       "shop": str(settings.shop_dir)})
+        job = db_jobs.create_job(store, kind="api", campaign_type=c.type, template=c.template or "auto",
+                                 adapter=adapter_label(c), locale=c.locale, model=settings.generator_model,
+                                 status="scheduled" if later else "queued",
+                                 total=len(audience) * c.variants, idempotency_key=request.idempotency_key,
+                                 params={"campaign": c.model_dump(mode="json"),
+                                         "schedule": request.schedule.isoformat() if request.schedule else None,
+                                         "shop": str(settings.shop_dir)})
     except Exception:  # a concurrent submit with the same key won the unique constraint
-        if request.idempotency_key and (existing := store.find_job_by_key(request.idempotency_key)):
+        if request.idempotency_key and (existing := find_job_by_key(store, request.idempotency_key)):
             return existing, False
         raise
     size = settings.chunk_size
-    store.add_chunks(job.id, [audience[i:i + size] for i in range(0, len(audience), size)])
+    add_chunks(store, job.id, [audience[i:i + size] for i in range(0, len(audience), size)])
     return job, True
 
 
@@ -121,10 +134,10 @@ def _runner(store: Store) -> CampaignRunner:
 
 def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | None = None) -> str:
     """Do one chunk of a job; returns the chunk's resulting status. Safe to call again for the same chunk."""
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     if job is None:
         raise PushgenError(f"no job {job_id}")
-    chunk = store.start_chunk(job_id, index)
+    chunk = start_chunk(store, job_id, index)
     if chunk.status == "done" or job.status == "cancelled":
         return _settle(store, job_id, index, "done" if chunk.status == "done" else "cancelled")
     if not chunk.user_ids:  # every user of the chunk was erased: nothing to write, and never 'everyone'
@@ -133,7 +146,7 @@ def run_chunk(store: Store, job_id: str, index: int, runner: CampaignRunner | No
         return _settle(store, job_id, index, "failed",
                        f"dead-lettered after {chunk.deliveries - 1} deliveries without finishing")
     if job.status == "queued":
-        store.set_job_status(job_id, "running")
+        set_job_status(store, job_id, "running")
     params: dict[str, Any] = job.params
     shop = cached_shop(params.get("shop") or get_settings().shop_dir)
     campaign = Campaign.model_validate(params["campaign"])
@@ -149,30 +162,30 @@ def fail_chunk(store: Store, job_id: str, index: int, error: str) -> str:
 
 
 def _settle(store: Store, job_id: str, index: int, status: str, error: str | None = None) -> str:
-    store.finish_chunk(job_id, index, status, error)
-    counts = store.chunk_counts(job_id)
+    finish_chunk(store, job_id, index, status, error)
+    counts = chunk_counts(store, job_id)
     if not any(counts.get(s) for s in UNFINISHED_CHUNK):
-        job = store.get_job(job_id)
+        job = get_job(store, job_id)
         if job is not None and job.status not in FINAL:
-            store.set_job_status(job_id, "failed" if counts.get("failed") == sum(counts.values()) else "done")
+            set_job_status(store, job_id, "failed" if counts.get("failed") == sum(counts.values()) else "done")
     return status
 
 
 def cancel_job(store: Store, job_id: str) -> Job:
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     if job is None:
         raise KeyError(job_id)
     if job.status not in FINAL:
-        store.set_job_status(job_id, "cancelled")
-    return store.get_job(job_id)
+        set_job_status(store, job_id, "cancelled")
+    return get_job(store, job_id)
 
 
 def job_status(store: Store, job_id: str) -> dict[str, Any] | None:
     """Status, progress and counts of a job (what ``GET /v1/jobs/{id}`` returns)."""
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     if job is None:
         return None
-    chunks = store.chunk_counts(job_id)
+    chunks = chunk_counts(store, job_id)
     total_chunks = sum(chunks.values())
     finished = sum(chunks.get(s, 0) for s in ("done", "failed", "cancelled"))
     return {"id": job.id, "status": job.status, "campaign_type": job.campaign_type,
@@ -180,7 +193,7 @@ def job_status(store: Store, job_id: str) -> dict[str, Any] | None:
             if job.finished_at else None, "schedule": job.params.get("schedule"),
             "idempotency_key": job.idempotency_key,
             "progress": round(finished / total_chunks, 4) if total_chunks else 1.0,
-            "chunks": chunks, "messages": store.count_messages(job_id), "expected_messages": job.total,
+            "chunks": chunks, "messages": count_messages(store, job_id), "expected_messages": job.total,
             "callback": callback_state(store, job_id)}
 
 
@@ -190,7 +203,7 @@ def run_job_inline(store: Store, job_id: str, runner: CampaignRunner | None = No
     delivery accounting."""
     max_deliveries = get_settings().max_deliveries
     if indexes is None:
-        indexes = list(range(sum(store.chunk_counts(job_id).values())))
+        indexes = list(range(sum(chunk_counts(store, job_id).values())))
     for index in indexes:
         for attempt in range(max_deliveries):
             try:
@@ -208,7 +221,7 @@ def dispatch(store: Store, job_id: str, enqueue: Enqueue | None = None) -> str:
     Returns how: ``scheduled`` (its time is still to come: :func:`recover` starts it then), ``queued``, ``unsent``
     (the broker could not be reached: the job is stored, and :func:`recover` sends it once the broker is back) or
     ``inline``."""
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     if job is None:
         raise PushgenError(f"no job {job_id}")
     if job.status == "scheduled":
@@ -234,8 +247,8 @@ def send_chunks(store: Store, job_id: str, enqueue: Enqueue, indexes: list[int] 
     """Send chunks of a job to the broker as generation tasks (default: those never sent). Each is marked
     ``queued`` first, so a send that fails leaves it for :func:`recover`. Returns how many were sent."""
     if indexes is None:
-        indexes = store.chunk_indexes(job_id, "pending")
-    store.mark_chunks_queued(job_id, indexes)
+        indexes = chunk_indexes(store, job_id, "pending")
+    mark_chunks_queued(store, job_id, indexes)
     for index in indexes:
         enqueue(job_id, index)
     return len(indexes)
@@ -257,8 +270,8 @@ def recover(store: Store, *, enqueue: Enqueue | None = None, now: datetime | Non
     settings = get_settings()
     now = now or utcnow()
     wait = settings.requeue_after if requeue_after is None else requeue_after
-    lost = store.claim_lost_chunks(now - timedelta(seconds=wait), FINAL + ("scheduled",))
-    started = store.start_due_jobs(now)  # {job: its chunks}, claimed as queued
+    lost = claim_lost_chunks(store, now - timedelta(seconds=wait), FINAL + ("scheduled",))
+    started = start_due_jobs(store, now)  # {job: its chunks}, claimed as queued
     by_job: dict[str, list[int]] = {job_id: list(indexes) for job_id, indexes in started.items()}
     for job_id, index in lost:
         by_job.setdefault(job_id, []).append(index)

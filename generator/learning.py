@@ -40,6 +40,7 @@ from generator.core.config import get_settings
 from generator.core.data import PastPush, find_table, load_table, write_table
 from generator.core.errors import PushgenError
 from generator.db import tables
+from generator.db.jobs import get_job
 from generator.db.store import Store
 from generator.db.tables import Job, Message, ReviewEvent, utcnow
 from generator.experiments import ab as ex
@@ -233,7 +234,7 @@ def _train_next_adapter(store: Store, out: Path, winner_rows: list[dict[str, Any
 def _items_file(store: Store) -> Path | None:
     folder = None
     for exp in ex.list_experiments(store):
-        job = store.get_job(exp.job_id) if exp.job_id else None
+        job = get_job(store, exp.job_id) if exp.job_id else None
         if job and (job.params or {}).get("shop"):
             folder = Path(job.params["shop"])
             break

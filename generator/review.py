@@ -36,8 +36,9 @@ from generator.core.data import Item, Shop, cached_shop
 from generator.core.errors import PushgenError
 from generator.core.inputs import InputError, check_text
 from generator.core.links import host_allowed
-from generator.db.store import Store, may
+from generator.db.store import Store
 from generator.db.tables import ApiToken, AppSecret, Job, Message, ReviewEvent, ReviewRule, ReviewSession, utcnow
+from generator.db.tokens import may
 from generator.write.prompts import default_library, format_price
 
 REVIEW_STATUSES = ("pending", "edited", "approved", "rejected")

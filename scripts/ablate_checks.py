@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generator.db.messages import list_messages
 from generator.db.store import Store  # noqa: E402
 from generator.report import MESSAGE_COLUMNS  # noqa: E402
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {(r["user_id"], r["variant"]): r for r in csv.DictReader(args.messages.open(encoding="utf-8"))}
     alone: Counter[str] = Counter()
     changed, out = 0, []
-    for m in store.list_messages(args.job):
+    for m in list_messages(store, args.job):
         cands = m.candidates or []
         for c in cands:
             fails = _failed(c)

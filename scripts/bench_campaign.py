@@ -12,8 +12,8 @@ besides the model. Each stage is timed where the runner calls it (the functions 
   guardrails    ``run_checks`` on every candidate (and on fallbacks)
   click-through ``CtrModel.score`` of candidates' texts with a stand-in encoder; MiniLM on ``--minilm-users``
   choosing      ``choose`` (passing first, no near-duplicate of copy already chosen, predicted click-through)
-  store         the message records and ``Store.save_messages`` into SQLite (the run) and PostgreSQL (the same
-                records written again, into a fresh database)
+  store         the message records and ``generator.db.messages.save_messages`` into SQLite (the run) and
+                PostgreSQL (the same records written again, into a fresh database)
   other         the rest of the runner's loop (per-user bookkeeping)
 
 The null model writes the same words for every user, naming no item: with ``--copy varied`` (the default) each
@@ -217,13 +217,12 @@ class Stages:
 
         for name, stage in (("select_audience", "audience"), ("prompt_parts", "rendering"),
                             ("generic_copy", "rendering"), ("message_facts", "rendering"),
-                            ("run_checks", "guardrails"), ("choose", "choosing")):
+                            ("run_checks", "guardrails"), ("choose", "choosing"), ("save_messages", "store")):
             self.wrap(campaign_module, name, stage)
         self.wrap(runner.scorer, "rank", "ranking")
         self.wrap(runner.prompts, "render", "rendering")
         self.wrap(generator, "generate", "generation")
         self.wrap(runner, "_score_ctr", "click-through")
-        self.wrap(runner.store, "save_messages", "store")
         self.wrap(campaign_module, "message_records", "store")  # a chunk's records at once: a timer per message
         # (two clock reads of the process's CPU time) cost as much as the record
         try:
@@ -264,6 +263,7 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
     import generator.campaign.runner as campaign_module
     from generator.campaign.runner import CampaignRunner
     from generator.campaign.spec import Campaign
+    from generator.db.jobs import create_job
     from generator.db.store import Store
     from generator.rank.scorer import Scorer
     from generator.write.generate import Generator
@@ -289,11 +289,11 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
 
         gen.generate = generate_varied
     # warm-up: one small chunk (models, templates, prefix K/V); its messages go to another job
-    warm = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
-                            model="null", status="running", total=0, params={})
+    warm = create_job(store, kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
+                      model="null", status="running", total=0, params={})
     runner.run(shop, campaign, user_ids=[u.user_id for u in shop.users[:64]], job_id=warm.id)
-    job = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
-                           model="null", status="running", total=0, params={})
+    job = create_job(store, kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
+                     model="null", status="running", total=0, params={})
     chunks_done, n_messages, records, statuses = 0, 0, [], Counter()
     t0 = time.perf_counter()
     with stages.installed(runner, gen):
@@ -319,18 +319,20 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
 
 
 def time_pg_store(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, float]:
+    from generator.db.jobs import create_job
+    from generator.db.messages import count_messages, save_messages
     from generator.db.store import Store
 
     url, drop = fresh_pg(args.pg)
     try:
         store = Store(url)
-        job = store.create_job(kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
-                               model="null", status="running", total=0, params={})
+        job = create_job(store, kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
+                         model="null", status="running", total=0, params={})
         t0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, len(records), args.chunk_size):
-            store.save_messages(job.id, records[start:start + args.chunk_size])
+            save_messages(store, job.id, records[start:start + args.chunk_size])
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        assert store.count_messages(job.id) == len(records)
+        assert count_messages(store, job.id) == len(records)
         store.engine.dispose()
     finally:
         drop()

@@ -112,10 +112,11 @@ def run_service(args: argparse.Namespace, env: dict[str, str]) -> dict:  # type:
     import redis
 
     from generator.db.store import Store
+    from generator.db.tokens import create_token
 
     configure(env)
     redis.Redis.from_url(env["PUSHGEN_BROKER_URL"]).flushdb()
-    token = Store().create_token("bench", "campaign_tool")
+    token = create_token(Store(), "bench", "campaign_tool")
     port = free_port()
     procs = [spawn(env, "serve", "--port", str(port)), spawn(env, "worker", "--queues", "cpu,gpu")]
     try:

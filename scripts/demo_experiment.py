@@ -56,7 +56,9 @@ def clone_audience(store: Any, job_id: str, shoppers: int, seed: int) -> dict[st
 
     from generator.core.config import get_settings
     from generator.core.data import load_shop
+    from generator.db.messages import save_messages
     from generator.db.tables import Message
+    from generator.experiments.devices import register
 
     with store.session() as s:
         msgs = list(s.scalars(select(Message).where(Message.job_id == job_id)))
@@ -75,8 +77,8 @@ def clone_audience(store: Any, job_id: str, shoppers: int, seed: int) -> dict[st
                             "candidates": [], "review_status": m.review_status})
         r = rng.random()
         prefix = "unregistered-" if r < 0.02 else "flaky-" if r < 0.03 else ""
-        store.add_device_token(sid, "fcm" if i % 2 == 0 else "apns", f"{prefix}{sid}-{job_id[:8]}")
-    store.save_messages(job_id, records)
+        register(store, user_id=sid, platform="fcm" if i % 2 == 0 else "apns", token=f"{prefix}{sid}-{job_id[:8]}")
+    save_messages(store, job_id, records)
     with store.session() as s:  # the clones carry their source's review decision
         from sqlalchemy import update
 
@@ -123,6 +125,7 @@ def run_demo(store: Any, job_id: str, out: Path, *, shoppers: int = 4000, days: 
     """Steps 2-5 of the module doc on ``job_id``; returns the report's summary."""
     import httpx
 
+    from generator.db.tokens import create_token
     from generator.experiments import ab as ex
     from generator.experiments.report import summary, write_report
     from workers.api import create_app
@@ -151,7 +154,7 @@ def run_demo(store: Any, job_id: str, out: Path, *, shoppers: int = 4000, days: 
         for s in senders:
             s.close()
     events = simulate_outcomes(store, exp.id, days=days, ctr={"A": ctr_a, "B": ctr_b}, seed=seed)
-    token = store.create_token("demo-app", "campaign_tool")
+    token = create_token(store, "demo-app", "campaign_tool")
     with _UvicornStandIn(create_app(store)) as api, httpx.Client(base_url=api.url, timeout=60) as client:
         stored = dup = 0
         for k in range(0, len(events), 1000):

@@ -24,10 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from generator.core.config import DEFAULT_BRAND  # noqa: E402
+from generator.db.jobs import create_job  # noqa: E402
+from generator.db.messages import save_messages  # noqa: E402
 from generator.db.store import Store  # noqa: E402
 from generator.db.tables import Message  # noqa: E402
 from generator.experiments import ab as ex  # noqa: E402
 from generator.experiments import holdout  # noqa: E402
+from generator.experiments.devices import register  # noqa: E402
 from workers.senders import DryRunSender  # noqa: E402
 
 BRAND = DEFAULT_BRAND
@@ -35,15 +38,15 @@ BRAND = DEFAULT_BRAND
 
 def campaign_job(store: Store, users: list[str], week: int) -> str:
     """A done, approved A/B job of the brand's weekly campaign."""
-    job = store.create_job(kind="api", campaign_type="price_drop", template="price_drop.en", adapter=None,
-                           locale="en_US", model="demo", status="done", total=2 * len(users),
-                           params={"campaign": {"name": f"week-{week}", "type": "price_drop", "variants": 2,
-                                                "brand": BRAND}})
-    store.save_messages(job.id, [{"user_id": u, "variant": v, "title": f"Week {week}: your pick is on sale",
-                                  "body": f"Variant {v}: now 20% off.", "deep_link": f"https://shop/p/{u}",
-                                  "item_ids": ["I1"], "prompt": "", "template": "price_drop.en", "status": "passed",
-                                  "guardrails": [], "candidates": [], "ranked_items": [{"item_id": "I1"}]}
-                                 for u in users for v in range(2)])
+    job = create_job(store, kind="api", campaign_type="price_drop", template="price_drop.en", adapter=None,
+                     locale="en_US", model="demo", status="done", total=2 * len(users),
+                     params={"campaign": {"name": f"week-{week}", "type": "price_drop", "variants": 2,
+                                          "brand": BRAND}})
+    save_messages(store, job.id, [{"user_id": u, "variant": v, "title": f"Week {week}: your pick is on sale",
+                            "body": f"Variant {v}: now 20% off.", "deep_link": f"https://shop/p/{u}",
+                            "item_ids": ["I1"], "prompt": "", "template": "price_drop.en", "status": "passed",
+                            "guardrails": [], "candidates": [], "ranked_items": [{"item_id": "I1"}]}
+                           for u in users for v in range(2)])
     with store.session() as s:
         s.execute(update(Message).where(Message.job_id == job.id).values(review_status="approved"))
     return job.id
@@ -83,7 +86,7 @@ def main() -> None:
         control = holdout.set_control(store, BRAND, args.share, salt=f"demo-{args.seed}")
         users = [f"U{i:06d}" for i in range(args.users)]
         for u in users:
-            store.add_device_token(u, "fcm", f"tok-{u}")
+            register(store, user_id=u, platform="fcm", token=f"tok-{u}")
         for week in range(1, args.campaigns + 1):
             exp = ex.create_experiment(store, campaign_job(store, users, week), holdout=0,
                                        rules=ex.SendRules(frequency_cap=0, quiet_start=0, quiet_end=0))

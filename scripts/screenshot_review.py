@@ -30,6 +30,7 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
 
     from generator.core.config import get_settings
     from generator.db.store import Store
+    from generator.db.tokens import create_token
 
     os.environ.setdefault("PUSHGEN_REVIEW_IMAGE_HOSTS", '["shop.example.com"]')  # the sample shop's pictures
     get_settings.cache_clear()
@@ -39,7 +40,7 @@ def take(out: Path, *, chromium: str = CHROMIUM, browser: Any = None) -> Path:
         from rich_fixtures import enable_rich
 
         enable_rich(store, job_id, policy={"guidelines": GUIDELINES})  # previews with images; brand rules
-        token = store.create_token("alice", "reviewer")
+        token = create_token(store, "alice", "reviewer")
         with LiveServer(store) as server:
             if browser is not None:
                 _shoot(browser, server.url, token, job_id, out)

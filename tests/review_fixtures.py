@@ -9,6 +9,8 @@ from typing import Any
 from generator.campaign.spec import Campaign
 from generator.core.config import get_settings
 from generator.core.data import load_shop
+from generator.db.jobs import create_job
+from generator.db.messages import save_messages
 from generator.db.store import Store
 from generator.db.tables import Job, Message
 from generator.rank.scorer import RankedItem
@@ -31,9 +33,9 @@ def seed_review_job(store: Store, *, users: int = 4, variants: int = 1, xss: boo
                   and not any(c.isdigit() for c in i.title)]
     people = [u for u in shop.users if u.locale.startswith("en") and u.push_opt_in][:users]
     campaign = Campaign(name="spring-sale", type="price_drop", variants=variants, adapter="brand-en")
-    job: Job = store.create_job(kind="api", campaign_type="price_drop", template="auto", adapter="brand-en",
-                                locale=None, model="smollm2-135m", status="done", total=len(people) * variants,
-                                params={"campaign": campaign.model_dump(mode="json"), "shop": str(shop_dir)})
+    job: Job = create_job(store, kind="api", campaign_type="price_drop", template="auto", adapter="brand-en",
+                          locale=None, model="smollm2-135m", status="done", total=len(people) * variants,
+                          params={"campaign": campaign.model_dump(mode="json"), "shop": str(shop_dir)})
     records: list[dict[str, Any]] = []
     for n, user in enumerate(people):
         items = discounted[3 * n:3 * n + 3]
@@ -56,7 +58,7 @@ def seed_review_job(store: Store, *, users: int = 4, variants: int = 1, xss: boo
         ranked[1]["title"] = XSS_ITEM
         records.append(_record(job, "U-XSS", 0, XSS_TITLE, "<b>bold</b> & <i>more</i>", ranked, items[0].url,
                                ctr=0.01))
-    store.save_messages(job.id, records)
+    save_messages(store, job.id, records)
     return job.id
 
 

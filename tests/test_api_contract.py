@@ -13,6 +13,7 @@ from schemathesis import GenerationMode
 
 from generator.db.store import Store
 from generator.db.tables import Erasure, Job, JobChunk, Message
+from generator.db.tokens import create_token
 
 ROLES = ("campaign_tool", "reviewer", "admin")
 GOOD = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 2}}
@@ -23,7 +24,7 @@ def app_store():  # type: ignore[no-untyped-def]
     from workers.api import create_app
 
     store = Store()
-    return create_app(store), store, {r: store.create_token(r, r) for r in ROLES}
+    return create_app(store), store, {r: create_token(store, r, r) for r in ROLES}
 
 
 def _stored(store: Store) -> dict[str, int]:

@@ -20,8 +20,10 @@ from generator.check.guardrails import DEFAULT_CHECKS, BrandPolicy, GuardContext
 from generator.core.config import get_settings
 from generator.core.data import Item, Shop, User
 from generator.core.errors import DataError
+from generator.db.messages import list_messages
 from generator.db.store import Store
 from generator.db.tables import Job
+from generator.db.tokens import create_token
 from generator.rank.scorer import RankedItem
 
 LAMP = Item(item_id="L1", title="Aurora LED Desk Lamp", brand="Aurora", price=Decimal("40.00"),
@@ -108,7 +110,7 @@ def test_bad_guidelines_are_refused_naming_the_field(rules, field, tmp_path: Pat
 
     store = Store()
     client = TestClient(create_app(store))
-    auth = {"Authorization": f"Bearer {store.create_token('t', 'campaign_tool')}"}
+    auth = {"Authorization": f"Bearer {create_token(store, 't', 'campaign_tool')}"}
     r = client.post("/v1/jobs", json={"campaign": {"type": "price_drop", "policy": {"guidelines": rules}}},
                     headers=auth)
     assert r.status_code == 422 and field in json.dumps(r.json()["detail"])
@@ -180,7 +182,7 @@ def test_a_reviewers_edit_is_held_to_the_guidelines() -> None:
     store = Store()
     job_id = seed_review_job(store, users=1, flagged=0)
     enable_rich(store, job_id, policy={"guidelines": {"emoji": "off", "locales": {"*": {"banned": ["hurry"]}}}})
-    m = store.list_messages(job_id)[0]
+    m = list_messages(store, job_id)[0]
     who = review.Reviewer(name="alice", role="reviewer", token_id=None)
     _, results = review.edit(store, m.id, who, m.title, m.body + " Hurry!")
     assert any(r.name == "brand" and not r.passed and "hurry" in r.reason for r in results)

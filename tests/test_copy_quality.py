@@ -379,4 +379,5 @@ def test_copy_that_opens_on_a_field_label_fails() -> None:
     assert not check_prompt_echo("你可能会喜欢", "Price: 「Kelvix Digital Caliper」现售 US$17.97。", zh).passed
     assert not check_prompt_echo("价格：US$17.97", "「Kelvix Digital Caliper」现售 US$17.97。", zh).passed
     assert check_prompt_echo("你可能会喜欢", "「Kelvix Digital Caliper」现售 US$17.97，去看看吧。", zh).passed
-    assert check_prompt_echo("Price drop: 40% off", "Kelvix Digital Caliper: now $17.97.", GuardContext(items=[])).passed
+    en = GuardContext(items=[BY_ID["L06"]])
+    assert check_prompt_echo("Price drop: 40% off", "Kelvix Digital Caliper: now $17.97.", en).passed

@@ -13,6 +13,7 @@ import pytest
 
 from generator.check.guardrails import mentions_item
 from generator.core.data import load_shop
+from generator.db.messages import list_messages
 from generator.db.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def test_demo_writes_checked_messages_and_stores_the_job(tmp_path: Path) -> None
     html = (out / "review.html").read_text(encoding="utf-8")
     assert html.count('class="msg ') == 5 and "<script" not in html.lower()
     job_line = next(line for line in proc.stdout.splitlines() if line.startswith("job "))
-    stored = Store().list_messages(job_line.split()[1])
+    stored = list_messages(Store(), job_line.split()[1])
     assert sorted(m.user_id for m in stored) == sorted(r["user_id"] for r in rows)
     assert all(m.guardrails and m.prompt and m.ranked_items for m in stored)
 

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from generator.db.store import Store
 from generator.db.tables import DeviceToken
+from generator.db.tokens import create_token
 from generator.experiments import ab as ex
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy
@@ -29,7 +30,7 @@ def api(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, Store, dic
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
     store = Store(url)
     client = TestClient(create_app(store))
-    tokens = {r: {"Authorization": f"Bearer {store.create_token(r, r)}"} for r in ("campaign_tool", "reviewer",
+    tokens = {r: {"Authorization": f"Bearer {create_token(store, r, r)}"} for r in ("campaign_tool", "reviewer",
                                                                                     "admin")}
     yield client, store, tokens
     store.engine.dispose()
@@ -105,7 +106,7 @@ def test_bad_token_in_the_path_is_4xx() -> None:
 
     store = Store()
     client = TestClient(create_app(store))
-    auth = {"Authorization": f"Bearer {store.create_token('t', 'campaign_tool')}"}
+    auth = {"Authorization": f"Bearer {create_token(store, 't', 'campaign_tool')}"}
     r = client.delete("/v1/devices/" + "x" * 1025, headers=auth)
     assert r.status_code == 422 and "token" in r.text
 

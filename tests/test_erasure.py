@@ -18,9 +18,14 @@ from generator.core.config import REPO_ROOT, get_settings
 from generator.core.data import load_shop
 from generator.core.errors import PushgenError
 from generator.db import suppression
+from generator.db.chunks import finish_chunk
+from generator.db.jobs import create_job
+from generator.db.messages import count_messages, list_messages, save_messages
 from generator.db.store import Store
+from generator.db.suppression import erasures, suppressed
 from generator.db.tables import Base, Message
 from generator.experiments import ab as ex
+from generator.experiments.devices import register
 from workers.senders.dryrun import DryRunSender
 
 USER, OTHER = "ERASE-ME-4711", "U061"
@@ -60,16 +65,16 @@ def _scenario(store: Store, shop: Path) -> dict[str, str]:
     campaign = Campaign(type="price_drop", variants=2, audience=Audience(user_ids=[USER, OTHER]))
     request = jobs.JobRequest(campaign=campaign, idempotency_key=f"campaign-7-{USER}")
     job, _ = jobs.create_job(store, request, shop=load_shop(shop))
-    store.finish_chunk(job.id, 0, "failed", f"unknown user ids: ['{USER}']")
-    store.save_messages(job.id, _records(USER, True) + _records(OTHER, False))
+    finish_chunk(store, job.id, 0, "failed", f"unknown user ids: ['{USER}']")
+    save_messages(store, job.id, _records(USER, True) + _records(OTHER, False))
     with store.session() as s:
         ids = {(m.user_id, m.variant): m.id for m in s.scalars(select(Message).where(Message.job_id == job.id))}
     who = review.Reviewer("alice", "reviewer")
     for user in (USER, OTHER):
         review.approve(store, ids[(user, 0)], who)
     review.reject(store, ids[(USER, 1)], who, MINE["reason"])
-    store.add_device_token(USER, "fcm", MINE["token"])
-    store.add_device_token(OTHER, "fcm", "token-of-another")
+    register(store, user_id=USER, platform="fcm", token=MINE["token"])
+    register(store, user_id=OTHER, platform="fcm", token="token-of-another")
     exp = ex.create_experiment(store, job.id, variants=[0], holdout=0, rules=ex.SendRules(quiet_start=0, quiet_end=0))
     ex.assign(store, exp.id, [USER, OTHER])
     assert ex.send(store, exp.id, DryRunSender(platform="fcm"), timezones={}) == {"sent": 2}
@@ -135,7 +140,7 @@ def _erased_stays_erased(store: Store, ids: dict[str, str]) -> None:
         review.reject(store, int(ids["message"]), review.Reviewer("alice", "reviewer"), "again")
     approved = review.list_messages(store, ids["job"], review_status="approved")
     assert [m.user_id for m in approved] == [OTHER]
-    erased = [m for m in store.list_messages(ids["job"]) if m.status == "erased"]
+    erased = [m for m in list_messages(store, ids["job"]) if m.status == "erased"]
     assert len(erased) == 2 and {m.review_status for m in erased} == {"erased"}
     assert all(m.ranked_items == m.item_ids == m.candidates == m.guardrails == [] for m in erased)
     assert len({m.user_id for m in erased}) == 1 and erased[0].user_id.startswith("erased:")
@@ -145,9 +150,9 @@ def _erased_stays_erased(store: Store, ids: dict[str, str]) -> None:
     assert ex.record_events(store, [{"event_id": MINE["event"], "type": "opened", "send_id": next(
         s.id for s in ex.sends(store, ids["experiment"]) if s.user_id.startswith("erased:"))}]) == \
         {"stored": 0, "duplicate": 1}  # a repost of the same event is still recognised
-    [record] = store.erasures(USER)
+    [record] = erasures(store, USER)
     assert record.user_hash not in (hashlib.sha256(USER.encode()).hexdigest(), USER)
-    assert [c for c in store.list_messages(ids["job"]) if c.user_id == OTHER][0].title == "Lamp on sale"
+    assert [c for c in list_messages(store, ids["job"]) if c.user_id == OTHER][0].title == "Lamp on sale"
 
 
 def test_an_erased_user_is_never_targeted_again_until_restored(shop: Path) -> None:
@@ -164,7 +169,7 @@ def test_an_erased_user_is_never_targeted_again_until_restored(shop: Path) -> No
     named = jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(user_ids=[OTHER, USER])))
     with pytest.raises(PushgenError, match="erased"):
         jobs.create_job(store, named, shop=shop_rows)
-    assert store.save_messages(job.id, _records(USER, True)) == 0  # a chunk that was running meanwhile writes nothing
+    assert save_messages(store, job.id, _records(USER, True)) == 0  # a chunk that was running meanwhile writes nothing
     assert suppression.restore_user(store, USER) and not suppression.restore_user(store, USER)
     job, _ = jobs.create_job(store, named, shop=shop_rows)
     assert job.total == 2
@@ -181,7 +186,7 @@ def test_a_chunk_left_empty_by_an_erasure_generates_nothing(shop: Path) -> None:
             raise AssertionError("an empty chunk must never run (it would mean everyone)")
 
     assert jobs.run_chunk(store, job.id, 0, runner=Boom()) == "done"  # type: ignore[arg-type]
-    assert store.count_messages(job.id) == 0
+    assert count_messages(store, job.id) == 0
 
 
 def test_access_logs_never_name_the_erased_user() -> None:
@@ -200,7 +205,7 @@ def test_migration_0006_rekeys_old_erasures_and_pseudonyms(tmp_path: Path) -> No
 
     store = Store(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
     store.migrate("0005")
-    job = store.create_job(campaign_type="c", template="t", model="m", params={})
+    job = create_job(store, campaign_type="c", template="t", model="m", params={})
     old_id = f"erased:{uuid.uuid5(uuid.NAMESPACE_URL, job.id + USER)}"
     with store.engine.begin() as conn:
         conn.execute(text("INSERT INTO erasures (user_hash, requested_by, counts, created_at) VALUES "
@@ -210,9 +215,9 @@ def test_migration_0006_rekeys_old_erasures_and_pseudonyms(tmp_path: Path) -> No
                           "(:j, :u, 0, '', '', '[\"SKU-1\"]', '', 't', 'erased', '[]', '[]', '[]', 'approved', "
                           "'2026-01-01')"), {"j": job.id, "u": old_id})
     store.migrate()
-    assert [r.id for r in store.erasures(USER)] == [1]  # found by the keyed hash of the same id
-    assert store.suppressed_users([USER, OTHER]) == {USER}
-    [m] = store.list_messages(job.id)
+    assert [r.id for r in erasures(store, USER)] == [1]  # found by the keyed hash of the same id
+    assert suppressed(store, [USER, OTHER]) == {USER}
+    [m] = list_messages(store, job.id)
     assert m.user_id != old_id and m.user_id.startswith("erased:") and m.item_ids == [] and m.review_status == "erased"
 
 
@@ -221,6 +226,6 @@ def test_privacy_commands_erase_and_restore(shop: Path) -> None:
 
     r = pushgen("privacy", "erase", USER, "--by", "dpo")
     assert r.returncode == 0 and USER not in r.stdout and '"users_erased": 1' in r.stdout, r.stderr
-    assert Store().suppressed_users([USER]) == {USER}
-    assert pushgen("privacy", "restore", USER).returncode == 0 and Store().suppressed_users([USER]) == set()
+    assert suppressed(Store(), [USER]) == {USER}
+    assert pushgen("privacy", "restore", USER).returncode == 0 and suppressed(Store(), [USER]) == set()
     assert_one_line_error(pushgen("privacy", "restore", USER), "not on the suppression list")

@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import update
 
 from generator import erasure
+from generator.db.jobs import create_job
 from generator.db.store import Store
 from generator.db.tables import Message
+from generator.db.tokens import create_token
 from generator.experiments import ab as ex
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import DryRunSender
@@ -232,7 +234,7 @@ def test_events_api_stores_once_checks_roles_and_names_bad_fields(store: Store) 
                                rules=ex.SendRules(quiet_start=0, quiet_end=0))
     ex.assign(store, exp.id, users)
     ex.send(store, exp.id, DryRunSender(platform="fcm"), timezones={}, now=NOON_UTC)
-    tool, reviewer = store.create_token("shop", "campaign_tool"), store.create_token("bob", "reviewer")
+    tool, reviewer = create_token(store, "shop", "campaign_tool"), create_token(store, "bob", "reviewer")
     client = TestClient(create_app(store))
     body = {"events": [{"event_id": "ev-1", "type": "clicked", "experiment_id": exp.id, "user_id": "u6"},
                        {"event_id": "ev-2", "type": "converted", "experiment_id": exp.id, "user_id": "u6",
@@ -285,8 +287,8 @@ def test_report_writes_plots_and_html_and_picks_the_clear_winner(store: Store, t
 
 
 def test_users_assigned_before_generation_wait_for_approved_copy(store: Store) -> None:
-    job = store.create_job(kind="api", campaign_type="price_drop", template="auto", adapter=None, locale="en_US",
-                           model="m", status="queued", total=4, params={"campaign": {"variants": 2}})
+    job = create_job(store, kind="api", campaign_type="price_drop", template="auto", adapter=None, locale="en_US",
+                     model="m", status="queued", total=4, params={"campaign": {"variants": 2}})
     exp = ex.create_experiment(store, job.id, holdout=0, salt=GOLDEN_SALT,
                                rules=ex.SendRules(quiet_start=0, quiet_end=0))
     assert [a.variant for a in ex.arms(store, exp.id)] == [0, 1]  # from the campaign: nothing generated yet

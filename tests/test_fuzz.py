@@ -24,6 +24,7 @@ from generator.core.data import CONTRACTS, load_table
 from generator.core.errors import PushgenError
 from generator.db.store import Store
 from generator.db.tables import Erasure, Job, JobChunk, Message, ReviewEvent
+from generator.db.tokens import create_token
 from tests.review_fixtures import seed_review_job
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -111,7 +112,7 @@ def api(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
     monkeypatch.setattr(jobs, "run_job_inline", lambda *a, **k: None)  # a valid job is stored, not generated
     store = Store()
-    tokens = {r: store.create_token(r, r) for r in ("campaign_tool", "reviewer", "admin")}
+    tokens = {r: create_token(store, r, r) for r in ("campaign_tool", "reviewer", "admin")}
     return TestClient(create_app(store), raise_server_exceptions=False), store, tokens
 
 

@@ -15,6 +15,9 @@ from generator.core import data
 from generator.core.config import REPO_ROOT, get_settings
 from generator.core.data import load_shop
 from generator.db.store import Store
+from generator.db.suppression import erasures, suppressed
+from generator.db.tokens import create_token
+from generator.experiments.devices import list_devices, register
 
 SHOP = REPO_ROOT / "examples" / "shop"
 USER, OTHER = "U069", "U061"  # both have events and reviews in the sample shop
@@ -34,8 +37,8 @@ def erasable(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     store = Store()
     client = TestClient(create_app(store))
-    admin = store.create_token("dpo-desk", "admin")
-    tool = store.create_token("shop", "campaign_tool")
+    admin = create_token(store, "dpo-desk", "admin")
+    tool = create_token(store, "shop", "campaign_tool")
     yield client, store, shop, {"Authorization": f"Bearer {admin}"}, {"Authorization": f"Bearer {tool}"}
     jobs._RUNNERS.clear()
 
@@ -45,9 +48,9 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
     campaign = {"type": "price_drop", "candidates": 1, "retries": 0, "variants": 2,
                 "audience": {"user_ids": [USER, OTHER]}}
     job_id = client.post("/v1/jobs", json={"campaign": campaign}, headers=tool).json()["id"]
-    store.add_device_token(USER, "fcm", "fcm-token-of-the-user")
-    store.add_device_token(USER, "apns", "apns-token-of-the-user")
-    store.add_device_token(OTHER, "fcm", "fcm-token-of-another")
+    register(store, user_id=USER, platform="fcm", token="fcm-token-of-the-user")
+    register(store, user_id=USER, platform="apns", token="apns-token-of-the-user")
+    register(store, user_id=OTHER, platform="fcm", token="fcm-token-of-another")
     before = load_shop(shop)
     data.cached_shop(shop)  # a worker's cached copy, which must not outlive the erasure
     mine = {k: sum(r.user_id == USER for r in getattr(before, k)) for k in ("events", "reviews")}
@@ -66,7 +69,8 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
         assert [row for row in getattr(after, kind)] == [row for row in getattr(before, kind) if row.user_id != USER]
     assert not any(USER in p.read_text(encoding="utf-8") for p in (shop / "events.csv", shop / "reviews.csv"))
     assert not [e for e in data.cached_shop(shop).events if e.user_id == USER]
-    assert store.device_tokens(USER) == [] and [t.token for t in store.device_tokens(OTHER)] == ["fcm-token-of-another"]
+    assert list_devices(store, USER) == []
+    assert [d["token"] for d in list_devices(store, OTHER)] == ["fcm-token-of-another"]
 
     msgs = client.get(f"/v1/jobs/{job_id}/messages", headers=tool).json()["messages"]
     assert USER not in {m["user_id"] for m in msgs}
@@ -74,7 +78,7 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
     assert len(erased) == 2 and all(m["title"] == m["body"] == "" and m["deep_link"] is None for m in erased)
     assert sum(m["user_id"] == OTHER and m["title"] != "" for m in msgs) == 2
 
-    [record] = store.erasures(USER)
+    [record] = erasures(store, USER)
     assert record.requested_by == "dpo-desk (admin)"
     assert record.user_hash != hashlib.sha256(USER.encode()).hexdigest()  # keyed: nobody can recompute it
     assert record.counts == {"events": mine["events"], "reviews": mine["reviews"], "users": 1, "messages": 2,
@@ -84,16 +88,16 @@ def test_erasure_removes_the_users_data_everywhere_and_records_it(erasable) -> N
     again = client.delete(f"/v1/users/{USER}", headers=admin).json()  # asking twice is harmless, and recorded
     assert again["events_erased"] == again["messages_erased"] == again["device_tokens_erased"] == 0
     assert again["users_erased"] == 0
-    assert len(store.erasures(USER)) == 2 and store.erasures(OTHER) == []
+    assert len(erasures(store, USER)) == 2 and erasures(store, OTHER) == []
 
 
 def test_erasure_needs_the_admin_role_and_then_changes_nothing(erasable) -> None:  # type: ignore[no-untyped-def]
     client, store, shop, _, tool = erasable
     events = (shop / "events.csv").read_bytes()
-    store.add_device_token(USER, "fcm", "t")
+    register(store, user_id=USER, platform="fcm", token="t")
     assert client.delete(f"/v1/users/{USER}", headers=tool).status_code == 403
     assert client.delete(f"/v1/users/{USER}").status_code == 401
-    assert (shop / "events.csv").read_bytes() == events and store.erasures() == [] and store.device_tokens(USER)
+    assert (shop / "events.csv").read_bytes() == events and erasures(store) == [] and list_devices(store, USER)
 
 
 def test_without_a_configured_shop_the_bundled_sample_is_never_rewritten(
@@ -106,5 +110,5 @@ def test_without_a_configured_shop_the_bundled_sample_is_never_rewritten(
     store = Store()
     out = privacy.erase_user(store, USER, requested_by="test")
     assert out["events_erased"] == out["reviews_erased"] == out["users_erased"] == 0
-    assert len(store.erasures(USER)) == 1 and store.suppressed_users([USER, OTHER]) == {USER}
+    assert len(erasures(store, USER)) == 1 and suppressed(store, [USER, OTHER]) == {USER}
     assert {p.name: p.read_bytes() for p in SHOP.glob("*.csv")} == digest

@@ -25,8 +25,12 @@ from procs import wait_for
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
+from generator.db.chunks import chunk_counts, chunk_indexes
+from generator.db.jobs import get_job
+from generator.db.messages import list_messages
 from generator.db.store import Store
 from generator.db.tables import Job, Message
+from generator.db.tokens import create_token
 
 REDIS = "redis://127.0.0.1:6379"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"  # + the virtual host
@@ -96,7 +100,7 @@ def _redis_left_running() -> Iterator[None]:
 
 
 def _messages(store: Store, job_id: str) -> list[Message]:
-    return store.list_messages(job_id)
+    return list_messages(store, job_id)
 
 
 def test_broker_restart_mid_job_then_the_job_completes_with_one_message_per_user_and_variant(
@@ -115,19 +119,19 @@ def test_broker_restart_mid_job_then_the_job_completes_with_one_message_per_user
     assert jobs.dispatch(store, job.id, enqueue) == "queued"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _redis_left_running(), _running(worker):
-        wait_for(lambda: store.chunk_counts(job.id).get("done", 0) >= 2, timeout=180, every=0.05)
+        wait_for(lambda: chunk_counts(store, job.id).get("done", 0) >= 2, timeout=180, every=0.05)
         subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], check=False,
                        capture_output=True)
         wait_for(lambda: not _redis_up(), timeout=30, every=0.1)
-        at_restart = store.chunk_counts(job.id)
+        at_restart = chunk_counts(store, job.id)
         subprocess.run(REDIS_START, check=True)
         wait_for(_redis_up, timeout=30, every=0.1)
         assert at_restart.get("done", 0) < 16  # in the middle of the job: chunks were still in the broker ...
         assert redis.Redis.from_url(f"{REDIS}/{db}").llen("gpu") == 0  # ... and the restart lost them
-        wait_for(lambda: store.get_job(job.id).status in jobs.FINAL, timeout=180)
+        wait_for(lambda: get_job(store, job.id).status in jobs.FINAL, timeout=180)
         assert worker.poll() is None  # the same worker reconnected and carried on
-    assert store.get_job(job.id).status == "done"
-    assert store.chunk_counts(job.id) == {"done": 16}
+    assert get_job(store, job.id).status == "done"
+    assert chunk_counts(store, job.id) == {"done": 16}
     msgs = _messages(store, job.id)
     assert len(msgs) == 32 and len({(m.user_id, m.variant) for m in msgs}) == 32
     store.engine.dispose()
@@ -183,16 +187,17 @@ def test_a_job_over_rabbitmq_completes_and_a_scheduled_one_starts_at_its_time(
 
     assert jobs.dispatch(store, now_job.id, enqueue) == "queued"
     assert jobs.dispatch(store, later_job.id, enqueue) == "scheduled"
-    assert store.get_job(later_job.id).status == "scheduled"
+    assert get_job(store, later_job.id).status == "scheduled"
     worker = _spawn(env, "worker", "--queues", "cpu,gpu")
     with _running(worker):
         try:
-            wait_for(lambda: all(store.get_job(j).status in jobs.FINAL for j in (now_job.id, later_job.id)), timeout=90)
+            wait_for(lambda: all(get_job(store, j).status in jobs.FINAL for j in (now_job.id, later_job.id)),
+                     timeout=90)
         except TimeoutError:
-            states = {j: (store.get_job(j).status, store.chunk_indexes(j, "queued"), store.chunk_indexes(j, "pending"))
-                      for j in (now_job.id, later_job.id)}
+            states = {j: (get_job(store, j).status, chunk_indexes(store, j, "queued"),
+                          chunk_indexes(store, j, "pending")) for j in (now_job.id, later_job.id)}
             raise AssertionError(f"jobs not finished: {states}") from None
-    assert store.get_job(now_job.id).status == store.get_job(later_job.id).status == "done"
+    assert get_job(store, now_job.id).status == get_job(store, later_job.id).status == "done"
     first = _messages(store, now_job.id)
     assert len(first) == 4 and len({m.user_id for m in first}) == 4
     scheduled = _messages(store, later_job.id)
@@ -217,7 +222,7 @@ def test_a_thousand_jobs_submitted_at_once_over_http_all_complete(
     redis.Redis.from_url(f"{REDIS}/{db}").flushdb()
     env = _configure(monkeypatch, pg_url, f"{REDIS}/{db}", models, PUSHGEN_CHUNK_SIZE="1")
     store = Store(pg_url)
-    token = store.create_token("bulk", "campaign_tool")
+    token = create_token(store, "bulk", "campaign_tool")
     port = _free_port()
     api = _spawn(env, "serve", "--port", str(port))
     workers = [_spawn(env, "worker", "--queues", "cpu,gpu") for _ in range(2)]

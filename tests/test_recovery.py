@@ -12,8 +12,12 @@ from fastapi.testclient import TestClient
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
+from generator.db.chunks import mark_chunks_queued, start_chunk
+from generator.db.jobs import get_job
+from generator.db.messages import count_messages, list_messages
 from generator.db.store import Store
 from generator.db.tables import JobChunk
+from generator.db.tokens import create_token
 
 CAMPAIGN = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 3}}
 
@@ -30,7 +34,7 @@ def api(tiny_llama: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
 
     store = Store()
     client = TestClient(create_app(store))
-    yield client, store, {"Authorization": f"Bearer {store.create_token('tool', 'campaign_tool')}"}
+    yield client, store, {"Authorization": f"Bearer {create_token(store, 'tool', 'campaign_tool')}"}
     jobs._RUNNERS.clear()
 
 
@@ -47,7 +51,7 @@ def test_a_future_schedule_holds_the_job_until_a_recovery_pass_after_its_time(ap
     job_id = r.json()["id"]
     assert r.json()["status"] == "scheduled" and r.json()["schedule"] == at.isoformat()
     assert jobs.recover(store) == {"scheduled": 0, "chunks": 0}  # not due yet: nothing runs
-    assert store.get_job(job_id).status == "scheduled" and store.count_messages(job_id) == 0
+    assert get_job(store, job_id).status == "scheduled" and count_messages(store, job_id) == 0
     assert {c.status for c in _chunks(store, job_id).values()} == {"pending"}
     cancelled = client.post("/v1/jobs", json={"campaign": CAMPAIGN, "schedule": at.isoformat()}, headers=auth)
     assert client.post(f"/v1/jobs/{cancelled.json()['id']}/cancel", headers=auth).json()["status"] == "cancelled"
@@ -55,12 +59,12 @@ def test_a_future_schedule_holds_the_job_until_a_recovery_pass_after_its_time(ap
     assert jobs.recover(store, now=at + timedelta(seconds=1)) == {"scheduled": 1, "chunks": 0}  # not the cancelled
     status = client.get(f"/v1/jobs/{job_id}", headers=auth).json()
     assert status["status"] == "done" and status["messages"] == 3 and status["chunks"] == {"done": 2}
-    assert store.count_messages(cancelled.json()["id"]) == 0
+    assert count_messages(store, cancelled.json()["id"]) == 0
     assert jobs.recover(store, now=at + timedelta(seconds=2)) == {"scheduled": 0, "chunks": 0}  # once only
 
     past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     r = client.post("/v1/jobs", json={"campaign": CAMPAIGN, "schedule": past}, headers=auth)
-    assert r.status_code == 202 and store.get_job(r.json()["id"]).status == "done"  # a past time: at once
+    assert r.status_code == 202 and get_job(store, r.json()["id"]).status == "done"  # a past time: at once
 
 
 @pytest.mark.parametrize("schedule", ["2026-12-01T09:00:00", "tomorrow", "2026-13-01T09:00:00Z", {"at": 1}])
@@ -77,16 +81,16 @@ def test_recovery_runs_chunks_whose_task_was_lost_and_leaves_fresh_ones_alone(ap
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(
         type="price_drop", candidates=1, retries=0, variants=2, audience=Audience(limit=6))))
     jobs.run_chunk(store, job.id, 0)
-    store.mark_chunks_queued(job.id, [1])  # "sent to the broker", which then lost it (a restart)
-    store.start_chunk(job.id, 2)  # a worker started chunk 2 and died: "running", never finished
+    mark_chunks_queued(store, job.id, [1])  # "sent to the broker", which then lost it (a restart)
+    start_chunk(store, job.id, 2)  # a worker started chunk 2 and died: "running", never finished
     assert jobs.recover(store) == {"scheduled": 0, "chunks": 0}  # stamped just now: not lost yet
     later = datetime.now(UTC) + timedelta(seconds=get_settings().requeue_after + 1)
     assert jobs.recover(store, now=later) == {"scheduled": 0, "chunks": 2}
     chunks = _chunks(store, job.id)
     assert {c.status for c in chunks.values()} == {"done"}
     assert [chunks[i].deliveries for i in range(3)] == [1, 1, 2]
-    assert store.get_job(job.id).status == "done"
-    msgs = store.list_messages(job.id)
+    assert get_job(store, job.id).status == "done"
+    msgs = list_messages(store, job.id)
     assert len(msgs) == 12 and len({(m.user_id, m.variant) for m in msgs}) == 12
     assert jobs.recover(store, now=later + timedelta(hours=1)) == {"scheduled": 0, "chunks": 0}
 
@@ -101,7 +105,7 @@ def test_dispatch_without_a_reachable_broker_keeps_the_job_for_recovery(
     get_settings.cache_clear()
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(limit=2))))
     assert jobs.dispatch(store, job.id, tasks.enqueue) == "unsent"
-    assert store.get_job(job.id).status == "queued" and set(_chunks(store, job.id)) == {0}
+    assert get_job(store, job.id).status == "queued" and set(_chunks(store, job.id)) == {0}
 
 
 def _refuse(*_: object, **__: object) -> None:

@@ -15,15 +15,18 @@ from sqlalchemy import select
 
 from generator import learning, review
 from generator.core.data import PastPush, load_table
+from generator.db.jobs import get_job
+from generator.db.messages import list_messages, save_messages
 from generator.db.store import Store
 from generator.db.tables import Message
+from generator.db.tokens import create_token
 from generator.review import AUTO_ACTOR, Reviewer, ReviewError, ReviewEvent
 
 ALICE = Reviewer("alice", "reviewer", 1)
 
 
 def _messages(store: Store, job_id: str) -> dict[tuple[str, int], Message]:
-    return {(m.user_id, m.variant): m for m in store.list_messages(job_id)}
+    return {(m.user_id, m.variant): m for m in list_messages(store, job_id)}
 
 
 def _events(store: Store, message_id: int) -> list[ReviewEvent]:
@@ -100,7 +103,7 @@ def test_approve_all_that_pass_skips_failing_copy_and_bulk_selection_skips_it_to
     statuses = {k: m.review_status for k, m in _messages(store, job).items()}
     assert statuses[("U001", 0)] == statuses[("U002", 0)] == "pending"
     assert sum(s == "approved" for s in statuses.values()) == 4
-    ids = [m.id for m in store.list_messages(job)]
+    ids = [m.id for m in list_messages(store, job)]
     done, skipped = review.bulk(store, ids, "approve", ALICE)
     assert done == 0 and len(skipped) == 2
     with pytest.raises(ReviewError, match="reason"):
@@ -115,7 +118,7 @@ def test_auto_approve_rule_approves_passing_copy_above_the_threshold_as_auto_rul
     with pytest.raises(ReviewError):
         review.set_rule(store, job, 1.5, ALICE)
     assert review.set_rule(store, job, 0.035, ALICE) == 2
-    approved = [m for m in store.list_messages(job) if m.review_status == "approved"]
+    approved = [m for m in list_messages(store, job) if m.review_status == "approved"]
     assert sorted(round(m.ctr_score, 3) for m in approved) == [0.04, 0.05]
     for m in approved:
         (event,) = _events(store, m.id)
@@ -133,18 +136,18 @@ def test_auto_rule_covers_chunks_that_finish_after_it_was_set() -> None:
     store = Store()
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(limit=2))))
     review.set_rule(store, job.id, 0.01, ALICE)  # nothing generated yet
-    shaped = store.list_messages(seed_review_job(store, users=2, flagged=0))
+    shaped = list_messages(store, seed_review_job(store, users=2, flagged=0))
     fields = ("title", "body", "deep_link", "item_ids", "prompt", "template", "adapter", "status", "guardrails",
               "candidates", "ranked_items", "ctr_score")
 
     class SavingRunner:  # stands in for the model: saves campaign-shaped records for the chunk's users
         def run(self, shop, campaign, *, user_ids, job_id, **_):  # type: ignore[no-untyped-def]
-            store.save_messages(job_id, [{**{f: getattr(m, f) for f in fields}, "user_id": u, "variant": 0}
-                                         for u, m in zip(user_ids, shaped, strict=False)])
+            save_messages(store, job_id, [{**{f: getattr(m, f) for f in fields}, "user_id": u, "variant": 0}
+                                   for u, m in zip(user_ids, shaped, strict=False)])
             return job_id, []
 
     jobs.run_job_inline(store, job.id, runner=SavingRunner())
-    msgs = store.list_messages(job.id)
+    msgs = list_messages(store, job.id)
     assert len(msgs) == 2 and {m.review_status for m in msgs} == {"approved"}
     assert {e.actor for m in msgs for e in _events(store, m.id)} == {AUTO_ACTOR}
 
@@ -233,7 +236,7 @@ def web():  # type: ignore[no-untyped-def]
     from workers.api import create_app
 
     store = Store()
-    tokens = {r: store.create_token(f"{r}-name", r) for r in ("campaign_tool", "reviewer", "admin")}
+    tokens = {r: create_token(store, f"{r}-name", r) for r in ("campaign_tool", "reviewer", "admin")}
     return TestClient(create_app(store)), store, tokens
 
 
@@ -291,7 +294,7 @@ def test_every_post_needs_the_csrf_token(web) -> None:  # type: ignore[no-untype
         data = {"reason": "x", "title": "t", "body": "b", "action": "approve", "ids": str(good.id), "min_ctr": "0"}
         assert client.post(url, data=data).status_code == 403, url
         assert client.post(url, data={**data, "csrf": "forged"}).status_code == 403, url
-    assert {m.review_status for m in store.list_messages(job)} == {"pending"}
+    assert {m.review_status for m in list_messages(store, job)} == {"pending"}
     r = client.post(f"/review/messages/{good.id}/approve", data={"csrf": csrf}, headers={"Origin": "http://evil.test"})
     assert r.status_code == 403
     r = client.post(f"/review/messages/{good.id}/approve", data={"csrf": csrf, "next": "https://evil.test/x"},
@@ -423,9 +426,9 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
     runner = CampaignRunner(generator=ParrotModel(), scorer=ShelfScorer(), ctr=False, store=store)
     job_id, _ = runner.run(shop, Campaign(name="fidelity", candidates=3, retries=0),
                            user_ids=[u.user_id for u in users])
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     compared = set()
-    for m in store.list_messages(job_id):
+    for m in list_messages(store, job_id):
         stored = [c for c in m.guardrails if c["name"] != "complete"]
         assert [r.as_dict() for r in review.recheck(m, job, m.title, m.body)] == stored
         for cand in m.candidates:

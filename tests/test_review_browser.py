@@ -14,7 +14,9 @@ import httpx
 import pytest
 from review_fixtures import XSS_ITEM, XSS_TITLE, XSS_WHY, LiveServer, login, seed_review_job
 
+from generator.db.messages import list_messages
 from generator.db.store import Store
+from generator.db.tokens import create_token
 
 CHROMIUM = os.environ.get("PUSHGEN_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Store, dict[str, str]]]:
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('review') / 'review.db'}")
-    tokens = {r: store.create_token(name, r) for r, name in (("reviewer", "alice"), ("campaign_tool", "shop"))}
+    tokens = {r: create_token(store, name, r) for r, name in (("reviewer", "alice"), ("campaign_tool", "shop"))}
     with LiveServer(store) as server:
         yield server, store, tokens
 
@@ -57,12 +59,12 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def _card(page: Any, store: Store, job: str, user: str, variant: int = 0) -> Any:
-    m = next(m for m in store.list_messages(job) if m.user_id == user and m.variant == variant)
+    m = next(m for m in list_messages(store, job) if m.user_id == user and m.variant == variant)
     return page.locator(f"#m-{m.id}")
 
 
 def _status(store: Store, job: str) -> dict[tuple[str, int], str]:
-    return {(m.user_id, m.variant): m.review_status for m in store.list_messages(job)}
+    return {(m.user_id, m.variant): m.review_status for m in list_messages(store, job)}
 
 
 def test_login_takes_a_reviewer_token_and_refuses_others(live, page) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +114,7 @@ def test_approve_by_button_and_keyboard_and_the_api_returns_the_approved_set(liv
 def test_an_edit_that_fails_a_guardrail_cannot_be_approved_and_a_fixed_one_can(live, page) -> None:  # type: ignore[no-untyped-def]
     server, store, tokens = live
     job = seed_review_job(store, users=1)  # U001 claims 55% off
-    item = store.list_messages(job)[0].ranked_items[0]
+    item = list_messages(store, job)[0].ranked_items[0]
     login(page, server.url, tokens["reviewer"])
     page.goto(f"{server.url}/review/jobs/{job}")
     page.keyboard.press("j")

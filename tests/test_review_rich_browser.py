@@ -13,7 +13,9 @@ import pytest
 from review_fixtures import LiveServer, login, seed_review_job
 from rich_fixtures import enable_rich, serve_item_images
 
+from generator.db.messages import list_messages
 from generator.db.store import Store
+from generator.db.tokens import create_token
 
 CHROMIUM = os.environ.get("PUSHGEN_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Store, str]]:
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('rich') / 'review.db'}")
-    token = store.create_token("alice", "reviewer")
+    token = create_token(store, "alice", "reviewer")
     with LiveServer(store) as server:
         yield server, store, token
 
@@ -60,7 +62,7 @@ def test_the_preview_shows_the_items_image_and_buttons_as_ios_and_android_do(liv
     job = seed_review_job(store, users=2, flagged=0)
     enable_rich(store, job)
     page.goto(f"{server.url}/review/jobs/{job}")
-    m = store.list_messages(job)[0]
+    m = list_messages(store, job)[0]
     card = page.locator(f"#m-{m.id}")
     image = m.ranked_items[0]["image_url"]
     ios, android = card.locator("figure.phone.ios"), card.locator("figure.phone.android")
@@ -113,7 +115,7 @@ def test_the_queue_shows_the_brand_guidelines(live, page) -> None:  # type: igno
     expect(rules.locator("[data-locale='en'] .disclaimer q")).to_have_text("T&Cs apply.")
     # the seeded copy says neither the required phrase nor the disclaimer: the brand check fails it on screen
     expect(page.locator("li.check.fail").filter(has_text="brand")).to_have_count(0)  # checked when generated
-    m = store.list_messages(job)[0]
+    m = list_messages(store, job)[0]
     card = page.locator(f"#m-{m.id}")
     card.locator("details.edit summary").click()
     card.locator("textarea.edit-body").fill(m.body + " Enjoy it.")
@@ -128,7 +130,7 @@ def test_images_from_hosts_not_allowed_are_placeholders_and_never_loaded(live, p
     job = seed_review_job(store, users=1, flagged=0)
     enable_rich(store, job)
     page.goto(f"{server.url}/review/jobs/{job}")
-    m = store.list_messages(job)[0]
+    m = list_messages(store, job)[0]
     card = page.locator(f"#m-{m.id}")
     expect(card.locator("figure.phone img")).to_have_count(0)
     expect(card.locator("figure.phone.android .no-img")).to_contain_text(m.ranked_items[0]["image_url"])

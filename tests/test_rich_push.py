@@ -18,6 +18,7 @@ from generator.core import payload as payloads
 from generator.core.payload import RichPush, apns_payload, encoded_size, fcm_message, fit, plain_push
 from generator.db.store import Store
 from generator.db.tables import Job
+from generator.db.tokens import create_token
 from generator.experiments import ab as ex
 from tests.experiment_fixtures import seed_ab_job
 from workers.senders import ApnsConfig, ApnsSender, FcmConfig, FcmSender, RetryPolicy
@@ -144,7 +145,7 @@ def test_bad_rich_settings_are_refused_naming_the_field(rich, field) -> None:  #
 
     store = Store()
     client = TestClient(create_app(store))
-    auth = {"Authorization": f"Bearer {store.create_token('t', 'campaign_tool')}"}
+    auth = {"Authorization": f"Bearer {create_token(store, 't', 'campaign_tool')}"}
     r = client.post("/v1/jobs", json={"campaign": {"type": "price_drop", "rich": rich}}, headers=auth)
     assert r.status_code == 422 and field in json.dumps(r.json()["detail"])
     with store.session() as s:

@@ -190,6 +190,7 @@ def test_chunked_ranking_matches_one_chunk(scorer: Scorer) -> None:
 
 
 def test_unchanged_items_are_never_re_encoded(tmp_path) -> None:
+    from generator.db.embeddings import get_embeddings
     from generator.db.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'cache.db'}")
@@ -198,7 +199,7 @@ def test_unchanged_items_are_never_re_encoded(tmp_path) -> None:
     Scorer(enc1, "fake", store=store).rank(shop, rules=RankRules(k=2), progress=False)  # type: ignore[arg-type]
     item_texts = {i.text() for i in shop.items}
     assert item_texts <= set(enc1.calls)
-    cached = store.get_embeddings("fake", [content_hash(t) for t in item_texts])
+    cached = get_embeddings(store, "fake", [content_hash(t) for t in item_texts])
     assert len(cached) == len(item_texts)
 
     enc2 = FakeEncoder()  # a new process: only the store remembers
@@ -207,7 +208,7 @@ def test_unchanged_items_are_never_re_encoded(tmp_path) -> None:
     Scorer(enc2, "fake", store=store).rank(shop, rules=RankRules(k=2), progress=False)  # type: ignore[arg-type]
     assert not (item_texts - {"coffee mug ceramic. kitchen"}) & set(enc2.calls)
     assert changed.text() in enc2.calls
-    assert store.get_embeddings("other-model", [content_hash(changed.text())]) == {}
+    assert get_embeddings(store, "other-model", [content_hash(changed.text())]) == {}
 
 
 def test_in_memory_cache_within_one_scorer(scorer: Scorer) -> None:

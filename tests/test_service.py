@@ -11,7 +11,10 @@ from fastapi.testclient import TestClient
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
+from generator.db.chunks import add_chunks
+from generator.db.messages import count_messages
 from generator.db.store import Store
+from generator.db.tokens import create_token
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def service(tiny_llama: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
 
     store = Store()
     client = TestClient(create_app(store))
-    tokens = {r: store.create_token(r, r) for r in ("campaign_tool", "reviewer", "admin")}
+    tokens = {r: create_token(store, r, r) for r in ("campaign_tool", "reviewer", "admin")}
     yield client, store, tokens
     jobs._RUNNERS.clear()
 
@@ -98,7 +101,7 @@ def test_poison_chunk_is_dead_lettered_and_the_rest_completes(service) -> None: 
     _, store, _ = service
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", candidates=1, retries=0,
                                                                        audience=Audience(limit=4))))
-    store.add_chunks(job.id, [[], [], ["U-DOES-NOT-EXIST"]])  # chunk 2 is poison: its user is unknown
+    add_chunks(store, job.id, [[], [], ["U-DOES-NOT-EXIST"]])  # chunk 2 is poison: its user is unknown
     status = jobs.run_job_inline(store, job.id)
     assert status["status"] == "done" and status["chunks"] == {"done": 2, "failed": 1}
     with store.session() as s:
@@ -106,9 +109,9 @@ def test_poison_chunk_is_dead_lettered_and_the_rest_completes(service) -> None: 
 
         poison = s.get(JobChunk, (job.id, 2))
         assert poison.deliveries == get_settings().max_deliveries and "unknown user ids" in poison.error
-    assert store.count_messages(job.id) == 4
+    assert count_messages(store, job.id) == 4
     jobs.run_chunk(store, job.id, 0)  # a redelivered chunk rewrites, never duplicates
-    assert store.count_messages(job.id) == 4
+    assert count_messages(store, job.id) == 4
 
 
 def test_cancel_and_erase(service) -> None:  # type: ignore[no-untyped-def]
@@ -116,7 +119,7 @@ def test_cancel_and_erase(service) -> None:  # type: ignore[no-untyped-def]
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", audience=Audience(limit=2))))
     r = client.post(f"/v1/jobs/{job.id}/cancel", headers=_auth(tokens["campaign_tool"]))
     assert r.json()["status"] == "cancelled"
-    assert jobs.run_chunk(store, job.id, 0) == "cancelled" and store.count_messages(job.id) == 0
+    assert jobs.run_chunk(store, job.id, 0) == "cancelled" and count_messages(store, job.id) == 0
     done = client.post("/v1/jobs", json={"campaign": CAMPAIGN}, headers=_auth(tokens["campaign_tool"])).json()
     page = client.get(f"/v1/jobs/{done['id']}/messages", headers=_auth(tokens["admin"])).json()
     user = page["messages"][0]["user_id"]

@@ -20,8 +20,11 @@ from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
 from generator.core.data import Item, load_shop
 from generator.core.links import LinkError, deep_link
+from generator.db.jobs import get_job, set_job_status
+from generator.db.messages import count_messages
 from generator.db.store import Store
 from generator.db.tables import JobChunk, utcnow
+from generator.db.tokens import create_token, list_tokens, role_of
 from generator.experiments import ab as ex
 from tests.experiment_fixtures import seed_ab_job
 from tests.review_fixtures import seed_review_job
@@ -46,7 +49,7 @@ def test_events_are_refused_for_sends_that_never_went_out() -> None:
     ex.send(store, exp.id, DryRunSender(platform="fcm"), timezones={})
     status = {s.user_id: s.status for s in ex.sends(store, exp.id)}
     assert status == {"u1": "sent", "u2": "dropped", "u3": "no_token", "u4": "sent"}
-    token = store.create_token("shop", "campaign_tool")
+    token = create_token(store, "shop", "campaign_tool")
     client = TestClient(create_app(store))
     for n, (user, etype) in enumerate([("u2", "opened"), ("u3", "opened"), ("u3", "converted"), ("u2", "clicked")]):
         event = {"event_id": f"bad{n}", "type": etype, "experiment_id": exp.id, "user_id": user}
@@ -112,15 +115,15 @@ def test_serve_recovers_a_job_killed_mid_generation(tiny_llama: Path, monkeypatc
     store = Store()
     job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", candidates=1, retries=0,
                                                                       audience=Audience(limit=2))))
-    store.set_job_status(job.id, "running")  # the server died while its background task ran this chunk
+    set_job_status(store, job.id, "running")  # the server died while its background task ran this chunk
     with store.session() as s:
         s.execute(update(JobChunk).where(JobChunk.job_id == job.id)
                   .values(status="running", deliveries=1, updated_at=utcnow() - timedelta(minutes=10)))
     with TestClient(serve_app()):  # the lifespan of `pushgen serve`
         deadline = time.monotonic() + 120
-        while store.get_job(job.id).status != "done" and time.monotonic() < deadline:
+        while get_job(store, job.id).status != "done" and time.monotonic() < deadline:
             time.sleep(0.2)
-    assert store.get_job(job.id).status == "done" and store.count_messages(job.id) == 2
+    assert get_job(store, job.id).status == "done" and count_messages(store, job.id) == 2
     jobs._RUNNERS.clear()
 
 
@@ -134,7 +137,7 @@ def test_logout_ends_the_session_on_the_server() -> None:
     from workers.api import create_app
 
     store = Store()
-    token = store.create_token("alice", "reviewer")
+    token = create_token(store, "alice", "reviewer")
     client = TestClient(create_app(store))
     page = client.get("/review/login")
     assert client.post("/review/login", data={"token": token, "csrf": _csrf(page.text)},
@@ -149,12 +152,12 @@ def test_logout_ends_the_session_on_the_server() -> None:
 
 def test_token_list_and_delete() -> None:
     store = Store()
-    secret = store.create_token("ci-bot", "campaign_tool")
+    secret = create_token(store, "ci-bot", "campaign_tool")
     listed = pushgen("token", "list")
     assert listed.returncode == 0 and "ci-bot" in listed.stdout and secret not in listed.stdout
-    token_id = store.list_tokens()[0].id
+    token_id = list_tokens(store)[0].id
     assert pushgen("token", "delete", str(token_id)).returncode == 0
-    assert store.role_of(secret) is None and store.list_tokens() == []
+    assert role_of(store, secret) is None and list_tokens(store) == []
     assert_one_line_error(pushgen("token", "delete", str(token_id)), "no token")
     assert_one_line_error(pushgen("token", "delete", str(2**64)), "token_id")
 
@@ -164,7 +167,7 @@ def test_review_pages_load_no_image_from_outside_the_app(monkeypatch: pytest.Mon
 
     store = Store()
     seed_review_job(store, users=2)
-    token = store.create_token("alice", "reviewer")
+    token = create_token(store, "alice", "reviewer")
     client = TestClient(create_app(store))
     page = client.get("/review/login")
     client.post("/review/login", data={"token": token, "csrf": _csrf(page.text)})

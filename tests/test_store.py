@@ -8,6 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
+from generator.db.embeddings import get_embeddings, put_embeddings
+from generator.db.jobs import create_job, get_job, set_job_status
+from generator.db.messages import count_messages, list_messages, save_messages
 from generator.db.store import Store
 from generator.db.tables import Base, Message
 
@@ -28,31 +31,31 @@ def test_migrations_create_the_models_schema(store: Store) -> None:
 
 
 def test_messages_are_idempotent_per_job_user_variant(store: Store) -> None:
-    job = store.create_job(campaign_type="price_drop", template="price_drop.en", model="m", total=2)
+    job = create_job(store, campaign_type="price_drop", template="price_drop.en", model="m", total=2)
     msg = {"user_id": "u1", "title": "t", "body": "b", "template": "price_drop.en", "status": "passed",
            "item_ids": ["A1", "A2"], "guardrails": [{"name": "prices", "passed": True, "reason": ""}]}
-    store.save_messages(job.id, [msg, {**msg, "variant": 1}])
-    store.save_messages(job.id, [{**msg, "title": "t2"}])  # a retried write replaces, never duplicates
-    rows = store.list_messages(job.id)
+    save_messages(store, job.id, [msg, {**msg, "variant": 1}])
+    save_messages(store, job.id, [{**msg, "title": "t2"}])  # a retried write replaces, never duplicates
+    rows = list_messages(store, job.id)
     assert [(m.user_id, m.variant, m.title) for m in rows] == [("u1", 0, "t2"), ("u1", 1, "t")]
     assert rows[0].item_ids == ["A1", "A2"] and rows[0].guardrails[0]["name"] == "prices"
-    store.set_job_status(job.id, "done")
-    assert store.get_job(job.id).status == "done" and store.get_job(job.id).finished_at is not None
+    set_job_status(store, job.id, "done")
+    assert get_job(store, job.id).status == "done" and get_job(store, job.id).finished_at is not None
 
 
 def test_batched_upserts_update_only_the_fields_given_and_keep_defaults(store: Store) -> None:
-    job = store.create_job(campaign_type="c", template="t", model="m")
+    job = create_job(store, campaign_type="c", template="t", model="m")
     base = {"title": "t", "body": "b", "template": "t", "status": "flagged", "ctr_score": 0.5,
             "candidates": [{"title": "x", "passed": False}]}
-    store.save_messages(job.id, [{"user_id": f"u{i}", **base} for i in range(2500)])  # more than one batch
+    save_messages(store, job.id, [{"user_id": f"u{i}", **base} for i in range(2500)])  # more than one batch
     with store.session() as s:  # a reviewer acted on one of them
         row = s.scalar(select(Message).where(Message.job_id == job.id, Message.user_id == "u7"))
         row.review_status = "approved"
-    n = store.save_messages(job.id, [{"user_id": "u7", "status": "passed", "ctr_score": None},
-                                     {"user_id": "u8", "title": "first"}, {"user_id": "u8", "body": "later"},
-                                     {"user_id": "new", **base, "variant": 2}])
-    assert n == 4 and store.count_messages(job.id) == 2501
-    rows = {(m.user_id, m.variant): m for m in store.list_messages(job.id)}
+    n = save_messages(store, job.id, [{"user_id": "u7", "status": "passed", "ctr_score": None},
+                               {"user_id": "u8", "title": "first"}, {"user_id": "u8", "body": "later"},
+                               {"user_id": "new", **base, "variant": 2}])
+    assert n == 4 and count_messages(store, job.id) == 2501
+    rows = {(m.user_id, m.variant): m for m in list_messages(store, job.id)}
     u7, u8, new = rows[("u7", 0)], rows[("u8", 0)], rows[("new", 2)]
     assert (u7.status, u7.ctr_score, u7.title, u7.review_status) == ("passed", None, "t", "approved")
     assert (u8.title, u8.body, u8.status) == ("first", "later", "flagged")  # the same message twice: merged
@@ -60,17 +63,17 @@ def test_batched_upserts_update_only_the_fields_given_and_keep_defaults(store: S
 
 
 def test_failed_transaction_writes_nothing(store: Store) -> None:
-    job = store.create_job(campaign_type="c", template="t", model="m")
+    job = create_job(store, campaign_type="c", template="t", model="m")
     with pytest.raises(KeyError):
-        store.save_messages(job.id, [{"user_id": "u1", "title": "t", "body": "b", "template": "t",
-                                      "status": "passed"}, {"title": "no user id"}])
-    assert store.list_messages(job.id) == []
+        save_messages(store, job.id, [{"user_id": "u1", "title": "t", "body": "b", "template": "t",
+                                "status": "passed"}, {"title": "no user id"}])
+    assert list_messages(store, job.id) == []
 
 
 def test_embedding_cache_round_trip(store: Store) -> None:
     vec = np.arange(4, dtype=np.float32)
-    store.put_embeddings("minilm", {"h1": vec})
-    store.put_embeddings("minilm", {"h1": vec + 1})  # existing vectors are kept
-    got = store.get_embeddings("minilm", ["h1", "h2"])
+    put_embeddings(store, "minilm", {"h1": vec})
+    put_embeddings(store, "minilm", {"h1": vec + 1})  # existing vectors are kept
+    got = get_embeddings(store, "minilm", ["h1", "h2"])
     assert list(got) == ["h1"] and np.array_equal(got["h1"], vec)
-    assert store.get_embeddings("other-model", ["h1"]) == {}
+    assert get_embeddings(store, "other-model", ["h1"]) == {}

@@ -19,6 +19,7 @@ from generator.core.data import load_shop, load_table
 from generator.core.errors import DataError
 from generator.db.store import Store
 from generator.db.tables import Job, JobChunk, Message
+from generator.db.tokens import create_token
 from tests.review_fixtures import seed_review_job
 
 GOOD = {"name": "t", "type": "price_drop", "candidates": 1, "retries": 0, "audience": {"limit": 2}}
@@ -135,7 +136,7 @@ def api():  # type: ignore[no-untyped-def]
     from workers.api import create_app
 
     store = Store()
-    tokens = {r: store.create_token(r, r) for r in ("campaign_tool", "reviewer", "admin")}
+    tokens = {r: create_token(store, r, r) for r in ("campaign_tool", "reviewer", "admin")}
     return TestClient(create_app(store), raise_server_exceptions=False), store, tokens
 
 

@@ -17,6 +17,8 @@ from procs import wait_for
 from generator import jobs
 from generator.campaign.spec import Audience, Campaign
 from generator.core.config import get_settings
+from generator.db.jobs import get_job
+from generator.db.messages import list_messages
 from generator.db.store import Store
 from generator.db.tables import JobChunk
 
@@ -52,10 +54,10 @@ def test_sigkill_mid_chunk_then_restart_gives_exactly_one_message_per_user(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         killed = running[0].index
-        assert store.get_job(job.id).status != "done"
+        assert get_job(store, job.id).status != "done"
         second = _worker(full_env)
         try:
-            wait_for(lambda: store.get_job(job.id).status == "done", timeout=600, every=1.0)
+            wait_for(lambda: get_job(store, job.id).status == "done", timeout=600, every=1.0)
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(30)
@@ -65,7 +67,7 @@ def test_sigkill_mid_chunk_then_restart_gives_exactly_one_message_per_user(
     chunks = {c.index: c for c in _chunks(store, job.id)}
     assert all(c.status == "done" for c in chunks.values())
     assert chunks[killed].deliveries >= 2  # it really was redelivered after the kill
-    msgs = store.list_messages(job.id)
+    msgs = list_messages(store, job.id)
     assert len(msgs) == 4 * 2 and len({(m.user_id, m.variant) for m in msgs}) == 8
     store.engine.dispose()
 

@@ -17,7 +17,9 @@ from generator import callbacks, jobs, privacy, review
 from generator.core.config import get_settings
 from generator.core.errors import PushgenError
 from generator.core.inputs import MAX_INT
+from generator.db.jobs import get_job
 from generator.db.store import Store
+from generator.db.tokens import role_of, token_name
 from workers import review_pages, tasks
 from workers.auth import bearer, requires
 from workers.http_guard import RequestGuard, install_error_handlers
@@ -96,7 +98,7 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
                                                             description="Only messages in this review state, e.g. "
                                                                         "approved (what may be sent).")] = None,
                  ) -> dict[str, Any]:
-        if app.state.store.get_job(job_id) is None:
+        if get_job(app.state.store, job_id) is None:
             raise HTTPException(404, f"no job {job_id}")
         rows = review.list_messages(app.state.store, job_id, review_status=review_status, offset=offset, limit=limit)
         total = review.count_messages(app.state.store, job_id, review_status=review_status)
@@ -122,7 +124,7 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
               creds: Annotated[HTTPAuthorizationCredentials, Depends(bearer)]) -> dict[str, Any]:
         """Erase the user's events, reviews, device tokens and the personal parts of their messages, and record
         that it was done (when, by which token, how many rows)."""
-        who = app.state.store.token_name(creds.credentials) or "admin"
+        who = token_name(app.state.store, creds.credentials) or "admin"
         return {"user_id": user_id, **privacy.erase_user(app.state.store, user_id, requested_by=who)}
 
     review_pages.install(app)  # the review workflow pages under /review
@@ -138,7 +140,7 @@ def create_app(store: Store | None = None, *, recover: bool = False) -> FastAPI:
     install_error_handlers(app)
     # outermost: token gate, streaming body limit and JSON limits before anything parses the request
     app.add_middleware(RequestGuard, max_bytes=lambda: get_settings().max_request_bytes,
-                       token_ok=lambda token: app.state.store.role_of(token) is not None)
+                       token_ok=lambda token: role_of(app.state.store, token) is not None)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Bearer-token auth of the HTTP API: the one role check. Roles are :data:`generator.db.store.ROLES`; tokens are stored
+"""Bearer-token auth of the HTTP API: the one role check. Roles are :data:`generator.db.tokens.ROLES`; tokens are stored
 hashed (``pushgen token create``) and ``admin`` may do everything."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from generator.db.store import may
+from generator.db.tokens import may, role_of
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -20,7 +20,7 @@ def requires(*allowed: str):  # type: ignore[no-untyped-def]
               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
         if creds is None:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        role = request.app.state.store.role_of(creds.credentials)
+        role = role_of(request.app.state.store, creds.credentials)
         if role is None:
             raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
         if not may(role, *allowed):

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from generator.core.errors import PushgenError
 from generator.core.inputs import MAX_INT, STRICT
-from generator.db.store import ROLES
+from generator.db.tokens import ROLES
 from generator.experiments import ab as experiments
 from workers.auth import requires
 

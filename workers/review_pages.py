@@ -30,6 +30,7 @@ from pydantic import Field
 
 from generator import review
 from generator.core.inputs import MAX_INT
+from generator.db.jobs import get_job
 from generator.db.store import Store
 from generator.db.tables import Job, Message
 from generator.review import REVIEW_STATUSES, Reviewer, ReviewError
@@ -235,7 +236,7 @@ def logout(request: Request, _: Annotated[Session, Depends(post_session)]) -> Re
 # --- pages --------------------------------------------------------------------------------------------------
 
 def _job(request: Request, job_id: str) -> Job:
-    job = _store(request).get_job(job_id)
+    job = get_job(_store(request), job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id}")
     return job

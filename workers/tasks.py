@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from generator import jobs
 from generator.core.config import get_settings
+from generator.db.jobs import get_job
 from workers.celery_app import app, follow_settings
 from workers.recovery import RecoveryLoop
 from workers.stores import store
@@ -63,7 +64,7 @@ def _job_ended(job_id: str) -> None:
 
     state = callback_state(store(), job_id)
     if state is not None and state["status"] == "waiting":
-        job = store().get_job(job_id)
+        job = get_job(store(), job_id)
         if job is not None and job.status in jobs.FINAL:
             deliver.delay()
 

@@ -14,8 +14,9 @@ from workers.stores import store
 
 @app.task(name="workers.tasks_experiments.send_experiment", acks_late=True)
 def send_experiment(experiment_id: str, provider: str = "dry-run", rate_limit: float | None = None) -> dict[str, int]:
-    """Send the experiment's due pushes with the configured provider (``PUSHGEN_FCM_*``, ``PUSHGEN_APNS_*``...)."""
-    from workers.senders.config import make_sender
+    """Send the experiment's due pushes with ``provider``, built from the settings (``PUSHGEN_FCM_*``,
+    ``PUSHGEN_APNS_*``, ``PUSHGEN_WEBHOOK_*``) by :func:`workers.senders.registry.make_sender`."""
+    from workers.senders.registry import make_sender
 
     sender = make_sender(provider, rate_limit=rate_limit)
     try:

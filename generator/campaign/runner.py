@@ -34,7 +34,10 @@ from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.links import deep_link
 from generator.core.names import plural_agreement
+from generator.db.jobs import create_job, set_job_status
+from generator.db.messages import save_messages
 from generator.db.store import Store
+from generator.db.suppression import targetable
 from generator.rank.scorer import RankedItem, RankRules, Scorer
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
 from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
@@ -249,7 +252,7 @@ class CampaignRunner:
     def audience(self, shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None) -> list[str]:
         """Who gets it: the campaign's audience, less erased users (the suppression list) when there is a store."""
         audience = select_audience(shop, campaign, user_ids)
-        return self.store.targetable(audience) if self.store is not None else audience
+        return targetable(self.store, audience) if self.store is not None else audience
 
     def rank(self, shop: Shop, campaign: Campaign, audience: Sequence[str],
              progress: ProgressHook | None) -> dict[str, list[RankedItem]]:
@@ -368,15 +371,15 @@ class CampaignRunner:
         own_job = job_id is None
         if own_job:
             models = ",".join(dict.fromkeys(g.model_name for g, _ in plan.model_of.values()))
-            job = self.store.create_job(kind=job_kind, campaign_type=campaign.type,
-                                        template=campaign.template or AUTO, adapter=adapter_label(campaign),
-                                        locale=campaign.locale, status="running",
-                                        model=models or self.generator.model_name,
-                                        total=len(plan.messages), params=campaign.model_dump(mode="json"))
+            job = create_job(self.store, kind=job_kind, campaign_type=campaign.type,
+                             template=campaign.template or AUTO, adapter=adapter_label(campaign),
+                             locale=campaign.locale, status="running",
+                             model=models or self.generator.model_name,
+                             total=len(plan.messages), params=campaign.model_dump(mode="json"))
             job_id = job.id
-        self.store.save_messages(job_id, message_records(plan.messages))
+        save_messages(self.store, job_id, message_records(plan.messages))
         if own_job:
-            self.store.set_job_status(job_id, "done")
+            set_job_status(self.store, job_id, "done")
         return job_id
 
 

@@ -61,6 +61,7 @@ def assign_cmd(
     """Assign users to arms (stored before anything is sent; a user keeps their arm)."""
     from collections import Counter
 
+    from generator.db.messages import list_messages
     from generator.experiments.ab import assign, get_experiment
 
     store = _store()
@@ -68,7 +69,7 @@ def assign_cmd(
         ids = users.split(",")
     else:
         exp = get_experiment(store, experiment)
-        ids = sorted({m.user_id for m in store.list_messages(exp.job_id)}) if exp.job_id else []
+        ids = sorted({m.user_id for m in list_messages(store, exp.job_id)}) if exp.job_id else []
     got = assign(store, experiment, ids)
     console.print(f"{len(got)} users assigned: " + ", ".join(f"{a}: {n}" for a, n in sorted(Counter(
         got.values()).items())))
@@ -77,17 +78,18 @@ def assign_cmd(
 @experiment_app.command("send")
 def send_cmd(
     experiment: Annotated[str, typer.Argument(help="Experiment id.")],
-    provider: Annotated[str, typer.Option(help="fcm, apns, webhook or dry-run (see PUSHGEN_FCM_*, ...)")] = "dry-run",
+    provider: Annotated[str, typer.Option(help="fcm, apns, webhook or dry-run (settings: PUSHGEN_FCM_*, "
+                                                "PUSHGEN_APNS_*, PUSHGEN_WEBHOOK_*)")] = "dry-run",
     rate: Annotated[float | None, typer.Option(help="Most sends per second (token bucket).")] = None,
     attempts: Annotated[int, typer.Option(help="Attempts per push on 429/5xx (backoff with jitter).")] = 5,
-    dry_run_out: Annotated[Path | None, typer.Option(help="dry-run: append the pushes to this JSONL.")] = None,
+    dry_run_out: Annotated[Path | None, typer.Option(help="dry-run: append the pushes to this JSONL "
+                                                     "(default: PUSHGEN_DRY_RUN_OUT).")] = None,
 ) -> None:
     """Send the experiment's pushes to assigned users without a final send (safe to run again)."""
     from generator.experiments.ab import send
-    from workers.senders.config import make_sender
+    from workers.senders.registry import make_sender
 
-    sender = make_sender(provider, rate_limit=rate, max_attempts=attempts,
-                         dry_run_out=str(dry_run_out) if dry_run_out else None)
+    sender = make_sender(provider, rate_limit=rate, max_attempts=attempts, dry_run_out=dry_run_out)
     try:
         counts = send(_store(), experiment, sender)
     finally:

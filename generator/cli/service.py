@@ -49,17 +49,19 @@ def token_create(role: Annotated[str, typer.Option(help="campaign_tool, reviewer
                  name: Annotated[str, typer.Option(help="Who or what uses it.")] = "token") -> None:
     """Create a token; it is printed once and stored only as a hash."""
     from generator.db.store import Store
+    from generator.db.tokens import create_token
 
-    console.print(Store().create_token(name, role))
+    console.print(create_token(Store(), name, role))
 
 
 @token_app.command("list")
 def token_list() -> None:
     """The stored tokens: id, name, role and when created (never the token: only its hash is stored)."""
     from generator.db.store import Store
+    from generator.db.tokens import list_tokens
 
     table = Table("id", "name", "role", "created")
-    for t in Store().list_tokens():
+    for t in list_tokens(Store()):
         table.add_row(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
 
@@ -69,8 +71,9 @@ def token_delete(token_id: Annotated[int, typer.Argument(help="The token's id (p
                                                          max=2**63 - 1)]) -> None:
     """Delete a token: requests with it are refused from now on and its review sessions end."""
     from generator.db.store import Store
+    from generator.db.tokens import delete_token
 
-    if not Store().delete_token(token_id):
+    if not delete_token(Store(), token_id):
         raise PushgenError(f"no token with id {token_id} (see pushgen token list)")
     console.print(f"deleted token {token_id}")
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BRAND = "Northwind Home & Outdoor"
@@ -108,6 +108,28 @@ class Settings(BaseSettings):
         "(growing cache: models with sliding-window layers); 'auto' picks 'dynamic' for models with sliding-window "
         "layers, else 'graph' on CUDA and 'static' on CPU.")
     seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
+
+    # Push providers: what the sender registry (workers/senders/registry.py) builds a sender from. Only the chosen
+    # provider's are needed; a missing one is an error naming its variable.
+    fcm_project: str | None = Field(default=None, description="FCM: the Firebase project id.")
+    fcm_access_token: SecretStr | None = Field(
+        default=None, description="FCM: an OAuth 2 access token with the firebase.messaging scope.")
+    fcm_url: str | None = Field(default=None, description="FCM: the API's origin; None: https://fcm.googleapis.com "
+                                "(a stand-in's URL in tests).")
+    apns_team_id: str | None = Field(default=None, description="APNs: the Apple developer team id.")
+    apns_key_id: str | None = Field(default=None, description="APNs: the id of the .p8 signing key.")
+    apns_key_file: Path | None = Field(default=None, description="APNs: the .p8 signing key (an EC P-256 PEM file).")
+    apns_topic: str | None = Field(default=None, description="APNs: the app's bundle id.")
+    apns_url: str | None = Field(default=None, description="APNs: the API's origin; None: "
+                                 "https://api.push.apple.com (https://api.sandbox.push.apple.com for development "
+                                 "builds).")
+    apns_ca: Path | None = Field(default=None, description="APNs: a CA file to trust (e.g. a stand-in's); None: "
+                                 "the system's.")
+    webhook_url: str | None = Field(default=None, description="Webhook: where to POST each push.")
+    webhook_secret: SecretStr | None = Field(default=None, description="Webhook: the key that signs each body "
+                                             "(HMAC-SHA256); None: unsigned.")
+    dry_run_out: Path | None = Field(default=None, description="Dry run: a JSONL file it appends each push to; "
+                                     "None: kept in memory only.")
 
 
 @lru_cache(maxsize=1)

@@ -1,19 +1,19 @@
 """The suppression list: erased users, kept only as keyed hashes of their ids (HMAC-SHA256 under a random key
-of this installation, in ``app_secrets``), never messaged again until restored. The erasure itself is
-:mod:`generator.erasure`."""
+of this installation, in ``app_secrets``), never messaged again until restored; and the erasure records. The
+erasure itself is :mod:`generator.erasure`."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from generator.db.tables import AppSecret, Suppression
+from generator.db.tables import AppSecret, Erasure, Suppression
 
 if TYPE_CHECKING:
     from generator.db.store import Store
@@ -72,7 +72,22 @@ def suppressed(store: Store, user_ids: Iterable[str]) -> set[str]:
     return {refs[r] for r in found}
 
 
+def targetable(store: Store, user_ids: Sequence[str]) -> list[str]:
+    """``user_ids`` without the erased ones, in order."""
+    erased = suppressed(store, user_ids)
+    return [u for u in user_ids if u not in erased]
+
+
 def restore_user(store: Store, user_id: str) -> bool:
     """Lift a user's suppression (they signed up again and were imported anew); True if they were suppressed."""
     with store.session() as s:
         return bool(s.execute(delete(Suppression).where(Suppression.user_ref == user_ref(store, user_id))).rowcount)
+
+
+def erasures(store: Store, user_id: str | None = None) -> list[Erasure]:
+    """Erasure records, newest first (those of ``user_id`` only, matched by its keyed hash)."""
+    with store.session() as s:
+        q = select(Erasure).order_by(Erasure.created_at.desc(), Erasure.id.desc())
+        if user_id is not None:
+            q = q.where(Erasure.user_hash == user_ref(store, user_id))
+        return list(s.scalars(q))

@@ -50,6 +50,7 @@ from generator.core.data import cached_shop, unit_interval
 from generator.core.errors import PushgenError
 from generator.core.payload import rich_fields
 from generator.db import tables
+from generator.db.jobs import get_job
 from generator.db.store import Store
 from generator.db.suppression import ERASED, installation_key, keyed
 from generator.db.tables import (
@@ -142,7 +143,7 @@ def create_experiment(store: Store, job_id: str, *, name: str | None = None, var
         raise ExperimentError(f"allocation: {allocation!r} is not 'fixed' or 'thompson'")
     if not 0 <= holdout < 1:
         raise ExperimentError("holdout: must be in [0, 1)")
-    job = store.get_job(job_id)
+    job = get_job(store, job_id)
     if job is None:
         raise ExperimentError(f"no job {job_id}")
     if variants is None:
@@ -436,13 +437,13 @@ def _decide(s: Any, exp: Experiment, arm: Arm, user_id: str, rules: SendRules, t
 
 def _campaign_of(store: Store, exp: Experiment) -> dict[str, Any]:
     """The campaign (as stored JSON) of the experiment's job; {} when the job is gone."""
-    job = store.get_job(exp.job_id) if exp.job_id else None
+    job = get_job(store, exp.job_id) if exp.job_id else None
     return dict(((job.params or {}).get("campaign") or {}) if job else {})
 
 
 def _timezones(store: Store, exp: Experiment) -> dict[str, str]:
     """Users' time zones from the job's shop (the users table's ``timezone``)."""
-    job = store.get_job(exp.job_id) if exp.job_id else None
+    job = get_job(store, exp.job_id) if exp.job_id else None
     folder = ((job.params or {}).get("shop") if job else None) or get_settings().shop_dir
     try:
         return {u.user_id: u.timezone for u in cached_shop(folder).users}

@@ -6,7 +6,7 @@ user moves to that user (the phone changed hands, or the app logged in as someon
 a device's previous owner. A token the provider declared dead (FCM ``UNREGISTERED``, APNs 410 / ``BadDeviceToken``,
 recorded by :func:`generator.experiments.ab.send` in ``dead_device_tokens``) shows as dead in the listing; the app
 registering it again revives it, since only a live app can hand it over. Erasing a user deletes their devices
-(:meth:`generator.db.store.Store.erase_user`).
+(:func:`generator.erasure.erase`).
 """
 
 from __future__ import annotations

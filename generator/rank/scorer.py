@@ -6,7 +6,7 @@ are embedded by the same sentence encoder; relevance is cosine similarity. The u
 * an aggregate of history item embeddings, each weighted by event type and recency, plus positive reviews, and
 * one encoded "profile text" (the most recent history titles and review snippets).
 
-Item embeddings are cached by content hash in the store (:meth:`Store.get_embeddings`), so an unchanged item
+Item embeddings are cached by content hash in the store (:mod:`generator.db.embeddings`), so an unchanged item
 is never re-encoded. A trained scorer (``pushgen scorer train``, see :mod:`generator.rank.train`) adds a
 sequence model and item-transition scores, blended with the text score.
 
@@ -283,10 +283,12 @@ class Scorer:
 
     def embed_cached(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embeddings of ``texts`` through the content-hash cache: only unseen texts are encoded."""
+        from generator.db.embeddings import get_embeddings, put_embeddings
+
         hashes = [content_hash(t) for t in texts]
         missing = [h for h in dict.fromkeys(hashes) if h not in self._memory]
         if missing and self.store is not None:
-            self._memory.update(self.store.get_embeddings(self.encoder_key, missing))
+            self._memory.update(get_embeddings(self.store, self.encoder_key, missing))
             missing = [h for h in missing if h not in self._memory]
         if missing:
             text_of = dict(zip(hashes, texts, strict=True))
@@ -294,7 +296,7 @@ class Scorer:
             fresh = dict(zip(missing, new, strict=True))
             self._memory.update(fresh)
             if self.store is not None:
-                self.store.put_embeddings(self.encoder_key, fresh)
+                put_embeddings(self.store, self.encoder_key, fresh)
         dim = encoder_dim(self.encoder)
         if not hashes:
             return np.zeros((0, dim), dtype=np.float32)
