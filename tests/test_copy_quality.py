@@ -63,7 +63,7 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
      "Clockline Tools", "Calipers Digital Calipers", "Clockline Tools Digital Caliper"),
     # a title that misspells its brand names it; the push spells it as the brand column does
     ("Holdex Magentics Ceramic Magnet Hook 1 1/4 in Diameter with 18 LB Holding Power 6-Count", "HOLDEX MAGNETICS",
-     "Industrial Hardware Hooks Magnetic Hooks", "Holdex Magnetics Ceramic Magnet Hook"),
+     "Industrial Hardware Hooks Magnetic Hooks", "Holdex Magnetics Ceramic Magnet Hooks"),  # a 6-count: plural
     # a first clause without a product noun: a later clause's noun, else the category's
     ("GRIPLOOP Brand - Industrial Strength Extreme Outdoor | Heavy Duty, Superior Holding Power | Tape – 10ft x 1in",
      "GRIPLOOP Brand", "Adhesive Tapes Hook & Loop Strips", "Griploop Brand Tape"),
@@ -97,7 +97,7 @@ def test_short_names_a_person_would_use(item_id: str, expected: str) -> None:
     ("Wrapit 2:1Heat Shrink Tubing 7 Colors 9 Sizes Tube Wrap Sleeve Set Combo 385 Pcs Assorted Sleeving Wrap Cable "
      "Wire Kit for DIY", "wrapit", "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Heat Shrink Tubing"),
     ("Wrapit 328 Pcs Assorted Heat Shrink Tube 5 Colors 8 Sizes Tubing Wrap Sleeve Set", "Wrapit",
-     "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Assorted Heat Shrink Tube"),
+     "Electrical Wiring & Connecting Heat-shrink Tubing", "Wrapit Assorted Heat Shrink Tubes"),
 ])
 def test_short_names_of_messy_titles(title: str, brand: str, category: str, expected: str) -> None:
     assert short_name(title, brand, category) == expected
@@ -381,3 +381,21 @@ def test_copy_that_opens_on_a_field_label_fails() -> None:
     assert check_prompt_echo("你可能会喜欢", "「Kelvix Digital Caliper」现售 US$17.97，去看看吧。", zh).passed
     en = GuardContext(items=[BY_ID["L06"]])
     assert check_prompt_echo("Price drop: 40% off", "Kelvix Digital Caliper: now $17.97.", en).passed
+
+
+@pytest.mark.parametrize(("title", "brand", "category", "expected"), [
+    ("Lumen Co. Warm White 2-Pack Smart LED Bulb", "Lumen Co.", "Lighting", "Lumen Co. Warm White Smart LED Bulbs"),
+    ("Koehlex Enterprises KE20BX 10 Piece Hose Clamp Box (Size SAE 20)", "Koehlex", "Hose Clamps",
+     "Koehlex Enterprises Hose Clamps"),
+    ("1 X Drilled Rubber Stopper #6.5 (Set of 3)", "Brewco", "Lab Supplies Stoppers", "Drilled Rubber Stoppers"),
+    ("Tapewell Electrical Tape, 3/4-Inch x 66 Feet, 6 Rolls", "Tapewell", "Electrical Tape",
+     "Tapewell Electrical Tape"),
+    ("Trailwise 3-Piece Trekking Pole Set", "Trailwise", "Hiking", "Trailwise Trekking Pole Set"),
+    ("Boltex Ring Terminal (Pack of 1)", "Boltex", "Terminals", "Boltex Ring Terminal"),
+    ("Trailblazer Aluminum Collapsible Trekking Pole Set", "Trailblazer", "Camping & Hiking",
+     "Trailblazer Trekking Pole Set"),
+])
+def test_a_pack_of_several_is_named_in_the_plural(title: str, brand: str, category: str, expected: str) -> None:
+    """v11's graders failed a singular name for a pack ("Hose Clamp" for a 10-piece box) as a wrong fact; a
+    collection ("Pole Set"), what is sold by quantity ("Tape") and a pack of one keep theirs."""
+    assert short_name(title, brand, category) == expected

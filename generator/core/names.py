@@ -20,7 +20,7 @@ MAX_CHARS = 40
 MAX_PRODUCT_WORDS = 5
 
 _CLAUSE_BREAK = regex.compile(r",\s|\s[-–—|/]\s|(?<=\p{L})[-–—]\s|\s*[|;:]\s*"
-                              r"|\s(?:for|with|by|fits|compatible|includes?)\s", regex.I)
+                              r"|\s(?:for|with|by|fits|compatible|includes?|including)\s", regex.I)
 _BRACKETS = regex.compile(r"\([^)]*\)?|\[[^\]]*\]?|\{[^}]*\}?")
 _UNITS = (r"(?:mm|cm|m|km|in|inch|inches|ft|feet|foot|yd|yds|yards?|oz|ounces?|lbs?|pounds?|kg|g|gram|grams|mg|ml|l|"
           r"liters?|litres?|gal|gallons?|qt|quarts?|v|volts?|w|watts?|a|amps?|mah|psi|rpm|hz|khz|mhz|ghz|mp|gb|tb|"
@@ -229,7 +229,7 @@ def _fit(brand: str, words: list[str], limit: int) -> str:
     the second half of a compound ("Self Drilling Screws" is not cut to "Drilling Screws") or on a linking word."""
     cut = max(len(words) - MAX_PRODUCT_WORDS, 0)
     while cut < len(words):
-        while cut and cut < len(words) - 1 and (words[cut].lower() in _LINKING or _CONTINUES.match(words[cut])
+        while cut and cut < len(words) - 1 and (words[cut].lower() in _LINKING or _continues(words, cut)
                                                 or _TRADEMARK.match(words[cut + 1])):
             cut += 1  # nor on the word before a trademark: "KimWipes Delicate Task Wipers", not "Science KimWipes .."
         name = " ".join(([brand] if brand else []) + words[cut:])
@@ -239,11 +239,60 @@ def _fit(brand: str, words: list[str], limit: int) -> str:
     return brand[:limit].rstrip()
 
 
+def _continues(words: list[str], i: int) -> bool:
+    """Whether ``words[i]`` is the second half of a compound begun by the word before it: "Self Drilling",
+    "Regular Capacity" (a short first half or a noun-like second), not "Collapsible Trekking"."""
+    return bool(_CONTINUES.match(words[i])) and (not words[i].lower().endswith("ing") or len(words[i - 1]) <= 5)
+
+
+# a pack, set or box of several of the product: "(Pack of 3)", "6-Count", "10 Piece ... Box", "3-Piece", "6 Rolls"
+_PACK = regex.compile(r"\b(?:pack|set|box|case|bag|bundle|lot) of (\d+)\b|\b(\d+)[\s-]?(?:pack|pk|pcs|pc|pieces?|"
+                      r"count|ct|rolls)\b", regex.I)
+# what is sold by quantity, not counted: no plural for a pack of it ("Gorilla Tape", not "Gorilla Tapes")
+_MASS = frozenset("""tape glue filament paper tubing wire oil paint grease sealant adhesive epoxy foam solution cleaner
+caulk cement lubricant wrap sheeting cloth matting coating solder paste compound lotion ointment disinfectant solvent
+coolant reagent dressing twine rope freshener sleeve toothpaste ink toner powder gel spray water""".split())
+
+
+def _plural(word: str) -> str:
+    low = word.lower()
+    if low.endswith("y") and low[-2:-1] not in set("aeiou"):
+        return word[:-1] + "ies"
+    if low.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if low.endswith("fe"):
+        return word[:-2] + "ves"
+    if low.endswith("lf"):
+        return word[:-1] + "ves"
+    return word + "s"
+
+
+def _counted(name: str, title: str, heads: frozenset[str] | set[str], limit: int) -> str:
+    """``name`` with its head noun in the plural when the title sells several ("Lumen Co. Warm White 2-Pack Smart
+    LED Bulb" -> "... Smart LED Bulbs"): a singular name for a pack of three misstates what the price buys. A
+    collection ("Pole Set", "Screw Kit"), a plural name and what is sold by quantity ("Tape") stay."""
+    counts = [int(a or b) for a, b in _PACK.findall(title)]
+    words = name.split()
+    last = words[-1].lower() if words else ""
+    if not counts or max(counts) < 2 or last in _COLLECTION or last in _MASS or ends_plural(name) \
+            or last not in heads or not words[-1].isalpha():
+        return name
+    plural = " ".join([*words[:-1], _plural(words[-1])])
+    return plural if len(plural) <= limit else name
+
+
 @lru_cache(maxsize=65536)
 def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
     """A short display name for a catalog item (see the module docstring); never longer than ``limit``
     characters and never cut inside a word. The last word of ``category`` ("... Pipe Fittings") is the item's
-    own head noun: the name ends on it where the title has it, and takes it where the title names no product."""
+    own head noun: the name ends on it where the title has it, and takes it where the title names no product.
+    A pack of several takes the plural ("Hose Clamps" for a 10-piece box)."""
+    leaf = regex.findall(r"\p{L}+", category.lower())
+    own = _singular(leaf[-1]) if leaf and (leaf[-1].endswith("s") or leaf[-1] in HEAD_NOUNS) else ""
+    return _counted(_short_name(title, brand, category, limit), title, HEAD_NOUNS | ({own} if own else set()), limit)
+
+
+def _short_name(title: str, brand: str, category: str, limit: int) -> str:
     title = _clean(title)
     leaf = regex.findall(r"\p{L}+", category.lower())
     # an item taxonomy's leaf ("... Pipe Fittings") names the product; a department ("Camping & Hiking") does not
