@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
+from generator.check.prefilter import LiteralFilter
 from generator.check.result import CheckResult
 from generator.core.data import Item, language_of
 from generator.core.formatting import mask, money_mentions, percent_mentions
@@ -645,7 +646,8 @@ _DISPARAGING = regex.compile(
 def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not speak ill of what it sells ("the quality is not high enough", "flimsy", 质量差): a
     small model paraphrases a critical review it was shown, which the injection check (verbatim copies) misses."""
-    m = _DISPARAGING.search(f"{title}\n{body}")
+    text = f"{title}\n{body}"
+    m = _DISPARAGING.search(text) if _DISPARAGING in _may_match(text) else None
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
     return CheckResult("tone", True)
@@ -717,9 +719,10 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Nothing from shopper-written text that could carry instructions or links: no links at all, no
     instruction-like phrases, and no run of 5 words (10 Han characters) copied from a quoted review."""
     text = f"{title}\n{body}"
-    if _LINK.search(text):
+    may = _may_match(text)
+    if _LINK in may and _LINK.search(text):
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
-    if _INSTRUCTION.search(text):
+    if _INSTRUCTION in may and _INSTRUCTION.search(text):
         return CheckResult("injection", False, "contains instruction-like text")
     mine = shingles(text, 5) if ctx.quoted_texts else set()
     for quoted in _derived(ctx).quoted_shingles:
@@ -922,9 +925,12 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     shipping, gifts, bundles, 包邮) only with a fact that states one."""
     text = f"{title}\n{body}"
     own = _derived(ctx).own_text
+    may = _may_match(text)
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
                                 (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
                                 (_SERVICE, "service", ("returns", "warranty"))):
+        if pattern not in may:
+            continue  # none of the literals every match of it has is in the copy
         for m in pattern.finditer(text):
             if _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
                 continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
@@ -934,7 +940,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
     for campaign_type, pattern in _EVENTS.items():
-        m = pattern.search(text)
+        m = pattern.search(text) if pattern in may else None
         if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
@@ -1010,8 +1016,9 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     own_words = _derived(ctx).sense_words
     residual = _without_names(text, ctx).lower()
-    for pattern, fits in _DOINGS.items():
-        m = _re(rf"\b(?:{pattern})").search(residual)
+    may = _DOINGS_FILTER.candidates(residual)
+    for n, (pattern, fits) in enumerate(_DOINGS.items()):
+        m = _re(rf"\b(?:{pattern})").search(residual) if n in may else None
         if m and not any(f in w for f in fits for w in own_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
     if ctx.catalog:
@@ -1020,6 +1027,24 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
             if (stem := _stem(w)) in vocabulary and stem not in own_words:
                 return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return CheckResult("sense", True)
+
+
+_DOINGS_FILTER = LiteralFilter([_re(rf"\b(?:{pattern})") for pattern in _DOINGS])
+
+
+def _copy_filter() -> LiteralFilter:
+    return LiteralFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, *_EVENTS.values(), _DISPARAGING, _LINK,
+                          _INSTRUCTION])
+
+
+_COPY_FILTER = _copy_filter()
+
+
+@lru_cache(maxsize=256)
+def _may_match(text: str) -> frozenset[regex.Pattern[str]]:
+    """The patterns of claims, tone and links that may match a copy (``title\\nbody``): a superset of those that do,
+    found by the literals every match of each has (:mod:`generator.check.prefilter`)."""
+    return frozenset(_COPY_FILTER.patterns[n] for n in _COPY_FILTER.candidates(text))
 
 
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]

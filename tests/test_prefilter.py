@@ -1,0 +1,51 @@
+"""Literal prefilters never hide a match: every text a pattern matches has one of the pattern's literals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import generator.check.guardrails as g
+from generator.check.prefilter import LiteralFilter, required_literals
+
+PATTERNS = [g._SUPERLATIVE, g._URGENCY, g._SCARCITY, g._OFFER, g._SERVICE, *g._EVENTS.values(), g._DISPARAGING,
+            g._LINK, g._INSTRUCTION, g._HOOK, g._WAS, *g._DOINGS_FILTER.patterns]
+
+
+def test_literals_of_small_patterns() -> None:
+    assert required_literals(regex.compile(r"#\s?1\b|no\.? ?1", regex.I)) == {"#", "no1", "no 1", "no.1", "no. 1"}
+    assert required_literals(regex.compile(r"(?:was|from)\W*(?:at\W*)?$", regex.I)) == {"was", "from"}
+    assert required_literals(regex.compile(r"ab(?:\w+ )?cd")) == {"ab"}
+    assert required_literals(regex.compile(r"a|\d")) is None  # one branch has no literal
+    assert required_literals(regex.compile(r"\p{Han}+最好")) is None  # the regex module's syntax: always scanned
+    assert required_literals(regex.compile(r"Best", regex.I)) == {"best"}
+    assert required_literals(regex.compile(r"Best")) == {"Best"}
+
+
+@pytest.mark.parametrize("n", range(len(PATTERNS)))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_text_a_pattern_matches_keeps_the_pattern(n: int, data: st.DataObject) -> None:
+    pattern = PATTERNS[n]
+    flt = LiteralFilter(PATTERNS)
+    try:
+        re.compile(pattern.pattern, pattern.flags & (re.I | re.M))
+    except re.error:
+        pytest.skip("not in the re syntax (always scanned)")
+    text = data.draw(st.from_regex(re.compile(pattern.pattern, pattern.flags & (re.I | re.M))))
+    text = data.draw(st.sampled_from([text, text.upper(), text.title(), f"Now {text}!", f"{text}\n{text.lower()}"]))
+    if pattern.search(text):
+        assert n in flt.candidates(text), (pattern.pattern[:60], text)
+
+
+@pytest.mark.parametrize("text", ["KELVIN \u212a", "ſave", "İstanbul BEST", "Ünbeatable BEST deal", "最好的"])
+def test_texts_with_cased_letters_outside_ascii_scan_every_case_insensitive_pattern(text: str) -> None:
+    flt = LiteralFilter(PATTERNS)
+    hits = {n for n, p in enumerate(PATTERNS) if p.search(text)}
+    assert hits <= flt.candidates(text)
+    if not text.isascii() and any(ch.lower() != ch.upper() for ch in text if ord(ch) > 127):
+        assert flt.candidates(text) >= {n for n, p in enumerate(PATTERNS) if p.flags & regex.I}
