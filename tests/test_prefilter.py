@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import generator.check.guardrails as g
+import generator.core.formatting as fmt
 from generator.check.prefilter import LiteralFilter, required_literals
 
 PATTERNS = [g._SUPERLATIVE, g._URGENCY, g._SCARCITY, g._OFFER, g._SERVICE, *g._EVENTS.values(), g._DISPARAGING,
@@ -49,3 +50,23 @@ def test_texts_with_cased_letters_outside_ascii_scan_every_case_insensitive_patt
     assert hits <= flt.candidates(text)
     if not text.isascii() and any(ch.lower() != ch.upper() for ch in text if ord(ch) > 127):
         assert flt.candidates(text) >= {n for n, p in enumerate(PATTERNS) if p.flags & regex.I}
+
+
+_PIECES = ["1", "19.99", "1,399", "1 399,50", "1.399", "05", " ", "\n", "\t", "\u00a0", "\u202f", "'", "’", "now",
+           "was", "Save", "US", "off", "%", "元", ".", ",", "-", "k", "\u212a", "ſ", "É", "zł", "ZŁ", "lei", "LEI"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + sorted(fmt._symbols()) + [m.upper() for m in fmt._symbols()]),
+                min_size=1, max_size=10))
+def test_money_is_found_where_it_was_found_trying_every_marker_opening(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    runs = [m.start() for m in fmt._DIGIT_RUN.finditer(text)]
+    if not runs or not fmt.lower_is_exact(text):
+        return
+    before, after = fmt._money_patterns()
+    every = [fmt._marker_starts(text, runs), [d for d in runs if fmt._NUMBER_START.match(text, d)]]
+    marked = fmt._marked_starts(text, runs)
+    for pattern, a, b in zip((before, after), every, marked, strict=True):
+        assert [m.span() for m in fmt._matches_at(pattern, text, a)] == \
+            [m.span() for m in fmt._matches_at(pattern, text, b)]

@@ -23,7 +23,7 @@ from generator.check.guard_index import memo, shingles, titles_in, word_shingles
 from generator.check.prefilter import LiteralFilter
 from generator.check.result import CheckResult
 from generator.core.data import Item, language_of
-from generator.core.formatting import mask, money_mentions, percent_mentions
+from generator.core.formatting import lower_is_exact, mask, money_mentions, percent_mentions
 from generator.core.names import ends_plural
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
@@ -158,9 +158,10 @@ class _Derived:
         return {w for it in self.ctx.items for w in _content_words(it.display_name)}
 
     @cached_property
-    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str]]]:
-        """Per item with a Latin head noun: its own words (title, brand, display name) and the pattern of a
-        capitalised run leading to its head noun (see ``_altered_name``)."""
+    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str], str | None]]:
+        """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
+        capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
+        match has (None where a character of it has a case outside ASCII: no prefilter)."""
         out = []
         for it in self.ctx.items:
             name = it.display_name.split()
@@ -170,7 +171,8 @@ class _Derived:
             own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
             head = _escape(name[-1].rstrip("s"))
             out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
-                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])")))
+                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"),
+                        name[-1].rstrip("s").lower() if lower_is_exact(name[-1]) else None))
         return out
 
     @cached_property
@@ -844,7 +846,10 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     Words before the name ("Grab", "Price Drop On") are not part of it. A phrase that names any of the user's
     items with that head noun, or lies inside one of their display names, names it truly."""
     verdicts: dict[tuple[int, int], list[bool]] = {}
-    for own, pattern in _derived(ctx).name_heads:
+    low = text.lower() if lower_is_exact(text) else None
+    for own, pattern, head in _derived(ctx).name_heads:
+        if low is not None and head is not None and head not in low:
+            continue  # the pattern ends on the head noun (case-insensitive): a copy without it has no match
         for m in pattern.finditer(text):
             words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."

@@ -6,8 +6,8 @@ scanned at all (the guardrails' large alternations of claims, tone and links are
 read, or one of the ``regex`` module's own constructs, gets no prefilter and is always scanned) and gives a set of
 strings such that every match of the pattern contains one of them, or None. A case-insensitive pattern's literals are
 lower-cased and looked for in the text lower-cased, which finds what the pattern's case-insensitive matching finds
-when every character of the text outside ASCII is caseless (:func:`_lower_is_exact`); a text with another character
-(an accented capital, a Kelvin sign, a long s) scans every pattern.
+when every character of the text outside ASCII is caseless (:func:`~generator.core.formatting.lower_is_exact`); a
+text with another character (an accented capital, a Kelvin sign, a long s) scans every pattern.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import ahocorasick
 import regex
 
+from generator.core.formatting import has_case, lower_is_exact
+
 try:  # the re module's parser (Python 3.11+: re._parser; before: sre_parse)
     from re import _constants as _c
     from re import _parser as _p
@@ -30,14 +32,6 @@ except ImportError:  # pragma: no cover
 _CAP = 32  # the most strings a node's exact set may hold (the cross products of a sequence grow)
 
 
-def _cased(ch: str) -> bool:
-    return ch.lower() != ch.upper() or len(ch.lower()) != 1
-
-
-def _lower_is_exact(text: str) -> bool:
-    """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
-    characters matches there: ASCII text, or text whose characters outside ASCII have no case."""
-    return text.isascii() or not any(ord(ch) > 127 and _cased(ch) for ch in text)
 
 
 Info = tuple[bool, frozenset[str] | None]  # (exact, strings): exact, the node matches one of them; else factors
@@ -74,7 +68,7 @@ def _node(op: Any, av: Any, fold: bool) -> Info:
     if op is _c.LITERAL:
         ch = chr(av)
         if fold:
-            if ord(ch) > 127 and _cased(ch):
+            if ord(ch) > 127 and has_case(ch):
                 return False, None
             ch = ch.lower()
         return True, frozenset({ch})
@@ -168,7 +162,7 @@ class LiteralFilter:
 def _candidates(flt: LiteralFilter, text: str) -> frozenset[int]:
     found = set(flt.always)
     for fold, automaton in flt._automata.items():
-        if fold and not _lower_is_exact(text):
+        if fold and not lower_is_exact(text):
             return flt.everything
         for _, who in automaton.iter(text.lower() if fold else text):
             found |= who

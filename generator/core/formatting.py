@@ -220,8 +220,11 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
         return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
 
     runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
-    for pattern, starts in ((before, _marker_starts(text, runs)),
-                            (after, [d for d in runs if _NUMBER_START.match(text, d)])):
+    if lower_is_exact(text):
+        before_starts, after_starts = _marked_starts(text, runs)
+    else:
+        before_starts, after_starts = _marker_starts(text, runs), [d for d in runs if _NUMBER_START.match(text, d)]
+    for pattern, starts in ((before, before_starts), (after, after_starts)):
         for m in _matches_at(pattern, text, starts):
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
@@ -242,6 +245,58 @@ def _marker_starts(text: str, runs: list[int]) -> list[int]:
     one of the markers' first characters."""
     opening = _marker_openings()
     return sorted({m.start() for d in runs for m in opening.finditer(text, max(0, d - _MARKER_REACH), d)})
+
+
+def has_case(ch: str) -> bool:
+    """Whether a character has another case (or lower-cases to more than one character)."""
+    return ch.lower() != ch.upper() or len(ch.lower()) != 1
+
+
+def lower_is_exact(text: str) -> bool:
+    """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
+    characters matches there (and a pattern's cased character outside ASCII matches nothing): ASCII text, or text whose
+    characters outside ASCII have no case (Han, currency signs, punctuation)."""
+    return text.isascii() or not any(ord(ch) > 127 and has_case(ch) for ch in text)
+
+
+@lru_cache(maxsize=1)
+def _marker_table() -> tuple[frozenset[str], tuple[int, ...]]:
+    """The markers (lower-case) and their lengths. No ASCII character matches a marker's cased character outside ASCII
+    case-insensitively (where one did, :func:`lower_is_exact` would not be enough)."""
+    markers = frozenset(_symbols())
+    for ch in {ch for m in markers for ch in m if ord(ch) > 127 and has_case(ch)}:
+        assert not any(regex.fullmatch(regex.escape(ch), chr(c), regex.I) for c in range(128)), ch
+    assert all(m == m.lower() for m in markers)
+    return markers, tuple(sorted({len(m) for m in markers}))
+
+
+_SPACE = regex.compile(r"\s")
+_NUMBER_RUN = regex.compile(r"[\d,.\u00a0\u202f'’ ]*")  # what NUMBER is made of
+
+
+def _marker_at(low: str, at: int, markers: frozenset[str], lengths: tuple[int, ...]) -> bool:
+    return any(low[at:at + n] in markers for n in lengths)
+
+
+def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
+    """Where the money patterns may match, for a text where :func:`lower_is_exact`: a currency marker written before
+    a number ends where the number's digits begin, or one whitespace before; one written after begins where the run of
+    the number's digits and separators ends, or one whitespace after. A superset of the places they match (the
+    patterns decide), usually far fewer than every marker's first letter near a digit."""
+    markers, lengths = _marker_table()
+    low = text.lower()
+    before = set()
+    for d in runs:
+        for end in (d, d - 1) if d and _SPACE.match(text, d - 1) else (d,):
+            before.update(end - n for n in lengths if n <= end and low[end - n:end] in markers)
+    after = []
+    for d in runs:
+        if _NUMBER_START.match(text, d):
+            end = _NUMBER_RUN.match(text, d).end()
+            if _marker_at(low, end, markers, lengths) or (
+                    end < len(text) and _SPACE.match(text, end) and _marker_at(low, end + 1, markers, lengths)):
+                after.append(d)
+    return sorted(before), after
 
 
 def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:
