@@ -70,3 +70,14 @@ def test_money_is_found_where_it_was_found_trying_every_marker_opening(pieces: l
     for pattern, a, b in zip((before, after), every, marked, strict=True):
         assert [m.span() for m in fmt._matches_at(pattern, text, a)] == \
             [m.span() for m in fmt._matches_at(pattern, text, b)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(["a", "\x01", '"', "\\", "é", "价", "👍", "\n"]), max_size=900),
+       st.text(st.sampled_from(["b", "\x1f", '"', "€", "\u2028"]), max_size=900), st.sampled_from(["", "https://x.y/p"]))
+def test_payload_size_passes_what_the_payloads_measure(title: str, body: str, link: str) -> None:
+    from generator.check.guardrails import GuardContext, check_payload_size, push_payloads
+    from generator.core.payload import MAX_PAYLOAD_BYTES, encoded_size
+
+    fits = max(encoded_size(v) for v in push_payloads(title, body, link).values()) <= MAX_PAYLOAD_BYTES
+    assert check_payload_size(title, body, GuardContext(items=[]), link).passed is fits

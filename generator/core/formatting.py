@@ -252,11 +252,14 @@ def has_case(ch: str) -> bool:
     return ch.lower() != ch.upper() or len(ch.lower()) != 1
 
 
+_has_case = lru_cache(maxsize=1 << 14)(has_case)
+
+
 def lower_is_exact(text: str) -> bool:
     """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
     characters matches there (and a pattern's cased character outside ASCII matches nothing): ASCII text, or text whose
     characters outside ASCII have no case (Han, currency signs, punctuation)."""
-    return text.isascii() or not any(ord(ch) > 127 and has_case(ch) for ch in text)
+    return text.isascii() or not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
 
 
 @lru_cache(maxsize=1)
