@@ -81,3 +81,16 @@ def test_payload_size_passes_what_the_payloads_measure(title: str, body: str, li
 
     fits = max(encoded_size(v) for v in push_payloads(title, body, link).values()) <= MAX_PAYLOAD_BYTES
     assert check_payload_size(title, body, GuardContext(items=[]), link).passed is fits
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + ["USD", "usd", "$", "¥", "€", "元", "\n"]), max_size=8),
+       st.lists(st.sampled_from(_PIECES + ["USD", "usd", "$", "¥", "€", "元", "\n"]), max_size=8))
+def test_a_copys_title_and_body_amounts_read_off_the_copy_are_their_own(title: list[str], body: list[str]) -> None:
+    title_text, body_text = "".join(title), "".join(body)
+    fmt._PARTS.clear()
+    fmt._money_mentions.cache_clear()
+    whole = fmt.money_mentions_of_copy(title_text, body_text)
+    assert whole == list(fmt._money_mentions(f"{title_text}\n{body_text}"))
+    assert fmt.money_mentions(title_text) == list(fmt._money_mentions(title_text))
+    assert fmt.money_mentions(body_text) == list(fmt._money_mentions(body_text))

@@ -23,7 +23,7 @@ from generator.check.guard_index import memo, shingles, titles_in, word_shingles
 from generator.check.prefilter import LiteralFilter
 from generator.check.result import CheckResult
 from generator.core.data import Item, language_of
-from generator.core.formatting import lower_is_exact, mask, money_mentions, percent_mentions
+from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
 from generator.core.names import ends_plural
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
@@ -1140,6 +1140,7 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
 
 
 def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
+    money_mentions_of_copy(title, body)  # the copy's amounts, and its title's and body's read off them
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)

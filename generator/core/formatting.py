@@ -206,13 +206,42 @@ class MoneyMention:
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
     or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
-    return list(_money_mentions(text))
+    hit = _PARTS.get(text)
+    return list(hit if hit is not None else _money_mentions(text))
+
+
+# amounts of texts read off a text they are part of (money_mentions_of_copy)
+_PARTS: dict[str, tuple[MoneyMention, ...]] = {}
+
+
+def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
+    """:func:`money_mentions` of ``title\\nbody``; and, when no match the patterns gave (kept or not) holds the
+    newline between them, those of ``title`` and of ``body`` alone, read off it for later calls: the newline reads as
+    the text's end to every pattern (no digit, separator, word character or percent sign), and a number or marker
+    never spans it but through ``\\s``, which such a match would hold."""
+    text = f"{title}\n{body}"
+    found, spans = _money_scan(text)
+    at = len(title)
+    if not any(a <= at < b for a, b in spans):
+        if len(_PARTS) >= 4096:
+            _PARTS.clear()
+        _PARTS[title] = tuple(m for m in found if m.span[1] <= at)
+        _PARTS[body] = tuple(MoneyMention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
+                             for m in found if m.span[0] > at)
+    _PARTS[text] = tuple(found)
+    return list(found)
 
 
 @lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
 def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
+    return tuple(_money_scan(text)[0])
+
+
+def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
+    """The mentions, and the span of every match the patterns gave (kept or not)."""
+    spans: list[tuple[int, int]] = []
     if not _DIGIT_RUN.search(text):  # every pattern needs a digit: skip their scans over hundreds of markers
-        return []
+        return [], spans
     before, after = _money_patterns()
     found: list[MoneyMention] = []
 
@@ -226,13 +255,15 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
         before_starts, after_starts = _marker_starts(text, runs), [d for d in runs if _NUMBER_START.match(text, d)]
     for pattern, starts in ((before, before_starts), (after, after_starts)):
         for m in _matches_at(pattern, text, starts):
+            spans.append(m.span())
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
                 found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
     for m in _BARE.finditer(text):
+        spans.append(m.span())
         if free(m.span()):
             found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
-    return tuple(sorted(found, key=lambda x: x.span))
+    return sorted(found, key=lambda x: x.span), spans
 
 
 _DIGIT_RUN = regex.compile(r"(?<!\d)\d")
