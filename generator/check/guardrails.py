@@ -659,7 +659,7 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not speak ill of what it sells ("the quality is not high enough", "flimsy", 质量差): a
     small model paraphrases a critical review it was shown, which the injection check (verbatim copies) misses."""
     text = f"{title}\n{body}"
-    m = _DISPARAGING.search(text) if _DISPARAGING in _may_match(text) else None
+    m = None if _DISPARAGING in _ruled_out(text) else _DISPARAGING.search(text)
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
     return CheckResult("tone", True)
@@ -731,10 +731,10 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Nothing from shopper-written text that could carry instructions or links: no links at all, no
     instruction-like phrases, and no run of 5 words (10 Han characters) copied from a quoted review."""
     text = f"{title}\n{body}"
-    may = _may_match(text)
-    if _LINK in may and _LINK.search(text):
+    out = _ruled_out(text)
+    if _LINK not in out and _LINK.search(text):
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
-    if _INSTRUCTION in may and _INSTRUCTION.search(text):
+    if _INSTRUCTION not in out and _INSTRUCTION.search(text):
         return CheckResult("injection", False, "contains instruction-like text")
     mine = shingles(text, 5) if ctx.quoted_texts else set()
     for quoted in _derived(ctx).quoted_shingles:
@@ -940,11 +940,11 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     shipping, gifts, bundles, 包邮) only with a fact that states one."""
     text = f"{title}\n{body}"
     own = _derived(ctx).own_text
-    may = _may_match(text)
+    out = _ruled_out(text)
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
                                 (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
                                 (_SERVICE, "service", ("returns", "warranty"))):
-        if pattern not in may:
+        if pattern in out:
             continue  # none of the literals every match of it has is in the copy
         for m in pattern.finditer(text):
             if _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
@@ -955,7 +955,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
     for campaign_type, pattern in _EVENTS.items():
-        m = pattern.search(text) if pattern in may else None
+        m = None if pattern in out else pattern.search(text)
         if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
@@ -1056,10 +1056,12 @@ _COPY_FILTER = _copy_filter()
 
 
 @lru_cache(maxsize=256)
-def _may_match(text: str) -> frozenset[regex.Pattern[str]]:
-    """The patterns of claims, tone and links that may match a copy (``title\\nbody``): a superset of those that do,
-    found by the literals every match of each has (:mod:`generator.check.prefilter`)."""
-    return frozenset(_COPY_FILTER.patterns[n] for n in _COPY_FILTER.candidates(text))
+def _ruled_out(text: str) -> frozenset[regex.Pattern[str]]:
+    """The patterns of claims, tone and links that cannot match a copy (``title\\nbody``): none of the literals every
+    match of them has is in it (:mod:`generator.check.prefilter`). A pattern the filter was not given is never ruled
+    out."""
+    may = _COPY_FILTER.candidates(text)
+    return frozenset(p for n, p in enumerate(_COPY_FILTER.patterns) if n not in may)
 
 
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
