@@ -1,7 +1,7 @@
 """Indexes that let the guardrails and choosing answer per candidate without scanning everything.
 
-- :func:`titles_in`: the catalog titles a text contains (the facts check's test for other products), found by the
-  titles' openings instead of testing every title of a catalog of thousands per candidate;
+- :func:`titles_in`: the catalog titles a text contains (the facts check's test for other products), found in
+  one Aho-Corasick pass instead of testing every title of a catalog of thousands per candidate;
 - :func:`memo`: data a check derives from a guard context, made once per context;
 - :class:`NearDuplicates`: whether a text is a near-duplicate of copy already chosen, without comparing it with
   every text chosen.
@@ -13,48 +13,41 @@ import math
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import ahocorasick
 import regex
 
 _WORDS = regex.compile(r"[\p{L}\p{N}']+")
 _HAN_CHAR = regex.compile(r"\p{Han}")
-_KEY = 4  # characters of a title that key it
 
 
 class TitleIndex:
-    """Lower-cased titles by their first four characters, and under each opening by their length: the titles a text
-    contains, found by the openings the text has (a catalog has hundreds, copy a few) and at each place an opening is,
-    one look-up per title length instead of a test per title (titles of one brand share an opening)."""
+    """Lower-cased titles in one Aho-Corasick automaton (made at the first look-up): the titles a text contains, found
+    in one pass over the text instead of a test per title of a catalog of thousands (equal titles: all of them)."""
 
     def __init__(self, titles: Sequence[tuple[str, str, str]]):
         self.titles = titles
-        self._by_key: dict[str, dict[str, list[int]]] = {}  # opening -> lower-cased title -> positions
-        self._lengths: dict[str, list[int]] = {}  # opening -> its titles' lengths
-        self._short: list[int] = []
-        for pos, (_, title, _) in enumerate(titles):
-            if len(title) >= _KEY:
-                self._by_key.setdefault(title[:_KEY], {}).setdefault(title, []).append(pos)
-            else:
-                self._short.append(pos)
-        self._lengths = {key: sorted({len(t) for t in named}) for key, named in self._by_key.items()}
+        self._automaton: Any = None
+        self._empty = [pos for pos, (_, title, _) in enumerate(titles) if not title]  # "" is in every text
 
     def contained(self, low: str) -> list[tuple[str, str, str]]:
         """The entries whose lower-cased title is in ``low``, in their order."""
-        found = [pos for pos in self._short if self.titles[pos][1] in low]
-        keys: Iterable[str] = self._by_key  # few openings: a find each; many: those of the text's pieces
-        if len(self._by_key) > len(low) // 4:
-            keys = {low[at:at + _KEY] for at in range(len(low) - _KEY + 1)}.intersection(self._by_key)
-        for key in keys:
-            named, lengths = self._by_key[key], self._lengths[key]
-            at = low.find(key)
-            while at >= 0:
-                for n in lengths:
-                    found += named.get(low[at:at + n], ())
-                at = low.find(key, at + 1)
-        return [self.titles[pos] for pos in sorted(set(found))]
+        if self._automaton is None:
+            positions: dict[str, list[int]] = {}
+            for pos, (_, title, _) in enumerate(self.titles):
+                if title:
+                    positions.setdefault(title, []).append(pos)
+            self._automaton = ahocorasick.Automaton()
+            for title, where in positions.items():
+                self._automaton.add_word(title, where)
+            self._automaton.make_automaton()
+        found = set(self._empty)
+        if len(self._automaton):
+            found.update(pos for _, where in self._automaton.iter(low) for pos in where)
+        return [self.titles[pos] for pos in sorted(found)]
 
 
 _INDEXES: OrderedDict[int, TitleIndex] = OrderedDict()

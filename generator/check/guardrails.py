@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
+from generator.check.prefilter import LiteralFilter
 from generator.check.result import CheckResult
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
-from generator.core.formatting import mask, money_mentions, percent_mentions
+from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
 from generator.core.names import ends_plural
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
@@ -158,9 +159,10 @@ class _Derived:
         return {w for it in self.ctx.items for w in _content_words(it.display_name)}
 
     @cached_property
-    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str]]]:
-        """Per item with a Latin head noun: its own words (title, brand, display name) and the pattern of a
-        capitalised run leading to its head noun (see ``_altered_name``)."""
+    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str], str | None]]:
+        """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
+        capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
+        match has (None where a character of it has a case outside ASCII: no prefilter)."""
         out = []
         for it in self.ctx.items:
             name = it.display_name.split()
@@ -170,7 +172,8 @@ class _Derived:
             own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
             head = _escape(name[-1].rstrip("s"))
             out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
-                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])")))
+                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"),
+                        name[-1].rstrip("s").lower() if lower_is_exact(name[-1]) else None))
         return out
 
     @cached_property
@@ -336,7 +339,17 @@ def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[
     return {name: build(plain_push(title, body, deep_link)) for name, build in BUILDERS.items()}
 
 
+@lru_cache(maxsize=64)
+def _payload_base(deep_link: str) -> int:
+    """The largest payload of an empty copy: title and body each appear once in each payload, as JSON strings."""
+    return max(encoded_size(v) for v in push_payloads("", "", deep_link).values())
+
+
 def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str = "") -> CheckResult:
+    # a byte of UTF-8 takes at most six in a JSON string (a control character as \uXXXX): copy far below the limit
+    # fits without building its payloads
+    if _payload_base(deep_link) + 6 * (len(title.encode("utf-8")) + len(body.encode("utf-8"))) <= MAX_PAYLOAD_BYTES:
+        return CheckResult("payload_size", True)
     sizes = {k: encoded_size(v) for k, v in push_payloads(title, body, deep_link).items()}
     worst = max(sizes, key=sizes.__getitem__)
     if sizes[worst] > MAX_PAYLOAD_BYTES:
@@ -653,7 +666,8 @@ _DISPARAGING = regex.compile(
 def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not speak ill of what it sells ("the quality is not high enough", "flimsy", 质量差): a
     small model paraphrases a critical review it was shown, which the injection check (verbatim copies) misses."""
-    m = _DISPARAGING.search(f"{title}\n{body}")
+    text = f"{title}\n{body}"
+    m = None if _DISPARAGING in _ruled_out(text) else _DISPARAGING.search(text)
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
     return CheckResult("tone", True)
@@ -725,9 +739,10 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Nothing from shopper-written text that could carry instructions or links: no links at all, no
     instruction-like phrases, and no run of 5 words (10 Han characters) copied from a quoted review."""
     text = f"{title}\n{body}"
-    if _LINK.search(text):
+    out = _ruled_out(text)
+    if _LINK not in out and _LINK.search(text):
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
-    if _INSTRUCTION.search(text):
+    if _INSTRUCTION not in out and _INSTRUCTION.search(text):
         return CheckResult("injection", False, "contains instruction-like text")
     mine = shingles(text, 5) if ctx.quoted_texts else set()
     for quoted in _derived(ctx).quoted_shingles:
@@ -849,7 +864,10 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     Words before the name ("Grab", "Price Drop On") are not part of it. A phrase that names any of the user's
     items with that head noun, or lies inside one of their display names, names it truly."""
     verdicts: dict[tuple[int, int], list[bool]] = {}
-    for own, pattern in _derived(ctx).name_heads:
+    low = text.lower() if lower_is_exact(text) else None
+    for own, pattern, head in _derived(ctx).name_heads:
+        if low is not None and head is not None and head not in low:
+            continue  # the pattern ends on the head noun (case-insensitive): a copy without it has no match
         for m in pattern.finditer(text):
             words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", m[1]))]
             named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
@@ -939,9 +957,12 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     性价比) never, value words ("a bargain", "great deal", 超值, 便宜) only when the featured item is on sale."""
     text = f"{title}\n{body}"
     own = _derived(ctx).own_text
+    out = _ruled_out(text)
     for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
                                 (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
                                 (_SERVICE, "service", ("returns", "warranty"))):
+        if pattern in out:
+            continue  # none of the literals every match of it has is in the copy
         for m in pattern.finditer(text):
             if _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
                 continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
@@ -957,7 +978,7 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     for campaign_type, pattern in _EVENTS.items():
-        m = pattern.search(text)
+        m = None if pattern in out else pattern.search(text)
         if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
@@ -1042,8 +1063,9 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     own_words = _derived(ctx).sense_words
     residual = _without_names(text, ctx).lower()
-    for pattern, fits in _DOINGS.items():
-        m = _re(rf"\b(?:{pattern})").search(residual)
+    may = _DOINGS_FILTER.candidates(residual)
+    for n, (pattern, fits) in enumerate(_DOINGS.items()):
+        m = _re(rf"\b(?:{pattern})").search(residual) if n in may else None
         if m and not any(f in w for f in fits for w in own_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
     if _HAN.search(residual) and (noun := misnamed_product(residual, own_words)):  # "你的手电筒" on a caliper
@@ -1054,6 +1076,26 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
             if (stem := _stem(w)) in vocabulary and stem not in own_words:
                 return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return CheckResult("sense", True)
+
+
+_DOINGS_FILTER = LiteralFilter([_re(rf"\b(?:{pattern})") for pattern in _DOINGS])
+
+
+def _copy_filter() -> LiteralFilter:
+    return LiteralFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, *_EVENTS.values(), _DISPARAGING, _LINK,
+                          _INSTRUCTION])
+
+
+_COPY_FILTER = _copy_filter()
+
+
+@lru_cache(maxsize=256)
+def _ruled_out(text: str) -> frozenset[regex.Pattern[str]]:
+    """The patterns of claims, tone and links that cannot match a copy (``title\\nbody``): none of the literals every
+    match of them has is in it (:mod:`generator.check.prefilter`). A pattern the filter was not given is never ruled
+    out."""
+    may = _COPY_FILTER.candidates(text)
+    return frozenset(p for n, p in enumerate(_COPY_FILTER.patterns) if n not in may)
 
 
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
@@ -1134,6 +1176,7 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
 
 
 def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
+    money_mentions_of_copy(title, body)  # the copy's amounts, and its title's and body's read off them
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)

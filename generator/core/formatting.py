@@ -206,13 +206,42 @@ class MoneyMention:
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
     or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
-    return list(_money_mentions(text))
+    hit = _PARTS.get(text)
+    return list(hit if hit is not None else _money_mentions(text))
+
+
+# amounts of texts read off a text they are part of (money_mentions_of_copy)
+_PARTS: dict[str, tuple[MoneyMention, ...]] = {}
+
+
+def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
+    """:func:`money_mentions` of ``title\\nbody``; and, when no match the patterns gave (kept or not) holds the
+    newline between them, those of ``title`` and of ``body`` alone, read off it for later calls: the newline reads as
+    the text's end to every pattern (no digit, separator, word character or percent sign), and a number or marker
+    never spans it but through ``\\s``, which such a match would hold."""
+    text = f"{title}\n{body}"
+    found, spans = _money_scan(text)
+    at = len(title)
+    if not any(a <= at < b for a, b in spans):
+        if len(_PARTS) >= 4096:
+            _PARTS.clear()
+        _PARTS[title] = tuple(m for m in found if m.span[1] <= at)
+        _PARTS[body] = tuple(MoneyMention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
+                             for m in found if m.span[0] > at)
+    _PARTS[text] = tuple(found)
+    return list(found)
 
 
 @lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
 def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
+    return tuple(_money_scan(text)[0])
+
+
+def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
+    """The mentions, and the span of every match the patterns gave (kept or not)."""
+    spans: list[tuple[int, int]] = []
     if not _DIGIT_RUN.search(text):  # every pattern needs a digit: skip their scans over hundreds of markers
-        return []
+        return [], spans
     before, after = _money_patterns()
     found: list[MoneyMention] = []
 
@@ -220,16 +249,21 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
         return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
 
     runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
-    for pattern, starts in ((before, _marker_starts(text, runs)),
-                            (after, [d for d in runs if _NUMBER_START.match(text, d)])):
+    if lower_is_exact(text):
+        before_starts, after_starts = _marked_starts(text, runs)
+    else:
+        before_starts, after_starts = _marker_starts(text, runs), [d for d in runs if _NUMBER_START.match(text, d)]
+    for pattern, starts in ((before, before_starts), (after, after_starts)):
         for m in _matches_at(pattern, text, starts):
+            spans.append(m.span())
             amounts = readings(m["num"].strip())
             if amounts and free(m.span()):
                 found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
     for m in _BARE.finditer(text):
+        spans.append(m.span())
         if free(m.span()):
             found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
-    return tuple(sorted(found, key=lambda x: x.span))
+    return sorted(found, key=lambda x: x.span), spans
 
 
 _DIGIT_RUN = regex.compile(r"(?<!\d)\d")
@@ -242,6 +276,61 @@ def _marker_starts(text: str, runs: list[int]) -> list[int]:
     one of the markers' first characters."""
     opening = _marker_openings()
     return sorted({m.start() for d in runs for m in opening.finditer(text, max(0, d - _MARKER_REACH), d)})
+
+
+def has_case(ch: str) -> bool:
+    """Whether a character has another case (or lower-cases to more than one character)."""
+    return ch.lower() != ch.upper() or len(ch.lower()) != 1
+
+
+_has_case = lru_cache(maxsize=1 << 14)(has_case)
+
+
+def lower_is_exact(text: str) -> bool:
+    """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
+    characters matches there (and a pattern's cased character outside ASCII matches nothing): ASCII text, or text whose
+    characters outside ASCII have no case (Han, currency signs, punctuation)."""
+    return text.isascii() or not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
+
+
+@lru_cache(maxsize=1)
+def _marker_table() -> tuple[frozenset[str], tuple[int, ...]]:
+    """The markers (lower-case) and their lengths. No ASCII character matches a marker's cased character outside ASCII
+    case-insensitively (where one did, :func:`lower_is_exact` would not be enough)."""
+    markers = frozenset(_symbols())
+    for ch in {ch for m in markers for ch in m if ord(ch) > 127 and has_case(ch)}:
+        assert not any(regex.fullmatch(regex.escape(ch), chr(c), regex.I) for c in range(128)), ch
+    assert all(m == m.lower() for m in markers)
+    return markers, tuple(sorted({len(m) for m in markers}))
+
+
+_SPACE = regex.compile(r"\s")
+_NUMBER_RUN = regex.compile(r"[\d,.\u00a0\u202f'’ ]*")  # what NUMBER is made of
+
+
+def _marker_at(low: str, at: int, markers: frozenset[str], lengths: tuple[int, ...]) -> bool:
+    return any(low[at:at + n] in markers for n in lengths)
+
+
+def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
+    """Where the money patterns may match, for a text where :func:`lower_is_exact`: a currency marker written before
+    a number ends where the number's digits begin, or one whitespace before; one written after begins where the run of
+    the number's digits and separators ends, or one whitespace after. A superset of the places they match (the
+    patterns decide), usually far fewer than every marker's first letter near a digit."""
+    markers, lengths = _marker_table()
+    low = text.lower()
+    before = set()
+    for d in runs:
+        for end in (d, d - 1) if d and _SPACE.match(text, d - 1) else (d,):
+            before.update(end - n for n in lengths if n <= end and low[end - n:end] in markers)
+    after = []
+    for d in runs:
+        if _NUMBER_START.match(text, d):
+            end = _NUMBER_RUN.match(text, d).end()
+            if _marker_at(low, end, markers, lengths) or (
+                    end < len(text) and _SPACE.match(text, end) and _marker_at(low, end + 1, markers, lengths)):
+                after.append(d)
+    return sorted(before), after
 
 
 def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:

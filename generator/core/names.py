@@ -200,6 +200,7 @@ def _singular(word: str) -> str:
     return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
 
 
+@lru_cache(maxsize=1 << 14)  # names recur: the guardrails ask once per user's items
 def ends_plural(name: str) -> bool:
     """Whether a name's last word is an English plural ("Bostitch Brads", "Copper Lugs"), not a singular in -s
     ("Glass", "Cactus", "Electronics", "Lens"): copy must say "are", not "is"."""

@@ -19,6 +19,7 @@ matched it most.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -164,19 +165,18 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     wanted = set(user_ids) if user_ids is not None else {u.user_id for u in shop.users}
     by_user, reviews = per_shop(shop, "by_user", lambda: _group_by_user(shop))
     out: dict[str, UserHistory] = {}
+    powers: list[float] = []  # recency_decay ** n, made once per n
     for uid in wanted:
         h = UserHistory()
         evs = sorted(((n, ev) for n, ev in by_user.get(uid, ()) if ev.item_id in index),
                      key=lambda p: (p[1].timestamp, p[0]))
         m = len(evs)
-        for pos, (_, ev) in enumerate(evs):
-            kind = ev.event_type.value
-            idx = index[ev.item_id]
-            h.items.append(idx)
-            h.kinds.append(kind)
-            h.weights.append(EVENT_WEIGHTS.get(kind, 0.5) * cfg.recency_decay ** (m - 1 - pos))
-            if kind == "purchase":
-                h.purchased.add(idx)
+        while len(powers) < m:
+            powers.append(cfg.recency_decay ** len(powers))
+        h.kinds = [ev.event_type.value for _, ev in evs]
+        h.items = [index[ev.item_id] for _, ev in evs]
+        h.weights = [EVENT_WEIGHTS.get(kind, 0.5) * powers[m - 1 - pos] for pos, kind in enumerate(h.kinds)]
+        h.purchased = {idx for idx, kind in zip(h.items, h.kinds, strict=True) if kind == "purchase"}
         for rv in sorted(reviews.get(uid, []), key=lambda r: (r.timestamp, r.item_id)):
             if rv.rating >= 3 and rv.text.strip() and rv.item_id in index:
                 h.reviews.append((rv.text, cfg.review_weight * (rv.rating - 2) / 3, index[rv.item_id]))
@@ -315,11 +315,20 @@ class Scorer:
         agg = np.zeros((len(histories), dim), dtype=np.float32)
         texts: list[str] = []
         rows: list[int] = []
+        with_items = [r for r, h in enumerate(histories) if h.items]
+        # each history's weights @ its items' vectors: stacked products of one length (the values of one per user)
+        by_len: dict[int, list[int]] = {}
+        for r in with_items:
+            by_len.setdefault(len(histories[r].items), []).append(r)
+        for which in by_len.values():
+            w = np.array([histories[r].weights for r in which], dtype=np.float32)
+            agg[which] = (w[:, None, :] @ item_vecs[[histories[r].items for r in which]])[:, 0, :]
+        # the reviews added one at a time, in order, as float32 sums (w * vector in float32, as numpy gives it)
+        for q in range(max((len(h.reviews) for h in histories), default=0)):
+            which = [r for r, h in enumerate(histories) if len(h.reviews) > q]
+            w = np.array([histories[r].reviews[q][1] for r in which], dtype=np.float32)
+            agg[which] += w[:, None] * np.stack([review_vecs[histories[r].reviews[q][0]] for r in which])
         for r, h in enumerate(histories):
-            if h.items:
-                agg[r] = np.asarray(h.weights, dtype=np.float32) @ item_vecs[h.items]
-            for text, w, _ in h.reviews:
-                agg[r] += w * review_vecs[text]
             if cfg.profile_text_weight > 0 and not h.empty:
                 texts.append(self.profile_text(h, titles))
                 rows.append(r)
@@ -368,6 +377,7 @@ class Scorer:
         review_texts = sorted({t for h in histories.values() for t, _, _ in h.reviews})
         review_vecs = dict(zip(review_texts, self.embed_cached(review_texts), strict=True))
         titles = [it.title for it in items]
+        id_rank = _id_ranks(items)
         catalog_ids = [it.item_id for it in items]
         texts = [it.text() for it in items]
         base_mask, bonus = _item_rules(items, rules)
@@ -413,9 +423,10 @@ class Scorer:
                 for r, picked in zip(rest, mmr_many([cands[r] for r in rest], item_vecs, rules.k,
                                                     rules.mmr_lambda), strict=True):
                     cands[r] = picked
-            for r, uid in enumerate(uids):
-                cand = cands[r][: rules.k]
-                whys = self._explain([i for i, _ in cand], hs[r], items, item_vecs, review_vecs, pop, rules)
+            tops = [c[: rules.k] for c in cands]
+            whys_of = explain_many([[i for i, _ in c] for c in tops], hs, items, item_vecs, review_vecs, pop, rules,
+                                   id_rank)
+            for uid, cand, whys in zip(uids, tops, whys_of, strict=True):
                 out[uid] = [RankedItem(item=items[i], score=s, rank=n + 1, why=why)
                             for n, ((i, s), why) in enumerate(zip(cand, whys, strict=True))]
             bar.update(len(uids))
@@ -462,6 +473,129 @@ class Scorer:
             if rules.boosts.get(it.item_id):
                 why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
         return whys
+
+
+def _id_ranks(items: Sequence[Item]) -> np.ndarray:
+    """Per catalog index (items sorted by ``item_id``), the first index of its ``item_id``: ordering by it is ordering
+    by ``item_id``, equal ids equal."""
+    out = np.arange(len(items))
+    for j in range(1, len(items)):
+        if items[j].item_id == items[j - 1].item_id:
+            out[j] = out[j - 1]
+    return out
+
+
+def _batched_products(vecs: np.ndarray, left: Sequence[Sequence[int]], other: np.ndarray,
+                      right: Sequence[Sequence[int]]) -> list[tuple[list[int], np.ndarray]]:
+    """``vecs[left[n]] @ other[right[n]].T`` for every ``n``, with the same values: the pairs of one shape go through
+    one stacked ``matmul``, which multiplies each pair with the kernel a single product of that shape uses. Per
+    shape: the positions ``n`` and their products, stacked."""
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for n, (a, b) in enumerate(zip(left, right, strict=True)):
+        by_shape.setdefault((len(a), len(b)), []).append(n)
+    return [(which, vecs[np.array([left[n] for n in which])]
+             @ other[np.array([right[n] for n in which])].transpose(0, 2, 1)) for which in by_shape.values()]
+
+
+def explain_many(ranked: Sequence[list[int]], hs: Sequence[UserHistory], items: Sequence[Item],
+                 item_vecs: np.ndarray, review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
+                 id_rank: np.ndarray | None = None, top: int = 2) -> list[list[list[str]]]:
+    """:meth:`Scorer._explain` of many users at once, with the same words and numbers: each user's cosines come
+    from a stacked product of pairs of one shape (the values a product per user gives, its history items in order of
+    first appearance), and each history item's strongest event and each ranked item's strongest history items from
+    array operations over all the users' events together."""
+    if id_rank is None:
+        id_rank = _id_ranks(items)
+    out: list[list[list[str]]] = [[] for _ in ranked]
+    users = []
+    for u, (r, h) in enumerate(zip(ranked, hs, strict=True)):
+        if r and h.empty:
+            out[u] = [[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
+                      for i in r]
+        elif r:
+            users.append(u)
+    if not users:
+        return _campaign_whys(ranked, out, items, rules)
+    k = max(len(ranked[u]) for u in users)
+    lines: dict[int, list[list[str]]] = {}
+    with_items = [u for u in users if hs[u].items]
+    if with_items:
+        # every event of these users, in their order; grouped by (user, history item) in order of first appearance
+        sizes = np.fromiter((len(hs[u].items) for u in with_items), dtype=np.int64, count=len(with_items))
+        ev_user = np.repeat(np.arange(len(with_items)), sizes)
+        ev_j = np.fromiter(itertools.chain.from_iterable(hs[u].items for u in with_items), dtype=np.int64,
+                           count=int(sizes.sum()))
+        ev_w = np.fromiter(itertools.chain.from_iterable(hs[u].weights for u in with_items), dtype=np.float64,
+                           count=len(ev_j))
+        kinds = list(itertools.chain.from_iterable(hs[u].kinds for u in with_items))
+        _, first_at, group_of = np.unique(ev_user * len(items) + ev_j, return_index=True, return_inverse=True)
+        label = np.empty(len(first_at), dtype=np.int64)
+        label[np.argsort(first_at, kind="stable")] = np.arange(len(first_at))  # groups by first appearance
+        group_of = label[group_of.ravel()]
+        by_group = np.argsort(group_of, kind="stable")  # events by group, each group's in their order
+        g_first = first_at[np.argsort(label)]  # per group (new order): its first event
+        g_user, g_j = ev_user[g_first], ev_j[g_first]
+        bounds = np.searchsorted(g_user, np.arange(len(with_items) + 1))
+        g_j_l, b_l = g_j.tolist(), bounds.tolist()
+        cg = np.zeros((len(g_j), k), dtype=np.float64)  # each group's cosine with each ranked item of its user
+        for which, prod in _batched_products(item_vecs, [ranked[u] for u in with_items], item_vecs,
+                                             [g_j_l[b_l[m]:b_l[m + 1]] for m in range(len(with_items))]):
+            r, m = prod.shape[1:]
+            rows = (bounds[which][:, None] + np.arange(m)).ravel()
+            cg[rows, :r] = prod.transpose(0, 2, 1).reshape(-1, r)
+        starts = np.searchsorted(group_of[by_group], np.arange(len(g_j)))
+        prod = ev_w[by_group, None] * cg[group_of[by_group]]  # w * c per event, in the doubles Python multiplies
+        best = np.maximum.reduceat(prod, starts, axis=0)
+        first = np.minimum.reduceat(np.where(prod == best[group_of[by_group]], by_group[:, None], len(ev_j)),
+                                    starts, axis=0)  # per group and ranked item: the first of its strongest events
+        cg_l, first_l = cg.tolist(), first.tolist()
+        verbs = [EVENT_VERBS.get(kind, kind) for kind in kinds]
+        snips = [_snippet(items[j].title, 40) for j in g_j_l]
+        jr = id_rank[g_j]
+        per_user: list[list[list[str]]] = [[] for _ in with_items]
+        for n in range(k):
+            order = np.lexsort((jr, -best[:, n], g_user)).tolist()  # per user: the strongest, then by item_id
+            for m, u in enumerate(with_items):
+                if n < len(ranked[u]):
+                    a = b_l[m]
+                    per_user[m].append([f"{verbs[first_l[g][n]]} '{snips[g]}' ({cg_l[g][n]:.2f})"
+                                        for g in order[a:min(a + top, b_l[m + 1])]])
+        lines = dict(zip(with_items, per_user, strict=True))
+    with_reviews = [u for u in users if hs[u].reviews]
+    if with_reviews:
+        texts = list(dict.fromkeys(t for u in with_reviews for t, _, _ in hs[u].reviews))
+        row_of = {t: n for n, t in enumerate(texts)}
+        review_matrix = np.stack([review_vecs[t] for t in texts])
+        review_cos: dict[int, list[list[float]]] = {}
+        for which, prod in _batched_products(item_vecs, [ranked[u] for u in with_reviews], review_matrix,
+                                             [[row_of[t] for t, _, _ in hs[u].reviews] for u in with_reviews]):
+            review_cos.update(zip((with_reviews[n] for n in which), prod.tolist(), strict=True))
+    for u in users:
+        whys = lines.get(u) or [[] for _ in ranked[u]]
+        if hs[u].reviews:
+            for why, cs in zip(whys, review_cos[u], strict=True):
+                best_review = None  # the largest (weighted cosine, text)
+                for (t, w, _), c in zip(hs[u].reviews, cs, strict=True):
+                    if best_review is None or (w * c, t) > (best_review[0], best_review[2]):
+                        best_review = (w * c, c, t)
+                why.append(f"review: '{_snippet(best_review[2])}' ({best_review[1]:.2f})")  # type: ignore[index]
+        out[u] = whys
+    return _campaign_whys(ranked, out, items, rules)
+
+
+def _campaign_whys(ranked: Sequence[list[int]], whys_of: list[list[list[str]]], items: Sequence[Item],
+                   rules: RankRules) -> list[list[list[str]]]:
+    """The campaign's reasons appended to each ranked item's (a discount campaign's discount, a boost)."""
+    discount = rules.campaign_type in DISCOUNT_CAMPAIGNS
+    if discount or rules.boosts:
+        for r, whys in zip(ranked, whys_of, strict=True):
+            for i, why in zip(r, whys, strict=True):
+                it = items[i]
+                if discount and it.discount_pct:
+                    why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
+                if rules.boosts.get(it.item_id):
+                    why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
+    return whys_of
 
 
 def _trained_folder(name: str | None) -> Path | None:
@@ -573,28 +707,81 @@ def mmr_many(pools: Sequence[Sequence[tuple[int, float]]], vecs: np.ndarray, k: 
 
 def mmr_picks(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, lam: float) -> list[list[int]]:
     """The positions :func:`mmr` picks, for lists of equal length given as rows of item indexes ``idx`` and their
-    scores ``rel`` (float64). Each list's similarities are its own product, as in :func:`mmr`."""
-    picks: list[list[int]] = []
+    scores ``rel`` (float64). Each list's similarities are its own product, as in :func:`mmr`.
+
+    Where the lists hold at most 4,096 distinct items, the similarities come from one product of those items'
+    vectors, which may round differently in the last bits than a list's own product: two float32 dot products of the
+    same vectors, summed in any order, differ by at most ``2 * gamma(d) * |x| |y|`` (``gamma(d) = d u / (1 - d u)``,
+    ``u = 2**-24``), so a step whose best value leads the next by more than what that can move them picks what the
+    list's own product picks. A list with a closer step is picked again from its own product
+    (:func:`_mmr_picks_exact`), as are all the lists where they hold more items."""
     size = idx.shape[1]
-    for start in range(0, len(idx), 512):  # bounded memory: 512 lists x size x size similarities
-        ids, r = idx[start:start + 512], rel[start:start + 512]
-        lo, hi = r.min(axis=1, keepdims=True), r.max(axis=1, keepdims=True)
-        span = hi - lo
-        r = np.where(span > 0, (r - lo) / np.where(span > 0, span, 1.0), 1.0)
-        sim = np.stack([vecs[i] @ vecs[i].T for i in ids])
-        rows = np.arange(len(ids))
-        max_sim = np.full((len(ids), size), -np.inf)
-        left = np.ones((len(ids), size), dtype=bool)
+    steps_n = min(k, size)
+    if not len(idx) or not steps_n:
+        return [[] for _ in range(len(idx))]
+    r = _scaled(rel)
+    held, pos = np.unique(idx, return_inverse=True)
+    if len(held) > 4096:
+        return _mmr_picks_exact(idx, r, vecs, steps_n, lam).tolist()
+    pos = pos.reshape(idx.shape)
+    own = vecs[held]
+    gram = own @ own.T
+    d = vecs.shape[1]
+    gamma = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
+    norm2 = float(np.einsum("ij,ij->i", own, own, dtype=np.float64).max())
+    margin = 4 * (1 - lam) * 2 * gamma * norm2 * 1.01 + 1e-12  # twice what the sims' rounding can move a value
+    rows = np.arange(len(idx))
+    max_sim = np.full(idx.shape, -np.inf)
+    left = np.ones(idx.shape, dtype=bool)
+    unsure = np.zeros(len(idx), dtype=bool)
+    steps = []
+    for step in range(steps_n):
+        red = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        val = np.where(left, lam * r - (1 - lam) * red, -np.inf)
+        p = np.argmax(val, axis=1)  # first maximum per list: earlier candidate wins a tie
+        if step:  # the first step reads no similarity
+            best = val[rows, p]
+            val[rows, p] = -np.inf
+            second = val.max(axis=1)
+            unsure |= np.isfinite(second) & (best - second <= margin)
+        steps.append(p)
+        left[rows, p] = False
+        if step + 1 < steps_n:
+            max_sim = np.maximum(max_sim, gram[pos[rows, p][:, None], pos])
+    picks = np.stack(steps, axis=1)
+    again = np.flatnonzero(unsure)
+    if len(again):
+        picks[again] = _mmr_picks_exact(idx[again], r[again], vecs, steps_n, lam)
+    return picks.tolist()
+
+
+def _scaled(rel: np.ndarray) -> np.ndarray:
+    """Each row's scores min-max scaled to [0, 1] (all 1 where a row's are equal), as :func:`mmr` scales them."""
+    lo, hi = rel.min(axis=1, keepdims=True), rel.max(axis=1, keepdims=True)
+    span = hi - lo
+    return np.where(span > 0, (rel - lo) / np.where(span > 0, span, 1.0), 1.0)
+
+
+def _mmr_picks_exact(ids: np.ndarray, r: np.ndarray, vecs: np.ndarray, steps_n: int, lam: float) -> np.ndarray:
+    """:func:`mmr_picks` of scaled scores ``r`` from each list's whole similarity product (``vecs[i] @ vecs[i].T``)."""
+    out = []
+    size = ids.shape[1]
+    for start in range(0, len(ids), 512):  # bounded memory: 512 lists x size x size similarities
+        block, rb = ids[start:start + 512], r[start:start + 512]
+        sim = np.stack([vecs[i] @ vecs[i].T for i in block])
+        rows = np.arange(len(block))
+        max_sim = np.full((len(block), size), -np.inf)
+        left = np.ones((len(block), size), dtype=bool)
         steps = []
-        for _ in range(min(k, size)):
+        for _ in range(steps_n):
             red = np.where(np.isfinite(max_sim), max_sim, 0.0)
-            val = np.where(left, lam * r - (1 - lam) * red, -np.inf)
-            p = np.argmax(val, axis=1)  # first maximum per list: earlier candidate wins a tie
+            val = np.where(left, lam * rb - (1 - lam) * red, -np.inf)
+            p = np.argmax(val, axis=1)
             steps.append(p)
             left[rows, p] = False
             max_sim = np.maximum(max_sim, sim[rows, p])
-        picks += np.stack(steps, axis=1).tolist()
-    return picks
+        out.append(np.stack(steps, axis=1))
+    return np.concatenate(out) if out else np.zeros((0, steps_n), dtype=np.int64)
 
 
 def rank_items_for_users(shop: Shop, user_ids: list[str] | None = None, rules: RankRules | None = None, *,
