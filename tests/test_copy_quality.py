@@ -399,3 +399,16 @@ def test_a_pack_of_several_is_named_in_the_plural(title: str, brand: str, catego
     """v11's graders failed a singular name for a pack ("Hose Clamp" for a 10-piece box) as a wrong fact; a
     collection ("Pole Set"), what is sold by quantity ("Tape") and a pack of one keep theirs."""
     assert short_name(title, brand, category) == expected
+
+
+def test_copy_that_calls_a_pack_one_item_fails() -> None:
+    board = Item(item_id="CB", title="Ember & Oak Bamboo 3-Piece Cutting Board", brand="Ember & Oak", price="91.00",
+                 currency="USD", in_stock=True, url="https://x.example/cb")
+    ctx = GuardContext(items=[board])
+    assert board.display_name == "Ember & Oak Bamboo Cutting Boards"
+    r = check_facts("Something you might like", "The Ember & Oak Bamboo Cutting Board is $91.", ctx)
+    assert not r.passed and "Cutting Board" in r.reason
+    assert check_facts("Something you might like", "The Ember & Oak Bamboo Cutting Boards are $91.", ctx).passed
+    assert check_facts("Hi", "Ember & Oak Bamboo 3-Piece Cutting Board, $91.", ctx).passed  # its own title
+    zh = GuardContext(items=[board], locale="zh_CN")
+    assert not check_facts("你可能会喜欢", "「Ember & Oak Bamboo Cutting Board」现售 US$91。", zh).passed

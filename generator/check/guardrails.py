@@ -25,7 +25,7 @@ from generator.check.result import CheckResult
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
 from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
-from generator.core.names import ends_plural
+from generator.core.names import ends_plural, pack_singular
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
 
@@ -850,7 +850,23 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     altered = _altered_name(text, ctx)
     if altered:
         return CheckResult("facts", False, f"names the item {altered!r}: a word that is not in its name")
+    one = _pack_as_one(text, ctx)
+    if one:
+        return CheckResult("facts", False, f"names a pack of several as one {one!r}")
     return _other_products(text, ctx)
+
+
+def _pack_as_one(text: str, ctx: GuardContext) -> str | None:
+    """The singular a pack's plural name stands for ("Cutting Board" for "Bamboo Cutting Boards", a 3-piece set),
+    where the copy uses it outside the item's own title and name."""
+    for it in ctx.items:
+        if it.short_name:  # the catalog's own name is what the shop calls it
+            continue
+        one = pack_singular(it.title, it.brand, it.category)
+        if one and _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I).search(
+                _without_names(text, ctx)):
+            return one
+    return None
 
 
 # words that may stand right before a product name without being part of it ("Price Drop On Kreg Pocket Screws")

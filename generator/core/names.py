@@ -293,6 +293,15 @@ def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX
     return _counted(_short_name(title, brand, category, limit), title, HEAD_NOUNS | ({own} if own else set()), limit)
 
 
+def pack_singular(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
+    """The singular of a pack's plural name, its last two words ("Cutting Board" of "Ember & Oak Bamboo Cutting
+    Boards" for a 3-piece set), or "" when the name was not made plural for a pack: copy that calls the pack by
+    it misstates what the price buys."""
+    if short_name(title, brand, category, limit) == (one := _short_name(title, brand, category, limit)):
+        return ""
+    return " ".join(one.split()[-2:])
+
+
 def _short_name(title: str, brand: str, category: str, limit: int) -> str:
     title = _clean(title)
     leaf = regex.findall(r"\p{L}+", category.lower())
