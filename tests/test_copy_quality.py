@@ -412,3 +412,22 @@ def test_copy_that_calls_a_pack_one_item_fails() -> None:
     assert check_facts("Hi", "Ember & Oak Bamboo 3-Piece Cutting Board, $91.", ctx).passed  # its own title
     zh = GuardContext(items=[board], locale="zh_CN")
     assert not check_facts("你可能会喜欢", "「Ember & Oak Bamboo Cutting Board」现售 US$91。", zh).passed
+
+
+def test_a_brandless_name_that_opens_a_sentence_gets_its_article() -> None:
+    from generator.core.names import with_article
+
+    names = [("Electrical Terminal Assortment", "Storehouse"), ("Gorilla Glue", "Gorilla")]
+    assert with_article("Electrical Terminal Assortment is $293.99.", names[:1]) == \
+        "The Electrical Terminal Assortment is $293.99."
+    assert with_article("Gorilla Glue is $5.", names[1:]) == "Gorilla Glue is $5."
+    assert with_article("Electrical Terminal Assortment dropped to $9.", names[:1]) == \
+        "Electrical Terminal Assortment dropped to $9."
+
+
+@pytest.mark.parametrize("title", ["It's amazing", "Small, but well worth it", "An awesome pick"])
+def test_praise_nothing_backs_fails(title: str) -> None:
+    bag = Item(item_id="SB", title="Trailwise Rectangular 40F Sleeping Bag", brand="Trailwise", price="82.99",
+               currency="USD", in_stock=True, url="https://x.example/sb")  # full price: no discount backs "worth it"
+    r = check_claims(title, "The Trailwise Rectangular Sleeping Bag is $82.99.", GuardContext(items=[bag]))
+    assert not r.passed

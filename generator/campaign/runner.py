@@ -33,7 +33,7 @@ from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.links import deep_link
-from generator.core.names import plural_agreement
+from generator.core.names import plural_agreement, with_article
 from generator.db.jobs import create_job, set_job_status
 from generator.db.messages import save_messages
 from generator.db.store import Store
@@ -401,11 +401,12 @@ class Plan:
 
 
 def _agreed(cand: Candidate, ctx: GuardContext) -> Candidate:
-    """English copy's verb after a plural product name made plural ("The Bostitch Brads are $12.49"); ``raw``
-    keeps what the model wrote."""
+    """English copy's verb after a plural product name made plural ("The Bostitch Brads are $12.49") and a
+    sentence that opens on a brandless name given its article; ``raw`` keeps what the model wrote."""
     if language_of(ctx.locale) == "en":
         names = [t for it in ctx.items for t in (it.display_name, it.title)]
         cand.title, cand.body = plural_agreement(cand.title, names), plural_agreement(cand.body, names)
+        cand.body = with_article(cand.body, [(it.display_name, it.brand) for it in ctx.items])
     return cand
 
 

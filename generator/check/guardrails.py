@@ -926,7 +926,9 @@ _SUPERLATIVE = regex.compile(
     r"award[- ]winning|#1 rated|perfect|flawless|guaranteed?|must[- ]have|life[- ]changing|revolutionary|"
     r"ultimate|finest|greatest|most (?:popular|loved|trusted|powerful|reliable)|premium quality|highest quality|"
     r"top quality|the top|change your life|everything you need|all you need|excellent customer service|"
-    r"five stars|5 stars|(?:will not|won'?t|can'?t|cannot|not) (?:find|get|see) (?:\w+ )?(?:anywhere )?"
+    r"five stars|5 stars|amazing|incredible|awesome|fantastic|spectacular|outstanding|superb|extraordinary|"
+    r"unbelievable|mind[- ]blowing|game[- ]changer|"
+    r"(?:will not|won'?t|can'?t|cannot|not) (?:find|get|see) (?:\w+ )?(?:anywhere )?"
     r"else(?:where)?|nowhere else|exclusive(?:ly)?|one of a kind)\b"
     r"|最好|最佳|最棒|第一|独家|别处|最低价|最便宜|全网最|史上最|顶级|独一无二|无与伦比|最强|最受欢迎|销量冠军|爆款|完美",
     regex.I)
@@ -953,6 +955,7 @@ _BUDGET = regex.compile(r"\b(?:(?:on|for|fits?|within|any|every|your|a|tight|sma
                         r"dirt[- ]cheap|low[- ]cost|inexpensive|economical)\b|性价比|平价", regex.I)
 _VALUE = regex.compile(r"\b(?:affordable|bargains?|a steal|great value|good value|best value|value for money|"
                        r"great price|good price|unbeatable price|great deal|good deal|amazing deal|incredible deal|"
+                       r"(?:well |so |totally |definitely )?worth (?:it|every penny|the (?:money|price))|"
                        r"save big|huge savings?|big savings?)\b|超值|划算|捡漏|好价|便宜|低价|实惠|省钱", regex.I)
 _SERVICE = regex.compile(r"\b(?:refunds?|returns?|warranty|guarantee[ds]?|customer service|money back|satisfaction)\b"
                          r"|退款|退货|保修|质保|售后", regex.I)

@@ -68,6 +68,7 @@ receptacle scoop paddle reservoir pipettor thimble enclosure colorimeter oscilla
 cabinet epoxy countersink fixture transducer spectrometer transceiver antenna bandage strainer scissor pestle
 dryer amplifier eyebolt turnbuckle trolley logger steamer actuator mop optocoupler disinfectant gear emitter
 detector lotion solvent blower diode display multimeter microscope monitor gage fastener pen gun forcep
+basket breadboard latch spade canister shim
 """.split())
 # category words that name a department, not a product ("Lab Supplies", "Adhesives & Sealants")
 _DEPARTMENTS = {"supply", "product", "accessory", "equipment", "part", "tool", "material", "consumable", "component",
@@ -192,6 +193,11 @@ def _ends_on_head(words: list[str], head_nouns: frozenset[str]) -> bool:
     return bool(words) and _singular(words[-1].lower()) in head_nouns
 
 
+# nouns of what a thing does, whatever the catalog: Eliminator, Sharpener, Humidifier, Sanitizer, Remover (a title's
+# first clause that ends on one names the product)
+_AGENT_NOUN = regex.compile(r"\p{L}{3,}(?:ator|izer|iser|ener|ifier|remover|aner)s?$", regex.I)
+
+
 def _singular(word: str) -> str:
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
@@ -221,6 +227,17 @@ def plural_agreement(text: str, names: Iterable[str]) -> str:
     return text
 
 
+def with_article(text: str, names: Iterable[tuple[str, str]]) -> str:
+    """``text`` with "The" before a product name that opens it with "is"/"are" and no brand in front: "Electrical
+    Terminal Assortment is $293.99" -> "The Electrical Terminal Assortment is $293.99" ("Gorilla Glue is $5" keeps
+    its brand as the subject). ``names`` are (display name, brand) pairs."""
+    for name, brand in names:
+        brandless = not brand or not name.lower().startswith(brand.split()[0].lower())
+        if name and brandless and regex.match(rf"{regex.escape(name)}\s+(?:is|are)\b", text):
+            return f"The {text}"
+    return text
+
+
 _TRADEMARK = regex.compile(r"^\p{Lu}?\p{Ll}+\p{Lu}\p{L}*$")  # a capital inside the word: KimWipes, PhysioGuard, iPad
 _SINGULAR_S = frozenset("series species news lens gas chassis canvas atlas bias plus thermos kudos".split())
 
@@ -247,8 +264,8 @@ def _continues(words: list[str], i: int) -> bool:
 
 
 # a pack, set or box of several of the product: "(Pack of 3)", "6-Count", "10 Piece ... Box", "3-Piece", "6 Rolls"
-_PACK = regex.compile(r"\b(?:pack|set|box|case|bag|bundle|lot) of (\d+)\b|\b(\d+)[\s-]?(?:pack|pk|pcs|pc|pieces?|"
-                      r"count|ct|rolls)\b", regex.I)
+_PACK = regex.compile(r"\b(?:pack|set|box|case|bag|bundle|lot) of (\d+)\b"
+                      r"|(?<![\d./])\b(\d+)[\s-]?(?:packs?|pk|pcs|pc|pieces?|count|ct|rolls)\b", regex.I)
 # what is sold by quantity, not counted: no plural for a pack of it ("Gorilla Tape", not "Gorilla Tapes")
 _MASS = frozenset("""tape glue filament paper tubing wire oil paint grease sealant adhesive epoxy foam solution cleaner
 caulk cement lubricant wrap sheeting cloth matting coating solder paste compound lotion ointment disinfectant solvent
@@ -272,11 +289,15 @@ def _counted(name: str, title: str, heads: frozenset[str] | set[str], limit: int
     """``name`` with its head noun in the plural when the title sells several ("Lumen Co. Warm White 2-Pack Smart
     LED Bulb" -> "... Smart LED Bulbs"): a singular name for a pack of three misstates what the price buys. A
     collection ("Pole Set", "Screw Kit"), a plural name and what is sold by quantity ("Tape") stay."""
-    counts = [int(a or b) for a, b in _PACK.findall(title)]
     words = name.split()
     last = words[-1].lower() if words else ""
-    if not counts or max(counts) < 2 or last in _COLLECTION or last in _MASS or ends_plural(name) \
-            or last not in heads or not words[-1].isalpha():
+    if not last.isalpha() or len(words) < 2 or last in _COLLECTION or last in _MASS or ends_plural(name) \
+            or last.endswith("ics") \
+            or _singular(last) not in heads and not _AGENT_NOUN.search(last):
+        return name
+    counts = [int(a or b) for a, b in _PACK.findall(title)]  # "(Pack of 3)", "8 brushes"
+    counts += [int(n) for n in regex.findall(rf"\b(\d+)\s+{regex.escape(_plural(last))}\b", title, regex.I)]
+    if not counts or max(counts) < 2:
         return name
     plural = " ".join([*words[:-1], _plural(words[-1])])
     return plural if len(plural) <= limit else name
@@ -328,10 +349,11 @@ def _short_name(title: str, brand: str, category: str, limit: int) -> str:
     if not clauses:
         return _fit(shown, [], limit) or title[:limit].rsplit(" ", 1)[0]
     words = clauses[0]
-    if not _ends_on_head(words, heads):  # "Industrial Strength Extreme Outdoor | ... | Tape – 10ft x 1in"
+    named = _ends_on_head(words, heads) or bool(words and _AGENT_NOUN.search(words[-1]))
+    if not named:  # "Industrial Strength Extreme Outdoor | ... | Tape – 10ft x 1in"
         words = next((c for c in clauses[1:4]
                       if _ends_on_head(c, heads) and _singular(c[-1].lower()) not in _PACKAGING), words)
-    if not _ends_on_head(words, heads) and own and own not in _DEPARTMENTS and len(words) <= 3 \
+    if not named and not _ends_on_head(words, heads) and own and own not in _DEPARTMENTS and len(words) <= 3 \
             and not any(_singular(w.lower()).endswith(own) for w in words):  # the category's noun: "... Strips", once
         words = [*words, leaf[-1].capitalize()]
     return _fit(shown, words, limit)
