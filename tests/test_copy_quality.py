@@ -431,3 +431,23 @@ def test_praise_nothing_backs_fails(title: str) -> None:
                currency="USD", in_stock=True, url="https://x.example/sb")  # full price: no discount backs "worth it"
     r = check_claims(title, "The Trailwise Rectangular Sleeping Bag is $82.99.", GuardContext(items=[bag]))
     assert not r.passed
+
+
+def test_new_is_a_new_arrivals_claim() -> None:
+    ctx = GuardContext(items=[BY_ID["L06"]], campaign_type="price_drop")
+    assert not check_claims("New Digital Caliper, 40% off", "Kelvix Digital Caliper dropped to $17.97.", ctx).passed
+    assert check_claims("New price: 40% off", "Kelvix Digital Caliper dropped to $17.97.", ctx).passed
+    arrivals = GuardContext(items=[BY_ID["L06"]], campaign_type="new_arrivals")
+    assert check_claims("New in: a caliper", "Kelvix Digital Caliper, $17.97.", arrivals).passed
+
+
+def test_a_pack_of_build_surfaces_is_plural_and_the_fallback_says_them() -> None:
+    from generator.write.prompts import default_library
+
+    assert short_name("Buildwell 3D Printing Build Surface, 6.5 x 6.5 Square, Black (Pack of 3)", "Buildwell",
+                      "3D Printing Accessories") == "Buildwell 3D Printing Build Surfaces"
+    clamps = Item(item_id="HC", title="Koehlex Enterprises KE20BX 10 Piece Hose Clamp Box (Size SAE 20)",
+                  brand="Koehlex", category="Hose Clamps", price="25.49",
+                  currency="USD", in_stock=True, url="https://x.example/hc")
+    title, body = generic_copy(default_library(), "en_US", "content_recommendation", clamps, {})
+    assert body.endswith("Tap to see them.") and "Hose Clamps" in body

@@ -963,6 +963,9 @@ _SERVICE = regex.compile(r"\b(?:refunds?|returns?|warranty|guarantee[ds]?|custom
 _EVENTS: dict[str, regex.Pattern[str]] = {
     "abandoned_cart": regex.compile(r"\b(?:(?:in|to|from) your (?:shopping )?(?:cart|basket|bag)|added to (?:your )?"
                                     r"(?:cart|basket|bag)|left (?:it )?(?:behind|in)|still in your)\b|购物车", regex.I),
+    "new_arrivals": regex.compile(r"^\W*(?:all[- ])?new\b(?! (?:low )?prices?\b)"
+                                  r"|\b(?:brand[- ]new|just (?:arrived|landed|in)|new arrivals?|"
+                                  r"newly (?:added|arrived)|new in)\b|新品|上新|新到", regex.I),
     "back_in_stock": regex.compile(r"\b(?:back in stock|restocked|in stock again|available again|it'?s back|"
                                    r"back on (?:the )?shel(?:f|ves))\b|补货|到货|重新有货", regex.I),
 }
@@ -998,7 +1001,8 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     for campaign_type, pattern in _EVENTS.items():
         m = None if pattern in out else pattern.search(text)
-        if m and ctx.campaign_type and ctx.campaign_type != campaign_type:
+        if m and ctx.campaign_type and ctx.campaign_type != campaign_type \
+                and not _re(rf"(?<!\w){_escape(m[0].strip())}(?!\w)", regex.I).search(own):  # "New Balance"
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
     return CheckResult("claims", True)

@@ -272,6 +272,10 @@ caulk cement lubricant wrap sheeting cloth matting coating solder paste compound
 coolant reagent dressing twine rope freshener sleeve toothpaste ink toner powder gel spray water""".split())
 
 
+# nouns a pack holds several of that do not end a product name by themselves ("... Rough Surfaces" is no name)
+_COUNTABLE = frozenset("surface sheet square rectangle tile pad panel disc disk card".split())
+
+
 def _plural(word: str) -> str:
     low = word.lower()
     if low.endswith("y") and low[-2:-1] not in set("aeiou"):
@@ -291,9 +295,11 @@ def _counted(name: str, title: str, heads: frozenset[str] | set[str], limit: int
     collection ("Pole Set", "Screw Kit"), a plural name and what is sold by quantity ("Tape") stay."""
     words = name.split()
     last = words[-1].lower() if words else ""
-    if not last.isalpha() or len(words) < 2 or last in _COLLECTION or last in _MASS or ends_plural(name) \
+    container = last in {"box", "case"} and regex.search(r"\d+[\s-]?(?:pieces?|pcs?)\b", title, regex.I)
+    if not last.isalpha() or len(words) < 2 or last in _COLLECTION | _MASS or ends_plural(name) or container \
+            or last in {"pack", "package", "count", "piece", "carton", "pouch"} \
             or last.endswith("ics") \
-            or _singular(last) not in heads and not _AGENT_NOUN.search(last):
+            or _singular(last) not in heads | _COUNTABLE and not _AGENT_NOUN.search(last):
         return name
     counts = [int(a or b) for a, b in _PACK.findall(title)]  # "(Pack of 3)", "8 brushes"
     counts += [int(n) for n in regex.findall(rf"\b(\d+)\s+{regex.escape(_plural(last))}\b", title, regex.I)]

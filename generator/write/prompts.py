@@ -26,6 +26,7 @@ from generator.core.config import get_settings
 from generator.core.data import Item, language_of
 from generator.core.errors import TemplateError
 from generator.core.formatting import format_count, format_day, format_money, format_pct
+from generator.core.names import ends_plural
 
 HEADER = re.compile(r"^\{#-?\s*(.*?)\s*-?#\}", re.S)
 GENERATION_PREFIX = "Title:"  # prefilled assistant text so the model answers in the Title/Body format
@@ -63,10 +64,11 @@ def answer_text(title: str | None, body: str | None) -> str:
 def item_facts(item: Item, locale: str = "en_US") -> dict[str, Any]:
     """The facts of an item a template may use, written for ``locale`` so the model copies them as the
     shopper reads them: ``name`` (the short display name), ``price``/``old_price`` (money), ``discount``
-    (``15%``, ``15 %``) and ``discount_pct`` (the number), ``title`` (the whole catalog title); ``money(x)``
-    writes a few-shot example's price in the same currency and locale. Made once per item (its field values)
-    and locale: formatting money costs more than the rest of a prompt, and the same ``money`` function keeps
-    the rendered prompts of one item's users one cached render."""
+    (``15%``, ``15 %``) and ``discount_pct`` (the number), ``title`` (the whole catalog title); ``it`` ("it" or
+    "them", as the name is singular or plural); ``money(x)`` writes a few-shot example's price in the same
+    currency and locale. Made once per item (its field values) and locale: formatting money costs more than the
+    rest of a prompt, and the same ``money`` function keeps the rendered prompts of one item's users one cached
+    render."""
     try:
         key = (tuple(item.__dict__.values()), locale, get_settings().default_locale)
         hit = _FACTS.get(key)
@@ -93,6 +95,7 @@ def _item_facts(item: Item, locale: str) -> dict[str, Any]:
         "discount_pct": pct,
         "discount": format_pct(pct, locale, default) if pct else None,
         "in_stock": item.in_stock,
+        "it": "them" if ends_plural(item.display_name) else "it",  # "Tap to see them" for "Hose Clamps"
         "url": item.url,
         "currency": item.currency,
         "money": lambda amount: format_price(Decimal(str(amount)), item.currency, locale),  # example prices
