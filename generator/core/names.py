@@ -309,32 +309,35 @@ def _counted(name: str, title: str, heads: frozenset[str] | set[str], limit: int
     return plural if len(plural) <= limit else name
 
 
-@lru_cache(maxsize=65536)
 def short_name(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
     """A short display name for a catalog item (see the module docstring); never longer than ``limit``
     characters and never cut inside a word. The last word of ``category`` ("... Pipe Fittings") is the item's
     own head noun: the name ends on it where the title has it, and takes it where the title names no product.
     A pack of several takes the plural ("Hose Clamps" for a 10-piece box)."""
-    leaf = regex.findall(r"\p{L}+", category.lower())
-    own = _singular(leaf[-1]) if leaf and (leaf[-1].endswith("s") or leaf[-1] in HEAD_NOUNS) else ""
-    return _counted(_short_name(title, brand, category, limit), title, HEAD_NOUNS | ({own} if own else set()), limit)
+    return _names(title, brand, category, limit)[1]
 
 
 def pack_singular(title: str, brand: str = "", category: str = "", limit: int = MAX_CHARS) -> str:
     """The singular of a pack's plural name, its last two words ("Cutting Board" of "Ember & Oak Bamboo Cutting
     Boards" for a 3-piece set), or "" when the name was not made plural for a pack: copy that calls the pack by
     it misstates what the price buys."""
-    if short_name(title, brand, category, limit) == (one := _short_name(title, brand, category, limit)):
-        return ""
-    return " ".join(one.split()[-2:])
+    one, shown = _names(title, brand, category, limit)
+    return "" if shown == one else " ".join(one.split()[-2:])
 
 
-def _short_name(title: str, brand: str, category: str, limit: int) -> str:
-    title = _clean(title)
+@lru_cache(maxsize=65536)
+def _names(title: str, brand: str, category: str, limit: int) -> tuple[str, str]:
+    """An item's name as one of it, and as shown (the plural for a pack of several)."""
     leaf = regex.findall(r"\p{L}+", category.lower())
     # an item taxonomy's leaf ("... Pipe Fittings") names the product; a department ("Camping & Hiking") does not
     own = _singular(leaf[-1]) if leaf and (leaf[-1].endswith("s") or leaf[-1] in HEAD_NOUNS) else ""
     heads = HEAD_NOUNS | ({own} if own else set())
+    one = _short_name(title, brand, leaf, own, heads, limit)
+    return one, _counted(one, title, heads, limit)
+
+
+def _short_name(title: str, brand: str, leaf: list[str], own: str, heads: frozenset[str], limit: int) -> str:
+    title = _clean(title)
     long_words = [w for w in title.split() if len(w) > 3]
     shouting = sum(w.isupper() for w in long_words) * 2 > len(long_words)  # an all-capitals title
     if len(title) <= 30 and not _CLAUSE_BREAK.search(title) and not _BRACKETS.search(title):
