@@ -13,8 +13,8 @@ import generator.check.guardrails as g
 import generator.core.formatting as fmt
 from generator.check.prefilter import LiteralFilter, required_literals
 
-PATTERNS = [g._SUPERLATIVE, g._URGENCY, g._SCARCITY, g._OFFER, g._SERVICE, *g._EVENTS.values(), g._DISPARAGING,
-            g._LINK, g._INSTRUCTION, g._HOOK, g._WAS, *g._DOINGS_FILTER.patterns]
+PATTERNS = [g._SUPERLATIVE, g._URGENCY, g._SCARCITY, g._OFFER, g._SERVICE, g._BUDGET, g._VALUE, *g._EVENTS.values(),
+            g._DISPARAGING, g._LINK, g._INSTRUCTION, g._HOOK, g._WAS, *g._DOINGS_FILTER.patterns]
 
 
 def test_literals_of_small_patterns() -> None:

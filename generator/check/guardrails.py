@@ -225,6 +225,14 @@ class _Derived:
         return sorted(names, key=len, reverse=True)
 
     @cached_property
+    def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
+        """Per item sold as a pack under a derived plural name, the singular it stands for and its pattern (the
+        catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`)."""
+        ones = (pack_singular(it.title, it.brand, it.category) for it in self.ctx.items if not it.short_name)
+        return [(one, regex.compile(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I))
+                for one in ones if one]
+
+    @cached_property
     def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
         return frozenset().union(*(_stems(t) for it in self.ctx.items
@@ -859,14 +867,9 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def _pack_as_one(text: str, ctx: GuardContext) -> str | None:
     """The singular a pack's plural name stands for ("Cutting Board" for "Bamboo Cutting Boards", a 3-piece set),
     where the copy uses it outside the item's own title and name."""
-    for it in ctx.items:
-        if it.short_name:  # the catalog's own name is what the shop calls it
-            continue
-        one = pack_singular(it.title, it.brand, it.category)
-        if one and _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I).search(
-                _without_names(text, ctx)):
-            return one
-    return None
+    packs = _derived(ctx).pack_singulars
+    residual = _without_names(text, ctx) if packs else ""
+    return next((one for one, pattern in packs if pattern.search(residual)), None)
 
 
 # words that may stand right before a product name without being part of it ("Price Drop On Kreg Pocket Screws")
@@ -986,26 +989,33 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if pattern in out:
             continue  # none of the literals every match of it has is in the copy
         for m in pattern.finditer(text):
-            if _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
+            if _in_own_name(m[0], own):
                 continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
             facts = (fact,) if isinstance(fact, str) else fact or ()
             if any(ctx.facts.get(f) for f in facts):
                 continue
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
-    on_sale = any(it.sale_price is not None and it.sale_price < it.price for it in ctx.items[:1])
+    on_sale = bool(ctx.items) and ctx.items[0].current_price < ctx.items[0].price
     for pattern, backed in ((_BUDGET, False), (_VALUE, on_sale)):
-        m = pattern.search(text)
-        if m and not backed and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)", regex.I).search(own):
+        if backed or pattern in out:
+            continue
+        m = next((m for m in pattern.finditer(text) if not _in_own_name(m[0], own)), None)
+        if m:
             return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     for campaign_type, pattern in _EVENTS.items():
         m = None if pattern in out else pattern.search(text)
         if m and ctx.campaign_type and ctx.campaign_type != campaign_type \
-                and not _re(rf"(?<!\w){_escape(m[0].strip())}(?!\w)", regex.I).search(own):  # "New Balance"
+                and not _in_own_name(m[0].strip(), own):  # "New Balance"
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
     return CheckResult("claims", True)
+
+
+def _in_own_name(phrase: str, own: str) -> bool:
+    """Whether ``phrase`` is a whole phrase of the items' own text (their names: "Best Choice", "New Balance")."""
+    return bool(_re(rf"(?<!\w){_escape(phrase)}(?!\w)", regex.I).search(own))
 
 
 def _han_runs(text: str, n: int) -> set[str]:
@@ -1105,8 +1115,8 @@ _DOINGS_FILTER = LiteralFilter([_re(rf"\b(?:{pattern})") for pattern in _DOINGS]
 
 
 def _copy_filter() -> LiteralFilter:
-    return LiteralFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, *_EVENTS.values(), _DISPARAGING, _LINK,
-                          _INSTRUCTION])
+    return LiteralFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, _BUDGET, _VALUE, *_EVENTS.values(),
+                          _DISPARAGING, _LINK, _INSTRUCTION])
 
 
 _COPY_FILTER = _copy_filter()
