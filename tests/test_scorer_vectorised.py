@@ -1,22 +1,27 @@
 """The scorer's chunk-wide array paths give what the per-user code gives: explanations (``explain_many`` against
-``Scorer._explain``), user vectors (against a vector per user) and MMR picks (against each list's own product)."""
+the per-user reference ``explain_one`` below), user vectors (against a vector per user) and MMR picks (against each
+list's own product)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from generator.core.data import load_shop
+from generator.core.data import Item, load_shop
 from generator.rank.scorer import (
+    DISCOUNT_CAMPAIGNS,
+    EVENT_VERBS,
     RankRules,
     Scorer,
     ScorerConfig,
     UserHistory,
     _mmr_picks_exact,
     _scaled,
+    _snippet,
     build_histories,
     explain_many,
     mmr_picks,
@@ -25,6 +30,56 @@ from generator.rank.scorer import (
 from tests.test_scorer import FakeEncoder
 
 SHOP = Path(__file__).resolve().parent.parent / "examples" / "shop"
+
+
+def _occurrences(h: UserHistory) -> list[tuple[int, list[tuple[float, str]]]]:
+    """A history's items, each once in order of first appearance, with the (weight, verb) of each of its events."""
+    by_item: dict[int, list[tuple[float, str]]] = {}
+    for j, w, kind in zip(h.items, h.weights, h.kinds, strict=True):
+        by_item.setdefault(j, []).append((w, EVENT_VERBS.get(kind, kind)))
+    return list(by_item.items())
+
+
+def explain_one(ranked: list[int], h: UserHistory, items: Sequence[Item], item_vecs: np.ndarray,
+             review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
+             top: int = 2) -> list[list[str]]:
+    """Why each of a user's ranked items: the history items (and review) most like it, or its popularity. The
+    cosines of all the ranked items with the user's history come from one matrix product per user."""
+    if not ranked:
+        return []
+    if h.empty:
+        whys = [[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
+                for i in ranked]
+    else:
+        seen = _occurrences(h)
+        cos = (item_vecs[ranked] @ item_vecs[[j for j, _ in seen]].T).tolist()
+        texts = [t for t, _, _ in h.reviews]
+        review_cos = (item_vecs[ranked] @ np.stack([review_vecs[t] for t in texts]).T).tolist() if texts else []
+        whys = []
+        for n in range(len(ranked)):
+            contrib = []  # per history item: (weighted, cosine, verb) of its strongest event
+            for (j, events), c in zip(seen, cos[n], strict=True):
+                best, verb = events[0][0] * c, events[0][1]
+                for w, v in events[1:]:  # the first of its strongest events
+                    if w * c > best:
+                        best, verb = w * c, v
+                contrib.append((best, items[j].item_id, j, c, verb))
+            contrib.sort(key=lambda p: (-p[0], p[1]))
+            why = [f"{verb} '{_snippet(items[j].title, 40)}' ({c:.2f})" for _, _, j, c, verb in contrib[:top]]
+            if texts:
+                best_review = None  # the largest (weighted cosine, text)
+                for (t, w, _), c in zip(h.reviews, review_cos[n], strict=True):
+                    if best_review is None or (w * c, t) > (best_review[0], best_review[2]):
+                        best_review = (w * c, c, t)
+                why.append(f"review: '{_snippet(best_review[2])}' ({best_review[1]:.2f})")  # type: ignore[index]
+            whys.append(why)
+    for i, why in zip(ranked, whys, strict=True):
+        it = items[i]
+        if rules.campaign_type in DISCOUNT_CAMPAIGNS and it.discount_pct:
+            why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
+        if rules.boosts.get(it.item_id):
+            why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
+    return whys
 
 
 def _setup(config: ScorerConfig):
@@ -53,19 +108,19 @@ def test_explain_many_words_what_explain_words_per_user(decay: float, rules: Ran
     ranked.append([0, 1])
     with threadpool_limits(limits=1, user_api="blas"):
         got = explain_many(ranked, hs, items, item_vecs, review_vecs, pop, rules)
-        want = [scorer._explain(r, h, items, item_vecs, review_vecs, pop, rules)
+        want = [explain_one(r, h, items, item_vecs, review_vecs, pop, rules)
                 for r, h in zip(ranked, hs, strict=True)]
     assert any(h.empty for h in hs) and any(h.reviews for h in hs)
     assert got == want
 
 
 def test_ranking_explains_as_before() -> None:
-    """``rank`` explains with ``explain_many``: the same words as ``_explain`` on every ranked item."""
+    """``rank`` explains with ``explain_many``: the same words as ``explain_one`` on every ranked item."""
     shop, scorer, items, index, users, hist, item_vecs, review_vecs = _setup(ScorerConfig())
     out = scorer.rank(shop, users, RankRules(k=5), progress=False)
     pop = popularity(shop, index)
     for u in users:
-        want = scorer._explain([index[r.item.item_id] for r in out[u]], hist[u], items, item_vecs, review_vecs, pop,
+        want = explain_one([index[r.item.item_id] for r in out[u]], hist[u], items, item_vecs, review_vecs, pop,
                                RankRules(k=5))
         assert [r.why for r in out[u]] == want
 

@@ -184,18 +184,6 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     return out
 
 
-def _occurrences(h: UserHistory) -> list[tuple[int, list[tuple[float, str]]]]:
-    """A history's items, each once in order of first appearance, with the (weight, verb) of each of its events;
-    made once per history (every ranked item of the user is explained against it)."""
-    got = h.__dict__.get("_occurrences")
-    if got is None:
-        by_item: dict[int, list[tuple[float, str]]] = {}
-        for j, w, kind in zip(h.items, h.weights, h.kinds, strict=True):
-            by_item.setdefault(j, []).append((w, EVENT_VERBS.get(kind, kind)))
-        got = h.__dict__["_occurrences"] = list(by_item.items())
-    return got
-
-
 def popularity(shop: Shop, index: dict[str, int]) -> np.ndarray:
     """Weighted interaction count per catalog item (events by type weight; reviews count as purchases)."""
     pop = np.zeros(len(index), dtype=np.float64)
@@ -433,47 +421,6 @@ class Scorer:
         bar.close()
         return out
 
-    def _explain(self, ranked: list[int], h: UserHistory, items: Sequence[Item], item_vecs: np.ndarray,
-                 review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
-                 top: int = 2) -> list[list[str]]:
-        """Why each of a user's ranked items: the history items (and review) most like it, or its popularity. The
-        cosines of all the ranked items with the user's history come from one matrix product per user."""
-        if not ranked:
-            return []
-        if h.empty:
-            whys = [[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
-                    for i in ranked]
-        else:
-            seen = _occurrences(h)
-            cos = (item_vecs[ranked] @ item_vecs[[j for j, _ in seen]].T).tolist()
-            texts = [t for t, _, _ in h.reviews]
-            review_cos = (item_vecs[ranked] @ np.stack([review_vecs[t] for t in texts]).T).tolist() if texts else []
-            whys = []
-            for n in range(len(ranked)):
-                contrib = []  # per history item: (weighted, cosine, verb) of its strongest event
-                for (j, events), c in zip(seen, cos[n], strict=True):
-                    best, verb = events[0][0] * c, events[0][1]
-                    for w, v in events[1:]:  # the first of its strongest events
-                        if w * c > best:
-                            best, verb = w * c, v
-                    contrib.append((best, items[j].item_id, j, c, verb))
-                contrib.sort(key=lambda p: (-p[0], p[1]))
-                why = [f"{verb} '{_snippet(items[j].title, 40)}' ({c:.2f})" for _, _, j, c, verb in contrib[:top]]
-                if texts:
-                    best_review = None  # the largest (weighted cosine, text)
-                    for (t, w, _), c in zip(h.reviews, review_cos[n], strict=True):
-                        if best_review is None or (w * c, t) > (best_review[0], best_review[2]):
-                            best_review = (w * c, c, t)
-                    why.append(f"review: '{_snippet(best_review[2])}' ({best_review[1]:.2f})")  # type: ignore[index]
-                whys.append(why)
-        for i, why in zip(ranked, whys, strict=True):
-            it = items[i]
-            if rules.campaign_type in DISCOUNT_CAMPAIGNS and it.discount_pct:
-                why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
-            if rules.boosts.get(it.item_id):
-                why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
-        return whys
-
 
 def _id_ranks(items: Sequence[Item]) -> np.ndarray:
     """Per catalog index (items sorted by ``item_id``), the first index of its ``item_id``: ordering by it is ordering
@@ -500,10 +447,11 @@ def _batched_products(vecs: np.ndarray, left: Sequence[Sequence[int]], other: np
 def explain_many(ranked: Sequence[list[int]], hs: Sequence[UserHistory], items: Sequence[Item],
                  item_vecs: np.ndarray, review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
                  id_rank: np.ndarray | None = None, top: int = 2) -> list[list[list[str]]]:
-    """:meth:`Scorer._explain` of many users at once, with the same words and numbers: each user's cosines come
-    from a stacked product of pairs of one shape (the values a product per user gives, its history items in order of
-    first appearance), and each history item's strongest event and each ranked item's strongest history items from
-    array operations over all the users' events together."""
+    """Why each ranked item, for many users at once: the history items (and review) most like it, or its
+    popularity, with the words and numbers of the per-user reference in ``tests/test_scorer_vectorised.py``. Each
+    user's cosines come from a stacked product of pairs of one shape (the values a product per user gives, its
+    history items in order of first appearance), and each history item's strongest event and each ranked item's
+    strongest history items from array operations over all the users' events together."""
     if id_rank is None:
         id_rank = _id_ranks(items)
     out: list[list[list[str]]] = [[] for _ in ranked]
