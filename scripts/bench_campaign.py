@@ -16,12 +16,14 @@ besides the model. Each stage is timed where the runner calls it (the functions 
                 PostgreSQL (the same records written again, into a fresh database)
   other         the rest of the runner's loop (per-user bookkeeping)
 
-The null model writes the same words for every user, naming no item: with ``--copy varied`` (the default) each
-user's candidates are instead three of a handful of texts about the user's featured item, written with its facts in
-the user's locale (some fail a check: a superlative, urgency, a vague discount), so the guardrails and what follows
-them handle copy of a real model's shape and variety; ``--copy null`` keeps the null model's words (every user then
-gets the fallback). The campaign has ``retries: 0`` (a retry would run the same candidates again) and click-through
-is scored on every candidate instead of the passing ones only. Writes a table and JSON.
+The null model writes the same words for every user, naming no item: with ``--copy distinct`` (the default) each
+user's candidates are instead three texts written for that user about the user's featured item, with its facts in the
+user's locale (:func:`distinct_copy`: no text repeats in the run, and some fail a check: a superlative, urgency, a
+vague discount), so the guardrails and what follows them handle copy of a real model's shape and variety and no
+verdict kept for one user's copy answers for another's; ``--copy null`` keeps the null model's words (every user
+then gets the fallback). The campaign has ``retries: 0`` (a retry would run the same candidates again). The runner
+scores every candidate's click-through and checks them in that order, up to the first that passes. Writes a table
+and JSON.
 
   python scripts/bench_campaign.py --users 100000 --json docs/bench/cpu-bench_campaign.json
 """
@@ -118,32 +120,89 @@ class HashEncoder:
         return self.bank[[zlib.crc32(s.encode("utf-8")) % len(self.bank) for s in sentences]]
 
 
-# copy of the kinds a small model writes about a user's featured item, some of it failing a check (a claim, a vague
-# discount, a price of the wrong item): the null model writes the same words for every user, which no check reads
-# as a product push (every stage after it would time one text, and every user would get the fallback)
-_COPY = {
-    "en": [("{name}, now {price}", "The {title} is {price} now. Tap to take a look."),
-           ("Still thinking about the {name}?", "The {title} by {brand} is waiting for you at {price}."),
-           ("{discount} off the {name}", "Now {price}, down from {old_price}. Tap to see the {name}."),
-           ("Meet the {name}", "Made by {brand} for your next project: the {title}, {price}."),
-           ("The best {name} deal", "Grab the {title} for {price} before it's gone!"),
-           ("Up to {discount} off", "Save on the {name} from {brand}: {price} today only.")],
-    "zh": [("{name} 降价啦", "{title} 现价 {price}，点击查看。"),
-           ("为你推荐 {name}", "{brand} 的 {title}，现在只要 {price}。"),
-           ("{name} 直降 {discount}", "{title} 原价 {old_price}，现价 {price}。"),
-           ("{name} 全网最低价", "{title} 只要 {price}，手慢无！")],
-}
+# ---------------------------------------------------------------------------------------------- the copy
+
+# sentences of the kinds a small model writes about a user's featured item; some fail a check, as a model's do
+_EN_TITLES = [
+    "{name}, now {price}", "Still thinking about the {name}?", "{discount} off the {name}", "Meet the {name}",
+    "Your {name} is waiting", "Price drop on the {name}", "A fresh look at the {name}", "Ready for the {name}?",
+    "{brand} {name} for {price}", "Back on your radar: the {name}", "The best {name} deal", "Up to {discount} off",
+    "Good news about the {name}", "Picked for you: the {name}", "The {name} for less", "Time for a new {name}?",
+    "Your next {name}", "Save {discount} on the {name}", "The {name} you looked at", "Don't miss the {name}",
+]
+_EN_OPENINGS = [
+    "The {title} is {price} now.", "The {title} by {brand} is waiting for you at {price}.",
+    "Now {price}, down from {old_price}.", "Made by {brand} for your next project: the {title}, {price}.",
+    "Grab the {title} for {price} before it's gone!", "Save on the {name} from {brand}: {price} today only.",
+    "You looked at the {title} recently, and it's {price} today.", "The {name} you viewed is now {price}.",
+    "{brand}'s {title} just dropped to {price}.", "The {title} is {discount} off: {price}, was {old_price}.",
+    "Still on the fence? The {name} is {price}.", "The {title} comes from {brand} and costs {price}.",
+    "We saved the {title} for you at {price}.", "Your {name} from {brand} is {price} right now.",
+    "The {title} is the perfect pick at {price}.", "Treat yourself to the {title}, now {price}.",
+]
+_EN_CLOSINGS = [
+    "Tap to take a look.", "Tap to see it.", "Have a look when you have a minute.", "See the details in the app.",
+    "Open the app to see more.", "Take a closer look.", "It could be a good fit for you.", "Worth a second look.",
+    "Check it out.", "Tap to see what's new.", "Have a look today.", "Hurry, it won't last!",
+    "Tap to find out more about it.", "See why others like it.", "",
+]
+_ZH_TITLES = [
+    "{name} 降价啦", "为你推荐 {name}", "{name} 直降 {discount}", "{name} 全网最低价", "还在考虑 {name} 吗？",
+    "{brand} 的 {name}", "{name} 现价 {price}", "来看看 {name}", "{name} 等你来", "{name} 新价格",
+    "心仪的 {name} 降价了", "{name} 限时优惠",
+]
+_ZH_OPENINGS = [
+    "{title} 现价 {price}，点击查看。", "{brand} 的 {title}，现在只要 {price}。",
+    "{title} 原价 {old_price}，现价 {price}。",
+    "{title} 只要 {price}，手慢无！", "你看过的 {title} 现在 {price}。", "{brand} {title} 降到了 {price}。",
+    "{title} 优惠 {discount}，现价 {price}。", "{title} 正在等你，价格 {price}。", "{title} 现在 {price}，值得一看。",
+    "为你挑选的 {title}，{price}。",
+]
+_ZH_CLOSINGS = ["点击查看详情。", "快来看看吧。", "打开应用了解更多。", "去看看吧。", "今天就来看看。", "不妨看一眼。",
+                ""]
 
 
-class VariedCopy:
-    """Three of :data:`_COPY`'s texts about each user's featured item (chosen by the user id, written with the
-    item's facts in the user's locale) in place of the null model's candidates: what the guardrails, click-through
-    scoring, choosing and the store then handle is copy of the shape and variety a real model's is."""
+def distinct_copy(uid: str, item: Any, locale: str, n: int, taken: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``n`` texts about ``item`` for user ``uid``, none of them in ``taken`` (which they join): a title, an opening
+    sentence and a closing one, drawn by the user id and the candidate's number."""
+    import random
+
+    from generator.write.prompts import item_facts
+
+    facts = item_facts(item, locale)
+    zh = locale.startswith("zh")
+    titles, openings, closings = (_ZH_TITLES, _ZH_OPENINGS, _ZH_CLOSINGS) if zh else \
+        (_EN_TITLES, _EN_OPENINGS, _EN_CLOSINGS)
+
+    def usable(t: str) -> bool:
+        return bool(facts["discount"]) or ("{discount}" not in t and "{old_price}" not in t)
+
+    titles, openings = [t for t in titles if usable(t)], [o for o in openings if usable(o)]
+    rng = random.Random(zlib.crc32(uid.encode()))
+    out: list[tuple[str, str]] = []
+    for _ in range(200 * n):
+        if len(out) == n:
+            break
+        title = rng.choice(titles).format(**facts)
+        body = rng.choice(openings).format(**facts)
+        closing = rng.choice(closings)
+        body = f"{body}{closing}" if zh else f"{body} {closing}".strip()
+        if (title, body) not in taken:
+            taken.add((title, body))
+            out.append((title, body))
+    return out
+
+
+class DistinctCopy:
+    """Three texts about each user's featured item, written for that user (:func:`distinct_copy`, with the item's
+    facts in the user's locale; no text is given twice in a run), in place of the null model's candidates: what the
+    guardrails, click-through scoring, choosing and the store then handle is copy of the shape and variety a real
+    model's is, and no verdict kept for one user's copy answers for another's."""
 
     def __init__(self, runner: Any, shop: Any) -> None:
         self.locales = {u.user_id: u.locale for u in shop.users}
         self.featured: dict[str, Any] = {}
-        self._texts: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.taken: set[tuple[str, str]] = set()
         rank = runner.scorer.rank
 
         def ranked(*args: Any, **kwargs: Any) -> Any:
@@ -153,23 +212,11 @@ class VariedCopy:
 
         runner.scorer.rank = ranked
 
-    def texts(self, item: Any, locale: str) -> list[tuple[str, str]]:
-        from generator.write.prompts import item_facts
-
-        key = (item.item_id, locale)
-        if key not in self._texts:
-            facts = item_facts(item, locale)
-            pairs = _COPY["zh" if locale.startswith("zh") else "en"]
-            self._texts[key] = [(t.format(**facts), b.format(**facts)) for t, b in pairs
-                                if facts["discount"] or "discount" not in t + b]
-        return self._texts[key]
-
     def rewrite(self, requests: list[Any], outputs: list[list[Any]]) -> None:
         for req, cands in zip(requests, outputs, strict=True):
-            texts = self.texts(self.featured[req.key], self.locales[req.key])
-            first = zlib.crc32(req.key.encode()) % len(texts)
-            for k, c in enumerate(cands):
-                c.title, c.body = texts[(first + k) % len(texts)]
+            texts = distinct_copy(req.key, self.featured[req.key], self.locales[req.key], len(cands), self.taken)
+            for c, (title, body) in zip(cands, texts, strict=False):
+                c.title, c.body = title, body
 
 
 def stand_in_ctr(encoder: Any) -> Any:
@@ -237,14 +284,6 @@ class Stages:
 
 # ---------------------------------------------------------------------------------------------- the run
 
-def score_every_candidate(runner: Any, candidates: list[Any]) -> None:
-    """The runner's click-through scoring, on every candidate (the null model's copy never passes)."""
-    from generator.check.ctr import push_text
-
-    for c, s in zip(candidates, runner._ctr.score([push_text(c.title, c.body) for c in candidates]), strict=True):
-        c.ctr = float(s)
-
-
 def fresh_pg(admin_url: str) -> tuple[str, Callable[[], None]]:
     from sqlalchemy import create_engine
 
@@ -280,16 +319,15 @@ def run_campaign(args: argparse.Namespace, shop: Any, db_url: str, console: Cons
     campaign = Campaign.model_validate({"name": "bench", "type": "auto", "candidates": args.candidates,
                                         "retries": 0})
     stages = Stages()
-    runner._score_ctr = functools.partial(score_every_candidate, runner)
-    if args.copy == "varied":
-        varied, generate = VariedCopy(runner, shop), gen.generate
+    if args.copy == "distinct":
+        distinct, generate = DistinctCopy(runner, shop), gen.generate
 
-        def generate_varied(requests: list[Any], **kwargs: Any) -> list[list[Any]]:
+        def generate_distinct(requests: list[Any], **kwargs: Any) -> list[list[Any]]:
             outputs = generate(requests, **kwargs)
-            varied.rewrite(requests, outputs)
+            distinct.rewrite(requests, outputs)
             return outputs
 
-        gen.generate = generate_varied
+        gen.generate = generate_distinct
     # warm-up: one small chunk (models, templates, prefix K/V); its messages go to another job
     warm = create_job(store, kind="bench", campaign_type="auto", template="auto", adapter=None, locale=None,
                       model="null", status="running", total=0, params={})
@@ -378,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="a PostgreSQL database; a fresh one is made beside it for the store writes")
     ap.add_argument("--pg-messages", type=int, default=100_000, help="records written again into PostgreSQL")
-    ap.add_argument("--copy", choices=("varied", "null"), default="varied",
-                    help="varied: realistic texts about each user's item in place of the null model's words "
-                         "(the same for every user); null: the null model's own")
+    ap.add_argument("--copy", choices=("distinct", "null"), default="distinct",
+                    help="distinct: realistic texts about each user's item, written per user, in place of the null "
+                         "model's words (the same for every user); null: the null model's own")
     ap.add_argument("--json", type=Path, default=Path("out/bench_campaign.json"))
     ap.add_argument("--no-freeze", action="store_true",
                     help="leave the shop in the cyclic collector's sight (as before: each full collection walks it)")

@@ -7,8 +7,10 @@ runner (a stand-in encoder, the null model's tokenizer), which builds the user's
 Each user then gets three candidates written for them: sentences of the kinds a small model writes about the
 featured item (its name, brand, price, old price, discount in the user's locale), drawn per user and candidate so
 that no text repeats (some fail a check, as a model's do: a superlative, urgency, a vague discount, another price).
-A message costs its three candidates' checks and, where none passes, its fallback's (the brand's template copy), as
-in ``CampaignRunner``.
+Two costs are timed: every text checked (microseconds per text, per check, comparable across trees) and each message
+checked as ``CampaignRunner`` checks it: its candidates in choosing order (the bench's copy has no click-through
+model: the model's order) up to the first that passes, and the fallback (the brand's template copy) where none does;
+a tree whose runner checks every candidate is timed so.
 
 Every pass starts cold for the copy and the users timed: the verdicts kept by ``run_checks``, what each context
 derived (``_Derived``) and every text cache of the checks' modules are cleared. Then, untimed, the checks run once
@@ -36,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -51,79 +52,6 @@ def _code_root(argv: list[str]) -> Path:
     return HERE.parent
 
 
-# ------------------------------------------------------------------------------------------------- the copy
-
-# sentences of the kinds a small model writes about a user's featured item; some fail a check, as a model's do
-_EN_TITLES = [
-    "{name}, now {price}", "Still thinking about the {name}?", "{discount} off the {name}", "Meet the {name}",
-    "Your {name} is waiting", "Price drop on the {name}", "A fresh look at the {name}", "Ready for the {name}?",
-    "{brand} {name} for {price}", "Back on your radar: the {name}", "The best {name} deal", "Up to {discount} off",
-    "Good news about the {name}", "Picked for you: the {name}", "The {name} for less", "Time for a new {name}?",
-    "Your next {name}", "Save {discount} on the {name}", "The {name} you looked at", "Don't miss the {name}",
-]
-_EN_OPENINGS = [
-    "The {title} is {price} now.", "The {title} by {brand} is waiting for you at {price}.",
-    "Now {price}, down from {old_price}.", "Made by {brand} for your next project: the {title}, {price}.",
-    "Grab the {title} for {price} before it's gone!", "Save on the {name} from {brand}: {price} today only.",
-    "You looked at the {title} recently, and it's {price} today.", "The {name} you viewed is now {price}.",
-    "{brand}'s {title} just dropped to {price}.", "The {title} is {discount} off: {price}, was {old_price}.",
-    "Still on the fence? The {name} is {price}.", "The {title} comes from {brand} and costs {price}.",
-    "We saved the {title} for you at {price}.", "Your {name} from {brand} is {price} right now.",
-    "The {title} is the perfect pick at {price}.", "Treat yourself to the {title}, now {price}.",
-]
-_EN_CLOSINGS = [
-    "Tap to take a look.", "Tap to see it.", "Have a look when you have a minute.", "See the details in the app.",
-    "Open the app to see more.", "Take a closer look.", "It could be a good fit for you.", "Worth a second look.",
-    "Check it out.", "Tap to see what's new.", "Have a look today.", "Hurry, it won't last!",
-    "Tap to find out more about it.", "See why others like it.", "",
-]
-_ZH_TITLES = [
-    "{name} 降价啦", "为你推荐 {name}", "{name} 直降 {discount}", "{name} 全网最低价", "还在考虑 {name} 吗？",
-    "{brand} 的 {name}", "{name} 现价 {price}", "来看看 {name}", "{name} 等你来", "{name} 新价格",
-    "心仪的 {name} 降价了", "{name} 限时优惠",
-]
-_ZH_OPENINGS = [
-    "{title} 现价 {price}，点击查看。", "{brand} 的 {title}，现在只要 {price}。",
-    "{title} 原价 {old_price}，现价 {price}。",
-    "{title} 只要 {price}，手慢无！", "你看过的 {title} 现在 {price}。", "{brand} {title} 降到了 {price}。",
-    "{title} 优惠 {discount}，现价 {price}。", "{title} 正在等你，价格 {price}。", "{title} 现在 {price}，值得一看。",
-    "为你挑选的 {title}，{price}。",
-]
-_ZH_CLOSINGS = ["点击查看详情。", "快来看看吧。", "打开应用了解更多。", "去看看吧。", "今天就来看看。", "不妨看一眼。",
-                ""]
-
-
-def copy_for(uid: str, item: Any, locale: str, n: int, taken: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``n`` texts about ``item`` for user ``uid``, none of them in ``taken`` (which they join): a title, an opening
-    sentence and a closing one, drawn by the user id and the candidate's number."""
-    import random
-
-    from generator.write.prompts import item_facts
-
-    facts = item_facts(item, locale)
-    zh = locale.startswith("zh")
-    titles, openings, closings = (_ZH_TITLES, _ZH_OPENINGS, _ZH_CLOSINGS) if zh else \
-        (_EN_TITLES, _EN_OPENINGS, _EN_CLOSINGS)
-
-    def usable(t: str) -> bool:
-        return bool(facts["discount"]) or ("{discount}" not in t and "{old_price}" not in t)
-
-    titles, openings = [t for t in titles if usable(t)], [o for o in openings if usable(o)]
-    rng = random.Random(zlib.crc32(uid.encode()))
-    out: list[tuple[str, str]] = []
-    for _ in range(200 * n):
-        if len(out) == n:
-            break
-        title = rng.choice(titles).format(**facts)
-        body = rng.choice(openings).format(**facts)
-        closing = rng.choice(closings)
-        body = f"{body}{closing}" if zh else f"{body} {closing}".strip()
-        if (title, body) not in taken:
-            taken.add((title, body))
-            out.append((title, body))
-    return out
-
-
 # ------------------------------------------------------------------------------------------------- one tree's run
 
 def build_cases(users: int, items: int) -> list[dict[str, Any]]:
@@ -136,7 +64,7 @@ def build_cases(users: int, items: int) -> list[dict[str, Any]]:
     from generator.write.null_lm import null_lm
 
     sys.path.insert(0, str(HERE))
-    from bench_campaign import HashEncoder, synthetic_shop  # it puts this tree first on sys.path: imported after
+    from bench_campaign import HashEncoder, distinct_copy, synthetic_shop  # it puts this tree first on sys.path
 
     assert Path(generator.__file__).resolve().is_relative_to(_code_root(sys.argv)), generator.__file__
     shop = synthetic_shop(users, items, HERE.parent / "examples" / "shop")
@@ -154,7 +82,7 @@ def build_cases(users: int, items: int) -> list[dict[str, Any]]:
         if not m.ranked:
             continue
         ctx = plan.contexts[m.user.user_id]
-        texts = copy_for(m.user.user_id, m.ranked[0].item, locales[m.user.user_id], 3, taken)
+        texts = distinct_copy(m.user.user_id, m.ranked[0].item, locales[m.user.user_id], 3, taken)
         fallback = tuple(ctx.generic_texts)
         cases.append({"user": m.user.user_id, "ctx": ctx, "candidates": texts, "fallback": fallback})
     return cases
@@ -196,13 +124,19 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
     run_checks("Warm up", "Warm up the patterns, $1.00, 10% off, 降价", warm_ctx)
     run_checks(*cases[0]["fallback"], warm_ctx)
 
-    def message(case: dict[str, Any]) -> tuple[list[list[tuple[str, bool, str]]], int]:
+    from generator.campaign.runner import CampaignRunner
+
+    in_order = hasattr(CampaignRunner, "_settle")  # the runner checks in choosing order, up to the first pass
+
+    def message(case: dict[str, Any], every: bool) -> tuple[list[list[tuple[str, bool, str]]], int]:
         out, checked = [], 0
         for title, body in case["candidates"]:
             if verdicts_cache is not None:
                 verdicts_cache.clear()  # no copy is seen twice here; the key is made as in a campaign
             out.append(run_checks(title, body, case["ctx"]))
             checked += 1
+            if in_order and not every and all(r.passed for r in out[-1]):
+                break
         if not any(all(r.passed for r in rs) for rs in out):
             if verdicts_cache is not None:
                 verdicts_cache.clear()
@@ -213,16 +147,19 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
     def start() -> None:
         _cold(warm + cases)
         for case in warm:
-            message(case)
+            message(case, every=False)
 
-    totals, verdicts, checked = [], [], 0
+    totals: dict[str, list[float]] = {"every": [], "runner": []}
+    verdicts, checked = [], {}
     for _ in range(repeat):
-        start()
-        c0 = time.process_time()
-        got = [message(case) for case in cases]
-        totals.append(time.process_time() - c0)
-        verdicts = [v for v, _ in got]
-        checked = sum(n for _, n in got)
+        for how in ("every", "runner"):
+            start()
+            c0 = time.process_time()
+            got = [message(case, every=how == "every") for case in cases]
+            totals[how].append(time.process_time() - c0)
+            checked[how] = sum(n for _, n in got)
+            if how == "every":
+                verdicts = [v for v, _ in got]
     # each check on its own (timers around each call: a little slower in all than the totals)
     import generator.core.formatting as formatting
 
@@ -246,8 +183,9 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
                     run[check.__name__] += (time.process_time_ns() - c0) / 1e9
         per_check_runs.append(run)
     per_check = {k: statistics.median(r[k] for r in per_check_runs) for k in per_check}
-    return {"messages": len(cases), "texts_checked": checked, "pass_seconds": totals,
-            "per_check_seconds": per_check, "verdicts": verdicts}
+    return {"messages": len(cases), "texts_checked": checked["every"], "pass_seconds": totals["every"],
+            "runner_texts_checked": checked["runner"], "runner_pass_seconds": totals["runner"],
+            "in_choosing_order": in_order, "per_check_seconds": per_check, "verdicts": verdicts}
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -322,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]verdicts differ for {len(differ)} texts, e.g. {differ[:3]}[/red]")
 
     def summary(r: dict[str, Any]) -> dict[str, Any]:
-        cpu = statistics.median(r["pass_seconds"])
+        cpu, runner_cpu = statistics.median(r["pass_seconds"]), statistics.median(r["runner_pass_seconds"])
         return {"commit": r["commit"], "cpu_seconds": round(cpu, 4), "passes": [round(s, 4) for s in r["pass_seconds"]],
                 "us_per_text": round(cpu / r["texts_checked"] * 1e6, 1),
-                "messages_per_cpu_s": round(r["messages"] / cpu, 1),
+                "messages_per_cpu_s_every_text": round(r["messages"] / cpu, 1),
+                "runner": "in choosing order, up to the first pass" if r["in_choosing_order"] else "every candidate",
+                "runner_texts_per_message": round(r["runner_texts_checked"] / r["messages"], 2),
+                "runner_passes": [round(s, 4) for s in r["runner_pass_seconds"]],
+                "messages_per_cpu_s": round(r["messages"] / runner_cpu, 1),
                 "per_check_us_per_text": {k: round(v / r["texts_checked"] * 1e6, 2)
                                           for k, v in r["per_check_seconds"].items()},
                 "load_average": r["load_average"]}
@@ -343,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(name, *(f"{sums[k]['per_check_us_per_text'][name]:.1f}"
                               if name in sums[k]["per_check_us_per_text"] else "" for k in cols))
     table.add_row("run_checks (all)", *(f"{sums[k]['us_per_text']:.1f}" for k in cols))
-    table.add_row("messages per CPU-s", *(f"{sums[k]['messages_per_cpu_s']:,.0f}" for k in cols))
+    table.add_row("messages per CPU-s, every candidate checked",
+                  *(f"{sums[k]['messages_per_cpu_s_every_text']:,.0f}" for k in cols))
+    table.add_row("texts checked per message as the runner checks",
+                  *(f"{sums[k]['runner_texts_per_message']:.2f}" for k in cols))
+    table.add_row("messages per CPU-s as the runner checks", *(f"{sums[k]['messages_per_cpu_s']:,.0f}" for k in cols))
     console.print(table)
     if same is not None:
         console.print(f"verdicts identical for all {n_texts} texts: {same}")

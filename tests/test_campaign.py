@@ -142,6 +142,61 @@ def test_variants_are_distinct_and_near_duplicates_across_users_are_avoided() ->
     assert msgs[3].status == "passed" and msgs[3].chosen.body == copies[0]  # pool exhausted: reuse, still checked
 
 
+class MixedModel(EchoModel):
+    """Three candidates: a superlative (fails the claims check), then two that pass."""
+
+    texts = [("The best tent ever", "The Trailblazer Backpacking Tent is the best on the market, $149.00."),
+             ("Camp for less", "The Trailblazer Backpacking Tent is now $149.00, 21% off."),
+             ("Your tent, cheaper", "Trailblazer Backpacking Tent dropped to $149.00. Tap to see it.")]
+
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
+        return [[Candidate(title=t, body=b, raw="", sampled=k > 0) for k, (t, b) in enumerate(self.texts)]
+                for _ in requests]
+
+
+class FixedCtr:
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def score(self, texts: list[str]) -> list[float]:
+        return [next(v for k, v in self.scores.items() if k in t) for t in texts]
+
+
+@pytest.mark.parametrize(("scores", "chosen", "unchecked"), [
+    ({"best": 0.9, "less": 0.5, "cheaper": 0.1}, "Camp for less", {"Your tent, cheaper"}),
+    ({"best": 0.1, "less": 0.2, "cheaper": 0.3}, "Your tent, cheaper", {"Camp for less", "The best tent ever"}),
+])
+def test_candidates_are_checked_in_choosing_order_until_the_choice_is_settled(
+        scores: dict[str, float], chosen: str, unchecked: set[str]) -> None:
+    from generator.campaign.runner import choose
+
+    shop = shop_with_reviews(["fine"])
+    runner = CampaignRunner(generator=MixedModel(), scorer=FixedScorer(), ctr=FixedCtr(scores))
+    _, [m] = runner.run(shop, Campaign(name="pd", type="price_drop", candidates=3, retries=0))
+    assert m.status == "passed" and m.chosen.title == chosen
+    assert {c.title for c in m.candidates if not c.checked} == unchecked
+    assert all(not c.passed and c.checks == [] for c in m.candidates if not c.checked)
+    best = next(c for c in m.candidates if c.title == "The best tent ever")
+    assert best.checked == ("The best tent ever" not in unchecked)
+    if best.checked:
+        assert not best.passed and any(k["name"] == "claims" and not k["passed"] for k in best.checks)
+    records = {c["title"]: c for c in m.as_record()["candidates"]}
+    assert {t for t, c in records.items() if not c["checked"]} == unchecked
+    assert all(records[t]["reasons"] == [] and not records[t]["passed"] for t in unchecked)
+    # checking every candidate first picks the same one
+    every = [Candidate(title=c.title, body=c.body, raw="", sampled=c.sampled, ctr=c.ctr, checked=False)
+             for c in m.candidates]
+    for c in every:
+        runner._verify(c, runner_context(runner, shop))
+    assert choose(every).title == chosen
+
+
+def runner_context(runner: CampaignRunner, shop: Shop):  # type: ignore[no-untyped-def]
+    campaign = Campaign(name="pd", type="price_drop", candidates=3, retries=0)
+    ranked = runner.rank(shop, campaign, ["U00"], None)
+    return runner.prompt(shop, campaign, ["U00"], ranked).contexts["U00"]
+
+
 def test_abandoned_cart_features_the_carted_item() -> None:
     users = [User(user_id="U1"), User(user_id="U2")]
     events = [Event(user_id="U1", item_id="B2", event_type="cart", timestamp=T0),

@@ -431,8 +431,26 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
     for m in list_messages(store, job_id):
         stored = [c for c in m.guardrails if c["name"] != "complete"]
         assert [r.as_dict() for r in review.recheck(m, job, m.title, m.body)] == stored
-        for cand in m.candidates:
+        for cand in (c for c in m.candidates if c.get("checked", True)):  # left unchecked: nothing stored to compare
             now = [f"{r.name}: {r.reason}" for r in review.recheck(m, job, cand["title"], cand["body"]) if not r.passed]
             assert now == [r for r in cand["reasons"] if not r.startswith("complete")], (m.user_id, cand)
             compared.update(r.split(":")[0] for r in now)
     assert {"prices", "percentages", "claims", "language"} <= compared
+
+
+def test_the_job_page_shows_candidates_left_unchecked_and_why_the_checked_ones_failed(web) -> None:  # type: ignore[no-untyped-def]
+    from generator.campaign.runner import CampaignRunner
+    from generator.campaign.spec import Campaign
+    from tests.test_campaign import FixedCtr, FixedScorer, MixedModel, shop_with_reviews
+
+    client, store, tokens = web
+    runner = CampaignRunner(generator=MixedModel(), scorer=FixedScorer(), store=store,
+                            ctr=FixedCtr({"best": 0.9, "less": 0.5, "cheaper": 0.1}))
+    job_id, [m] = runner.run(shop_with_reviews(["fine"]), Campaign(name="order", type="price_drop", retries=0))
+    assert m.chosen.title == "Camp for less"
+    _login(client, tokens["reviewer"])
+    html = client.get(f"/review/jobs/{job_id}").text
+    items = re.findall(r"<li><b>(.*?)</b>.*?</li>", html.split('class="candidates"', 1)[1], flags=re.S)
+    assert items == ["The best tent ever", "Camp for less", "Your tent, cheaper"]
+    assert html.count("not checked (a better-scored candidate passed)") == 1
+    assert "claims: " in html.split("The best tent ever", 1)[1].split("</li>", 1)[0]

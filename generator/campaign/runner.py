@@ -2,9 +2,10 @@
 
 This is the one path every entry point uses (``pushgen demo``, ``pushgen generate``, the workers). For each user:
 the scorer ranks items under the campaign's rules; the featured item (rank 1, or the user's abandoned cart
-item) fills the campaign's template; the model writes N candidates; every candidate is checked; passing ones
-are ranked by predicted click-through. Users with no passing candidate are retried (bounded, with fresh
-samples); after that they get the deterministic template-only message, flagged as a fallback.
+item) fills the campaign's template; the model writes N candidates; they are ranked by predicted click-through and
+checked in that order, as far as choosing needs (the best passing candidate is the one chosen; those after it are
+left unchecked). Users with no passing candidate are retried (bounded, with fresh samples); after that they get the
+deterministic template-only message, flagged as a fallback.
 """
 
 from __future__ import annotations
@@ -49,18 +50,20 @@ ProgressHook = Callable[[str, int, int], None]
 @dataclass
 class Candidate(Draft):
     """A draft (:class:`generator.write.generate.Draft`) as checked: the guardrails' verdicts and the predicted
-    click-through, filled in by the runner."""
+    click-through, filled in by the runner. ``checked`` is False for a model's draft the guardrails have not read
+    (the runner checks candidates in choosing order and stops once the choice is settled): it does not pass."""
 
     checks: list[dict[str, Any]] = field(default_factory=list)
     ctr: float | None = None
+    checked: bool = True
 
     @property
     def passed(self) -> bool:
-        return all(c["passed"] for c in self.checks)
+        return self.checked and all(c["passed"] for c in self.checks)
 
     @classmethod
     def of(cls, draft: Draft) -> Candidate:
-        return cls(**{f.name: getattr(draft, f.name) for f in fields(Draft)})
+        return cls(**{f.name: getattr(draft, f.name) for f in fields(Draft)}, checked=False)
 
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,8 @@ class UserMessage:
             "guardrails": c.checks if c else [],
             "ctr_score": c.ctr if c else None,
             "candidates": [{"title": x.title, "body": x.body, "sampled": x.sampled, "passed": x.passed,
-                            "ctr": x.ctr, "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks
-                                                      if not k["passed"]]}
+                            "checked": x.checked, "ctr": x.ctr,
+                            "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks if not k["passed"]]}
                            for x in self.candidates],
             "ranked_items": [r.to_dict() for r in self.ranked],
         }
@@ -124,25 +127,35 @@ def message_records(messages: Sequence[UserMessage]) -> list[dict[str, Any]]:
     return [m.as_record() for m in messages]
 
 
-def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = ()) -> Candidate | None:
+def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = (),
+           verify: Callable[[Candidate], None] | None = None) -> Candidate | None:
     """The best candidate: passing ones first, then not a near-duplicate of copy already chosen for another
     user (``taken``: those texts, or their :class:`NearDuplicates` index), then by predicted click-through (when
-    known), then greedy before sampled."""
+    known), then greedy before sampled. Candidates not yet checked are checked with ``verify`` in that order, only
+    until the choice is settled (without ``verify`` they count as failing)."""
     if not candidates:
         return None
     seen = taken if isinstance(taken, NearDuplicates) else NearDuplicates(taken)
-    passed = [c.passed for c in candidates]
+    order = sorted(candidates, key=_choosing_order(candidates))
+    best_passing = None
+    for c in order:
+        if not c.checked and verify is not None:
+            verify(c)
+        if c.passed:
+            if not seen.near(f"{c.title} {c.body}"):
+                return c
+            best_passing = best_passing or c
+    if best_passing is not None:
+        return best_passing
+    # none passes: the fewest failures first (a stable sort keeps the order above among equals), a fresh text first
+    failing = sorted(order, key=lambda c: sum(not k["passed"] for k in c.checks))
+    return next((c for c in failing if not seen.near(f"{c.title} {c.body}")), failing[0])
 
-    def key(i: int) -> tuple[Any, ...]:  # the order but for near-duplicates
-        c = candidates[i]
-        return (not passed[i], sum(not k["passed"] for k in c.checks), -(c.ctr or 0.0), i)
 
-    # the best of the best-passing group that is no near-duplicate, else that group's best: the minimum of
-    # (not passed, near-duplicate, failures, -click-through, i), asking the index about as few texts as it can
-    order = sorted(range(len(candidates)), key=key)
-    group = [i for i in order if passed[i] == passed[order[0]]]
-    fresh = next((i for i in group if not seen.near(f"{candidates[i].title} {candidates[i].body}")), group[0])
-    return candidates[fresh]
+def _choosing_order(candidates: Sequence[Candidate]) -> Callable[[Candidate], tuple[float, int]]:
+    """Higher predicted click-through first, then the model's order (greedy first)."""
+    position = {id(c): i for i, c in enumerate(candidates)}
+    return lambda c: (-(c.ctr or 0.0), position[id(c)])
 
 
 def _abandoned_cart_items(shop: Shop) -> dict[str, str]:
@@ -198,33 +211,39 @@ class CampaignRunner:
         return self._scorer
 
     def _score_ctr(self, candidates: Sequence[Candidate]) -> None:
-        """Predicted click-through of the passing candidates, when a click-through model is trained."""
+        """Predicted click-through of the candidates, when a click-through model is trained: scored before they
+        are checked, so that they are checked in choosing order."""
         if self._ctr is None:
             self._ctr = CtrModel.load() or False
-        passing = [c for c in candidates if c.passed]
-        if self._ctr is False or not passing:
+        if self._ctr is False or not candidates:
             return
-        for c, s in zip(passing, self._ctr.score([push_text(c.title, c.body) for c in passing]), strict=True):
+        for c, s in zip(candidates, self._ctr.score([push_text(c.title, c.body) for c in candidates]), strict=True):
             c.ctr = float(s)
 
-    def _check(self, m: UserMessage, ctx: GuardContext) -> None:
-        verdicts: dict[tuple[str, str], list[CheckResult]] = {}  # a user's candidates of the same copy: once
-        for cand in m.candidates:
-            if cand.checks:
-                continue
-            key = (cand.title, cand.body)
-            if key not in verdicts:
-                verdicts[key] = run_checks(cand.title, cand.body, ctx)
-            results = list(verdicts[key])
-            if not cand.finished:
-                results.append(CheckResult("complete", False, "cut off at the generation length limit"))
-            cand.checks = [r.as_dict() for r in results]
+    @staticmethod
+    def _verify(cand: Candidate, ctx: GuardContext) -> None:
+        """Run the guardrails on one candidate (a draft cut off at the length limit fails as incomplete)."""
+        results = run_checks(cand.title, cand.body, ctx)
+        if not cand.finished:
+            results.append(CheckResult("complete", False, "cut off at the generation length limit"))
+        cand.checks, cand.checked = [r.as_dict() for r in results], True
+
+    def _settle(self, candidates: Sequence[Candidate], ctx: GuardContext, need: int) -> int:
+        """Check candidates in choosing order until ``need`` of them pass; how many pass."""
+        passing = 0
+        for c in sorted(candidates, key=_choosing_order(candidates)):
+            if passing >= need:
+                break
+            if not c.checked:
+                self._verify(c, ctx)
+            passing += c.passed
+        return passing
 
     def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
         title, body = generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
                                    m.ranked[0].item, campaign.facts)
-        cand = Candidate(title=title, body=body, raw="", sampled=False)
-        cand.checks = [x.as_dict() for x in run_checks(cand.title, cand.body, ctx)]
+        cand = Candidate(title=title, body=body, raw="", sampled=False, checked=False)
+        self._verify(cand, ctx)
         return cand
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
@@ -312,8 +331,8 @@ class CampaignRunner:
 
     def write_and_check(self, campaign: Campaign, plan: Plan, seed: int, progress: ProgressHook | None) -> None:
         """Rounds of writing and checking: every user's candidates are written (one run per model and token cap),
-        checked and scored; users short of ``variants`` passing candidates go again with fresh samples, up to
-        ``retries`` times."""
+        scored, and checked in choosing order until ``variants`` pass; users short of that go again with fresh
+        samples, up to ``retries`` times."""
         by_user = plan.by_user()
         n_cand = max(campaign.candidates, campaign.variants)
         pending = plan.requests
@@ -323,17 +342,17 @@ class CampaignRunner:
             outputs = self.write(pending, plan, n_cand, seed + 1000 * attempt,
                                  _stage_hook(progress, "generating" if attempt == 0 else f"retry {attempt}",
                                              len(pending)))
+            fresh: list[Candidate] = []
             for req in pending:
                 cands = outputs[req.key]
                 if attempt:  # a retry's greedy candidate repeats the first round's: keep the samples
                     cands = [c for c in cands if c.sampled]
+                fresh.extend(cands)
                 for m in by_user[req.key]:
                     m.candidates.extend(cands)
-                    self._check(m, plan.contexts[req.key])
-            # one click-through call for the round (the encoder works in batches), not one per user
-            self._score_ctr([c for req in pending for c in by_user[req.key][0].candidates])
-            pending = [r for r in pending
-                       if sum(c.passed for c in by_user[r.key][0].candidates) < campaign.variants]
+            self._score_ctr(fresh)  # one call for the round (the encoder works in batches), not one per user
+            pending = [r for r in pending if self._settle(by_user[r.key][0].candidates, plan.contexts[r.key],
+                                                          campaign.variants) < campaign.variants]
 
     def write(self, pending: Sequence[GenerationRequest], plan: Plan, n_cand: int, seed: int,
               advance: Callable[[int], None] | None) -> dict[str, list[Candidate]]:
@@ -356,7 +375,7 @@ class CampaignRunner:
             pool = list(ms[0].candidates)
             for m in ms:
                 m.candidates = list(pool) if m.variant == 0 else []
-                best = choose(pool, taken)
+                best = choose(pool, taken, verify=lambda c, ctx=plan.contexts[uid]: self._verify(c, ctx))
                 if best is None or not best.passed:
                     m.chosen, m.fallback = self._fallback(m, campaign, plan.contexts[uid]), True
                 else:
