@@ -29,6 +29,20 @@ def per_shop(shop: Shop, name: str, make: Callable[[], T]) -> T:
     return hit[1]
 
 
+_USER_IDS: OrderedDict[int, tuple[list[Any], int, frozenset[str]]] = OrderedDict()
+
+
+def user_ids_of(shop: Shop) -> frozenset[str]:
+    """The ids of the shop's users, made once per shop while its user list is the same object of the same length
+    (a few shops are kept)."""
+    hit = _USER_IDS.get(id(shop))
+    if hit is None or hit[0] is not shop.users or hit[1] != len(shop.users):
+        hit = _USER_IDS[id(shop)] = (shop.users, len(shop.users), frozenset(u.user_id for u in shop.users))
+        while len(_USER_IDS) > 16:
+            _USER_IDS.popitem(last=False)
+    return hit[2]
+
+
 def best_reviews(shop: Shop) -> dict[str, str]:
     """Per item, the text of its best-rated review (highest rating, then oldest, then by user id; the first in
     file order among equals): what the sorted scan of every review per item found."""

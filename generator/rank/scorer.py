@@ -33,9 +33,10 @@ from threadpoolctl import threadpool_limits
 
 from generator.core import model_registry  # by module: tests swap its encoder loader
 from generator.core.config import get_settings
-from generator.core.data import Event, Item, Review, Shop
+from generator.core.data import Item, Shop
 from generator.core.errors import ScorerError
-from generator.core.shop_index import per_shop
+from generator.core.shop_index import per_shop, user_ids_of
+from generator.rank.history import EVENT_WEIGHTS, HistoryBatch, UserHistory, history_batch, ranges
 
 if TYPE_CHECKING:
     import torch
@@ -44,9 +45,6 @@ if TYPE_CHECKING:
     from generator.db.store import Store
 
 log = logging.getLogger(__name__)
-
-EVENT_WEIGHTS: dict[str, float] = {"purchase": 1.0, "cart": 0.8, "wishlist": 0.6, "click": 0.5, "view": 0.4}
-"""How much one event of each type says about the user's taste."""
 
 EVENT_VERBS: dict[str, str] = {"purchase": "bought", "cart": "carted", "wishlist": "wishlisted",
                                "click": "clicked", "view": "viewed"}
@@ -103,21 +101,6 @@ class RankedItem:
 
 
 @dataclass
-class UserHistory:
-    """A user's time-ordered interactions as catalog indices, with the weight each one carries."""
-
-    items: list[int] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    reviews: list[tuple[str, float, int]] = field(default_factory=list)  # (text, weight, item index)
-    purchased: set[int] = field(default_factory=set)
-
-    @property
-    def empty(self) -> bool:
-        return not self.items and not self.reviews
-
-
-@dataclass
 class ScorerConfig:
     """How the zero-shot user profile is built."""
 
@@ -162,26 +145,9 @@ def build_histories(shop: Shop, index: dict[str, int], config: ScorerConfig | No
     times ``recency_decay`` per later event. Events on items missing from ``index`` are ignored.
     """
     cfg = config or ScorerConfig()
-    wanted = set(user_ids) if user_ids is not None else {u.user_id for u in shop.users}
-    by_user, reviews = per_shop(shop, "by_user", lambda: _group_by_user(shop))
-    out: dict[str, UserHistory] = {}
-    powers: list[float] = []  # recency_decay ** n, made once per n
-    for uid in wanted:
-        h = UserHistory()
-        evs = sorted(((n, ev) for n, ev in by_user.get(uid, ()) if ev.item_id in index),
-                     key=lambda p: (p[1].timestamp, p[0]))
-        m = len(evs)
-        while len(powers) < m:
-            powers.append(cfg.recency_decay ** len(powers))
-        h.kinds = [ev.event_type.value for _, ev in evs]
-        h.items = [index[ev.item_id] for _, ev in evs]
-        h.weights = [EVENT_WEIGHTS.get(kind, 0.5) * powers[m - 1 - pos] for pos, kind in enumerate(h.kinds)]
-        h.purchased = {idx for idx, kind in zip(h.items, h.kinds, strict=True) if kind == "purchase"}
-        for rv in sorted(reviews.get(uid, []), key=lambda r: (r.timestamp, r.item_id)):
-            if rv.rating >= 3 and rv.text.strip() and rv.item_id in index:
-                h.reviews.append((rv.text, cfg.review_weight * (rv.rating - 2) / 3, index[rv.item_id]))
-        out[uid] = h
-    return out
+    wanted = list(dict.fromkeys(user_ids if user_ids is not None else (u.user_id for u in shop.users)))
+    batch = history_batch(shop, index, wanted, cfg.recency_decay, cfg.review_weight)
+    return dict(zip(wanted, batch.histories(), strict=True))
 
 
 def popularity(shop: Shop, index: dict[str, int]) -> np.ndarray:
@@ -203,17 +169,6 @@ def _item_weights(shop: Shop) -> dict[str, float]:
     return out
 
 
-def _group_by_user(shop: Shop) -> tuple[dict[str, list[tuple[int, Event]]], dict[str, list[Review]]]:
-    """Each user's events (with their position in the file) and reviews, in file order."""
-    events: dict[str, list[tuple[int, Event]]] = {}
-    for n, ev in enumerate(shop.events):
-        events.setdefault(ev.user_id, []).append((n, ev))
-    reviews: dict[str, list[Review]] = {}
-    for rv in shop.reviews:
-        reviews.setdefault(rv.user_id, []).append(rv)
-    return events, reviews
-
-
 class Scorer:
     """Ranks catalog items for users. Build with :meth:`load`."""
 
@@ -228,6 +183,7 @@ class Scorer:
         self.name = name
         self.meta = meta or {}
         self._memory: dict[str, np.ndarray] = {}
+        self._sims: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None  # a catalog's vectors, their sims
         self.encoded_texts = 0  # how many texts this scorer has sent through the encoder (cache misses)
 
     # loading ----------------------------------------------------------------------------------------------
@@ -295,44 +251,59 @@ class Scorer:
         return self.embed_cached([it.text() for it in items], progress=progress)
 
     # user vectors -----------------------------------------------------------------------------------------
-    def user_vectors(self, histories: Sequence[UserHistory], item_vecs: np.ndarray, titles: Sequence[str],
-                     review_vecs: dict[str, np.ndarray]) -> np.ndarray:
+    def user_vectors(self, histories: Sequence[UserHistory] | HistoryBatch, item_vecs: np.ndarray,
+                     titles: Sequence[str], review_vecs: dict[str, np.ndarray]) -> np.ndarray:
         """One normalised vector per history (zeros for an empty history)."""
+        batch = histories if isinstance(histories, HistoryBatch) else HistoryBatch.of(histories)
         cfg = self.config
-        dim = item_vecs.shape[1]
-        agg = np.zeros((len(histories), dim), dtype=np.float32)
-        texts: list[str] = []
-        rows: list[int] = []
-        with_items = [r for r, h in enumerate(histories) if h.items]
+        agg = np.zeros((len(batch), item_vecs.shape[1]), dtype=np.float32)
+        sizes = batch.sizes
         # each history's weights @ its items' vectors: stacked products of one length (the values of one per user)
-        by_len: dict[int, list[int]] = {}
-        for r in with_items:
-            by_len.setdefault(len(histories[r].items), []).append(r)
-        for which in by_len.values():
-            w = np.array([histories[r].weights for r in which], dtype=np.float32)
-            agg[which] = (w[:, None, :] @ item_vecs[[histories[r].items for r in which]])[:, 0, :]
+        for size in np.unique(sizes[sizes > 0]).tolist():
+            which = np.flatnonzero(sizes == size)
+            at = batch.offsets[which][:, None] + np.arange(size)
+            w = batch.weights[at].astype(np.float32)
+            agg[which] = (w[:, None, :] @ item_vecs[batch.items[at]])[:, 0, :]
         # the reviews added one at a time, in order, as float32 sums (w * vector in float32, as numpy gives it)
-        for q in range(max((len(h.reviews) for h in histories), default=0)):
-            which = [r for r, h in enumerate(histories) if len(h.reviews) > q]
-            w = np.array([histories[r].reviews[q][1] for r in which], dtype=np.float32)
-            agg[which] += w[:, None] * np.stack([review_vecs[histories[r].reviews[q][0]] for r in which])
-        for r, h in enumerate(histories):
-            if cfg.profile_text_weight > 0 and not h.empty:
-                texts.append(self.profile_text(h, titles))
-                rows.append(r)
+        counts = np.array([len(rs) for rs in batch.reviews], dtype=np.int64)
+        if counts.any():
+            starts = np.cumsum(counts) - counts
+            vecs = np.stack([review_vecs[t] for rs in batch.reviews for t, _, _ in rs])
+            weights = np.array([w for rs in batch.reviews for _, w, _ in rs], dtype=np.float32)
+            for q in range(int(counts.max())):
+                which = np.flatnonzero(counts > q)
+                agg[which] += weights[starts[which] + q, None] * vecs[starts[which] + q]
         agg = _normalise(agg)
-        if texts:
-            prof = self.embed_texts(texts)
+        rows = np.flatnonzero(~batch.empty) if cfg.profile_text_weight > 0 else np.zeros(0, dtype=np.int64)
+        if len(rows):
+            prof = self.embed_texts(self.profile_texts(batch, rows, titles))
             a = cfg.profile_text_weight
             agg[rows] = _normalise((1 - a) * agg[rows] + a * prof)
         return agg
 
+    def _catalog_sims(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """:func:`catalog_sims` of a catalog's ``vecs`` when it has at most 4,096 items, else None; kept for the next
+        call with the same vectors."""
+        if len(vecs) > 4096:
+            return None
+        if self._sims is None or not np.array_equal(self._sims[0], vecs):
+            self._sims = (vecs.copy(), catalog_sims(vecs))
+        return self._sims[1]
+
     def profile_text(self, h: UserHistory, titles: Sequence[str]) -> str:
         """The user as text: recent history titles (newest first, deduplicated) and review snippets."""
-        recent = list(dict.fromkeys(titles[i] for i in reversed(h.items)))[: self.config.profile_text_items]
-        parts = [", ".join(recent)] if recent else []
-        parts += [_snippet(t, 120) for t, _, _ in h.reviews[-2:]]
-        return ". ".join(parts)
+        return self.profile_texts(HistoryBatch.of([h]), np.zeros(1, dtype=np.int64), titles)[0]
+
+    def profile_texts(self, batch: HistoryBatch, rows: np.ndarray, titles: Sequence[str]) -> list[str]:
+        """:meth:`profile_text` of the histories ``rows`` of ``batch``: the titles of the most recent distinct
+        titles of each (newest first), then its last two reviews' snippets."""
+        recent = _recent_titles(batch, rows, titles, self.config.profile_text_items)
+        out = []
+        for titles_of, r in zip(recent, rows.tolist(), strict=True):
+            parts = [", ".join(titles_of)] if titles_of else []
+            parts += [_snippet(t, 120) for t, _, _ in batch.reviews[r][-2:]]
+            out.append(". ".join(parts))
+        return out
 
     # ranking ----------------------------------------------------------------------------------------------
     # the per-user products are small: BLAS threads only wait for each other (14x slower with 2 threads on a busy
@@ -345,12 +316,11 @@ class Scorer:
         Users with no history get the most popular items that pass the rules. A user may get fewer than
         ``k`` items when fewer pass the rules. Unknown user ids raise :class:`ScorerError`.
         """
-        import torch
         from tqdm.auto import tqdm
 
         rules = rules or RankRules()
         rules.validate()
-        known = {u.user_id for u in shop.users}
+        known = user_ids_of(shop)
         if user_ids is None:
             user_ids = sorted(known)
         unknown = [u for u in user_ids if u not in known]
@@ -358,68 +328,161 @@ class Scorer:
             raise ScorerError(f"unknown user_id(s): {', '.join(map(repr, unknown[:5]))}")
         if not shop.items or not user_ids:
             return {u: [] for u in user_ids}
-        items = sorted(shop.items, key=lambda it: it.item_id)  # index order = tie-break order
-        index = {it.item_id: i for i, it in enumerate(items)}
-        item_vecs = self.embed_items(items, progress=progress)
-        histories = build_histories(shop, index, self.config, user_ids)
-        review_texts = sorted({t for h in histories.values() for t, _, _ in h.reviews})
-        review_vecs = dict(zip(review_texts, self.embed_cached(review_texts), strict=True))
-        titles = [it.title for it in items]
-        id_rank = _id_ranks(items)
-        catalog_ids = [it.item_id for it in items]
-        texts = [it.text() for it in items]
-        base_mask, bonus = _item_rules(items, rules)
-        pop = popularity(shop, index)
-        pop_score = np.log1p(pop) / max(math.log1p(pop.max()), 1.0)
-        pool = max(rules.mmr_pool, 3 * rules.k) if rules.mmr_lambda is not None else rules.k
-        pool = min(pool, len(items))
-        items_t = torch.from_numpy(item_vecs)
-        base_mask_t = torch.from_numpy(base_mask)
-        bonus_t = torch.from_numpy(bonus.astype(np.float32))
+        ctx = self._context(shop, user_ids, rules, progress)
+        items = ctx.items
         chunk = max(1, self.config.chunk_elements // len(items))
         out: dict[str, list[RankedItem]] = {}
         bar = tqdm(total=len(user_ids), desc="ranking", unit="user", disable=not progress)
         for start in range(0, len(user_ids), chunk):
             uids = user_ids[start:start + chunk]
-            hs = [histories[u] for u in uids]
-            uvecs = self.user_vectors(hs, item_vecs, titles, review_vecs)
-            with torch.no_grad():
-                scores = torch.from_numpy(uvecs) @ items_t.T
-                if self.collab is not None:
-                    scores = self.collab.score(scores, [h.items for h in hs], catalog_ids, item_vecs, texts)
-                empty = torch.tensor([h.empty for h in hs])
-                if bool(empty.any()):
-                    scores[empty] = torch.from_numpy(pop_score.astype(np.float32))
-                scores = scores + bonus_t
-                allowed = base_mask_t.expand(len(uids), -1).clone()
-                if rules.drop_purchased:
-                    for r, h in enumerate(hs):
-                        if h.purchased:
-                            allowed[r, list(h.purchased)] = False
-                scores = scores.masked_fill(~allowed, float("-inf"))
-                top_idx, top_val = topk_deterministic(scores, pool)
-            full = np.isfinite(top_val).all(axis=1)  # rows with the whole pool allowed (MMR takes them as arrays)
-            idx_l, val_l = top_idx.tolist(), top_val.tolist()  # Python numbers: the loop below is per user
-            cands = [[(i, v) for i, v in zip(idx_l[r], val_l[r], strict=True) if v > -math.inf]
-                     for r in range(len(uids))]
-            if rules.mmr_lambda is not None:
-                rows = np.flatnonzero(full) if top_idx.shape[1] > rules.k else np.zeros(0, dtype=int)
-                for r, picks in zip(rows.tolist(), mmr_picks(top_idx[rows], top_val[rows].astype(np.float64),
-                                                              item_vecs, rules.k, rules.mmr_lambda), strict=True):
-                    cands[r] = [cands[r][p] for p in picks]
-                rest = [r for r, c in enumerate(cands) if len(c) > rules.k and not full[r]]
-                for r, picked in zip(rest, mmr_many([cands[r] for r in rest], item_vecs, rules.k,
-                                                    rules.mmr_lambda), strict=True):
-                    cands[r] = picked
-            tops = [c[: rules.k] for c in cands]
-            whys_of = explain_many([[i for i, _ in c] for c in tops], hs, items, item_vecs, review_vecs, pop, rules,
-                                   id_rank)
-            for uid, cand, whys in zip(uids, tops, whys_of, strict=True):
-                out[uid] = [RankedItem(item=items[i], score=s, rank=n + 1, why=why)
-                            for n, ((i, s), why) in enumerate(zip(cand, whys, strict=True))]
+            hs = ctx.histories.rows(start, start + len(uids))
+            ranked, scores = self._rank_chunk(hs, ctx)
+            whys_of = explain_many(ranked, hs, items, ctx.vecs, ctx.review_vecs, ctx.pop, rules, ctx.id_rank)
+            for uid, idx, vals, whys in zip(uids, ranked, scores, whys_of, strict=True):
+                out[uid] = [RankedItem(items[i], s, n, why)
+                            for n, i, s, why in zip(range(1, len(idx) + 1), idx, vals, whys, strict=True)]
             bar.update(len(uids))
         bar.close()
         return out
+
+    def _context(self, shop: Shop, user_ids: list[str], rules: RankRules, progress: bool) -> _Ranking:
+        """What ranking ``user_ids`` under ``rules`` shares: the catalog, its vectors, the users' histories."""
+        import torch
+
+        items = sorted(shop.items, key=lambda it: it.item_id)  # index order = tie-break order
+        index = {it.item_id: i for i, it in enumerate(items)}
+        texts = [it.text() for it in items]
+        item_vecs = self.embed_cached(texts, progress=progress)
+        histories = history_batch(shop, index, user_ids, self.config.recency_decay, self.config.review_weight)
+        review_texts = sorted({t for rs in histories.reviews for t, _, _ in rs})
+        review_vecs = dict(zip(review_texts, self.embed_cached(review_texts), strict=True))
+        allowed, bonus = _item_rules(items, rules)
+        pop = popularity(shop, index)
+        pop_score = np.log1p(pop) / max(math.log1p(pop.max()), 1.0)
+        pool = max(rules.mmr_pool, 3 * rules.k) if rules.mmr_lambda is not None else rules.k
+        sims = self._catalog_sims(item_vecs) if rules.mmr_lambda is not None else None
+        return _Ranking(items=items, texts=texts, vecs=item_vecs, sims=sims, histories=histories,
+                        review_vecs=review_vecs, id_rank=_id_ranks(items), pop=pop,
+                        pop_score=torch.from_numpy(pop_score.astype(np.float32)), allowed=allowed,
+                        bonus=torch.from_numpy(bonus.astype(np.float32)), rules=rules, pool=min(pool, len(items)))
+
+    def _rank_chunk(self, hs: HistoryBatch, ctx: _Ranking) -> tuple[list[list[int]], list[list[float]]]:
+        """The ranked items (catalog indices) and their scores of each history of ``hs``: the top scores among
+        the items the rules allow, re-ranked by MMR when the rules say so."""
+        import torch
+
+        rules = ctx.rules
+        uvecs = self.user_vectors(hs, ctx.vecs, [it.title for it in ctx.items], ctx.review_vecs)
+        cols = np.flatnonzero(ctx.allowed)  # the columns ranked: every item the user-independent rules allow
+        if not len(cols):
+            return [[] for _ in range(len(hs))], [[] for _ in range(len(hs))]
+        with torch.no_grad():
+            scores = torch.from_numpy(uvecs) @ torch.from_numpy(ctx.vecs).T
+            if self.collab is not None:
+                scores = self.collab.score(scores, hs.item_lists(), [it.item_id for it in ctx.items], ctx.vecs,
+                                           ctx.texts)
+            empty = hs.empty
+            if empty.any():
+                scores[torch.from_numpy(empty)] = ctx.pop_score
+            if len(cols) < len(ctx.items):
+                cols_t = torch.from_numpy(cols)
+                scores = scores.index_select(1, cols_t) + ctx.bonus[cols_t]
+            else:
+                scores = scores + ctx.bonus
+            if rules.drop_purchased:
+                _drop_purchased(scores, hs, cols, len(ctx.items))
+            top_idx, top_val = topk_deterministic(scores, min(ctx.pool, len(cols)))
+        return _chosen(cols[top_idx], top_val, ctx.vecs, rules, ctx.sims)
+
+
+@dataclass
+class _Ranking:
+    """What ranking one call's users shares: the catalog (sorted by ``item_id``) with its texts and vectors, the
+    users' histories, the review vectors, popularity, and the rules with what they make of each item."""
+
+    items: list[Item]
+    texts: list[str]
+    vecs: np.ndarray
+    sims: tuple[np.ndarray, np.ndarray] | None
+    """The catalog's similarities and squared norms for MMR (:func:`catalog_sims`), when kept."""
+    histories: HistoryBatch
+    review_vecs: dict[str, np.ndarray]
+    id_rank: np.ndarray
+    pop: np.ndarray
+    pop_score: torch.Tensor
+    """A user without history scores the items by this (log popularity, at most 1)."""
+    allowed: np.ndarray
+    """Per item: whether the rules that do not depend on the user allow it."""
+    bonus: torch.Tensor
+    rules: RankRules
+    pool: int
+    """How many top candidates MMR picks from (``k`` without MMR)."""
+
+
+def _recent_titles(batch: HistoryBatch, rows: np.ndarray, titles: Sequence[str], n: int) -> list[list[str]]:
+    """Per history ``rows[m]`` of ``batch``: the titles of its items, newest first, each title once, at most ``n``."""
+    codes: dict[str, int] = {}
+    title_code = np.array([codes.setdefault(t, len(codes)) for t in titles], dtype=np.int64)
+    sizes = batch.offsets[rows + 1] - batch.offsets[rows]
+    at = ranges(batch.offsets[rows], sizes)
+    owner = np.repeat(np.arange(len(rows)), sizes)
+    age = batch.offsets[rows + 1][owner] - 1 - at  # 0: the newest
+    code = title_code[batch.items[at]]
+    order = np.lexsort((age, code, owner))  # per user and title: the newest first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (owner[order][1:] != owner[order][:-1]) | (code[order][1:] != code[order][:-1])
+    keep = order[first]
+    keep = keep[np.lexsort((age[keep], owner[keep]))]  # per user: newest first
+    place = np.arange(len(keep)) - np.searchsorted(owner[keep], owner[keep])  # its place among the user's titles
+    keep = keep[place < n]
+    bounds = np.searchsorted(owner[keep], np.arange(len(rows) + 1)).tolist()
+    names = [titles[j] for j in batch.items[at[keep]].tolist()]
+    return [names[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _drop_purchased(scores: torch.Tensor, hs: HistoryBatch, cols: np.ndarray, n_items: int) -> None:
+    """Sets to ``-inf`` the score of every item (of the ranked columns ``cols``) a user of ``hs`` bought."""
+    import torch
+
+    code = hs.purchase_code
+    if code < 0:
+        return
+    col_of = np.full(n_items, -1, dtype=np.int64)
+    col_of[cols] = np.arange(len(cols))
+    bought = np.flatnonzero(hs.kinds == code)
+    user = np.searchsorted(hs.offsets, bought, side="right") - 1
+    col = col_of[hs.items[bought]]
+    scores[torch.from_numpy(user[col >= 0]), torch.from_numpy(col[col >= 0])] = float("-inf")
+
+
+def _chosen(top_idx: np.ndarray, top_val: np.ndarray, vecs: np.ndarray, rules: RankRules,
+            sims: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[list[int]], list[list[float]]]:
+    """Each row's ranked items and scores from its top candidates (best first; ``-inf``: not allowed): the first
+    ``rules.k``, or MMR's picks among them (``sims``: the catalog's, see :func:`catalog_sims`). Rows whose candidates
+    are all allowed are picked from together, as arrays; the others from their allowed candidates."""
+    k, lam = rules.k, rules.mmr_lambda
+    full = np.isfinite(top_val).all(axis=1)
+    rows = np.flatnonzero(full)
+    idx, val = top_idx[rows, :k], top_val[rows, :k]
+    if lam is not None and top_idx.shape[1] > k and len(rows):
+        picks = _mmr_pick_array(top_idx[rows], top_val[rows].astype(np.float64), vecs, k, lam, sims)
+        idx, val = np.take_along_axis(top_idx[rows], picks, 1), np.take_along_axis(top_val[rows], picks, 1)
+    if full.all():
+        return idx.tolist(), val.tolist()
+    ranked: list[list[int]] = [[] for _ in range(len(top_idx))]
+    scores: list[list[float]] = [[] for _ in range(len(top_idx))]
+    for r, i, v in zip(rows.tolist(), idx.tolist(), val.tolist(), strict=True):
+        ranked[r], scores[r] = i, v
+    rest = np.flatnonzero(~full)
+    cands = [[(i, v) for i, v in zip(a, b, strict=True) if v > -math.inf]
+             for a, b in zip(top_idx[rest].tolist(), top_val[rest].tolist(), strict=True)]
+    if lam is not None:
+        many = [n for n, c in enumerate(cands) if len(c) > k]
+        for n, picked in zip(many, mmr_many([cands[n] for n in many], vecs, k, lam), strict=True):
+            cands[n] = picked
+    for r, c in zip(rest.tolist(), cands, strict=True):
+        ranked[r], scores[r] = [i for i, _ in c[:k]], [v for _, v in c[:k]]
+    return ranked, scores
 
 
 def _id_ranks(items: Sequence[Item]) -> np.ndarray:
@@ -432,103 +495,152 @@ def _id_ranks(items: Sequence[Item]) -> np.ndarray:
     return out
 
 
-def _batched_products(vecs: np.ndarray, left: Sequence[Sequence[int]], other: np.ndarray,
-                      right: Sequence[Sequence[int]]) -> list[tuple[list[int], np.ndarray]]:
-    """``vecs[left[n]] @ other[right[n]].T`` for every ``n``, with the same values: the pairs of one shape go through
-    one stacked ``matmul``, which multiplies each pair with the kernel a single product of that shape uses. Per
-    shape: the positions ``n`` and their products, stacked."""
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for n, (a, b) in enumerate(zip(left, right, strict=True)):
-        by_shape.setdefault((len(a), len(b)), []).append(n)
-    return [(which, vecs[np.array([left[n] for n in which])]
-             @ other[np.array([right[n] for n in which])].transpose(0, 2, 1)) for which in by_shape.values()]
+def _products(vecs: np.ndarray, left: np.ndarray, left_at: np.ndarray, other: np.ndarray, right: np.ndarray,
+              right_at: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``vecs[left[a:b]] @ other[right[c:d]].T`` for every pair ``n`` of ranges (``a, b = left_at[n:n + 2]``,
+    ``c, d = right_at[n:n + 2]``), with the same values: the pairs of one shape go through one stacked ``matmul``,
+    which multiplies each pair with the kernel a single product of that shape uses. Per shape: the pairs ``n`` (in
+    their order) and their products, stacked."""
+    left_n, right_n = np.diff(left_at), np.diff(right_at)
+    shape = left_n * (int(right_n.max(initial=0)) + 1) + right_n
+    order = np.argsort(shape, kind="stable")
+    cuts = np.flatnonzero(np.diff(shape[order])) + 1
+    out = []
+    for which in np.split(order, cuts):
+        if not len(which):
+            continue
+        a, b = int(left_n[which[0]]), int(right_n[which[0]])
+        lhs = vecs[left[left_at[which][:, None] + np.arange(a)]]
+        rhs = other[right[right_at[which][:, None] + np.arange(b)]]
+        out.append((which, lhs @ rhs.transpose(0, 2, 1)))
+    return out
 
 
-def explain_many(ranked: Sequence[list[int]], hs: Sequence[UserHistory], items: Sequence[Item],
+def explain_many(ranked: Sequence[list[int]], hs: Sequence[UserHistory] | HistoryBatch, items: Sequence[Item],
                  item_vecs: np.ndarray, review_vecs: dict[str, np.ndarray], pop: np.ndarray, rules: RankRules,
                  id_rank: np.ndarray | None = None, top: int = 2) -> list[list[list[str]]]:
     """Why each ranked item, for many users at once: the history items (and review) most like it, or its
     popularity, with the words and numbers of the per-user reference in ``tests/test_scorer_vectorised.py``. Each
     user's cosines come from a stacked product of pairs of one shape (the values a product per user gives, its
-    history items in order of first appearance), and each history item's strongest event and each ranked item's
-    strongest history items from array operations over all the users' events together."""
+    history items in order of first appearance), and the choice of lines from array operations over all the users'
+    events together."""
+    batch = hs if isinstance(hs, HistoryBatch) else HistoryBatch.of(hs)
     if id_rank is None:
         id_rank = _id_ranks(items)
-    out: list[list[list[str]]] = [[] for _ in ranked]
-    users = []
-    for u, (r, h) in enumerate(zip(ranked, hs, strict=True)):
-        if r and h.empty:
-            out[u] = [[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
-                      for i in r]
-        elif r:
-            users.append(u)
-    if not users:
-        return _campaign_whys(ranked, out, items, rules)
-    k = max(len(ranked[u]) for u in users)
-    lines: dict[int, list[list[str]]] = {}
-    with_items = [u for u in users if hs[u].items]
+    sizes = batch.sizes.tolist()
+    whys: list[list[list[str]]] = []
+    for r, size, reviews in zip(ranked, sizes, batch.reviews, strict=True):
+        if r and not size and not reviews:
+            whys.append([[f"popular: {int(round(pop[i]))} recent interactions" if pop[i] > 0 else "catalog pick"]
+                         for i in r])
+        else:
+            whys.append([[] for _ in r])
+    with_items = [u for u, r in enumerate(ranked) if r and sizes[u]]
     if with_items:
-        # every event of these users, in their order; grouped by (user, history item) in order of first appearance
-        sizes = np.fromiter((len(hs[u].items) for u in with_items), dtype=np.int64, count=len(with_items))
-        ev_user = np.repeat(np.arange(len(with_items)), sizes)
-        ev_j = np.fromiter(itertools.chain.from_iterable(hs[u].items for u in with_items), dtype=np.int64,
-                           count=int(sizes.sum()))
-        ev_w = np.fromiter(itertools.chain.from_iterable(hs[u].weights for u in with_items), dtype=np.float64,
-                           count=len(ev_j))
-        kinds = list(itertools.chain.from_iterable(hs[u].kinds for u in with_items))
-        _, first_at, group_of = np.unique(ev_user * len(items) + ev_j, return_index=True, return_inverse=True)
-        label = np.empty(len(first_at), dtype=np.int64)
-        label[np.argsort(first_at, kind="stable")] = np.arange(len(first_at))  # groups by first appearance
-        group_of = label[group_of.ravel()]
-        by_group = np.argsort(group_of, kind="stable")  # events by group, each group's in their order
-        g_first = first_at[np.argsort(label)]  # per group (new order): its first event
-        g_user, g_j = ev_user[g_first], ev_j[g_first]
-        bounds = np.searchsorted(g_user, np.arange(len(with_items) + 1))
-        g_j_l, b_l = g_j.tolist(), bounds.tolist()
-        cg = np.zeros((len(g_j), k), dtype=np.float64)  # each group's cosine with each ranked item of its user
-        for which, prod in _batched_products(item_vecs, [ranked[u] for u in with_items], item_vecs,
-                                             [g_j_l[b_l[m]:b_l[m + 1]] for m in range(len(with_items))]):
-            r, m = prod.shape[1:]
-            rows = (bounds[which][:, None] + np.arange(m)).ravel()
-            cg[rows, :r] = prod.transpose(0, 2, 1).reshape(-1, r)
-        starts = np.searchsorted(group_of[by_group], np.arange(len(g_j)))
-        prod = ev_w[by_group, None] * cg[group_of[by_group]]  # w * c per event, in the doubles Python multiplies
-        best = np.maximum.reduceat(prod, starts, axis=0)
-        first = np.minimum.reduceat(np.where(prod == best[group_of[by_group]], by_group[:, None], len(ev_j)),
-                                    starts, axis=0)  # per group and ranked item: the first of its strongest events
-        cg_l, first_l = cg.tolist(), first.tolist()
-        verbs = [EVENT_VERBS.get(kind, kind) for kind in kinds]
-        snips = [_snippet(items[j].title, 40) for j in g_j_l]
-        jr = id_rank[g_j]
-        per_user: list[list[list[str]]] = [[] for _ in with_items]
-        for n in range(k):
-            order = np.lexsort((jr, -best[:, n], g_user)).tolist()  # per user: the strongest, then by item_id
-            for m, u in enumerate(with_items):
-                if n < len(ranked[u]):
-                    a = b_l[m]
-                    per_user[m].append([f"{verbs[first_l[g][n]]} '{snips[g]}' ({cg_l[g][n]:.2f})"
-                                        for g in order[a:min(a + top, b_l[m + 1])]])
-        lines = dict(zip(with_items, per_user, strict=True))
-    with_reviews = [u for u in users if hs[u].reviews]
+        _history_lines(whys, ranked, batch, np.array(with_items), items, item_vecs, id_rank, top)
+    with_reviews = [u for u, r in enumerate(ranked) if r and batch.reviews[u]]
     if with_reviews:
-        texts = list(dict.fromkeys(t for u in with_reviews for t, _, _ in hs[u].reviews))
-        row_of = {t: n for n, t in enumerate(texts)}
-        review_matrix = np.stack([review_vecs[t] for t in texts])
-        review_cos: dict[int, list[list[float]]] = {}
-        for which, prod in _batched_products(item_vecs, [ranked[u] for u in with_reviews], review_matrix,
-                                             [[row_of[t] for t, _, _ in hs[u].reviews] for u in with_reviews]):
-            review_cos.update(zip((with_reviews[n] for n in which), prod.tolist(), strict=True))
-    for u in users:
-        whys = lines.get(u) or [[] for _ in ranked[u]]
-        if hs[u].reviews:
-            for why, cs in zip(whys, review_cos[u], strict=True):
-                best_review = None  # the largest (weighted cosine, text)
-                for (t, w, _), c in zip(hs[u].reviews, cs, strict=True):
-                    if best_review is None or (w * c, t) > (best_review[0], best_review[2]):
-                        best_review = (w * c, c, t)
-                why.append(f"review: '{_snippet(best_review[2])}' ({best_review[1]:.2f})")  # type: ignore[index]
-        out[u] = whys
-    return _campaign_whys(ranked, out, items, rules)
+        _review_lines(whys, ranked, batch.reviews, with_reviews, item_vecs, review_vecs)
+    return _campaign_whys(ranked, whys, items, rules)
+
+
+def _ranked_arrays(ranked: Sequence[list[int]], users: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ranked items of ``users``, concatenated, and where each user's start (and the last ends)."""
+    lists = [ranked[u] for u in users]
+    at = np.concatenate([[0], np.cumsum([len(r) for r in lists], dtype=np.int64)]).astype(np.int64)
+    return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=int(at[-1])), at
+
+
+def _history_lines(whys: list[list[list[str]]], ranked: Sequence[list[int]], batch: HistoryBatch, users: np.ndarray,
+                   items: Sequence[Item], item_vecs: np.ndarray, id_rank: np.ndarray, top: int) -> None:
+    """Adds to ``whys[u][n]`` the ``top`` history items of each user ``u`` of ``users`` most like its ranked item
+    ``n`` (the largest weight times cosine, then by item_id), each as its strongest event (the first of equal ones),
+    its title and its cosine."""
+    sizes = batch.offsets[users + 1] - batch.offsets[users]
+    at = ranges(batch.offsets[users], sizes)
+    ev_user = np.repeat(np.arange(len(users)), sizes)
+    ev_j = batch.items[at]
+    # groups: (user, history item), in order of first appearance
+    _, first_at, group_of = np.unique(ev_user * len(items) + ev_j, return_index=True, return_inverse=True)
+    label = np.empty(len(first_at), dtype=np.int64)
+    label[np.argsort(first_at, kind="stable")] = np.arange(len(first_at))
+    group_of = label[group_of.ravel()]
+    by_group = np.argsort(group_of, kind="stable")  # events by group, each group's in their order
+    g_first = np.sort(first_at)
+    g_user, g_j = ev_user[g_first], ev_j[g_first]
+    bounds = np.searchsorted(g_user, np.arange(len(users) + 1))
+    left, left_at = _ranked_arrays(ranked, users.tolist())
+    ranked_n = np.diff(left_at)
+    cg = np.zeros((len(g_j), int(ranked_n.max())), dtype=np.float64)  # each group's cosine with its user's items
+    for which, prod in _products(item_vecs, left, left_at, item_vecs, g_j, bounds):
+        r, m = prod.shape[1:]
+        cg[(bounds[which][:, None] + np.arange(m)).ravel(), :r] = prod.transpose(0, 2, 1).reshape(-1, r)
+    starts = np.searchsorted(group_of[by_group], np.arange(len(g_j)))
+    prod = batch.weights[at][by_group, None] * cg[group_of[by_group]]  # w * c per event, as Python multiplies
+    best = np.maximum.reduceat(prod, starts, axis=0)
+    first = np.minimum.reduceat(np.where(prod == best[group_of[by_group]], by_group[:, None], len(ev_j)),
+                                starts, axis=0)  # per group and ranked item: the first of its strongest events
+    verbs = [EVENT_VERBS.get(name, name) for name in batch.kind_names]
+    snips: list[str | None] = [None] * len(items)
+    counts = np.diff(bounds)
+    for m, n, g in _strongest_groups(best, g_user, bounds, id_rank[g_j], ranked_n, min(top, int(counts.max()))):
+        j, kinds, cos = g_j[g].tolist(), batch.kinds[at[first[g, n]]].tolist(), cg[g, n].tolist()
+        for i in set(j):
+            if snips[i] is None:
+                snips[i] = _snippet(items[i].title, 40)
+        for u, nn, v, i, c in zip(users[m].tolist(), n.tolist(), kinds, j, cos, strict=True):
+            whys[u][nn].append(f"{verbs[v]} '{snips[i]}' ({c:.2f})")
+
+
+def _strongest_groups(best: np.ndarray, g_user: np.ndarray, bounds: np.ndarray, jr: np.ndarray,
+                      ranked_n: np.ndarray, top: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For ``t`` in ``range(top)``: the ``t``-th strongest group of each user ``m`` for its ranked item ``n`` (the
+    largest ``best[g, n]`` among the user's groups ``bounds[m]:bounds[m + 1]``, then the smallest ``jr[g]``, then
+    the first), as arrays ``(m, n, g)`` over the users with more than ``t`` groups and the ``n`` they ranked."""
+    taken = np.zeros(best.shape, dtype=bool)
+    heads, counts = bounds[:-1], np.diff(bounds)
+    group = np.arange(len(best))[:, None]
+    ranked_cols = np.arange(best.shape[1]) < ranked_n[:, None]
+    out = []
+    for t in range(top):
+        val = np.where(taken, -np.inf, best)
+        cand = (val == np.maximum.reduceat(val, heads, axis=0)[g_user]) & ~taken
+        key = np.where(cand, jr[:, None], np.iinfo(np.int64).max)
+        cand &= key == np.minimum.reduceat(key, heads, axis=0)[g_user]
+        pick = np.minimum.reduceat(np.where(cand, group, len(best)), heads, axis=0)
+        m, n = np.nonzero(ranked_cols & (counts > t)[:, None])
+        g = pick[m, n]
+        taken[g, n] = True
+        out.append((m, n, g))
+    return out
+
+
+def _review_lines(whys: list[list[list[str]]], ranked: Sequence[list[int]],
+                  reviews: Sequence[Sequence[tuple[str, float, int]]], users: list[int], item_vecs: np.ndarray,
+                  review_vecs: dict[str, np.ndarray]) -> None:
+    """Adds to ``whys[u][n]`` the review of each user ``u`` of ``users`` most like its ranked item ``n``: the
+    largest weight times cosine, then the greatest text, the first of equal ones; with its cosine."""
+    texts = list(dict.fromkeys(t for u in users for t, _, _ in reviews[u]))
+    row_of = {t: n for n, t in enumerate(texts)}
+    text_rank = np.empty(len(texts), dtype=np.int64)
+    text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
+    own = [reviews[u] for u in users]
+    right_at = np.concatenate([[0], np.cumsum([len(rs) for rs in own], dtype=np.int64)]).astype(np.int64)
+    right = np.array([row_of[t] for rs in own for t, _, _ in rs], dtype=np.int64)
+    weight = np.array([w for rs in own for _, w, _ in rs], dtype=np.float64)
+    left, left_at = _ranked_arrays(ranked, users)
+    matrix = np.stack([review_vecs[t] for t in texts])
+    for which, prod in _products(item_vecs, left, left_at, matrix, right, right_at):
+        at = right_at[which][:, None] + np.arange(prod.shape[2])
+        wc = weight[at][:, None, :] * prod.astype(np.float64)  # w * c, as Python multiplies
+        cand = wc == wc.max(axis=2, keepdims=True)
+        key = np.where(cand, text_rank[right[at]][:, None, :], -1)
+        pick = np.argmax(cand & (key == key.max(axis=2, keepdims=True)), axis=2)
+        cos = np.take_along_axis(prod, pick[..., None], 2)[..., 0].tolist()
+        rows = right[np.take_along_axis(at, pick, 1)].tolist()
+        for w_n, cs, rs in zip(which.tolist(), cos, rows, strict=True):
+            for why, c, row in zip(whys[users[w_n]], cs, rs, strict=True):
+                why.append(f"review: '{_snippet(texts[row])}' ({c:.2f})")
 
 
 def _campaign_whys(ranked: Sequence[list[int]], whys_of: list[list[list[str]]], items: Sequence[Item],
@@ -536,14 +648,23 @@ def _campaign_whys(ranked: Sequence[list[int]], whys_of: list[list[list[str]]], 
     """The campaign's reasons appended to each ranked item's (a discount campaign's discount, a boost)."""
     discount = rules.campaign_type in DISCOUNT_CAMPAIGNS
     if discount or rules.boosts:
+        lines: dict[int, list[str]] = {}
         for r, whys in zip(ranked, whys_of, strict=True):
             for i, why in zip(r, whys, strict=True):
-                it = items[i]
-                if discount and it.discount_pct:
-                    why.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
-                if rules.boosts.get(it.item_id):
-                    why.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
+                if i not in lines:
+                    lines[i] = _campaign_lines(items[i], rules, discount)
+                why += lines[i]
     return whys_of
+
+
+def _campaign_lines(it: Item, rules: RankRules, discount: bool) -> list[str]:
+    """The campaign's reasons for recommending ``it``."""
+    out = []
+    if discount and it.discount_pct:
+        out.append(f"campaign {rules.campaign_type}: {it.discount_pct}% off")
+    if rules.boosts.get(it.item_id):
+        out.append(f"boosted for campaign {rules.campaign_type or ''}".rstrip())
+    return out
 
 
 def _trained_folder(name: str | None) -> Path | None:
@@ -592,12 +713,41 @@ def _item_rules(items: Sequence[Item], rules: RankRules) -> tuple[np.ndarray, np
 def topk_deterministic(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` per row, by score descending then column index ascending (so ties break by item_id).
 
-    ``torch.topk`` does not promise an order among equal scores; rows where a tie crosses the k-th place are
-    re-sorted exactly (stable sort), others only have their k winners ordered.
+    Only a row's scores at or above a bound of its k-th largest are sorted (a stable sort: equal scores keep their
+    columns' order). The bound is the k-th largest of the maxima of ``4 k`` blocks of columns: those maxima are k
+    of the row's scores, so at least k scores reach it. Small matrices, and rows with NaN, take
+    :func:`_topk_by_torch`.
     """
     import torch
 
-    k = min(k, scores.shape[1])
+    n, m = scores.shape
+    k = min(k, m)
+    blocks = 4 * k
+    if not n or not k or m < 2 * blocks:
+        return _topk_by_torch(scores, k)
+    width = m // blocks
+    block_max = scores[:, :blocks * width].unflatten(1, (blocks, width)).amax(dim=2).numpy()
+    if np.isnan(block_max).any():
+        return _topk_by_torch(scores, k)
+    bound = np.partition(block_max, blocks - k, axis=1)[:, blocks - k]
+    rows, cols = (t.numpy() for t in torch.nonzero(scores >= torch.from_numpy(bound)[:, None], as_tuple=True))
+    count = np.bincount(rows, minlength=n)
+    place = np.arange(len(rows)) - (np.cumsum(count) - count)[rows]
+    values = scores.numpy()
+    neg = np.full((n, int(count.max())), np.inf, dtype=values.dtype)  # each row's candidates, negated, in column order
+    at = np.zeros(neg.shape, dtype=np.int64)
+    neg[rows, place] = -values[rows, cols]
+    at[rows, place] = cols
+    order = np.argsort(neg, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(at, order, 1), -np.take_along_axis(neg, order, 1)
+
+
+def _topk_by_torch(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_deterministic` from ``torch.topk``, which does not promise an order among equal scores: rows
+    where a tie crosses the k-th place are re-sorted exactly (stable sort), others only have their k winners
+    ordered."""
+    import torch
+
     val, idx = torch.topk(scores, k, dim=1)
     kth = val[:, -1:]
     above = (scores >= kth).sum(dim=1, dtype=torch.int32)  # int32: 3x faster than the default int64 sum
@@ -663,20 +813,32 @@ def mmr_picks(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, lam: f
     ``u = 2**-24``), so a step whose best value leads the next by more than what that can move them picks what the
     list's own product picks. A list with a closer step is picked again from its own product
     (:func:`_mmr_picks_exact`), as are all the lists where they hold more items."""
+    return _mmr_pick_array(idx, rel, vecs, k, lam).tolist()
+
+
+def _mmr_pick_array(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, lam: float,
+                    sims: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`mmr_picks` as an array ``(lists, min(k, size))``. ``sims``: the similarities of all of ``vecs`` (a
+    product of them, as :func:`catalog_sims` makes) and their squared norms, used in place of a product of the lists'
+    items."""
     size = idx.shape[1]
     steps_n = min(k, size)
     if not len(idx) or not steps_n:
-        return [[] for _ in range(len(idx))]
+        return np.zeros((len(idx), steps_n), dtype=np.int64)
     r = _scaled(rel)
-    held, pos = np.unique(idx, return_inverse=True)
-    if len(held) > 4096:
-        return _mmr_picks_exact(idx, r, vecs, steps_n, lam).tolist()
-    pos = pos.reshape(idx.shape)
-    own = vecs[held]
-    gram = own @ own.T
+    if sims is not None:
+        gram, pos = sims[0], idx
+        norm2 = float(sims[1][idx].max())
+    else:
+        held, pos = np.unique(idx, return_inverse=True)
+        if len(held) > 4096:
+            return _mmr_picks_exact(idx, r, vecs, steps_n, lam)
+        pos = pos.reshape(idx.shape)
+        own = vecs[held]
+        gram = own @ own.T
+        norm2 = float(np.einsum("ij,ij->i", own, own, dtype=np.float64).max())
     d = vecs.shape[1]
     gamma = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
-    norm2 = float(np.einsum("ij,ij->i", own, own, dtype=np.float64).max())
     margin = 4 * (1 - lam) * 2 * gamma * norm2 * 1.01 + 1e-12  # twice what the sims' rounding can move a value
     rows = np.arange(len(idx))
     max_sim = np.full(idx.shape, -np.inf)
@@ -700,7 +862,13 @@ def mmr_picks(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, lam: f
     again = np.flatnonzero(unsure)
     if len(again):
         picks[again] = _mmr_picks_exact(idx[again], r[again], vecs, steps_n, lam)
-    return picks.tolist()
+    return picks
+
+
+def catalog_sims(vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The similarities of every pair of ``vecs`` (``vecs @ vecs.T``, float32) and each one's squared norm (float64):
+    what :func:`mmr_picks` reads for lists of items of ``vecs``, made once for a catalog."""
+    return vecs @ vecs.T, np.einsum("ij,ij->i", vecs, vecs, dtype=np.float64)
 
 
 def _scaled(rel: np.ndarray) -> np.ndarray:
