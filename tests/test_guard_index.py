@@ -148,3 +148,22 @@ def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> N
 
         assert choose(cands, index) is cands[min(range(len(cands)), key=full)]
         assert choose(cands, taken) is cands[min(range(len(cands)), key=full)]
+
+
+def test_brands_are_found_as_the_brands_pattern_finds_them() -> None:
+    """The facts check's brands, found by an automaton, are what ``findall`` of the alternation of the brands (longest
+    first) between word boundaries finds, in its order: overlapping, nested and glued brands included."""
+    import regex
+
+    from generator.check.guardrails import _automaton, _brands_in
+
+    brands = ["ember & oak", "oak", "ember", "summit", "summit ridge", "ridge", "3m", "über"]
+    pattern = regex.compile(r"(?<!\w)(?:" + "|".join(regex.escape(b) for b in sorted(brands, key=len, reverse=True))
+                            + r")(?!\w)")
+    automaton = _automaton(brands)
+    rng = random.Random(5)
+    pieces = ["ember & oak", "ember", "oak", "soak", "summit ridge", "summitridge", "ridge", "3m", "3m's", "über",
+              "überall", "_oak", "oak_", "-", "&", " ", "\n", "帐篷", "é"]
+    for _ in range(2000):
+        low = rng.choice(["", " "]).join(rng.choices(pieces, k=rng.randrange(0, 8)))
+        assert _brands_in(low, automaton) == pattern.findall(low), low

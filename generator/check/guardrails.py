@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
 
+import ahocorasick
 import regex
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,9 +150,13 @@ class _Derived:
         return self._texts[key]
 
     @cached_property
+    def item_facts(self) -> list[_ItemFacts]:
+        return [_item_facts(it) for it in self.ctx.items]
+
+    @cached_property
     def item_names(self) -> list[tuple[Item, str, str]]:
         """Each item with its title and display name lower-cased."""
-        return [(it, it.title.lower(), it.display_name.lower()) for it in self.ctx.items]
+        return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
 
     @cached_property
     def name_words(self) -> set[str]:
@@ -159,22 +164,11 @@ class _Derived:
         return {w for it in self.ctx.items for w in _content_words(it.display_name)}
 
     @cached_property
-    def name_heads(self) -> list[tuple[frozenset[str], regex.Pattern[str], str | None]]:
+    def name_heads(self) -> list[_NameHead]:
         """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
         capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
         match has (None where a character of it has a case outside ASCII: no prefilter)."""
-        out = []
-        for it in self.ctx.items:
-            name = it.display_name.split()
-            if not name or not _re(r"\p{Latin}").search(name[-1]):
-                continue
-            facts = f"{it.title} {it.brand} {it.display_name}"
-            own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(facts))
-            head = _escape(name[-1].rstrip("s"))
-            out.append((own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
-                                 rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"),
-                        name[-1].rstrip("s").lower() if lower_is_exact(name[-1]) else None))
-        return out
+        return [facts.head for facts in self.item_facts if facts.head is not None]
 
     @cached_property
     def plural_names(self) -> tuple[str, ...]:
@@ -208,6 +202,15 @@ class _Derived:
         return {n.lower() for n in self.fact_texts}
 
     @cached_property
+    def own_ids(self) -> set[str]:
+        return {it.item_id for it in self.ctx.items}
+
+    @cached_property
+    def own_brands(self) -> set[str]:
+        """The items' brands lower-cased (:func:`_other_products`)."""
+        return {it.brand.lower() for it in self.ctx.items if it.brand}
+
+    @cached_property
     def own_numbers(self) -> frozenset[str]:
         return _numbers_of(" ".join(self.fact_texts))
 
@@ -228,9 +231,7 @@ class _Derived:
     def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
         """Per item sold as a pack under a derived plural name, the singular it stands for and its pattern (the
         catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`)."""
-        ones = (pack_singular(it.title, it.brand, it.category) for it in self.ctx.items if not it.short_name)
-        return [(one, regex.compile(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I))
-                for one in ones if one]
+        return [facts.pack for facts in self.item_facts if facts.pack is not None]
 
     @cached_property
     def sense_words(self) -> frozenset[str]:
@@ -261,6 +262,44 @@ class _Derived:
     @cached_property
     def quoted_shingles(self) -> list[frozenset[str]]:
         return [_quoted_shingles(q) for q in self.ctx.quoted_texts]
+
+
+# an item's own words, the pattern of a capitalised run leading to its head noun, the head noun lower-cased
+_NameHead = tuple[frozenset[str], regex.Pattern[str], str | None]
+
+
+@dataclass(frozen=True)
+class _ItemFacts:
+    """What the checks derive from one item, made once per item (items recur across a shop's users)."""
+
+    title: str  # lower-cased
+    name: str  # the display name lower-cased
+    numbers: frozenset[str]  # of its title, display name, price and sale price, and its discount (check_facts)
+    head: _NameHead | None  # its entry of _Derived.name_heads
+    pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
+
+
+@lru_cache(maxsize=1 << 14)
+def _item_facts(item: Item) -> _ItemFacts:
+    name = item.display_name
+    pct = {str(item.discount_pct)} if item.discount_pct else set()
+    numbers = frozenset().union(*(_numbers_of(t) for t in (item.title, name,
+                                                           f"{item.price} {item.sale_price or ''}")), pct)
+    one = "" if item.short_name else pack_singular(item.title, item.brand, item.category)
+    pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
+    return _ItemFacts(item.title.lower(), name.lower(), numbers, _name_head(item.title, item.brand, name), pack)
+
+
+def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
+    """An item's entry of :attr:`_Derived.name_heads`, None where its display name ends on no Latin word."""
+    name = display_name.split()
+    if not name or not _re(r"\p{Latin}").search(name[-1]):
+        return None
+    own = frozenset(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(f"{title} {brand} {display_name}"))
+    head = _escape(name[-1].rstrip("s"))
+    return (own, _re(rf"(?<![\p{{L}}\p{{N}}'-])((?:[\p{{Lu}}\p{{N}}][\p{{L}}\p{{N}}'&-]*\s+)+)"
+                     rf"(?i:{head}(?:e?s)?)(?![\p{{L}}\p{{N}}])"),
+            name[-1].rstrip("s").lower() if lower_is_exact(name[-1]) else None)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -463,9 +502,13 @@ def _half_named(present: frozenset[str], name: str) -> bool:
 
 def check_mentions_item(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
-    low, present = text.lower(), _word_set(text)
-    if any(_names_item(low, present, *names) for names in _derived(ctx).item_names):
-        return CheckResult("mentions_item", True)
+    low, present = text.lower(), None
+    for item, whole, short in _derived(ctx).item_names:  # mentions_item: a whole name first, its words when none is
+        if whole in low or short in low:
+            return CheckResult("mentions_item", True)
+        present = _word_set(text) if present is None else present
+        if _names_item(low, present, item, whole, short):
+            return CheckResult("mentions_item", True)
     return CheckResult("mentions_item", False, "the copy names none of the user's ranked items")
 
 
@@ -760,9 +803,11 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def _allowed_numbers(ctx: GuardContext) -> set[str]:
-    texts = ctx.item_fact_texts() + [f"{it.price} {it.sale_price or ''}" for it in ctx.items]
-    texts += [str(v) for v in ctx.facts.values()]
-    return set().union(*(_numbers_of(t) for t in texts)) | {str(p) for p in ctx.allowed_percentages()}
+    """The numbers copy may state (:func:`check_facts`): the items' (:attr:`_ItemFacts.numbers`), the campaign's
+    facts' and its coupon's percentage."""
+    facts = (_numbers_of(str(v)) for v in ctx.facts.values())
+    items = (f.numbers for f in _derived(ctx).item_facts)
+    return set().union(*items, *facts) | {str(p) for p in ctx.extra_percentages}
 
 
 _GENERIC_BRANDS = {"generic", "unknown", "unbranded", "n/a", "na", "none", "no brand", "other", "various",
@@ -775,7 +820,7 @@ class CatalogIndex:
     and not a word that many other brands' titles use, as "fits Dremel" is in a dozen accessories' titles)."""
 
     titles: tuple[tuple[str, str, str], ...]  # (item_id, lowercased title, title)
-    brands: regex.Pattern[str] | None
+    brands: Any  # an Aho-Corasick automaton of the lowercased brands (:func:`_brands_in`), None when there is none
     brand_names: dict[str, str]  # lowercased brand -> as the catalog writes it
     vocabulary: frozenset[str]  # product words of the catalog's titles (in 2+ titles, not generic copy words)
 
@@ -820,13 +865,48 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
                 others[found] += 1
     distinct = {b: names[b] for b, n in others.items() if n < 3}
     index = CatalogIndex(titles=tuple((it.item_id, it.title.lower(), it.title) for it in catalog),
-                         brands=regex.compile(r"(?<!\w)(?:" + "|".join(
-                             _escape(b) for b in sorted(distinct, key=len, reverse=True)) + r")(?!\w)")
-                         if distinct else None, brand_names=distinct, vocabulary=_product_vocabulary(catalog))
+                         brands=_automaton(distinct) if distinct else None, brand_names=distinct,
+                         vocabulary=_product_vocabulary(catalog))
     if len(_INDEXES) > 16:
         _INDEXES.clear()
     _INDEXES[id(catalog)] = (catalog, index)
     return index
+
+
+def _automaton(words: Iterable[str]) -> Any:
+    """An Aho-Corasick automaton of ``words``, each its own value."""
+    automaton = ahocorasick.Automaton()
+    for word in words:
+        automaton.add_word(word, word)
+    automaton.make_automaton()
+    return automaton
+
+
+def _brands_in(low: str, brands: Any) -> list[str]:
+    """The brands (an automaton of them, :func:`_automaton`) a lowercased copy names, as ``findall`` of the pattern
+    ``(?<!\\w)(?:brand|...)(?!\\w)`` with the longest brands first finds them: whole words, at the leftmost place
+    one is, the longest there, the next from its end."""
+    longest: dict[int, str] = {}  # start -> the longest brand there between word boundaries
+    for end, brand in brands.iter(low):
+        start = end - len(brand) + 1
+        if len(brand) > len(longest.get(start, "")) and not _is_word_char(low[end + 1:end + 2]) \
+                and not _is_word_char(low[start - 1:start] if start else ""):
+            longest[start] = brand
+    out, after = [], 0
+    for start in sorted(longest):
+        if start >= after:
+            out.append(longest[start])
+            after = start + len(longest[start])
+    return out
+
+
+def _is_word_char(char: str) -> bool:
+    """Whether ``char`` (one character or none) is a word character (``\\w``)."""
+    return char in _ASCII_WORD_CHARS or not char.isascii() and _WORD_CHAR.match(char) is not None
+
+
+_WORD_CHAR = regex.compile(r"\w")
+_ASCII_WORD_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
 
 def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -836,24 +916,18 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     catalog product or brand than the user's items (a compatibility mention in the item's own title is not
     another brand)."""
     text = f"{title}\n{body}"
-    own_text = _derived(ctx).own_text
     code = ctx.facts.get("coupon_code")
     if code and str(code) not in text:
         return CheckResult("facts", False, f"the campaign's coupon code {code!r} is missing")
-    for m in _re(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b").finditer(text):  # coupon-code-like tokens
-        if m[0] != code and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)").search(own_text):
+    for m in _CODE_LIKE.finditer(text):
+        if m[0] != code and not _re(rf"(?<!\w){_escape(m[0])}(?!\w)").search(_derived(ctx).own_text):
             return CheckResult("facts", False, f"coupon code {m[0]!r} is not the campaign's")
-    allowed = _derived(ctx).allowed_numbers
-    words = [m.span() for m in _re(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)").finditer(text)]  # 3D is a word
-    stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
-    for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
-        whole = {n.lstrip("0") or "0" for n in _re(r"\d+").findall(m[0])}  # 05.12.2026 is a date's parts
-        if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed or whole <= allowed):
-            return CheckResult("facts", False, f"number {m[0]!r} is not in the item or campaign facts")
-    names = _derived(ctx).names_low
-    for quoted in _re(r"「([^」\n]+)」").findall(text):  # a bracketed product name is an item's whole name
+    number = _invented_number(text, ctx)
+    if number:
+        return CheckResult("facts", False, f"number {number!r} is not in the item or campaign facts")
+    for quoted in _re(r"「([^」\n]+)」").findall(text) if "「" in text else ():  # an item's whole name in 「」
         meant = next((it for it in ctx.items if mentions_item(quoted, it)), None)
-        if meant is not None and quoted.strip().lower() not in names:
+        if meant is not None and quoted.strip().lower() not in _derived(ctx).names_low:
             return CheckResult("facts", False, f"names 「{quoted}」 for {meant.title!r}: a cut or altered name")
     altered = _altered_name(text, ctx)
     if altered:
@@ -862,6 +936,25 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if one:
         return CheckResult("facts", False, f"names a pack of several as one {one!r}")
     return _other_products(text, ctx)
+
+
+_CODE_LIKE = regex.compile(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b")  # a coupon-code-like token
+# "3D", "4K", "5G" are words, not numbers of the copy; every match is one of _UNIT_WORDS
+_UNIT_WORD = regex.compile(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)")
+_UNIT_WORDS = ("2D", "3D", "4D", "4K", "8K", "3G", "4G", "5G")
+
+
+def _invented_number(text: str, ctx: GuardContext) -> str | None:
+    """The first number of the copy (outside its amounts of money, percentages and words such as "3D") that is not
+    a number of the items or the campaign, whole or as a date's parts (05.12.2026)."""
+    allowed = _derived(ctx).allowed_numbers
+    words = [m.span() for m in _UNIT_WORD.finditer(text)] if any(w in text for w in _UNIT_WORDS) else []
+    stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
+    for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
+        if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed
+                or {n.lstrip("0") or "0" for n in _re(r"\d+").findall(m[0])} <= allowed):
+            return m[0]
+    return None
 
 
 def _pack_as_one(text: str, ctx: GuardContext) -> str | None:
@@ -882,40 +975,62 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
     Boiling Flask): the word right before the head noun, or any word after the first of the name's own words.
     Words before the name ("Grab", "Price Drop On") are not part of it. A phrase that names any of the user's
     items with that head noun, or lies inside one of their display names, names it truly."""
-    verdicts: dict[tuple[int, int], list[bool]] = {}
-    low = text.lower() if lower_is_exact(text) else None
-    for own, pattern, head in _derived(ctx).name_heads:
-        if low is not None and head is not None and head not in low:
-            continue  # the pattern ends on the head noun (case-insensitive): a copy without it has no match
-        for m in pattern.finditer(text):
-            words = [w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", m[1]))]
-            named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
-            first_own = named.index(True) if True in named else len(words)
-            made_up = words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
-            verdicts.setdefault(m.span(), []).append(made_up)
-    if not verdicts:
+    heads = _derived(ctx).name_heads
+    if not heads:
         return None
-    true = [span for span, made_up in verdicts.items() if not all(made_up)]
-    low = text.lower()
-    true += [(i, i + len(n)) for _, _, n in _derived(ctx).item_names if n
-             for i in (m.start() for m in _re(_escape(n)).finditer(low))]
-    bad = next((span for span, made_up in verdicts.items() if all(made_up)  # "Dewalt Crimped End Wire" is part
-                and not any(a < span[1] and span[0] < b for a, b in true)), None)  # of "... End Wire Brush"
+    low, exact = text.lower(), lower_is_exact(text)
+    made_up: dict[tuple[int, int], bool] = {}  # each phrase: made up for every item whose head noun it ends on
+    runs: dict[regex.Pattern[str], list[tuple[tuple[int, int], tuple[str, ...]]]] = {}  # items share head nouns
+    for own, pattern, head in heads:
+        if exact and head is not None and head not in low:
+            continue  # the pattern ends on the head noun (case-insensitive): a copy without it has no match
+        if pattern not in runs:
+            runs[pattern] = [(m.span(), _run_words(m[1])) for m in pattern.finditer(text)]
+        for span, words in runs[pattern]:
+            made_up[span] = made_up.get(span, True) and _made_up(words, own)
+    suspects = [span for span, bad in made_up.items() if bad]
+    if not suspects:
+        return None
+    true = [span for span, bad in made_up.items() if not bad] + _display_name_spans(low, ctx)
+    bad = next((span for span in suspects  # "Dewalt Crimped End Wire" is part of "... End Wire Brush"
+                if not any(a < span[1] and span[0] < b for a, b in true)), None)
     return text[bad[0]:bad[1]].strip() if bad else None
+
+
+@lru_cache(maxsize=1 << 14)
+def _run_words(run: str) -> tuple[str, ...]:
+    """The words of a capitalised run before a head noun, lower-cased, without possessive 's (runs recur: names)."""
+    return tuple(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", run)))
+
+
+def _made_up(words: tuple[str, ...], own: frozenset[str]) -> bool:
+    """Whether a run of ``words`` before an item's head noun makes up its name: the word right before the head noun
+    is not the item's own (nor an opener: "Price Drop On"), or a word after the first of its own words is not."""
+    named = [w in own for w in words]  # a title-case headline may lead to the name: "Price Drop On ..."
+    first_own = named.index(True) if True in named else len(words)
+    return words[-1] not in _OPENERS and not named[-1] or not all(named[first_own:])
+
+
+def _display_name_spans(low: str, ctx: GuardContext) -> list[tuple[int, int]]:
+    """The places of the items' display names (lower-cased) in ``low``, each name's non-overlapping."""
+    out = []
+    for _, _, name in _derived(ctx).item_names:
+        at = low.find(name) if name else -1
+        while at >= 0:
+            out.append((at, at + len(name)))
+            at = low.find(name, at + len(name))
+    return out
 
 
 def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     if not ctx.catalog:
         return CheckResult("facts", True)
-    index = catalog_index(ctx.catalog)
-    own = {it.item_id for it in ctx.items}
-    own_brands = {it.brand.lower() for it in ctx.items if it.brand}
-    names, own_text, low = _derived(ctx).names_low, _derived(ctx).own_low, text.lower()
+    index, derived, low = catalog_index(ctx.catalog), _derived(ctx), text.lower()
     for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
-        if item_id not in own and title not in names and title not in own_text:
+        if item_id not in derived.own_ids and title not in derived.names_low and title not in derived.own_low:
             return CheckResult("facts", False, f"names another product {written!r}")
-    for found in set(index.brands.findall(low)) if index.brands else ():
-        if found not in own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(own_text):
+    for found in set(_brands_in(low, index.brands)) if index.brands else ():
+        if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
     return CheckResult("facts", True)
 
