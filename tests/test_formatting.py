@@ -124,3 +124,38 @@ def test_a_stated_discount_wins_and_a_truncated_one_fails_the_check() -> None:
     assert check_percentages("50% off", "Neiko Digital Caliper", ctx).passed
     for wrong in ("49% off", "51% off", "49.96% off"):
         assert not check_percentages(wrong, "Neiko Digital Caliper", ctx).passed, wrong
+
+
+def test_every_whitespace_but_the_space_is_unprintable() -> None:
+    import generator.core.formatting as fmt
+
+    spaces = regex.findall(r"\s", "".join(map(chr, range(0x110000))))
+    assert " " in spaces and not any(ch.isprintable() for ch in spaces if ch != " ")
+    assert [fmt._is_space(ch) for ch in " \t\n\u00a0\u3000a.1"] == [True] * 5 + [False] * 3
+
+
+def test_only_the_ascii_letters_match_the_percent_words_letters() -> None:
+    everything = "".join(map(chr, range(0x110000)))
+    assert {ch.lower() for ch in regex.findall("[percnt]", everything, regex.I)} == set("percnt")
+
+
+@pytest.mark.parametrize("text", ["15% off", "15 percent", "15 PerCent off", "20 PCT", "85折", "8.5折", "15％",
+                                  "no discount 15", "price 15 per cent", "Percentage 15", ""])
+def test_the_percent_pretest_keeps_every_percentage(text: str) -> None:
+    import generator.core.formatting as fmt
+
+    fmt._percent_mentions.cache_clear()
+    scanned = [m.span() for m in fmt._PERCENT.finditer(text)] + [m.span() for m in fmt._ZHE.finditer(text)]
+    assert sorted(scanned) == [m.span for m in percent_mentions(text)]
+
+
+@pytest.mark.parametrize(("title", "body"), [("Now 15", "399 € off"), ("Now 15", "€399"), ("Rs", "1,399 today"),
+                                             ("US$19.99", "was 25"), ("1,399", "元 today"), ("", "$5"), ("$5", ""),
+                                             ("Save 1", "2.50 EUR"), ("12", "3456 €")])
+def test_the_copys_amounts_with_a_space_between_title_and_body_are_read_off_it(title: str, body: str) -> None:
+    import generator.core.formatting as fmt
+
+    fmt._PARTS.clear()
+    fmt._money_mentions.cache_clear()
+    fmt.money_mentions_of_copy(title, body)
+    assert money_mentions(f"{title} {body}") == list(fmt._money_mentions(f"{title} {body}"))

@@ -266,3 +266,21 @@ def test_following_the_examples_shape_with_the_users_facts_is_not_copying() -> N
     ctx = GuardContext(items=[TENT], locale="zh_CN", example_texts=[example], generic_texts=fallback)
     own = f"使用优惠码 HELLO15 购买 {TENT.title}（$149.00）立享 15% 优惠。"
     assert check_example_copy("专属 15% 优惠券", own, ctx).passed
+
+
+@pytest.mark.parametrize("text", ["Trailblazer 2-Person Backpacking Tent, now $149", "the Trailblazer tent",
+                                  "Aurora mug", "Backpacking Tent and Ceramic Mug", "trailblazer backpacking",
+                                  "nothing named here", "Aurora Ceramic Mug with a Trailblazer", "aurora ceramic"])
+def test_the_items_a_copy_names_are_those_it_names_whole_or_in_part(text: str) -> None:
+    from generator.check.guardrails import _names_item, _word_set
+
+    lamp = Item(item_id="C9", title="Aurora Trailblazer Backpacking Lamp", brand="Aurora", price=Decimal("9.00"),
+                currency="USD", in_stock=True, url="u")
+    ctx = GuardContext(items=[TENT, MUG, lamp])
+    rest = text.lower()
+    whole = [it for it in ctx.items if it.title.lower() in rest or it.display_name.lower() in rest]
+    for it in whole:
+        rest = rest.replace(it.title.lower(), " ").replace(it.display_name.lower(), " ")
+    expected = whole + [it for it in ctx.items if it not in whole and _names_item(
+        rest, _word_set(rest), it, it.title.lower(), it.display_name.lower())] or ctx.items
+    assert list(ctx.named_items(text)) == list(expected)

@@ -105,14 +105,24 @@ class GuardContext:
         return _derived(self).of_text("named", text, self._named_items)
 
     def _named_items(self, text: str) -> Sequence[Item]:
+        names, words = _derived(self).item_names, _derived(self).item_words
         rest = text.lower()
-        found = [names for names in _derived(self).item_names if names[1] in rest or names[2] in rest]
-        for _, title, short in found:
-            rest = rest.replace(title, " ").replace(short, " ")
-        whole = [it for it, _, _ in found]
-        present = _word_set(rest)
-        return whole + [it for it, title, short in _derived(self).item_names
-                        if it not in whole and _names_item(rest, present, it, title, short)] or self.items
+        found = [n for n, (_, title, short) in enumerate(names) if title in rest or short in rest]
+        for n in found:
+            rest = rest.replace(names[n][1], " ").replace(names[n][2], " ")
+        low = rest.lower()  # what _word_set reads words off: it has each of them
+        present: frozenset[str] | None = None
+        named = [names[n][0] for n in found]
+        for n, (it, title, short) in enumerate(names):
+            if n in found:
+                continue
+            if title in rest or short in rest:
+                named.append(it)
+            elif any(w in low for w in words[n][0]):  # else none of its words is present: it is not named in part
+                present = _word_set(rest) if present is None else present
+                if any(_half_of(present, w) for w in words[n][1:]):
+                    named.append(it)
+        return named or self.items
 
     def item_fact_texts(self) -> list[str]:
         """The items' own words: titles and display names. Sizes, counts, pack sizes and model numbers in them
@@ -132,6 +142,11 @@ class GuardContext:
             | self.extra_percentages
 
 
+# what check_prices reads of some items (_Derived.prices_of): their amounts with their currencies, the amounts, and
+# their prices before a discount that are none of theirs now
+_Prices = tuple[dict[Decimal, set[str]], frozenset[Decimal], frozenset[Decimal]]
+
+
 class _Derived:
     """What the checks derive from a guard context, made once per context (a context serves its user's candidates
     and fallback) instead of once per check and candidate; and what they derive from one copy under it (the items
@@ -140,6 +155,7 @@ class _Derived:
     def __init__(self, ctx: GuardContext):
         self.ctx = ctx
         self._texts: dict[tuple[str, str], Any] = {}
+        self._prices: dict[tuple[int, ...], _Prices] = {}
 
     def of_text(self, kind: str, text: str, make: Callable[[str], Any]) -> Any:
         key = (kind, text)
@@ -157,6 +173,16 @@ class _Derived:
     def item_names(self) -> list[tuple[Item, str, str]]:
         """Each item with its title and display name lower-cased."""
         return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
+
+    @cached_property
+    def item_words(self) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+        """Each item's content words (the names' together, once each), and those of its display name and its title
+        (:func:`_names_item`), as ``item_names`` lists the items."""
+        out = []
+        for it, _, _ in self.item_names:
+            short, title = _name_words(it.display_name), _name_words(it.title)
+            out.append((tuple(dict.fromkeys(short + title)), short, title))
+        return out
 
     @cached_property
     def name_words(self) -> set[str]:
@@ -190,7 +216,7 @@ class _Derived:
     @cached_property
     def spaced_facts(self) -> list[str]:
         """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
-        return [_re(r"\s+").sub(" ", t.lower()) for t in self.fact_texts]
+        return [_one_space(t.lower()) for t in self.fact_texts]
 
     @cached_property
     def blank_names(self) -> list[str]:
@@ -217,6 +243,17 @@ class _Derived:
     @cached_property
     def every_amount(self) -> dict[Decimal, set[str]]:
         return self.ctx.allowed_amounts()
+
+    def prices_of(self, items: Sequence[Item]) -> _Prices:
+        """What :func:`check_prices` reads of some of the context's items: ``allowed_amounts`` (read only), its amounts,
+        and the items' prices before a discount that are none of theirs now; made once per set of items (copy names
+        the same few again and again)."""
+        key = tuple(map(id, items))  # the context holds its items: no id is reused while it lives
+        if key not in self._prices:
+            allowed = self.ctx.allowed_amounts(items)
+            listed = {_cents(it.price) for it in items if it.discount_pct} - {_cents(it.current_price) for it in items}
+            self._prices[key] = (allowed, frozenset(allowed), frozenset(listed))
+        return self._prices[key]
 
     @cached_property
     def allowed_numbers(self) -> set[str]:
@@ -355,8 +392,20 @@ _JOINS = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=Regional_Indicator}\p{
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
     ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
-    needle = _re(r"\s+").sub(" ", matched.strip().lower())
+    needle = _one_space(matched.strip().lower())
     return any(needle in t for t in _derived(ctx).spaced_facts)
+
+
+def _one_space(text: str) -> str:
+    """``text`` with each run of whitespace as one space. A printable text has no whitespace but spaces (every other
+    whitespace character is unprintable): without two spaces in a row, it is its own."""
+    if text.isprintable() and "  " not in text:
+        return text
+    return _re(r"\s+").sub(" ", text)
+
+
+def _cents(amount: Decimal) -> Decimal:
+    return Decimal(amount).quantize(Decimal("0.01"))
 
 
 @lru_cache(maxsize=1 << 14)
@@ -415,22 +464,20 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
     mentions = money_mentions(text)
     if not mentions:
         return CheckResult("prices", True)
-    allowed = ctx.allowed_amounts(ctx.named_items(text))
-    every = _derived(ctx).every_amount
+    derived = _derived(ctx)
+    allowed, amounts, listed = derived.prices_of(ctx.named_items(text))
     for m in mentions:
-        if _is_item_fact(m.text, ctx) or (not m.currencies and _numbers_of(m.text) <= _derived(ctx).own_numbers):
+        if _is_item_fact(m.text, ctx) or (not m.currencies and _numbers_of(m.text) <= derived.own_numbers):
             continue
-        hits = m.amounts & set(allowed)
+        hits = m.amounts & amounts
         if not hits:
+            every = derived.every_amount
             return CheckResult("prices", False, f"price {m.text!r} is another item's, not the named item's"
                                if m.amounts & set(every) else f"price {m.text!r} matches no item's price")
         if not m.currencies:
             return CheckResult("prices", False, f"price {m.text!r} is written without its currency")
-        named = ctx.named_items(text)
-        listed = {Decimal(it.price).quantize(Decimal("0.01")) for it in named if it.discount_pct} - {
-            Decimal(it.current_price).quantize(Decimal("0.01")) for it in named}  # another named item's price now
         before = text[max(0, m.span[0] - 24):m.span[0]].lower()
-        if _re(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨").search(before):
+        if _RISEN.search(before):
             return CheckResult("prices", False, f"{m.text!r}: no price of this push has gone up")
         if m.amounts & listed and not _WAS.search(before):
             return CheckResult("prices", False, f"{m.text!r} is the price before the discount, written as the "
@@ -439,6 +486,9 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("prices", False,
                                f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")
     return CheckResult("prices", True)
+
+
+_RISEN = regex.compile(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨")
 
 
 def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -495,7 +545,11 @@ def _name_words(name: str) -> tuple[str, ...]:
 
 
 def _half_named(present: frozenset[str], name: str) -> bool:
-    words = _name_words(name)
+    return _half_of(present, _name_words(name))
+
+
+def _half_of(present: frozenset[str], words: tuple[str, ...]) -> bool:
+    """Whether ``present`` has at least half of a name's content ``words``, and at least two of them (or its one)."""
     hits = sum(1 for w in words if w in present)
     return bool(words) and hits >= min(2, len(words)) and hits * 2 >= len(words)
 

@@ -218,7 +218,9 @@ def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
     """:func:`money_mentions` of ``title\\nbody``; and, when no match the patterns gave (kept or not) holds the
     newline between them, those of ``title`` and of ``body`` alone, read off it for later calls: the newline reads as
     the text's end to every pattern (no digit, separator, word character or percent sign), and a number or marker
-    never spans it but through ``\\s``, which such a match would hold."""
+    never spans it but through ``\\s``, which such a match would hold. Those of ``title body`` (a space between) are
+    read off it too where the title does not end and the body begin with a digit: a space reads as the newline does
+    to every pattern but as a number's separator between two digits."""
     text = f"{title}\n{body}"
     found, spans = _money_scan(text)
     at = len(title)
@@ -228,6 +230,8 @@ def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
         _PARTS[title] = tuple(m for m in found if m.span[1] <= at)
         _PARTS[body] = tuple(MoneyMention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
                              for m in found if m.span[0] > at)
+        if not _DIGIT_JOIN.match(text, max(at - 1, 0)):
+            _PARTS[f"{title} {body}"] = tuple(found)
     _PARTS[text] = tuple(found)
     return list(found)
 
@@ -240,7 +244,8 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
 def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
     """The mentions, and the span of every match the patterns gave (kept or not)."""
     spans: list[tuple[int, int]] = []
-    if not _DIGIT_RUN.search(text):  # every pattern needs a digit: skip their scans over hundreds of markers
+    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
+    if not runs:  # every pattern needs a digit: skip their scans over hundreds of markers
         return [], spans
     before, after = _money_patterns()
     found: list[MoneyMention] = []
@@ -248,25 +253,33 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
     def free(span: tuple[int, int]) -> bool:
         return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
 
-    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
+    numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
     if lower_is_exact(text):
         before_starts, after_starts = _marked_starts(text, runs)
     else:
-        before_starts, after_starts = _marker_starts(text, runs), [d for d in runs if _NUMBER_START.match(text, d)]
+        before_starts, after_starts = _marker_starts(text, runs), numbers
     for pattern, starts in ((before, before_starts), (after, after_starts)):
         for m in _matches_at(pattern, text, starts):
             spans.append(m.span())
-            amounts = readings(m["num"].strip())
+            amounts = _readings(m["num"].strip())
             if amounts and free(m.span()):
-                found.append(MoneyMention(frozenset(amounts), currencies_of(m["cur"]), m[0], m.span()))
-    for m in _BARE.finditer(text):
+                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], m.span()))
+    for m in _matches_at(_BARE, text, numbers):  # where a number may start: after no digit, point or comma
         spans.append(m.span())
         if free(m.span()):
-            found.append(MoneyMention(frozenset(readings(m[0])), frozenset(), m[0], m.span()))
-    return sorted(found, key=lambda x: x.span), spans
+            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], m.span()))
+    if len(found) > 1:
+        found.sort(key=lambda x: x.span)
+    return found, spans
+
+
+@lru_cache(maxsize=4096)  # a shop's prices recur across its users' copy
+def _readings(number: str) -> frozenset[Decimal]:
+    return frozenset(readings(number))
 
 
 _DIGIT_RUN = regex.compile(r"(?<!\d)\d")
+_DIGIT_JOIN = regex.compile(r"\d\n\d")  # digits either side of a copy's newline (money_mentions_of_copy)
 _NUMBER_START = regex.compile(r"(?<![\d.,])\d")
 
 
@@ -294,41 +307,58 @@ def lower_is_exact(text: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _marker_table() -> tuple[frozenset[str], tuple[int, ...]]:
-    """The markers (lower-case) and their lengths. No ASCII character matches a marker's cased character outside ASCII
-    case-insensitively (where one did, :func:`lower_is_exact` would not be enough)."""
+def _marker_table() -> tuple[frozenset[str], dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """The markers (lower-case), and per character the lengths of the markers that begin with it and of those that
+    end with it. No ASCII character matches a marker's cased character outside ASCII case-insensitively (where one
+    did, :func:`lower_is_exact` would not be enough)."""
     markers = frozenset(_symbols())
     for ch in {ch for m in markers for ch in m if ord(ch) > 127 and has_case(ch)}:
         assert not any(regex.fullmatch(regex.escape(ch), chr(c), regex.I) for c in range(128)), ch
     assert all(m == m.lower() for m in markers)
-    return markers, tuple(sorted({len(m) for m in markers}))
+    heads: dict[str, set[int]] = {}
+    tails: dict[str, set[int]] = {}
+    for m in markers:
+        heads.setdefault(m[0], set()).add(len(m))
+        tails.setdefault(m[-1], set()).add(len(m))
+    return (markers, {c: tuple(sorted(n)) for c, n in heads.items()},
+            {c: tuple(sorted(n)) for c, n in tails.items()})
 
 
 _SPACE = regex.compile(r"\s")
 _NUMBER_RUN = regex.compile(r"[\d,.\u00a0\u202f'’ ]*")  # what NUMBER is made of
 
 
-def _marker_at(low: str, at: int, markers: frozenset[str], lengths: tuple[int, ...]) -> bool:
-    return any(low[at:at + n] in markers for n in lengths)
+def _is_space(ch: str) -> bool:
+    """Whether ``_SPACE`` matches ``ch``: a printable character is whitespace only when it is a space (every other
+    whitespace character is unprintable)."""
+    return ch == " " or (not ch.isprintable() and _SPACE.match(ch) is not None)
+
+
+def _marker_at(low: str, at: int, markers: frozenset[str], heads: dict[str, tuple[int, ...]]) -> bool:
+    """Whether one of ``markers`` begins at ``at`` of ``low`` (``heads``: their lengths by first character)."""
+    return any(low[at:at + n] in markers for n in heads.get(low[at:at + 1], ()))
 
 
 def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
-    """Where the money patterns may match, for a text where :func:`lower_is_exact`: a currency marker written before
-    a number ends where the number's digits begin, or one whitespace before; one written after begins where the run of
-    the number's digits and separators ends, or one whitespace after. A superset of the places they match (the
-    patterns decide), usually far fewer than every marker's first letter near a digit."""
-    markers, lengths = _marker_table()
+    """Where the money patterns may match, for a text where :func:`lower_is_exact` (``runs``: where its runs of digits
+    begin): a currency marker written before a number ends where the number's digits begin, or one whitespace before;
+    one written after begins where the run of the number's digits and separators ends, or one whitespace after. A
+    superset of the places they match (the patterns decide), usually far fewer than every marker's first letter near a
+    digit."""
+    markers, heads, tails = _marker_table()
     low = text.lower()
     before = set()
     for d in runs:
-        for end in (d, d - 1) if d and _SPACE.match(text, d - 1) else (d,):
-            before.update(end - n for n in lengths if n <= end and low[end - n:end] in markers)
+        for end in (d, d - 1) if d and _is_space(text[d - 1]) else (d,):
+            for n in tails.get(low[end - 1], ()) if end else ():
+                if n <= end and low[end - n:end] in markers:
+                    before.add(end - n)
     after = []
     for d in runs:
-        if _NUMBER_START.match(text, d):
+        if d == 0 or text[d - 1] not in ".,":  # _NUMBER_START: a run's first digit follows no digit
             end = _NUMBER_RUN.match(text, d).end()
-            if _marker_at(low, end, markers, lengths) or (
-                    end < len(text) and _SPACE.match(text, end) and _marker_at(low, end + 1, markers, lengths)):
+            if _marker_at(low, end, markers, heads) or (
+                    end < len(text) and _is_space(text[end]) and _marker_at(low, end + 1, markers, heads)):
                 after.append(d)
     return sorted(before), after
 
@@ -364,12 +394,23 @@ def percent_mentions(text: str) -> list[PercentMention]:
 
 @lru_cache(maxsize=4096)
 def _percent_mentions(text: str) -> tuple[PercentMention, ...]:
+    if not _may_hold_percent(text):
+        return ()
     out = [PercentMention(Decimal(m["num"].replace(",", ".")), m[0], m.span()) for m in _PERCENT.finditer(text)]
     for m in _ZHE.finditer(text):
         n = Decimal(m["num"])
         paid = n * 10 if "." in m["num"] or n < 10 else n  # 85折 = 8.5折 = pay 85%; 8折 = pay 80%
         out.append(PercentMention(Decimal(100) - paid, m[0], m.span()))
     return tuple(sorted(out, key=lambda x: x.span))
+
+
+def _may_hold_percent(text: str) -> bool:
+    """Whether ``text`` has what every match of ``_PERCENT`` or ``_ZHE`` has: a percent sign, 折, or one of the words
+    lower-cased (no character but the ASCII letter's two cases matches one of their letters case-insensitively)."""
+    if "%" in text or "％" in text or "折" in text:
+        return True
+    low = text.lower()
+    return "percent" in low or "per cent" in low or "pct" in low
 
 
 def mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
