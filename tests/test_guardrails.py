@@ -284,3 +284,89 @@ def test_the_items_a_copy_names_are_those_it_names_whole_or_in_part(text: str) -
     expected = whole + [it for it in ctx.items if it not in whole and _names_item(
         rest, _word_set(rest), it, it.title.lower(), it.display_name.lower())] or ctx.items
     assert list(ctx.named_items(text)) == list(expected)
+
+
+# texts for the shortcuts of the checks: ASCII and not, whitespace and control characters the patterns and str
+# methods treat differently, case-insensitive matches outside ASCII (long s, Kelvin sign), Han, amounts at the seam
+_TRICKY = ["", " ", "Tent", "Tent, tent!", "a\x1cb", "\x1c Tent \x1f", "\tTent\r\n\x0b", "Tent\x00\x7f",
+           "ſale sale", "\u212aELVIN kelvin", "优惠 优惠", "ab优惠 ab优惠", "Tent 帐篷 帐篷", "Ａ ａ", "é É", "İ i",
+           "Price drop: 20%", "...  ---  ", "帐篷，帐篷", "The the", "the, the", "the,the", "thethe the", "1 399",
+           "US$5", "5 元"]
+
+
+def test_bare_text_is_the_patterns_form() -> None:
+    from generator.check.guardrails import _PUNCT_SPACE, _bare_text
+
+    for a in _TRICKY:
+        for text in (a, f"{a} {a[::-1]}", f"-{a}-", f"{a}\x1e"):
+            assert _bare_text(text) == _PUNCT_SPACE.sub(" ", text).strip().lower(), text
+
+
+def test_repeated_word_is_the_patterns_first_match() -> None:
+    from generator.check.guardrails import _TWICE, _repeated_word
+
+    for a in _TRICKY:
+        for b in _TRICKY:
+            text = f"{a} {b}"
+            m = _TWICE.search(text)
+            assert _repeated_word(text) == (m[0] if m else None), text
+
+
+def test_amounts_of_title_and_body_joined_by_a_space() -> None:
+    """The spans check_language masks are those of ``title body``, also where an amount may hold the space."""
+    from generator.check.guardrails import _joined_money_spans
+    from generator.core.formatting import _symbols, money_mentions, money_mentions_of_copy
+
+    assert not any(" " in marker for marker in _symbols())  # no amount holds the space but next to a digit
+    pairs = [("Save 20", "399 USD"), ("Now 20", "USD off"), ("Now US$", "5 today"), ("Only 1", "399,50 €"),
+             ("Tent US$149.00", "was US$189.00"), ("帐篷 $149", "元 现价"), ("降价提醒", "US$26.35。"), ("", "5 USD")]
+    for title, body in pairs + [(a, b) for a in _TRICKY for b in _TRICKY]:
+        want = [m.span for m in money_mentions(f"{title} {body}")]
+        assert _joined_money_spans(title, body) == want, (title, body)
+        money_mentions_of_copy(title, body)  # the parts read off the copy, as run_checks has them
+        assert _joined_money_spans(title, body) == want, (title, body)
+
+
+def test_percent_prefilter() -> None:
+    """Only ASCII letters match percent, per cent and pct case-insensitively; a text the filter rules out has no
+    percentage."""
+    import regex
+
+    from generator.check.guardrails import _may_have_percent
+    from generator.core.formatting import percent_mentions
+
+    every = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert not regex.search("[percnt]", every, regex.I)
+    for text in _TRICKY + ["15 PERCENT", "15 Per Cent off", "15pct", "85折", "15％", "15 % off", "15 pc"]:
+        assert _may_have_percent(text) or not percent_mentions(text), text
+
+
+@pytest.mark.parametrize(("title", "body", "reason"), [
+    ("Tent", "Trailblazer tent now $149.00", ""),
+    ("Tent", "Your tent tent is $149.00", "repeats a word: 'tent tent'"),
+    ("Tent", "Tap to see. Tap to see!", "repeats a sentence"),
+    ("Tent", "Now $149.00, yes $149.00", "states the same amount twice: '$149.00'"),
+    ("21% off", "The tent is 21% off", "the title and the body both give the 21% discount"),
+    ("Tent", "The Trailblazer Tent Stakes is $9.00", "'trailblazer tent stakes' is plural: 'is'/'has' does not agree"),
+    ("Tent", "The tent\ue000 now $149.00", "contains control or private-use characters"),
+    ("Tent", "The tent {{name}} now $149.00", "contains template syntax or markup"),
+    ("Tent", "The tent <b>now</b> $149.00", "contains template syntax or markup"),
+])
+def test_well_formed_reasons(title: str, body: str, reason: str) -> None:
+    from generator.check.guardrails import check_well_formed
+
+    stakes = Item(item_id="C3", title="Trailblazer Tent Stakes", brand="Trailblazer", price=Decimal("9.00"),
+                  currency="USD", in_stock=True, url="u")
+    r = check_well_formed(title, body, GuardContext(items=[TENT, stakes]))
+    assert (r.passed, r.reason) == (not reason, reason)
+
+
+def test_traditional_characters_outside_the_items_names() -> None:
+    from generator.check.guardrails import check_well_formed
+
+    lamp = Item(item_id="D4", title="會 Lamp", brand="Lumen", price=Decimal("9.00"), currency="USD", in_stock=True,
+                url="u")
+    zh = GuardContext(items=[lamp], locale="zh_CN")
+    assert check_well_formed("台灯降价", "會 Lamp 现价 $9.00", zh).passed  # the item's own name
+    assert not check_well_formed("台灯降价", "會 Lamp 現价 $9.00", zh).passed
+    assert check_well_formed("檯燈", "會 Lamp 現價 $9.00", GuardContext(items=[lamp], locale="zh_TW")).passed

@@ -8,6 +8,7 @@ payload is measured in bytes after JSON encoding, as FCM and APNs do.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -197,11 +198,6 @@ class _Derived:
         return [facts.head for facts in self.item_facts if facts.head is not None]
 
     @cached_property
-    def plural_names(self) -> tuple[str, ...]:
-        """The items' names ending in a plural noun, lower-cased (:func:`check_well_formed`)."""
-        return tuple(n.lower() for n in self.fact_texts if ends_plural(n))
-
-    @cached_property
     def fact_texts(self) -> tuple[str, ...]:
         return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
 
@@ -346,7 +342,7 @@ def _stems(text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=1 << 14)
 def _bare(text: str) -> str:
-    return _re(r"[\p{P}\p{S}\s]+").sub(" ", text).strip().lower()
+    return _bare_text(text)
 
 
 _EXAMPLE_TITLE = regex.compile(r"(?im)^\s*title\s*[:：].*$")
@@ -416,17 +412,34 @@ def _numbers_of(text: str) -> frozenset[str]:
 # --- checks -------------------------------------------------------------------------------------------------
 
 def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]:
-    out = []
-    for part, text in (("title", title), ("body", body)):
-        n = graphemes(text)
-        limit = min(PLATFORMS[p].__getattribute__(part) for p in ctx.platforms)
-        if n == 0:
-            out.append(CheckResult(f"{part}_length", False, f"{part} is empty"))
-        elif n > limit:
-            out.append(CheckResult(f"{part}_length", False, f"{part} has {n} characters, limit {limit}"))
-        else:
-            out.append(CheckResult(f"{part}_length", True))
-    return out
+    limits = memo(ctx, "length_limits", lambda: _strictest(ctx.platforms))
+    n_title, n_body = graphemes(title), graphemes(body)
+    if 0 < n_title <= limits.title and 0 < n_body <= limits.body:
+        return [_LENGTH_OK["title"], _LENGTH_OK["body"]]
+    return [_length_result("title", n_title, limits.title), _length_result("body", n_body, limits.body)]
+
+
+def _strictest(platforms: Sequence[str]) -> PlatformLimits:
+    """The title and body limits that hold on every one of ``platforms``."""
+    return PlatformLimits(title=min(PLATFORMS[p].title for p in platforms),
+                          body=min(PLATFORMS[p].body for p in platforms))
+
+
+def _length_result(part: str, n: int, limit: int) -> CheckResult:
+    """The verdict on a part (title or body) ``n`` grapheme clusters long."""
+    if n == 0:
+        return CheckResult(f"{part}_length", False, f"{part} is empty")
+    if n > limit:
+        return CheckResult(f"{part}_length", False, f"{part} has {n} characters, limit {limit}")
+    return _LENGTH_OK[part]
+
+
+# the passing verdicts of the checks below (results are frozen: one instance serves every copy)
+_LENGTH_OK = {"title": CheckResult("title_length", True), "body": CheckResult("body_length", True)}
+_PAYLOAD_OK = CheckResult("payload_size", True)
+_WELL_FORMED_OK = CheckResult("well_formed", True)
+_TITLE_HOOK_OK = CheckResult("title_hook", True)
+_LANGUAGE_OK = CheckResult("language", True)
 
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
@@ -445,12 +458,12 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
     # a byte of UTF-8 takes at most six in a JSON string (a control character as \uXXXX): copy far below the limit
     # fits without building its payloads
     if _payload_base(deep_link) + 6 * (len(title.encode("utf-8")) + len(body.encode("utf-8"))) <= MAX_PAYLOAD_BYTES:
-        return CheckResult("payload_size", True)
+        return _PAYLOAD_OK
     sizes = {k: encoded_size(v) for k, v in push_payloads(title, body, deep_link).items()}
     worst = max(sizes, key=sizes.__getitem__)
     if sizes[worst] > MAX_PAYLOAD_BYTES:
         return CheckResult("payload_size", False, f"{worst} payload is {sizes[worst]} bytes, limit {MAX_PAYLOAD_BYTES}")
-    return CheckResult("payload_size", True)
+    return _PAYLOAD_OK
 
 
 _WAS = regex.compile(r"(?:was|were|(?<!up )from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
@@ -567,6 +580,15 @@ def check_mentions_item(title: str, body: str, ctx: GuardContext) -> CheckResult
 
 
 _HAN = regex.compile(r"\p{Han}")
+_DIGIT = regex.compile(r"\d")
+_CONTROL = regex.compile(r"[\p{Cc}\p{Cs}\p{Co}]")
+# a word written twice in a row; both are whole runs of letters with only spaces and commas between them
+_TWICE = regex.compile(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I)
+_LETTER_RUN = regex.compile(r"\p{L}+")
+_HAN_RUN = regex.compile(r"\p{Han}+")
+_ASCII_LETTER_RUN = re.compile(r"[a-z]+")  # \p{L}+ in lower-cased ASCII text
+_SENTENCE_END = re.compile(r"[.!?。！？\n]+")
+_MARKUP = regex.compile(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>")
 
 
 def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -576,21 +598,44 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}{body}"
     if "\ufffd" in text:
         return CheckResult("well_formed", False, "contains a broken character (U+FFFD)")
-    if _re(r"[\p{Cc}\p{Cs}\p{Co}]").search(text):
+    if not text.isprintable() and _CONTROL.search(text):  # Cc, Cs and Co are never printable
         return CheckResult("well_formed", False, "contains control or private-use characters")
-    plain = _without_names(f"{title}\n{body}", ctx)
-    twice = _re(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I).search(plain)
+    twice = _repeated_word(_without_names(f"{title}\n{body}", ctx))
     if twice:
-        return CheckResult("well_formed", False, f"repeats a word: {twice[0]!r}")
-    sentences = [s.strip().lower() for s in _re(r"[.!?。！？\n]+").split(body) if len(s.strip()) > 3]
+        return CheckResult("well_formed", False, f"repeats a word: {twice!r}")
+    sentences = [s.lower() for s in map(str.strip, _SENTENCE_END.split(body)) if len(s) > 3]
     if len(sentences) != len(set(sentences)):
         return CheckResult("well_formed", False, "repeats a sentence")
     slip = _grammar_slip(title, body, ctx)
     if slip:
         return CheckResult("well_formed", False, slip)
-    if _re(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>").search(text):
+    if ("{" in text or "}" in text or "[" in text or "<" in text) and _MARKUP.search(text):  # every match has one
         return CheckResult("well_formed", False, "contains template syntax or markup")
-    return CheckResult("well_formed", True)
+    return _WELL_FORMED_OK
+
+
+def _repeated_word(text: str) -> str | None:
+    """The first match of :data:`_TWICE` in ``text``, if any. Its two words are neighbouring runs of letters that
+    match case-insensitively: the pattern runs only where two neighbouring runs may (:func:`_may_match`)."""
+    if text.isascii():  # case-insensitive is lower() and \p{L} is [a-z]
+        runs = _ASCII_LETTER_RUN.findall(text.lower())
+        if not any(map(str.__eq__, runs, runs[1:])):
+            return None
+    elif not any(map(_may_match, (runs := _LETTER_RUN.findall(text)), runs[1:])):
+        return None
+    m = _TWICE.search(text)
+    return m[0] if m else None
+
+
+def _may_match(a: str, b: str) -> bool:
+    """False only when runs of letters ``a`` and ``b`` cannot match case-insensitively: their lengths differ (simple
+    case folding maps one character to one), they are ASCII and differ in lower case, or one of them is Han (which has
+    no case: each of its characters matches itself alone) and they differ."""
+    if len(a) != len(b):
+        return False
+    if a.isascii() and b.isascii():
+        return a.lower() == b.lower()
+    return a == b or not (_HAN_RUN.fullmatch(a) or _HAN_RUN.fullmatch(b))
 
 
 def _grammar_slip(title: str, body: str, ctx: GuardContext) -> str | None:
@@ -600,24 +645,43 @@ def _grammar_slip(title: str, body: str, ctx: GuardContext) -> str | None:
     amounts = [m.text for m in money_mentions(body)]
     if len(amounts) != len(set(amounts)):  # "dropped to $101.49, down to $101.49"
         return f"states the same amount twice: {amounts[0]!r}"
-    pcts = {m.value for m in percent_mentions(title)} & {m.value for m in percent_mentions(body)}
-    if pcts:  # "Now 50% off" / "... dropped to $164.49, 50% off."
-        return f"the title and the body both give the {min(pcts)}% discount"
+    if _DIGIT.search(title) and _may_have_percent(title) and _may_have_percent(body):
+        pcts = {m.value for m in percent_mentions(title)} & {m.value for m in percent_mentions(body)}
+        if pcts:  # "Now 50% off" / "... dropped to $164.49, 50% off."
+            return f"the title and the body both give the {min(pcts)}% discount"
     lang = language_of(ctx.locale)
     if lang == "en":
-        low = body.lower()
-        plural = next((n for n in _derived(ctx).plural_names if f"{n} is " in low or f"{n} has " in low), None)
+        plural = _plural_with_verb(body.lower(), ctx)
         if plural:
             return f"{plural!r} is plural: 'is'/'has' does not agree"
     elif lang == "zh":
-        simplified = not _re(r"TW|HK|MO|Hant").search(ctx.locale)
-        if simplified and _TRADITIONAL.search(_blanked(f"{title}{body}", _derived(ctx).language_names)):
+        simplified = not _HANT_LOCALE.search(ctx.locale)
+        text = f"{title}{body}"  # blanking it only takes characters away: without them, none is left
+        if simplified and _TRADITIONAL.search(text) \
+                and _TRADITIONAL.search(_blanked(text, _derived(ctx).language_names)):
             return "traditional characters in simplified-Chinese copy"
         if _ZH_UNFINISHED.search(title.strip()):
             return f"the title {title!r} is cut off"
     return None
 
 
+def _plural_with_verb(low: str, ctx: GuardContext) -> str | None:
+    """The first of the items' names (titles and display names) ending in a plural noun (:func:`ends_plural`) that
+    ``low`` (a body lower-cased) has before "is" or "has", lower-cased."""
+    if " is " not in low and " has " not in low:  # in every phrase looked for
+        return None
+    for name, n, is_, has in memo(ctx, "verb_phrases", lambda: _verb_phrases(_derived(ctx).fact_texts)):
+        if (is_ in low or has in low) and ends_plural(name):
+            return n
+    return None
+
+
+def _verb_phrases(names: Sequence[str]) -> tuple[tuple[str, str, str, str], ...]:
+    """Each name with itself lower-cased, before "is " and before "has "."""
+    return tuple((name, n, f"{n} is ", f"{n} has ") for name in names for n in (name.lower(),))
+
+
+_HANT_LOCALE = regex.compile(r"TW|HK|MO|Hant")
 # characters only traditional Chinese writes (simplified copy uses 会 现 价 ...): copy for zh_CN must not mix them in
 _TRADITIONAL = regex.compile("[會現價點擊們這個為買賣優與來對妳歡裡後貨錢條發車電燈機開關門間樣還讓說話過從見東"
                              "長帶專實體號選擇讀寫種紅綠藍錶鐘廳書館醫藥產質術農業經濟區華萬億]")
@@ -628,21 +692,51 @@ _ZH_UNFINISHED = regex.compile(r"(?:可能|可以|和|与|把|正在|以及|或�
 def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The title is a hook, not the product's name alone (the body names the product) or a bare amount:
     "Hatchbox PLA 3D Printer Filament" or "50% off" as a title says nothing a shopper would tap for."""
-    bare = _re(r"[\p{P}\p{S}\s]+").sub(" ", title).strip().lower()
-    if bare and bare == _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower():
+    bare, bare_body, derived = _bare_text(title), _bare_text(body), _derived(ctx)
+    if bare and bare == bare_body:
         return CheckResult("title_hook", False, "the body repeats the title")
-    if bare and bare in _derived(ctx).bare_names:
+    if bare and bare in derived.bare_names:
         return CheckResult("title_hook", False, "the title is the product's name alone")
-    if _re(r"[\p{P}\p{S}\s]+").sub(" ", body).strip().lower() in _derived(ctx).bare_names:
+    if bare_body in derived.bare_names:
         return CheckResult("title_hook", False, "the body is the product's name alone")
-    amounts = [m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)]
-    if amounts and not _HAN.search(title) and len(_re(r"\p{L}+").findall(mask(title, amounts))) <= 1:
+    amounts = _amount_spans(title)
+    if amounts and not _HAN.search(title) and len(_LETTER_RUN.findall(mask(title, amounts))) <= 1:
         return CheckResult("title_hook", False, f"{title!r} is a bare amount, not a hook")  # "50% off"
     words = bare.split()
-    if 0 < len(words) <= 2 and not _re(r"\d|\p{Han}").search(bare) and not _HOOK.search(bare) \
-            and not set(words) & _derived(ctx).name_words:
+    if 0 < len(words) <= 2 and not _DIGIT_OR_HAN.search(bare) and not _HOOK.search(bare) \
+            and not set(words) & derived.name_words:
         return CheckResult("title_hook", False, f"{title!r} says nothing about the item or the offer")
-    return CheckResult("title_hook", True)
+    return _TITLE_HOOK_OK
+
+
+_PUNCT_SPACE = regex.compile(r"[\p{P}\p{S}\s]+")
+# each byte of an ASCII character of _PUNCT_SPACE's class (ASCII whitespace among them) to a space (bytes.translate)
+_ASCII_PUNCT_SPACE = bytes(32 if c < 128 and _PUNCT_SPACE.match(chr(c)) else c for c in range(256))
+_DIGIT_OR_HAN = regex.compile(r"\d|\p{Han}")
+
+
+def _bare_text(text: str) -> str:
+    """``text`` with each run of punctuation, symbols and whitespace as one space, stripped and lower-cased, as
+    ``_PUNCT_SPACE.sub(" ", text).strip().lower()`` gives it; by ``bytes`` methods for ASCII text (where the space
+    is the one whitespace byte left to split on)."""
+    if text.isascii():
+        return b" ".join(text.encode("ascii").translate(_ASCII_PUNCT_SPACE).split()).decode("ascii").strip().lower()
+    return _PUNCT_SPACE.sub(" ", text).strip().lower()
+
+
+def _amount_spans(title: str) -> list[tuple[int, int]]:
+    """The spans of the amounts and percentages of a title (none without a digit: every one has one)."""
+    if not _DIGIT.search(title):
+        return []
+    pcts = percent_mentions(title) if _may_have_percent(title) else []
+    return [m.span for m in money_mentions(title)] + [m.span for m in pcts]
+
+
+def _may_have_percent(text: str) -> bool:
+    """False only when ``text`` has no :func:`percent_mentions`: each has a sign (%, ％), 折, or percent, per cent
+    or pct, whose letters match only ASCII letters case-insensitively (in lower case in ``text.lower()``); and a
+    digit, which the callers test first."""
+    return "%" in text or "％" in text or "折" in text or "per" in (low := text.lower()) or "pct" in low
 
 
 # words that make a two-word title a hook without the item's name or a number ("Price drop", "Good news")
@@ -650,31 +744,51 @@ _HOOK = regex.compile(r"\b(?:price|prices|drop|dropped|deal|deals|sale|off|save|
                       r"stock|restocked|cart|basket|new|picks?|news|offer|treat|lower|cut|alert|reminder|ready|"
                       r"waiting|yours|found|ideas?|inspiration|favou?rites?|gift|look|arrived|arrivals?|just|picked|"
                       r"still|missed)\b", regex.I)
+_LETTER = regex.compile(r"\p{L}")
+_LATIN = regex.compile(r"\p{Latin}")
+_LATIN_RUN = regex.compile(r"\p{Latin}+")
 
 
 def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy is written in the user's language, judged by script: Chinese copy is mostly Han characters
     around the product's own (often English) name and brand, and its title has Han characters; other locales'
     copy has none. A title of only numbers, prices and symbols ("15%", "US$22.47") is in no language."""
-    text = f"{title} {body}"
-    han = len(_HAN.findall(text))
-    names = _derived(ctx).language_names
-    around = mask(text, [m.span for m in money_mentions(text)])  # US$ and ¥ are no words
-    around = _blanked(around, names)
-    latin_words = len(_re(r"\p{Latin}+").findall(around))  # an English product or brand name is normal in zh
-    lang = language_of(ctx.locale)
-    bare = mask(title, [m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)])
-    if title.strip() and not _re(r"\p{L}").search(bare):  # an empty title is check_lengths' to report
+    spans = _amount_spans(title)
+    if title.strip() and not _LETTER.search(mask(title, spans) if spans else title):  # empty: check_lengths' to report
         return CheckResult("language", False, "the title has no words, only numbers or symbols")
-    if lang == "zh":
-        if title.strip() and not _HAN.search(title):
-            return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
-        if han == 0 or han < 3 * latin_words:
-            return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
-                                                  f"{latin_words} Latin words")
-    elif han:
-        return CheckResult("language", False, f"locale {ctx.locale} but the copy has {han} Han characters")
-    return CheckResult("language", True)
+    han = 0 if title.isascii() and body.isascii() else len(_HAN.findall(f"{title} {body}"))
+    if language_of(ctx.locale) != "zh":
+        if han:
+            return CheckResult("language", False, f"locale {ctx.locale} but the copy has {han} Han characters")
+        return _LANGUAGE_OK
+    if title.strip() and not _HAN.search(title):
+        return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
+    latin_words = _latin_words(title, body, ctx)  # an English product or brand name is normal in zh
+    if han == 0 or han < 3 * latin_words:
+        return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
+                                              f"{latin_words} Latin words")
+    return _LANGUAGE_OK
+
+
+def _latin_words(title: str, body: str, ctx: GuardContext) -> int:
+    """The runs of Latin letters in ``title body`` outside its amounts (US$ and ¥ are no words) and the items'
+    names and brands (:attr:`_Derived.language_names`)."""
+    text = f"{title} {body}"
+    if not _LATIN.search(text):  # masking and blanking only take characters away
+        return 0
+    around = _blanked(mask(text, _joined_money_spans(title, body)), _derived(ctx).language_names)
+    return len(_LATIN_RUN.findall(around))
+
+
+def _joined_money_spans(title: str, body: str) -> list[tuple[int, int]]:
+    """The spans of ``money_mentions(f"{title} {body}")``, from the title's and the body's own (which the guardrails
+    read anyway) where no amount can hold the space between them: every match with it has a digit next to it (a
+    digit group's separator, or the space between a number and its marker: no marker has a space), and the space
+    reads as the text's end and start to every pattern (no digit, separator, word character or percent sign)."""
+    if _DIGIT.match(title[-1:]) or _DIGIT.match(body[:1]):
+        return [m.span for m in money_mentions(f"{title} {body}")]
+    at = len(title) + 1
+    return [m.span for m in money_mentions(title)] + [(m.span[0] + at, m.span[1] + at) for m in money_mentions(body)]
 
 
 _LINK = regex.compile(r"https?://|www\.|\b[\w-]+\.(?:com|net|org|io|cn|co|info|biz|xyz|ly)\b", regex.I)
