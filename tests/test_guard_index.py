@@ -148,3 +148,16 @@ def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> N
 
         assert choose(cands, index) is cands[min(range(len(cands)), key=full)]
         assert choose(cands, taken) is cands[min(range(len(cands)), key=full)]
+
+
+def test_chinese_product_nouns_are_found_as_the_longest_first_alternation_finds_them() -> None:
+    import regex
+
+    from generator.check.zh_products import ZH_PRODUCT_NOUNS, nouns_in
+
+    pattern = regex.compile("|".join(sorted(map(regex.escape, ZH_PRODUCT_NOUNS), key=len, reverse=True)))
+    rng = random.Random(7)
+    pieces = [*ZH_PRODUCT_NOUNS, "游标", "卡", "尺", "这款", "的", "很好用", " ", "Caliper", "电"]
+    for _ in range(500):
+        text = "".join(rng.choices(pieces, k=rng.randrange(0, 8)))
+        assert list(nouns_in(text)) == [m[0] for m in pattern.finditer(text)], text
