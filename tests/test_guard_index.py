@@ -167,3 +167,16 @@ def test_brands_are_found_as_the_brands_pattern_finds_them() -> None:
     for _ in range(2000):
         low = rng.choice(["", " "]).join(rng.choices(pieces, k=rng.randrange(0, 8)))
         assert _brands_in(low, automaton) == pattern.findall(low), low
+
+
+def test_chinese_product_nouns_are_found_as_the_longest_first_alternation_finds_them() -> None:
+    import regex
+
+    from generator.check.zh_products import ZH_PRODUCT_NOUNS, nouns_in
+
+    pattern = regex.compile("|".join(sorted(map(regex.escape, ZH_PRODUCT_NOUNS), key=len, reverse=True)))
+    rng = random.Random(7)
+    pieces = [*ZH_PRODUCT_NOUNS, "游标", "卡", "尺", "这款", "的", "很好用", " ", "Caliper", "电"]
+    for _ in range(500):
+        text = "".join(rng.choices(pieces, k=rng.randrange(0, 8)))
+        assert list(nouns_in(text)) == [m[0] for m in pattern.finditer(text)], text

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import generator.check.guardrails as g
 import generator.core.formatting as fmt
-from generator.check.prefilter import LiteralFilter, required_literals
+from generator.check.prefilter import BranchFilter, LiteralFilter, required_literals
 
 PATTERNS = [g._SUPERLATIVE, g._URGENCY, g._SCARCITY, g._OFFER, g._SERVICE, g._BUDGET, g._VALUE, *g._EVENTS.values(),
             g._DISPARAGING, g._LINK, g._INSTRUCTION, g._HOOK, g._WAS, *g._DOINGS_FILTER.patterns]
@@ -94,3 +94,33 @@ def test_a_copys_title_and_body_amounts_read_off_the_copy_are_their_own(title: l
     assert whole == list(fmt._money_mentions(f"{title_text}\n{body_text}"))
     assert fmt.money_mentions(title_text) == list(fmt._money_mentions(title_text))
     assert fmt.money_mentions(body_text) == list(fmt._money_mentions(body_text))
+
+
+@pytest.mark.parametrize("n", range(len(PATTERNS)))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_pattern_cut_to_the_alternatives_a_text_has_finds_the_same_matches(n: int, data: st.DataObject) -> None:
+    pattern = PATTERNS[n]
+    flt = BranchFilter(PATTERNS)
+    try:
+        text = data.draw(st.from_regex(re.compile(pattern.pattern, pattern.flags & (re.I | re.M))))
+    except re.error:
+        text = data.draw(st.sampled_from(["最好的 best", "Lace up now", "today only!"]))
+    other = data.draw(st.from_regex(re.compile(PATTERNS[(n + 1) % len(PATTERNS)].pattern, re.I)) if n % 2 else
+                      st.sampled_from(["", "the best deal", "new in", "ends today"]))
+    text = data.draw(st.sampled_from([text, text.upper(), f"Now {text}! {other}", f"{other}\n{text.lower()}"]))
+    scan = flt.scans(text)[pattern]
+    assert [m.span() for m in pattern.finditer(text)] == ([m.span() for m in scan.finditer(text)] if scan else [])
+
+
+def test_the_branch_filter_cuts_top_level_and_grouped_alternatives_only() -> None:
+    flt = BranchFilter([regex.compile(r"\b(?:best|the only|most (?:loved|trusted))\b|最好|#\s?1", regex.I),
+                        regex.compile(r"(a)\1|bb"), regex.compile(r"(?:x|yy)?z|q")])
+    cut, backref, optional = (flt.scans("THE BEST one")[p] for p in flt.patterns)
+    assert cut is not None and cut.pattern == r"\b(?:best)\b"
+    assert backref is None  # a pattern with a back reference is kept whole, or ruled out whole
+    assert flt.scans("aa")[flt.patterns[1]] is flt.patterns[1]
+    assert optional is None and flt.scans("z")[flt.patterns[2]].pattern == r"(?:x|yy)?z"  # an optional group: whole
+    assert flt.scans("xz q")[flt.patterns[2]].pattern == r"(?:x|yy)?z|q"
+    assert flt.scans("most loved")[flt.patterns[0]].pattern == r"\b(?:most (?:loved|trusted))\b"
+    assert all(p is q for p, q in flt.scans("İstanbul BEST").items())  # a cased letter outside ASCII: all whole

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property, lru_cache
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
-from generator.check.prefilter import LiteralFilter
+from generator.check.prefilter import BranchFilter, LiteralFilter
 from generator.check.result import CheckResult
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
@@ -210,6 +210,12 @@ class _Derived:
         return self.own_text.lower()
 
     @cached_property
+    def own_lower_exact(self) -> bool:
+        """Whether :attr:`own_low` is the items' own text as case-insensitive matching reads it
+        (:func:`~generator.core.formatting.lower_is_exact`)."""
+        return lower_is_exact(self.own_text)
+
+    @cached_property
     def spaced_facts(self) -> list[str]:
         """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
         return [_one_space(t.lower()) for t in self.fact_texts]
@@ -278,10 +284,9 @@ class _Derived:
         return {_bare(name) for name in self.fact_texts}
 
     @cached_property
-    def example_phrases(self) -> list[frozenset[str]]:
-        """Each of the template's example answers' body phrases (:func:`check_example_copy`). Their titles are
-        hooks ("你可能会喜欢", "Picked for you"), which any push may use; a product word in one is ``sense``'s."""
-        return [_example_phrases(_EXAMPLE_TITLE.sub("", e)) for e in self.ctx.example_texts]
+    def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The body phrases of the template's example answers, and their words (:func:`check_example_copy`)."""
+        return _example_index(tuple(self.ctx.example_texts))
 
     @cached_property
     def own_phrases(self) -> frozenset[str]:
@@ -293,8 +298,9 @@ class _Derived:
         return _prompt_parts(self.ctx.prompt_text)
 
     @cached_property
-    def quoted_shingles(self) -> list[frozenset[str]]:
-        return [_quoted_shingles(q) for q in self.ctx.quoted_texts]
+    def quoted_index(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The 5-shingles of the quoted reviews, and their words (:func:`check_injection`)."""
+        return _quoted_index(tuple(self.ctx.quoted_texts))
 
 
 # an item's own words, the pattern of a capitalised run leading to its head noun, the head noun lower-cased
@@ -353,6 +359,19 @@ def _example_phrases(text: str) -> frozenset[str]:
     return frozenset(_han_runs(text, 5) | word_shingles(text, 7))
 
 
+@lru_cache(maxsize=1 << 10)
+def _example_index(examples: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """Every body phrase of the example answers, and every word of them. Their titles are hooks ("你可能会喜欢",
+    "Picked for you"), which any push may use; a product word in one is ``sense``'s."""
+    return _phrase_index([_example_phrases(_EXAMPLE_TITLE.sub("", e)) for e in examples])
+
+
+def _phrase_index(sets: Sequence[frozenset[str]]) -> tuple[frozenset[str], frozenset[str]]:
+    """The phrases of ``sets`` as one set, and the words of them (space-separated)."""
+    phrases = frozenset().union(*sets)
+    return phrases, frozenset(w for p in phrases for w in p.split(" "))
+
+
 @lru_cache(maxsize=1 << 12)
 def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
     """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
@@ -366,6 +385,86 @@ def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ..
 def _quoted_shingles(quoted: str) -> frozenset[str]:
     """A quoted review's 5-shingles, as written and as the prompt quoted it (links replaced, markup gone)."""
     return frozenset(shingles(quoted, 5) | shingles(quote_user_text(quoted), 5))
+
+
+@lru_cache(maxsize=1 << 10)
+def _quoted_index(quoted: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """The 5-shingles of every quoted review, and their words."""
+    return _phrase_index([_quoted_shingles(q) for q in quoted])
+
+
+# guard_index's words (``[\p{L}\p{N}']+``) of a lower-cased text that is ASCII, where a letter is a-z and a digit 0-9
+_ASCII_WORDS = re.compile(r"[a-z0-9']+")
+_WORDS = regex.compile(r"[\p{L}\p{N}']+")
+_HAN_RUN = regex.compile(r"\p{Han}+")
+
+
+class _Copy:
+    """A copy (``title\\nbody``) as several checks read it, made once per copy: lower-cased, its words, its runs of
+    Han characters, what to scan it with for claims, tone and links."""
+
+    __slots__ = ("text", "low", "_words", "_han_runs", "_scans")
+
+    def __init__(self, title: str, body: str):
+        self.text = f"{title}\n{body}"
+        self.low = self.text.lower()
+        self._words: list[str] | None = None
+        self._han_runs: list[str] | None = None
+        self._scans: Mapping[regex.Pattern[str], regex.Pattern[str] | None] | None = None
+
+    @property
+    def words(self) -> list[str]:
+        """The words :func:`~generator.check.guard_index.word_shingles` joins, in order."""
+        if self._words is None:
+            self._words = _ASCII_WORDS.findall(self.low) if self.low.isascii() else _WORDS.findall(self.low)
+        return self._words
+
+    @property
+    def alnum_words(self) -> list[str]:
+        """The words (``[a-z0-9]+``) of the copy lower-cased: :attr:`words` where these are they (ASCII without
+        apostrophes)."""
+        low = self.low
+        return self.words if low.isascii() and "'" not in low else _ASCII_ALNUM.findall(low)
+
+    @property
+    def han_runs(self) -> list[str]:
+        """The runs of Han characters, in order."""
+        if self._han_runs is None:
+            self._han_runs = [] if self.text.isascii() else _HAN_RUN.findall(self.text)
+        return self._han_runs
+
+    @property
+    def scans(self) -> Mapping[regex.Pattern[str], regex.Pattern[str] | None]:
+        """What to scan the copy with for each pattern of claims, tone and links: None where it cannot match (none
+        of the literals every match of it has is in the copy), else the pattern cut to the alternatives the copy has
+        a literal of, which finds the same matches (:class:`generator.check.prefilter.BranchFilter`)."""
+        if self._scans is None:
+            self._scans = _COPY_FILTER.scans(self.text)
+        return self._scans
+
+
+@lru_cache(maxsize=256)
+def _copy(title: str, body: str) -> _Copy:
+    """The copy as the checks of one run read it (each check is given its title and body)."""
+    return _Copy(title, body)
+
+
+def _shared_shingles(words: Sequence[str], n: int, phrases: frozenset[str],
+                     vocabulary: frozenset[str]) -> Iterator[str]:
+    """The word n-grams of ``words``, joined as :func:`~generator.check.guard_index.word_shingles` joins them, that
+    ``phrases`` has, in order; only runs of n words of ``vocabulary`` (every word of ``phrases``) are joined."""
+    if sum(map(vocabulary.__contains__, words)) < n:
+        return  # no n of them, let alone n in a row
+    run = 0
+    for i, w in enumerate(words):
+        run = run + 1 if w in vocabulary else 0
+        if run >= n and (shingle := " ".join(words[i - n + 1:i + 1])) in phrases:
+            yield shingle
+
+
+def _shared_grams(runs: Sequence[str], n: int, phrases: frozenset[str]) -> Iterator[str]:
+    """The n-character pieces of each of ``runs`` that ``phrases`` has, in order."""
+    return (run[i:i + n] for run in runs for i in range(len(run) - n + 1) if run[i:i + n] in phrases)
 
 
 def _derived(ctx: GuardContext) -> _Derived:
@@ -797,6 +896,9 @@ _PHONE = regex.compile(r"(?<![\w$€£¥.])\+?\d[\d\s().-]{7,}\d(?![\w%])")
 _INSTRUCTION = regex.compile(
     r"ignore (all |any )?(the )?(previous|prior|above)|system prompt|disregard|as an ai|language model|"
     r"new instructions|jailbreak|忽略(之前|以上|所有)|系统提示|指令", regex.I)
+# in ASCII text, a run of characters every match of _PHONE has (ASCII digits and whitespace, the regex module's \s
+# and more)
+_ASCII_DIGIT_RUN = re.compile(r"[0-9][0-9 \t\n\r\x0b\x0c\x1c-\x1f().-]{7,}[0-9]")
 _ZH_PROFANITY = ("傻逼", "他妈", "操你", "淫", "屌", "贱人", "妈的", "婊")
 
 
@@ -819,11 +921,16 @@ def _swear_openings() -> frozenset[str]:
     return frozenset(_re(r"[a-z]+").match(p)[0] for p in _english_profanity().pattern.split("(?:", 1)[1].split("|"))
 
 
-def _may_swear(text: str) -> bool:
+def _may_swear(text: str, words: Sequence[str] | None = None) -> bool:
     """False only when :func:`_english_profanity` cannot match: a text whose ASCII letters are matched
-    case-insensitively as ``lower()`` matches them (:func:`_ascii_folds`) none of whose words begins a listed word
-    or phrase (a match begins at a word and ends at one)."""
-    return not _ascii_folds(text) or not _swear_openings().isdisjoint(_re(r"[a-z0-9]+").findall(text.lower()))
+    case-insensitively as ``lower()`` matches them (:func:`_ascii_folds`) none of whose words (``[a-z0-9]+`` of
+    ``text.lower()``: ``words`` where given) begins a listed word or phrase (a match begins at a word and ends at
+    one)."""
+    return not _ascii_folds(text) or not _swear_openings().isdisjoint(
+        _ASCII_ALNUM.findall(text.lower()) if words is None else words)
+
+
+_ASCII_ALNUM = re.compile(r"[a-z0-9]+")
 
 
 # the characters outside ASCII that a case-insensitive pattern of ASCII letters matches, or that lower-case to ASCII
@@ -839,7 +946,12 @@ def _ascii_folds(text: str) -> bool:
 def profanity_in(text: str, locale: str) -> list[str]:
     """Profane words of ``text`` (lowercased): English whole words in every locale (product names stay
     English), and common Chinese terms for zh locales."""
-    found = [m[0].lower() for m in _english_profanity().finditer(text)] if _may_swear(text) else []
+    return _profanity(text, locale, _may_swear(text))
+
+
+def _profanity(text: str, locale: str, may_swear: bool) -> list[str]:
+    """:func:`profanity_in`, told whether :func:`_may_swear`."""
+    found = [m[0].lower() for m in _english_profanity().finditer(text)] if may_swear else []
     if language_of(locale) == "zh":
         found += [w for w in _ZH_PROFANITY if w in text]
     return found
@@ -858,18 +970,24 @@ def _luhn(digits: str) -> bool:
 def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The brand's banned words, profanity (whole words of a locale-aware list, outside the items' own
     names: a "Shear Cutter" or a "Cock Valve" is a product, not an insult), required disclaimer."""
-    text = f"{title}\n{body}"
-    own = _derived(ctx).own_low
+    copy = _copy(title, body)
+    text = copy.text
     low = _without_names(text, ctx).lower()  # "Quick-Cure Epoxy" is a product's name, not a "cure" claim
-    for word in ctx.policy.banned_words:
-        if _re(rf"(?<!\w){_escape(word.lower())}(?!\w)").search(low):
+    for word, lowered, pattern in _banned_patterns(tuple(ctx.policy.banned_words)):
+        if lowered in low and pattern.search(low):  # the pattern's every match has the word
             return CheckResult("policy", False, f"banned word {word!r}")
-    for word in profanity_in(text, ctx.locale):
-        if not _re(rf"(?<!\w){_escape(word)}(?!\w)").search(own):
+    for word in _profanity(text, ctx.locale, _may_swear(text, copy.alnum_words)):
+        if not _re(rf"(?<!\w){_escape(word)}(?!\w)").search(_derived(ctx).own_low):
             return CheckResult("policy", False, f"profanity {word!r}")
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
     return CheckResult("policy", True)
+
+
+@lru_cache(maxsize=64)
+def _banned_patterns(words: tuple[str, ...]) -> list[tuple[str, str, regex.Pattern[str]]]:
+    """Each banned word, lower-cased, and its whole-word pattern in lower-cased text (:func:`check_policy`)."""
+    return [(word, word.lower(), _re(rf"(?<!\w){_escape(word.lower())}(?!\w)")) for word in words]
 
 
 # what a shop's own push never says of what it sells: a small model paraphrases a quoted bad review into the copy
@@ -885,8 +1003,9 @@ _DISPARAGING = regex.compile(
 def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """The copy does not speak ill of what it sells ("the quality is not high enough", "flimsy", 质量差): a
     small model paraphrases a critical review it was shown, which the injection check (verbatim copies) misses."""
-    text = f"{title}\n{body}"
-    m = None if _DISPARAGING in _ruled_out(text) else _DISPARAGING.search(text)
+    copy = _copy(title, body)
+    scan = copy.scans[_DISPARAGING]
+    m = scan.search(copy.text) if scan else None
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
     return CheckResult("tone", True)
@@ -937,9 +1056,9 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """No e-mail addresses, phone numbers or card-like numbers (13-19 digits passing Luhn) in the output; an
     item's own model number ("Pro Series 1400750340") is not a phone number."""
     text = _without_names(f"{title}\n{body}", ctx)
-    if _EMAIL.search(text):
+    if "@" in text and _EMAIL.search(text):  # every match has an "@"
         return CheckResult("pii", False, "contains an e-mail address")
-    for m in _PHONE.finditer(text):
+    for m in _PHONE.finditer(text) if not text.isascii() or _ASCII_DIGIT_RUN.search(text) else ():
         if _re(r"\s*\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s*").fullmatch(m[0]):
             continue  # a date (05.12.2026), which check_facts holds to the campaign's
         digits = _re(r"\D").sub("", m[0])
@@ -957,15 +1076,15 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
     """Nothing from shopper-written text that could carry instructions or links: no links at all, no
     instruction-like phrases, and no run of 5 words (10 Han characters) copied from a quoted review."""
-    text = f"{title}\n{body}"
-    out = _ruled_out(text)
-    if _LINK not in out and _LINK.search(text):
+    copy = _copy(title, body)
+    if (link := copy.scans[_LINK]) and link.search(copy.text):
         return CheckResult("injection", False, "contains a link (deep links travel outside the copy)")
-    if _INSTRUCTION not in out and _INSTRUCTION.search(text):
+    if (instruction := copy.scans[_INSTRUCTION]) and instruction.search(copy.text):
         return CheckResult("injection", False, "contains instruction-like text")
-    mine = shingles(text, 5) if ctx.quoted_texts else set()
-    for quoted in _derived(ctx).quoted_shingles:
-        if mine & quoted:
+    if ctx.quoted_texts:  # a 5-shingle of the copy (shingles(text, 5)) that a quoted review has
+        quoted, words = _derived(ctx).quoted_index
+        if any(_shared_shingles(copy.words, 5, quoted, words)) \
+                or any(_shared_grams(["".join(copy.han_runs)], 10, quoted)):
             return CheckResult("injection", False, "copies shopper-written text from a review")
     return CheckResult("injection", True)
 
@@ -1263,42 +1382,47 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
     scarcity ("only 3 left", "while stocks last", 仅剩, 先到先得) only with ``stock_left``; offers (free
     shipping, gifts, bundles, 包邮) only with a fact that states one; budget words ("on a budget", "cheap",
     性价比) never, value words ("a bargain", "great deal", 超值, 便宜) only when the featured item is on sale."""
-    text = f"{title}\n{body}"
-    own = _derived(ctx).own_text
-    out = _ruled_out(text)
-    for pattern, kind, fact in ((_SUPERLATIVE, "superlative", None), (_URGENCY, "urgency", "ends_at"),
-                                (_SCARCITY, "scarcity", "stock_left"), (_OFFER, "offer", _OFFER_FACTS),
-                                (_SERVICE, "service", ("returns", "warranty"))):
-        if pattern in out:
-            continue  # none of the literals every match of it has is in the copy
-        for m in pattern.finditer(text):
-            if _in_own_name(m[0], own):
-                continue  # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
-            facts = (fact,) if isinstance(fact, str) else fact or ()
-            if any(ctx.facts.get(f) for f in facts):
-                continue
+    copy = _copy(title, body)
+    text, scans = copy.text, copy.scans
+    for pattern, kind, facts in _CLAIMS:
+        if (scan := scans[pattern]) is None or any(ctx.facts.get(f) for f in facts):
+            continue  # it cannot match, or a fact backs every match
+        # the item's own name ("Best Choice", "Gift Box") is a fact, not a claim
+        m = next((m for m in scan.finditer(text) if not _in_own_name(m[0], ctx)), None)
+        if m:
             need = f" (the campaign states no {' / '.join(facts)})" if facts else ""
             return CheckResult("claims", False, f"unsupported {kind} claim {m[0]!r}{need}")
-    on_sale = bool(ctx.items) and ctx.items[0].current_price < ctx.items[0].price
-    for pattern, backed in ((_BUDGET, False), (_VALUE, on_sale)):
-        if backed or pattern in out:
-            continue
-        m = next((m for m in pattern.finditer(text) if not _in_own_name(m[0], own)), None)
+    for pattern in (_BUDGET, _VALUE):
+        if (scan := scans[pattern]) is None or pattern is _VALUE and ctx.items \
+                and ctx.items[0].current_price < ctx.items[0].price:
+            continue  # it cannot match, or the featured item is on sale, which backs value words
+        m = next((m for m in scan.finditer(text) if not _in_own_name(m[0], ctx)), None)
         if m:
             return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
+    if not ctx.campaign_type:
+        return CheckResult("claims", True)
     for campaign_type, pattern in _EVENTS.items():
-        m = None if pattern in out else pattern.search(text)
-        if m and ctx.campaign_type and ctx.campaign_type != campaign_type \
-                and not _in_own_name(m[0].strip(), own):  # "New Balance"
+        scan = scans[pattern] if campaign_type != ctx.campaign_type else None
+        m = scan.search(text) if scan else None
+        if m and not _in_own_name(m[0].strip(), ctx):  # "New Balance"
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
     return CheckResult("claims", True)
 
 
-def _in_own_name(phrase: str, own: str) -> bool:
-    """Whether ``phrase`` is a whole phrase of the items' own text (their names: "Best Choice", "New Balance")."""
-    return bool(_re(rf"(?<!\w){_escape(phrase)}(?!\w)", regex.I).search(own))
+_CLAIMS = ((_SUPERLATIVE, "superlative", ()), (_URGENCY, "urgency", ("ends_at",)),
+           (_SCARCITY, "scarcity", ("stock_left",)), (_OFFER, "offer", _OFFER_FACTS),
+           (_SERVICE, "service", ("returns", "warranty")))  # each with the facts that back it
+
+
+def _in_own_name(phrase: str, ctx: GuardContext) -> bool:
+    """Whether ``phrase`` is a whole phrase of the items' own text (their names: "Best Choice", "New Balance"),
+    case-insensitive."""
+    derived = _derived(ctx)
+    if derived.own_lower_exact and lower_is_exact(phrase) and phrase.lower() not in derived.own_low:
+        return False  # a case-insensitive match is one of the lower-cased texts
+    return bool(_re(rf"(?<!\w){_escape(phrase)}(?!\w)", regex.I).search(derived.own_text))
 
 
 def _han_runs(text: str, n: int) -> set[str]:
@@ -1310,11 +1434,13 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
     no run of 5 Han characters, or of 7 words, that an example's body has and neither the user's items nor the brand's
     own template copy for this user (generic phrasing such as 使用优惠码) have. Following an example's shape
     with the user's own facts (专属 15% 优惠券 / 使用优惠码 X 购买 <the user's item>) is what examples are for."""
-    text = f"{title}\n{body}"
-    examples = _derived(ctx).example_phrases
-    mine = _han_runs(text, 5) | word_shingles(text, 7) if examples else set()
-    for phrases in examples:
-        if (mine & phrases) - _derived(ctx).own_phrases:  # the same as (mine - own) & phrases
+    derived = _derived(ctx)
+    phrases, words = derived.example_index
+    if phrases:  # a phrase of the copy (_example_phrases) that an example has and the items and the brand do not
+        copy = _copy(title, body)
+        shared = itertools.chain(_shared_grams(copy.han_runs, 5, phrases),
+                                 _shared_shingles(copy.words, 7, phrases, words))
+        if any(p not in derived.own_phrases for p in shared):
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
     return CheckResult("example_copy", True)
 
@@ -1331,14 +1457,14 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     unlabelled lines (the instruction, "写一条商品推荐推送。") come back, and neither line opens on a field label
     of any prompt ("Price: 「…」现售 …", "Title: …")."""
     for part in (title, body):
-        if m := _FIELD_LABEL.match(part):
+        if (":" in part or "：" in part) and (m := _FIELD_LABEL.match(part)):  # every match ends on a colon
             return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip().rstrip(':：').strip()!r}")
     if not ctx.prompt_text:
         return CheckResult("prompt_echo", True)
-    text = f"{title}\n{body}".lower()
+    text = _copy(title, body).low
     labels, lines = _derived(ctx).prompt_parts
     for label, pattern in labels:
-        if pattern.search(text) or (len(label) >= 12 and label in text):
+        if label in text and (len(label) >= 12 or pattern.search(text)):  # the pattern's every match has the label
             return CheckResult("prompt_echo", False, f"repeats the prompt's label {label!r}")
     for line in lines:
         if line in text:
@@ -1379,39 +1505,37 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     own_words = _derived(ctx).sense_words
     residual = _without_names(text, ctx).lower()
-    may = _DOINGS_FILTER.candidates(residual)
-    for n, (pattern, fits) in enumerate(_DOINGS.items()):
-        m = _re(rf"\b(?:{pattern})").search(residual) if n in may else None
-        if m and not any(f in w for f in fits for w in own_words):
+    for n in sorted(_DOINGS_FILTER.candidates(residual)):
+        m = _DOINGS_FILTER.patterns[n].search(residual)
+        if m and not any(f in w for f in _DOINGS_FITS[n] for w in own_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
-    if _HAN.search(residual) and (noun := misnamed_product(residual, own_words)):  # "你的手电筒" on a caliper
+    if not residual.isascii() and _HAN.search(residual) \
+            and (noun := misnamed_product(residual, own_words)):  # "你的手电筒" on a caliper
         return CheckResult("sense", False, f"calls the item {noun!r}, which it is not")
     if ctx.catalog:
-        vocabulary = catalog_index(ctx.catalog).vocabulary
-        for w in _re(r"\p{L}{3,}").findall(residual):
-            if (stem := _stem(w)) in vocabulary and stem not in own_words:
-                return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
+        forms = _word_forms(catalog_index(ctx.catalog).vocabulary)
+        words = _ASCII_LONG_WORDS.findall(residual) if residual.isascii() else _LONG_WORDS.findall(residual)
+        if not forms.isdisjoint(words):
+            for w in words:
+                if w in forms and _stem(w) not in own_words:
+                    return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return CheckResult("sense", True)
 
 
+@lru_cache(maxsize=16)
+def _word_forms(vocabulary: frozenset[str]) -> frozenset[str]:
+    """The words whose stem (:func:`_stem`) is in ``vocabulary``: a stem, or a stem and an "s"."""
+    return frozenset(w for stem in vocabulary for w in (stem, f"{stem}s") if _stem(w) in vocabulary)
+
+
 _DOINGS_FILTER = LiteralFilter([_re(rf"\b(?:{pattern})") for pattern in _DOINGS])
+_DOINGS_FITS = tuple(_DOINGS.values())
+_LONG_WORDS = regex.compile(r"\p{L}{3,}")
+_ASCII_LONG_WORDS = re.compile(r"[a-z]{3,}")  # _LONG_WORDS in lower-cased ASCII text
 
 
-def _copy_filter() -> LiteralFilter:
-    return LiteralFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, _BUDGET, _VALUE, *_EVENTS.values(),
-                          _DISPARAGING, _LINK, _INSTRUCTION])
-
-
-_COPY_FILTER = _copy_filter()
-
-
-@lru_cache(maxsize=256)
-def _ruled_out(text: str) -> frozenset[regex.Pattern[str]]:
-    """The patterns of claims, tone and links that cannot match a copy (``title\\nbody``): none of the literals every
-    match of them has is in it (:mod:`generator.check.prefilter`). A pattern the filter was not given is never ruled
-    out."""
-    may = _COPY_FILTER.candidates(text)
-    return frozenset(p for n, p in enumerate(_COPY_FILTER.patterns) if n not in may)
+_COPY_FILTER = BranchFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE, _BUDGET, _VALUE,
+                             *_EVENTS.values(), _DISPARAGING, _LINK, _INSTRUCTION])
 
 
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]

@@ -13,8 +13,9 @@ text with another character (an accented capital, a Kelvin sign, a long s) scans
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import ahocorasick
@@ -167,3 +168,167 @@ def _candidates(flt: LiteralFilter, text: str) -> frozenset[int]:
         for _, who in automaton.iter(text.lower() if fold else text):
             found |= who
     return frozenset(found)
+
+
+# what :class:`BranchFilter` keeps a pattern whole for: a back reference, a conditional or a recursion (they depend on
+# group numbers), a global inline flag (it may stand in one alternative and hold for all); any group opening "(?" but
+# a plain or named group, a lookaround, an atomic group or scoped flags
+_WHOLE = regex.compile(r"\\(?:[1-9]|g)|\(\?(?!:|=|!|<=|<!|>|P?<\w+>|[a-zA-Z-]+:)")
+
+
+def _alternatives(src: str) -> list[str]:
+    """The alternatives of a pattern source at its top level (``|`` outside groups, sets and escapes)."""
+    parts, depth, start, i, in_set = [], 0, 0, 0, False
+    while i < len(src):
+        c = src[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_set:
+            in_set = c != "]"
+        elif c == "[":
+            in_set = True
+            i += 1 + (src[i + 1:i + 2] == "^")
+            i += src[i:i + 1] == "]"  # a ']' that opens a set is one of its characters
+            continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(src[start:i])
+            start = i + 1
+        i += 1
+    parts.append(src[start:])
+    return parts
+
+
+def _main_group(alt: str) -> tuple[str, str, str] | None:
+    """``(head, inner, tail)`` where ``alt`` is ``head(?:inner)tail`` with ``inner`` an alternation and the group
+    neither repeated nor optional, and no other such group at its level; else None."""
+    found, depth, i, in_set, opened = [], 0, 0, False, 0
+    while i < len(alt):
+        c = alt[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_set:
+            in_set = c != "]"
+        elif c == "[":
+            in_set = True
+            i += 1 + (alt[i + 1:i + 2] == "^")
+            i += alt[i:i + 1] == "]"
+            continue
+        elif c == "(":
+            opened = i if depth == 0 else opened
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and alt.startswith("(?:", opened) and alt[i + 1:i + 2] not in ("?", "*", "+", "{") \
+                    and len(_alternatives(alt[opened + 3:i])) > 1:
+                found.append((alt[:opened], alt[opened + 3:i], alt[i + 1:]))
+        i += 1
+    return found[0] if len(found) == 1 else None
+
+
+class _Branches:
+    """A pattern source's alternation: each alternative a unit of its own (its number in ``units``, which holds its
+    source) or, at the top, ``head(?:...)tail`` around an alternation of units: a unit as a whole (its number in
+    ``unit``) with its alternatives."""
+
+    def __init__(self, src: str, units: list[str], head: str = "", tail: str = "", unit: int | None = None):
+        self.head, self.tail, self.unit = head, tail, unit
+        self.alternatives: list[_Branches | int] = []
+        for alt in _alternatives(src):
+            units.append(alt)
+            group = _main_group(alt) if unit is None else None
+            self.alternatives.append(len(units) - 1 if group is None
+                                     else _Branches(group[1], units, group[0], group[2], len(units) - 1))
+
+    def source(self, alive: frozenset[int], units: list[str]) -> str | None:
+        """The source with only the ``alive`` units, or None where none of them is left."""
+        parts = [s for s in (units[a] if a in alive else None if isinstance(a, int) else a.source(alive, units)
+                             for a in self.alternatives) if s is not None]
+        if not parts or self.unit is not None and self.unit not in alive:
+            return None
+        inner = "|".join(parts)
+        return inner if self.unit is None else f"{self.head}(?:{inner}){self.tail}"
+
+
+def _unit_literals(src: str, flags: int) -> frozenset[str] | None:
+    try:
+        return required_literals(regex.compile(src, flags))
+    except regex.error:
+        return None
+
+
+class BranchFilter:
+    """Each of ``patterns`` as it may match one text: None where it cannot (as :class:`LiteralFilter` rules it out),
+    else the pattern without the alternatives none of whose literals the text has: those at its top level and those
+    of a group an alternative there is built around (``\\b(?:best|finest|...)\\b``, neither optional nor repeated).
+    An alternative that cannot match anywhere in the text fails at every place, so the pattern cut to the others
+    finds the same matches, in the same order, as the whole one; a scan with the few alternatives a text has a
+    literal of is many times faster than one with a large alternation. Group numbers may differ from the whole
+    pattern's: read a match's text and span only. A pattern with back references or global inline flags is kept
+    whole."""
+
+    _MOST = 1 << 12  # texts' literal sets and cut patterns kept (then forgotten)
+
+    def __init__(self, patterns: Sequence[regex.Pattern[str]]):
+        self.patterns = tuple(patterns)
+        self._units: list[list[str]] = []
+        self._trees: list[_Branches | None] = []
+        self._always: set[tuple[int, int]] = set()  # (pattern, unit) without literals
+        owners: dict[tuple[bool, str], set[tuple[int, int]]] = {}
+        for n, pattern in enumerate(self.patterns):
+            units: list[str] = []
+            whole = bool(pattern.flags & regex.VERBOSE) or _WHOLE.search(pattern.pattern) is not None
+            tree = None if whole else _Branches(pattern.pattern, units)
+            units = units if tree is not None else [pattern.pattern]
+            self._units.append(units)
+            self._trees.append(tree)
+            fold = bool(pattern.flags & re.IGNORECASE)
+            for k, unit in enumerate(units):
+                lits = _unit_literals(unit, pattern.flags)
+                if lits is None:
+                    self._always.add((n, k))
+                for lit in lits or ():
+                    owners.setdefault((fold, lit), set()).add((n, k))
+        self._automata: dict[bool, Any] = {}
+        for (fold, lit), who in owners.items():
+            self._automata.setdefault(fold, ahocorasick.Automaton()).add_word(lit, tuple(who))
+        for automaton in self._automata.values():
+            automaton.make_automaton()
+        self._by_found: dict[frozenset[tuple[int, int]], Mapping[regex.Pattern[str], regex.Pattern[str] | None]] = {}
+        self._whole = MappingProxyType({pattern: pattern for pattern in self.patterns})
+        self._cut: dict[tuple[int, frozenset[int]], regex.Pattern[str] | None] = {}
+
+    def scans(self, text: str) -> Mapping[regex.Pattern[str], regex.Pattern[str] | None]:
+        """Each pattern mapped to None where it cannot match ``text``, else to what to scan ``text`` with."""
+        found = set(self._always)
+        for fold, automaton in self._automata.items():
+            if fold and not lower_is_exact(text):
+                return self._whole
+            for _, who in automaton.iter(text.lower() if fold else text):
+                found.update(who)
+        key = frozenset(found)
+        hit = self._by_found.get(key)
+        if hit is None:
+            if len(self._by_found) >= self._MOST:
+                self._by_found.clear()
+            hit = self._by_found[key] = MappingProxyType({
+                pattern: self._pattern(n, frozenset(k for m, k in key if m == n))
+                for n, pattern in enumerate(self.patterns)})
+        return hit
+
+    def _pattern(self, n: int, alive: frozenset[int]) -> regex.Pattern[str] | None:
+        """Pattern ``n`` with only the ``alive`` units (itself with all of them; None with none)."""
+        if len(alive) == len(self._units[n]):
+            return self.patterns[n]
+        if (n, alive) not in self._cut:
+            if len(self._cut) >= self._MOST:
+                self._cut.clear()
+            tree = self._trees[n]
+            src = tree.source(alive, self._units[n]) if tree is not None and alive else None
+            self._cut[n, alive] = None if src is None else regex.compile(src, self.patterns[n].flags)
+        return self._cut[n, alive]

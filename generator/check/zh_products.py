@@ -9,9 +9,10 @@ so copy is never failed for a word that could name anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-import regex
+import ahocorasick
 
 # noun -> fragments of English words, any of which in the item's own words makes the noun fit
 ZH_PRODUCT_NOUNS: dict[str, tuple[str, ...]] = {
@@ -78,15 +79,39 @@ ZH_PRODUCT_NOUNS: dict[str, tuple[str, ...]] = {
     "鞋子": ("shoe", "sneaker", "boot"), "跑鞋": ("shoe", "sneaker", "running"), "靴子": ("boot",),
     "衬衫": ("shirt",), "夹克": ("jacket",),
 }
-_PATTERN = regex.compile("|".join(sorted(map(regex.escape, ZH_PRODUCT_NOUNS), key=len, reverse=True)))
+def _automaton() -> Any:
+    automaton = ahocorasick.Automaton()
+    for noun in ZH_PRODUCT_NOUNS:
+        automaton.add_word(noun, len(noun))
+    automaton.make_automaton()
+    return automaton
+
+
+_NOUNS = _automaton()
+
+
+def nouns_in(text: str) -> Iterator[str]:
+    """The nouns of ``text`` in order, as a pattern of them all, longest first, finds them (``finditer``): at the
+    leftmost place a noun starts, the longest noun there, then the same after it; from one Aho-Corasick pass instead
+    of trying every noun at every place."""
+    longest: dict[int, int] = {}
+    for end, size in _NOUNS.iter(text):
+        start = end - size + 1
+        if size > longest.get(start, 0):
+            longest[start] = size
+    after = 0
+    for start in sorted(longest):
+        if start >= after:
+            after = start + longest[start]
+            yield text[start:after]
 
 
 def misnamed_product(text: str, own_words: Iterable[str]) -> str | None:
     """The first Chinese product noun of ``text`` that none of ``own_words`` (the item's own words, lower case)
     fits, or None. Longer nouns win where two overlap (卡尺 inside 游标卡尺)."""
     words = None
-    for m in _PATTERN.finditer(text):
+    for noun in nouns_in(text):
         words = words if words is not None else " ".join(own_words)
-        if not any(f in words for f in ZH_PRODUCT_NOUNS[m[0]]):
-            return m[0]
+        if not any(f in words for f in ZH_PRODUCT_NOUNS[noun]):
+            return noun
     return None
