@@ -13,7 +13,7 @@ text with another character (an accented capital, a Kelvin sign, a long s) scans
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -176,9 +176,10 @@ def _candidates(flt: LiteralFilter, text: str) -> frozenset[int]:
 _WHOLE = regex.compile(r"\\(?:[1-9]|g)|\(\?(?!:|=|!|<=|<!|>|P?<\w+>|[a-zA-Z-]+:)")
 
 
-def _alternatives(src: str) -> list[str]:
-    """The alternatives of a pattern source at its top level (``|`` outside groups, sets and escapes)."""
-    parts, depth, start, i, in_set = [], 0, 0, 0, False
+def _syntax(src: str) -> Iterator[tuple[int, str]]:
+    """The group brackets and bars of a pattern source, with their positions: ``(``, ``)`` and ``|`` outside sets
+    and escapes."""
+    i, in_set = 0, False
     while i < len(src):
         c = src[i]
         if c == "\\":
@@ -191,14 +192,22 @@ def _alternatives(src: str) -> list[str]:
             i += 1 + (src[i + 1:i + 2] == "^")
             i += src[i:i + 1] == "]"  # a ']' that opens a set is one of its characters
             continue
-        elif c == "(":
+        elif c in "()|":
+            yield i, c
+        i += 1
+
+
+def _alternatives(src: str) -> list[str]:
+    """The alternatives of a pattern source at its top level (``|`` outside groups, sets and escapes)."""
+    parts, depth, start = [], 0, 0
+    for i, c in _syntax(src):
+        if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
-        elif c == "|" and depth == 0:
+        elif depth == 0:
             parts.append(src[start:i])
             start = i + 1
-        i += 1
     parts.append(src[start:])
     return parts
 
@@ -206,20 +215,9 @@ def _alternatives(src: str) -> list[str]:
 def _main_group(alt: str) -> tuple[str, str, str] | None:
     """``(head, inner, tail)`` where ``alt`` is ``head(?:inner)tail`` with ``inner`` an alternation and the group
     neither repeated nor optional, and no other such group at its level; else None."""
-    found, depth, i, in_set, opened = [], 0, 0, False, 0
-    while i < len(alt):
-        c = alt[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_set:
-            in_set = c != "]"
-        elif c == "[":
-            in_set = True
-            i += 1 + (alt[i + 1:i + 2] == "^")
-            i += alt[i:i + 1] == "]"
-            continue
-        elif c == "(":
+    found, depth, opened = [], 0, 0
+    for i, c in _syntax(alt):
+        if c == "(":
             opened = i if depth == 0 else opened
             depth += 1
         elif c == ")":
@@ -227,7 +225,6 @@ def _main_group(alt: str) -> tuple[str, str, str] | None:
             if depth == 0 and alt.startswith("(?:", opened) and alt[i + 1:i + 2] not in ("?", "*", "+", "{") \
                     and len(_alternatives(alt[opened + 3:i])) > 1:
                 found.append((alt[:opened], alt[opened + 3:i], alt[i + 1:]))
-        i += 1
     return found[0] if len(found) == 1 else None
 
 
