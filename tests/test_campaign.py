@@ -242,3 +242,46 @@ def test_passing_candidates_are_ranked_by_predicted_click_through() -> None:
     assert choose([low, failing, high]) is high
     assert choose([failing, low]) is low
     assert choose([low, high], taken=["b b"]) is low  # a near-duplicate of another user's copy goes last
+
+
+class HalfBadModel(EchoModel):
+    """Even users get the mixed candidates (one fails), odd users only failing ones (they get the fallback)."""
+
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
+        bad = [("Tent sale", f"Trailblazer tent only ${k}.99 today!") for k in range(3)]
+        return [[Candidate(title=t, body=b, raw="", sampled=k > 0)
+                 for k, (t, b) in enumerate(bad if int(r.key[1:]) % 2 else MixedModel.texts)] for r in requests]
+
+
+def test_checking_in_forked_processes_gives_the_same_messages(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import generator.campaign.runner as runner_module
+
+    pids = tmp_path / "pids"
+    run_checks = runner_module.run_checks
+
+    def noted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with pids.open("a") as f:  # a forked process's own memory is not ours: a file tells who checked
+            f.write(f"{os.getpid()}\n")
+        return run_checks(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "run_checks", noted)
+    shop = shop_with_reviews(["fine"] * 160)
+    campaign = Campaign(name="pd", type="price_drop", candidates=3, retries=0)
+    records = {}
+    for processes in (1, 2):
+        pids.write_text("")
+        runner = CampaignRunner(generator=HalfBadModel(), scorer=FixedScorer(),
+                                ctr=FixedCtr({"best": 0.9, "less": 0.5, "cheaper": 0.1, "sale": 0.2}),
+                                check_processes=processes)
+        _, msgs = runner.run(shop, campaign)
+        records[processes] = [m.as_record() for m in msgs]
+        assert len(set(pids.read_text().split())) == processes
+    assert records[1] == records[2]
+    statuses = [r["status"] for r in records[2]]
+    assert statuses.count("fallback") == 80 and statuses.count("passed") == 80
+    checked = [sum(c["checked"] for c in r["candidates"]) for r in records[2]]
+    assert all(n == 3 for n, s in zip(checked, statuses, strict=True) if s == "fallback")
+    assert any(n == 2 for n in checked)  # the superlative, then the first passing: the third left unchecked

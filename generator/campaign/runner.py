@@ -33,6 +33,7 @@ from generator.check.result import CheckResult
 from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
+from generator.core.forked import forked_map
 from generator.core.links import deep_link
 from generator.core.names import plural_agreement, with_article
 from generator.db.jobs import create_job, set_job_status
@@ -176,8 +177,9 @@ class CampaignRunner:
 
     def __init__(self, *, generator: Generator | None = None, scorer: Scorer | None = None,
                  prompts: PromptLibrary | None = None, store: Store | None = None, ctr: Any = None,
-                 locale_models: dict[str, str] | None = None):
+                 locale_models: dict[str, str] | None = None, check_processes: int | None = None):
         self.store = store
+        self.check_processes = get_settings().check_processes if check_processes is None else check_processes
         self.prompts = prompts or default_library()
         self._generator, self._scorer, self._ctr = generator, scorer, ctr
         self._generators: dict[str, Generator] = {}
@@ -351,8 +353,32 @@ class CampaignRunner:
                 for m in by_user[req.key]:
                     m.candidates.extend(cands)
             self._score_ctr(fresh)  # one call for the round (the encoder works in batches), not one per user
-            pending = [r for r in pending if self._settle(by_user[r.key][0].candidates, plan.contexts[r.key],
-                                                          campaign.variants) < campaign.variants]
+            pending = self.check(pending, by_user, plan, campaign, last=attempt == campaign.retries)
+
+    def check(self, pending: Sequence[GenerationRequest], by_user: dict[str, list[UserMessage]], plan: Plan,
+              campaign: Campaign, *, last: bool) -> list[GenerationRequest]:
+        """Each pending user's candidates checked in choosing order until ``variants`` pass (:meth:`_settle`),
+        the users spread over ``check_processes`` forked processes (their verdicts come back here); after the
+        ``last`` round, the fallback of each user still short, checked too (``plan.fallbacks``). The users still
+        short."""
+        def settle(req: GenerationRequest) -> tuple[int, list[tuple[int, list[dict[str, Any]]]], Candidate | None]:
+            m, ctx = by_user[req.key][0], plan.contexts[req.key]
+            unchecked = [i for i, c in enumerate(m.candidates) if not c.checked]
+            passing = self._settle(m.candidates, ctx, campaign.variants)
+            fallback = self._fallback(m, campaign, ctx) if last and passing < campaign.variants else None
+            return passing, [(i, m.candidates[i].checks) for i in unchecked if m.candidates[i].checked], fallback
+
+        short = []
+        for req, (passing, verdicts, fallback) in zip(pending, forked_map(settle, pending, self.check_processes),
+                                                      strict=True):
+            cands = by_user[req.key][0].candidates
+            for i, checks in verdicts:  # a forked process's verdicts (the same objects where checked here)
+                cands[i].checks, cands[i].checked = checks, True
+            if fallback is not None:
+                plan.fallbacks[req.key] = fallback
+            if passing < campaign.variants:
+                short.append(req)
+        return short
 
     def write(self, pending: Sequence[GenerationRequest], plan: Plan, n_cand: int, seed: int,
               advance: Callable[[int], None] | None) -> dict[str, list[Candidate]]:
@@ -376,8 +402,9 @@ class CampaignRunner:
             for m in ms:
                 m.candidates = list(pool) if m.variant == 0 else []
                 best = choose(pool, taken, verify=lambda c, ctx=plan.contexts[uid]: self._verify(c, ctx))
-                if best is None or not best.passed:
-                    m.chosen, m.fallback = self._fallback(m, campaign, plan.contexts[uid]), True
+                if best is None or not best.passed:  # the fallback checked with the last round's, else now
+                    m.chosen = plan.fallbacks.pop(uid, None) or self._fallback(m, campaign, plan.contexts[uid])
+                    m.fallback = True
                 else:
                     m.chosen = best
                     pool.remove(best)
@@ -405,12 +432,14 @@ class CampaignRunner:
 @dataclass
 class Plan:
     """What the prompt stage decided, per user: messages (one per variant), guard contexts, generation requests,
-    and the generator and token cap of each user's language."""
+    and the generator and token cap of each user's language; what checking adds: fallbacks."""
 
     messages: list[UserMessage] = field(default_factory=list)
     contexts: dict[str, GuardContext] = field(default_factory=dict)
     requests: list[GenerationRequest] = field(default_factory=list)
     model_of: dict[str, tuple[Generator, int | None]] = field(default_factory=dict)
+    fallbacks: dict[str, Candidate] = field(default_factory=dict)
+    """Users short of passing candidates after the last round: their fallback, checked (one variant's)."""
 
     def by_user(self) -> dict[str, list[UserMessage]]:
         out: dict[str, list[UserMessage]] = {}

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         "(growing cache: models with sliding-window layers); 'auto' picks 'dynamic' for models with sliding-window "
         "layers, else 'graph' on CUDA and 'static' on CPU.")
     seed: int = Field(default=0, description="Seed for sampling; greedy decoding ignores it.")
+    check_processes: int = Field(
+        default=1, ge=1, description="Processes that check a chunk's candidates against the guardrails (forked "
+        "for each round from the worker, so they share its memory; 64 users at least each). 1: the worker's own "
+        "process. On a GPU worker, give it the cores the worker may use: checking is per user and costs more "
+        "host time per message than anything else around the model.")
 
     # Push providers: what the sender registry (workers/senders/registry.py) builds a sender from. Only the chosen
     # provider's are needed; a missing one is an error naming its variable.
