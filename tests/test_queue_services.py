@@ -206,6 +206,37 @@ def test_a_job_over_rabbitmq_completes_and_a_scheduled_one_starts_at_its_time(
     store.engine.dispose()
 
 
+def test_a_worker_checks_a_large_chunk_in_forked_processes(
+        pg_url: str, models: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = tmp_path / "shop"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "shop", shop)
+    with (shop / "users.csv").open("a") as f:  # 100 users more: one chunk of 200, 100 per process
+        f.writelines(f"U{k:03d},en_US,America/New_York,true\n" for k in range(101, 201))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    monkeypatch.setenv("PUSHGEN_TEST_LOGS", str(logs))
+    env = _configure(monkeypatch, pg_url, f"{REDIS}/5", models, PUSHGEN_CHUNK_SIZE="200",
+                     PUSHGEN_CHECK_PROCESSES="2", PUSHGEN_SHOP_DIR=str(shop))
+    redis.Redis.from_url(f"{REDIS}/5").flushdb()
+    store = Store(pg_url)
+    job, _ = jobs.create_job(store, jobs.JobRequest(campaign=Campaign(type="price_drop", candidates=2, retries=0)))
+    from workers.tasks import enqueue
+
+    assert jobs.dispatch(store, job.id, enqueue) == "queued"
+    with _running(_spawn(env, "worker", "--queues", "cpu,gpu")):
+        wait_for(lambda: get_job(store, job.id).status in jobs.FINAL, timeout=120)
+    assert get_job(store, job.id).status == "done"
+    messages = _messages(store, job.id)
+    assert len({m.user_id for m in messages}) == len(messages) >= 190  # all but users with nothing to rank
+    for m in messages:  # every chosen copy checked; candidates checked in a forked process came back
+        assert m.status in ("passed", "fallback") and m.guardrails and all(g["passed"] for g in m.guardrails)
+        assert all(c["checked"] or c["reasons"] == [] for c in m.candidates)
+        assert any(c["checked"] for c in m.candidates)
+    log = "".join(p.read_text() for p in logs.iterdir())
+    assert "items in 2 processes" in log and "Traceback" not in log
+    store.engine.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -41,6 +41,8 @@ def configure(app: Celery) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # stderr stays stderr: pushgen's log handler writes there (a redirected
+        # stderr sent each record back into logging, where it was dropped)
     )
     return app
 

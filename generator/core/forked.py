@@ -38,6 +38,7 @@ def forked_map(fn: Callable[[T], R], items: Sequence[T], processes: int, *, min_
     n = min(processes, len(items) // max(min_items, 1))
     if n <= 1 or not hasattr(os, "fork"):
         return [fn(x) for x in items]
+    log.info("%d items in %d processes", len(items), n)
     bounds = [len(items) * k // n for k in range(n + 1)]
     children: list[tuple[int, int]] = []
     try:
