@@ -180,3 +180,91 @@ def test_chinese_product_nouns_are_found_as_the_longest_first_alternation_finds_
     for _ in range(500):
         text = "".join(rng.choices(pieces, k=rng.randrange(0, 8)))
         assert list(nouns_in(text)) == [m[0] for m in pattern.finditer(text)], text
+
+
+def _tent_and_mug() -> tuple[object, object]:
+    from decimal import Decimal
+
+    from generator.core.data import Item
+
+    tent = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
+                price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
+    mug = Item(item_id="B2", title="Aurora Ceramic Mug", brand="Aurora", price=Decimal("12.50"), currency="USD",
+               in_stock=True, url="u")
+    return tent, mug
+
+
+def test_a_passing_verdict_is_one_shared_result_equal_to_a_fresh_one() -> None:
+    """The checks give back one frozen passing result per name (``passing``): equal to what they built before."""
+    from generator.check.guardrails import DEFAULT_CHECKS, GuardContext
+    from generator.check.result import CheckResult, passing
+
+    tent, mug = _tent_and_mug()
+    ctx = GuardContext(items=[tent, mug], catalog=[tent, mug])
+    results = [r for check in DEFAULT_CHECKS
+               for r in (lambda got: got if isinstance(got, list) else [got])(
+                   check("Your tent is waiting", "The Trailblazer tent is now $149.00. Tap to see it.", ctx))]
+    assert all(r.passed for r in results) and len(results) == len(DEFAULT_CHECKS) + 1  # lengths gives two
+    for r in results:
+        assert r == CheckResult(r.name, True) and r is passing(r.name)
+    assert passing("prices") != passing("facts")
+
+
+def test_a_contexts_derived_values_are_made_once_and_equal_fresh_ones() -> None:
+    """``_Derived``'s values (``_once``, cached_property without its lock) are made at the first read, kept, and equal
+    to what a fresh ``_Derived`` makes; a field assigned anew drops them."""
+    from generator.check.guardrails import GuardContext, _Derived, _derived, _once
+
+    tent, mug = _tent_and_mug()
+    ctx = GuardContext(items=[tent, mug], catalog=[tent, mug], example_texts=["Title: Hi\nBody: a b c d e f g h"])
+    names = [n for n, v in vars(_Derived).items() if isinstance(v, _once)]
+    assert len(names) > 20 and isinstance(_Derived.item_names, _once)
+    first = _derived(ctx)
+    values = {n: getattr(first, n) for n in names}
+    assert all(getattr(first, n) is values[n] for n in names)  # kept, not made again
+    assert {n: getattr(_Derived(ctx), n) for n in names} == values
+    ctx.items = [mug]
+    assert _derived(ctx) is not first and _derived(ctx).fact_texts == (mug.title, mug.display_name)
+
+
+def test_a_contexts_fingerprint_is_its_fields_values() -> None:
+    """``_fingerprint``'s number is one per value of the fields ``dataclasses.fields`` lists, taken as before (dicts as
+    sorted reprs, models as their repr, sequences as tuples, the catalog by identity); None where one is unhashable."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    from generator.check.guardrails import BrandPolicy, GuardContext, _fingerprint, _make_fingerprint
+
+    def by_fields(ctx: GuardContext) -> tuple[object, ...]:  # what _make_fingerprint built before (the slow path)
+        parts: list[object] = [type(ctx)]
+        for f in dataclasses.fields(ctx):
+            value = getattr(ctx, f.name)
+            if f.name == "catalog":
+                value = id(value)
+            elif isinstance(value, dict):
+                value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
+            elif isinstance(value, BaseModel):
+                value = repr(value)
+            elif isinstance(value, list | tuple):
+                value = tuple(value)
+            parts.append(value)
+        return tuple(parts)
+
+    tent, mug = _tent_and_mug()
+    catalog = [tent, mug]
+    made = [GuardContext(items=items, locale=locale, facts=facts, catalog=catalog, quoted_texts=quoted,
+                         campaign_type=kind, policy=policy)
+            for items in ([tent], [tent, mug], (tent, mug)) for locale in ("en_US", "zh_CN")
+            for facts in ({}, {"coupon_pct": 10}) for quoted in ((), ["great"], [["unhashable"]])
+            for kind in ("", "price_drop") for policy in (BrandPolicy(), BrandPolicy(banned_words=["x"]))]
+    numbers: dict[tuple[object, ...], int | None] = {}
+    for ctx in made:
+        want = by_fields(ctx)
+        assert _make_fingerprint(ctx) == want
+        number = _fingerprint(ctx)
+        hashable = not any(isinstance(q, list) for q in ctx.quoted_texts)
+        assert (number is None) == (not hashable)
+        if hashable:
+            assert numbers.setdefault(want, number) == number  # equal values, one number
+    assert len(set(numbers.values())) == len(numbers) > 40  # unequal values, other numbers

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 import ahocorasick
 import regex
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
 from generator.check.prefilter import BranchFilter, LiteralFilter
-from generator.check.result import CheckResult
+from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
 from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
@@ -145,7 +145,26 @@ class GuardContext:
 
 # what check_prices reads of some items (_Derived.prices_of): their amounts with their currencies, the amounts, and
 # their prices before a discount that are none of theirs now
+_T = TypeVar("_T")
 _Prices = tuple[dict[Decimal, set[str]], frozenset[Decimal], frozenset[Decimal]]
+
+
+class _once(Generic[_T]):  # noqa: N801 - a decorator, named as functools.cached_property is
+    """:class:`functools.cached_property` without its lock: made at the first read and kept in the instance's
+    ``__dict__``, where every later read finds it without this descriptor. Python 3.11's takes a lock at each first
+    read (3.12 dropped it as needless and slow), and a context's derived values are first read once per context."""
+
+    def __init__(self, make: Callable[[Any], _T]):
+        self.make, self.__doc__ = make, make.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # the class's attribute, as cached_property gives it
+        value = obj.__dict__[self.name] = self.make(obj)
+        return value
 
 
 class _Derived:
@@ -166,16 +185,16 @@ class _Derived:
             self._texts[key] = make(text)
         return self._texts[key]
 
-    @cached_property
+    @_once
     def item_facts(self) -> list[_ItemFacts]:
         return [_item_facts(it) for it in self.ctx.items]
 
-    @cached_property
+    @_once
     def item_names(self) -> list[tuple[Item, str, str]]:
         """Each item with its title and display name lower-cased."""
         return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
 
-    @cached_property
+    @_once
     def item_words(self) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
         """Each item's content words (the names' together, once each), and those of its display name and its title
         (:func:`_names_item`), as ``item_names`` lists the items."""
@@ -185,64 +204,64 @@ class _Derived:
             out.append((tuple(dict.fromkeys(short + title)), short, title))
         return out
 
-    @cached_property
+    @_once
     def name_words(self) -> set[str]:
         """The content words of the items' display names (a two-word title with one of them is about the item)."""
         return {w for it in self.ctx.items for w in _content_words(it.display_name)}
 
-    @cached_property
+    @_once
     def name_heads(self) -> list[_NameHead]:
         """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
         capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
         match has (None where a character of it has a case outside ASCII: no prefilter)."""
         return [facts.head for facts in self.item_facts if facts.head is not None]
 
-    @cached_property
+    @_once
     def fact_texts(self) -> tuple[str, ...]:
         return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
 
-    @cached_property
+    @_once
     def own_text(self) -> str:
         return " ".join(self.fact_texts)
 
-    @cached_property
+    @_once
     def own_low(self) -> str:
         return self.own_text.lower()
 
-    @cached_property
+    @_once
     def own_lower_exact(self) -> bool:
         """Whether :attr:`own_low` is the items' own text as case-insensitive matching reads it
         (:func:`~generator.core.formatting.lower_is_exact`)."""
         return lower_is_exact(self.own_text)
 
-    @cached_property
+    @_once
     def spaced_facts(self) -> list[str]:
         """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
         return [_one_space(t.lower()) for t in self.fact_texts]
 
-    @cached_property
+    @_once
     def blank_names(self) -> list[str]:
         """The names :func:`_without_names` blanks, longest first."""
         return sorted({n for n in self.fact_texts if n}, key=len, reverse=True)
 
-    @cached_property
+    @_once
     def names_low(self) -> set[str]:
         return {n.lower() for n in self.fact_texts}
 
-    @cached_property
+    @_once
     def own_ids(self) -> set[str]:
         return {it.item_id for it in self.ctx.items}
 
-    @cached_property
+    @_once
     def own_brands(self) -> set[str]:
         """The items' brands lower-cased (:func:`_other_products`)."""
         return {it.brand.lower() for it in self.ctx.items if it.brand}
 
-    @cached_property
+    @_once
     def own_numbers(self) -> frozenset[str]:
         return _numbers_of(" ".join(self.fact_texts))
 
-    @cached_property
+    @_once
     def every_amount(self) -> dict[Decimal, set[str]]:
         return self.ctx.allowed_amounts()
 
@@ -257,47 +276,47 @@ class _Derived:
             self._prices[key] = (allowed, frozenset(allowed), frozenset(listed))
         return self._prices[key]
 
-    @cached_property
+    @_once
     def allowed_numbers(self) -> set[str]:
         return _allowed_numbers(self.ctx)
 
-    @cached_property
+    @_once
     def language_names(self) -> list[str]:
         names = {n for it in self.ctx.items for n in (it.title, it.display_name, it.brand) if n}
         return sorted(names, key=len, reverse=True)
 
-    @cached_property
+    @_once
     def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
         """Per item sold as a pack under a derived plural name, the singular it stands for and its pattern (the
         catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`)."""
         return [facts.pack for facts in self.item_facts if facts.pack is not None]
 
-    @cached_property
+    @_once
     def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
         return frozenset().union(*(_stems(t) for it in self.ctx.items
                                    for t in (it.title, it.display_name, it.category, it.description, it.brand)))
 
-    @cached_property
+    @_once
     def bare_names(self) -> set[str]:
         """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
         return {_bare(name) for name in self.fact_texts}
 
-    @cached_property
+    @_once
     def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
         """The body phrases of the template's example answers, and their words (:func:`check_example_copy`)."""
         return _example_index(tuple(self.ctx.example_texts))
 
-    @cached_property
+    @_once
     def own_phrases(self) -> frozenset[str]:
         """The phrases copy may share with the examples: the items' titles', the brand's own copy's."""
         return _example_phrases(" ".join([*(it.title for it in self.ctx.items), *self.ctx.generic_texts]))
 
-    @cached_property
+    @_once
     def prompt_parts(self) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
         return _prompt_parts(self.ctx.prompt_text)
 
-    @cached_property
+    @_once
     def quoted_index(self) -> tuple[frozenset[str], frozenset[str]]:
         """The 5-shingles of the quoted reviews, and their words (:func:`check_injection`)."""
         return _quoted_index(tuple(self.ctx.quoted_texts))
@@ -468,7 +487,11 @@ def _shared_grams(runs: Sequence[str], n: int, phrases: frozenset[str]) -> Itera
 
 
 def _derived(ctx: GuardContext) -> _Derived:
-    return memo(ctx, "guardrails", lambda: _Derived(ctx))
+    """What the checks derive from ``ctx`` (:func:`memo`'s entry ``guardrails``), read straight off the context's store
+    when it is there: the checks ask for it some twenty times per copy."""
+    store = ctx.__dict__.get("_derived")
+    found = store.get("guardrails") if store is not None else None
+    return found if found is not None else memo(ctx, "guardrails", lambda: _Derived(ctx))
 
 
 def graphemes(text: str) -> int:
@@ -514,7 +537,7 @@ def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]
     limits = memo(ctx, "length_limits", lambda: _strictest(ctx.platforms))
     n_title, n_body = graphemes(title), graphemes(body)
     if 0 < n_title <= limits.title and 0 < n_body <= limits.body:
-        return [_LENGTH_OK["title"], _LENGTH_OK["body"]]
+        return [passing("title_length"), passing("body_length")]
     return [_length_result("title", n_title, limits.title), _length_result("body", n_body, limits.body)]
 
 
@@ -530,15 +553,9 @@ def _length_result(part: str, n: int, limit: int) -> CheckResult:
         return CheckResult(f"{part}_length", False, f"{part} is empty")
     if n > limit:
         return CheckResult(f"{part}_length", False, f"{part} has {n} characters, limit {limit}")
-    return _LENGTH_OK[part]
+    return passing(f"{part}_length")
 
 
-# the passing verdicts of the checks below (results are frozen: one instance serves every copy)
-_LENGTH_OK = {"title": CheckResult("title_length", True), "body": CheckResult("body_length", True)}
-_PAYLOAD_OK = CheckResult("payload_size", True)
-_WELL_FORMED_OK = CheckResult("well_formed", True)
-_TITLE_HOOK_OK = CheckResult("title_hook", True)
-_LANGUAGE_OK = CheckResult("language", True)
 
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
@@ -557,12 +574,12 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
     # a byte of UTF-8 takes at most six in a JSON string (a control character as \uXXXX): copy far below the limit
     # fits without building its payloads
     if _payload_base(deep_link) + 6 * (len(title.encode("utf-8")) + len(body.encode("utf-8"))) <= MAX_PAYLOAD_BYTES:
-        return _PAYLOAD_OK
+        return passing("payload_size")
     sizes = {k: encoded_size(v) for k, v in push_payloads(title, body, deep_link).items()}
     worst = max(sizes, key=sizes.__getitem__)
     if sizes[worst] > MAX_PAYLOAD_BYTES:
         return CheckResult("payload_size", False, f"{worst} payload is {sizes[worst]} bytes, limit {MAX_PAYLOAD_BYTES}")
-    return _PAYLOAD_OK
+    return passing("payload_size")
 
 
 _WAS = regex.compile(r"(?:was|were|(?<!up )from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
@@ -575,7 +592,7 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     mentions = money_mentions(text)
     if not mentions:
-        return CheckResult("prices", True)
+        return passing("prices")
     derived = _derived(ctx)
     allowed, amounts, listed = derived.prices_of(ctx.named_items(text))
     for m in mentions:
@@ -597,7 +614,7 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if not any(m.currencies & allowed[a] for a in hits):
             return CheckResult("prices", False,
                                f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")
-    return CheckResult("prices", True)
+    return passing("prices")
 
 
 _RISEN = regex.compile(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨")
@@ -609,7 +626,7 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     mentions = percent_mentions(text)
     if not mentions:
-        return CheckResult("percentages", True)
+        return passing("percentages")
     allowed = ctx.allowed_percentages(ctx.named_items(text))
     for m in mentions:
         if _is_item_fact(m.text, ctx):
@@ -620,7 +637,7 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
         vague = r"\b(?:up to|as much as|at least|over|more than)\s*$|最高|高达|至少"
         if _re(vague, regex.I).search(text[:m.span[0]][-16:]):
             return CheckResult("percentages", False, f"a vague discount around {m.text!r}: the item's is exact")
-    return CheckResult("percentages", True)
+    return passing("percentages")
 
 
 _STOP = {"the", "and", "for", "with", "set", "pack", "of", "in", "a", "an", "to", "by", "on"}
@@ -671,10 +688,10 @@ def check_mentions_item(title: str, body: str, ctx: GuardContext) -> CheckResult
     low, present = text.lower(), None
     for item, whole, short in _derived(ctx).item_names:  # mentions_item: a whole name first, its words when none is
         if whole in low or short in low:
-            return CheckResult("mentions_item", True)
+            return passing("mentions_item")
         present = _word_set(text) if present is None else present
         if _names_item(low, present, item, whole, short):
-            return CheckResult("mentions_item", True)
+            return passing("mentions_item")
     return CheckResult("mentions_item", False, "the copy names none of the user's ranked items")
 
 
@@ -710,7 +727,7 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("well_formed", False, slip)
     if ("{" in text or "}" in text or "[" in text or "<" in text) and _MARKUP.search(text):  # every match has one
         return CheckResult("well_formed", False, "contains template syntax or markup")
-    return _WELL_FORMED_OK
+    return passing("well_formed")
 
 
 def _repeated_word(text: str) -> str | None:
@@ -805,7 +822,7 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if 0 < len(words) <= 2 and not _DIGIT_OR_HAN.search(bare) and not _HOOK.search(bare) \
             and not set(words) & derived.name_words:
         return CheckResult("title_hook", False, f"{title!r} says nothing about the item or the offer")
-    return _TITLE_HOOK_OK
+    return passing("title_hook")
 
 
 _PUNCT_SPACE = regex.compile(r"[\p{P}\p{S}\s]+")
@@ -859,14 +876,14 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if language_of(ctx.locale) != "zh":
         if han:
             return CheckResult("language", False, f"locale {ctx.locale} but the copy has {han} Han characters")
-        return _LANGUAGE_OK
+        return passing("language")
     if title.strip() and not _HAN.search(title):
         return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
     latin_words = _latin_words(title, body, ctx)  # an English product or brand name is normal in zh
     if han == 0 or han < 3 * latin_words:
         return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
                                               f"{latin_words} Latin words")
-    return _LANGUAGE_OK
+    return passing("language")
 
 
 def _latin_words(title: str, body: str, ctx: GuardContext) -> int:
@@ -981,7 +998,7 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("policy", False, f"profanity {word!r}")
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
-    return CheckResult("policy", True)
+    return passing("policy")
 
 
 @lru_cache(maxsize=64)
@@ -1008,7 +1025,7 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     m = scan.search(copy.text) if scan else None
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
-    return CheckResult("tone", True)
+    return passing("tone")
 
 
 def _without_names(text: str, ctx: GuardContext) -> str:
@@ -1066,7 +1083,7 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("pii", False, "contains a card-like number")
         if len(digits) >= 8:
             return CheckResult("pii", False, f"contains a phone-like number {m[0].strip()!r}")
-    return CheckResult("pii", True)
+    return passing("pii")
 
 
 
@@ -1086,7 +1103,7 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if any(_shared_shingles(copy.words, 5, quoted, words)) \
                 or any(_shared_grams(["".join(copy.han_runs)], 10, quoted)):
             return CheckResult("injection", False, "copies shopper-written text from a review")
-    return CheckResult("injection", True)
+    return passing("injection")
 
 
 def _allowed_numbers(ctx: GuardContext) -> set[str]:
@@ -1311,7 +1328,7 @@ def _display_name_spans(low: str, ctx: GuardContext) -> list[tuple[int, int]]:
 
 def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     if not ctx.catalog:
-        return CheckResult("facts", True)
+        return passing("facts")
     index, derived, low = catalog_index(ctx.catalog), _derived(ctx), text.lower()
     for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
         if item_id not in derived.own_ids and title not in derived.names_low and title not in derived.own_low:
@@ -1319,7 +1336,7 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     for found in set(_brands_in(low, index.brands)) if index.brands else ():
         if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
-    return CheckResult("facts", True)
+    return passing("facts")
 
 
 # claims a shop cannot back unless the campaign states them: superlatives and comparatives (never), urgency and
@@ -1401,14 +1418,14 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     if not ctx.campaign_type:
-        return CheckResult("claims", True)
+        return passing("claims")
     for campaign_type, pattern in _EVENTS.items():
         scan = scans[pattern] if campaign_type != ctx.campaign_type else None
         m = scan.search(text) if scan else None
         if m and not _in_own_name(m[0].strip(), ctx):  # "New Balance"
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
-    return CheckResult("claims", True)
+    return passing("claims")
 
 
 _CLAIMS = ((_SUPERLATIVE, "superlative", ()), (_URGENCY, "urgency", ("ends_at",)),
@@ -1442,7 +1459,7 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                  _shared_shingles(copy.words, 7, phrases, words))
         if any(p not in derived.own_phrases for p in shared):
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
-    return CheckResult("example_copy", True)
+    return passing("example_copy")
 
 
 _LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,60}?)\s*[:：]")
@@ -1460,7 +1477,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if (":" in part or "：" in part) and (m := _FIELD_LABEL.match(part)):  # every match ends on a colon
             return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip().rstrip(':：').strip()!r}")
     if not ctx.prompt_text:
-        return CheckResult("prompt_echo", True)
+        return passing("prompt_echo")
     text = _copy(title, body).low
     labels, lines = _derived(ctx).prompt_parts
     for label, pattern in labels:
@@ -1469,7 +1486,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     for line in lines:
         if line in text:
             return CheckResult("prompt_echo", False, f"repeats the prompt's line {line!r}")
-    return CheckResult("prompt_echo", True)
+    return passing("prompt_echo")
 
 
 def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
@@ -1519,7 +1536,7 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
             for w in words:
                 if w in forms and _stem(w) not in own_words:
                     return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
-    return CheckResult("sense", True)
+    return passing("sense")
 
 
 @lru_cache(maxsize=16)
@@ -1579,20 +1596,24 @@ def _fingerprint(ctx: GuardContext) -> int | None:
     as ``_Derived`` is (a field's assignment drops it); the catalog by identity (``catalog_index`` indexes it so)."""
     def number() -> int | None:
         value = _make_fingerprint(ctx)
-        if value is None:
+        try:
+            found = _FINGERPRINTS.get(value)  # the value is hashed here, once
+        except TypeError:  # a field's value is not hashable
             return None
-        if value not in _FINGERPRINTS:
-            _FINGERPRINTS[value] = next(_NUMBERS)
-        return _FINGERPRINTS[value]
+        if found is None:
+            found = _FINGERPRINTS[value] = next(_NUMBERS)
+        return found
 
     return memo(ctx, "fingerprint", number)
 
 
-def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
+def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...]:
+    """The fields' values (:func:`_fingerprint`), maybe unhashable: dicts as sorted pairs of reprs, models as their
+    repr, sequences as tuples, the catalog as its id."""
     parts: list[Any] = [type(ctx)]
-    for f in fields(ctx):
-        value = getattr(ctx, f.name)
-        if f.name == "catalog":
+    for name in _field_names(type(ctx)):
+        value = getattr(ctx, name)
+        if name == "catalog":
             if _CATALOGS.get(id(value)) is not value:
                 if len(_CATALOGS) >= 16:
                     _CATALOGS.clear()
@@ -1600,6 +1621,8 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
                     _FINGERPRINTS.clear()
                 _CATALOGS[id(value)] = value
             value = id(value)
+        elif type(value) in _PLAIN:
+            pass  # the common case: a string (strings are neither dicts, models nor sequences here)
         elif isinstance(value, dict):
             value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
         elif isinstance(value, BaseModel):
@@ -1607,12 +1630,16 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
         elif isinstance(value, list | tuple):
             value = tuple(value)
         parts.append(value)
-    out = tuple(parts)
-    try:
-        hash(out)
-    except TypeError:
-        return None
-    return out
+    return tuple(parts)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # field values kept as they are
+
+
+@lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A context class's field names, in order (``dataclasses.fields`` builds them at each call)."""
+    return tuple(f.name for f in fields(cls))
 
 
 def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
