@@ -268,3 +268,64 @@ def test_a_contexts_fingerprint_is_its_fields_values() -> None:
         if hashable:
             assert numbers.setdefault(want, number) == number  # equal values, one number
     assert len(set(numbers.values())) == len(numbers) > 40  # unequal values, other numbers
+
+
+def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> None:
+    """What ``_Derived`` reads off each item's ``_ItemFacts`` (made once per item) is what reading the items gives."""
+    from generator.check.guardrails import (
+        GuardContext,
+        _bare,
+        _content_words,
+        _derived,
+        _name_words,
+        _one_space,
+        _stems,
+    )
+    from generator.core.data import Item
+
+    tent, mug = _tent_and_mug()
+    odd = Item(item_id="C3", title="Über  Lamp\tSet of 3 — Kelvin \u212a", brand="Über", price=1, currency="EUR",
+               in_stock=True, url="u", category="Lamps", description="Warm lamps, 3 of them", short_name="Lamp Set")
+    for items in ([tent], [tent, mug], [odd, tent, mug]):
+        derived = _derived(GuardContext(items=items))
+        texts = tuple(t for it in items for t in (it.title, it.display_name))
+        assert derived.fact_texts == texts
+        assert derived.spaced_facts == [_one_space(t.lower()) for t in texts]
+        assert derived.names_low == {t.lower() for t in texts}
+        assert derived.bare_names == {_bare(t) for t in texts}
+        assert derived.name_words == {w for it in items for w in _content_words(it.display_name)}
+        assert derived.sense_words == frozenset().union(*(_stems(t) for it in items for t in (
+            it.title, it.display_name, it.category, it.description, it.brand)))
+        for it, (every, short, title) in zip(items, derived.item_words, strict=True):
+            assert (short, title) == (_name_words(it.display_name), _name_words(it.title))
+            assert every == frozenset(short + title)
+
+
+def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> None:
+    """``_other_products`` passes a copy at once where the user's items have every brand its automaton finds anywhere
+    in it; every copy gets the verdict of looking at each whole-word brand it names."""
+    import regex
+
+    from generator.check.guard_index import titles_in
+    from generator.check.guardrails import GuardContext, _brands_in, _derived, _other_products, catalog_index
+    from generator.core.data import Item
+
+    brands = ["Ember & Oak", "Oak", "Summit", "Summit Ridge", "Ridge", "3M", "Über", "Aurora"]
+    catalog = [Item(item_id=f"I{k}", title=f"{b} Thing {k}", brand=b, price=5, currency="USD", in_stock=True,
+                    url="u") for k, b in enumerate(brands)]
+    rng = random.Random(9)
+    pieces = ["ember & oak", "Ember", "oak", "soak", "Summit Ridge", "summitridge", "ridge", "3M", "3m's", "über",
+              "überall", "aurora", "-", " ", "帐篷", "now $5", "Thing"]
+    failed = 0
+    for _ in range(1500):
+        ctx = GuardContext(items=rng.sample(catalog, rng.randrange(1, 3)), catalog=catalog)
+        text = " ".join(rng.choices(pieces, k=rng.randrange(0, 7)))
+        got = _other_products(text, ctx)
+        index, derived, low = catalog_index(catalog), _derived(ctx), text.lower()
+        if any(it_id not in derived.own_ids for it_id, _, _ in titles_in(index.titles, low)):
+            continue  # another product's title: decided before the brands
+        other = next((b for b in set(_brands_in(low, index.brands)) if b not in derived.own_brands
+                      and not regex.search(rf"(?<!\w){regex.escape(b)}(?!\w)", derived.own_low)), None)
+        assert got.passed == (other is None), (text, [it.brand for it in ctx.items])
+        failed += other is not None
+    assert failed > 100

@@ -106,7 +106,8 @@ class GuardContext:
         return _derived(self).of_text("named", text, self._named_items)
 
     def _named_items(self, text: str) -> Sequence[Item]:
-        names, words = _derived(self).item_names, _derived(self).item_words
+        derived = _derived(self)
+        names, words = derived.item_names, derived.item_words
         rest = text.lower()
         found = [n for n, (_, title, short) in enumerate(names) if title in rest or short in rest]
         for n in found:
@@ -119,9 +120,9 @@ class GuardContext:
                 continue
             if title in rest or short in rest:
                 named.append(it)
-            elif any(w in low for w in words[n][0]):  # else none of its words is present: it is not named in part
+            elif any(map(low.__contains__, words[n][0])):  # else none of its words is in it: it is not named in part
                 present = _word_set(rest) if present is None else present
-                if any(_half_of(present, w) for w in words[n][1:]):
+                if _half_of(present, words[n][1]) or _half_of(present, words[n][2]):
                     named.append(it)
         return named or self.items
 
@@ -195,19 +196,15 @@ class _Derived:
         return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
 
     @_once
-    def item_words(self) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
-        """Each item's content words (the names' together, once each), and those of its display name and its title
+    def item_words(self) -> list[tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]]:
+        """Each item's content words (the names' together), and those of its display name and its title
         (:func:`_names_item`), as ``item_names`` lists the items."""
-        out = []
-        for it, _, _ in self.item_names:
-            short, title = _name_words(it.display_name), _name_words(it.title)
-            out.append((tuple(dict.fromkeys(short + title)), short, title))
-        return out
+        return [facts.words for facts in self.item_facts]
 
     @_once
     def name_words(self) -> set[str]:
         """The content words of the items' display names (a two-word title with one of them is about the item)."""
-        return {w for it in self.ctx.items for w in _content_words(it.display_name)}
+        return {w for facts in self.item_facts for w in facts.words[1]}
 
     @_once
     def name_heads(self) -> list[_NameHead]:
@@ -218,7 +215,7 @@ class _Derived:
 
     @_once
     def fact_texts(self) -> tuple[str, ...]:
-        return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
+        return tuple(t for facts in self.item_facts for t in facts.texts)
 
     @_once
     def own_text(self) -> str:
@@ -237,16 +234,20 @@ class _Derived:
     @_once
     def spaced_facts(self) -> list[str]:
         """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
-        return [_one_space(t.lower()) for t in self.fact_texts]
+        return [t for facts in self.item_facts for t in facts.spaced]
 
     @_once
-    def blank_names(self) -> list[str]:
+    def blank_names(self) -> tuple[str, ...]:
         """The names :func:`_without_names` blanks, longest first."""
-        return sorted({n for n in self.fact_texts if n}, key=len, reverse=True)
+        return tuple(sorted({n for n in self.fact_texts if n}, key=len, reverse=True))
+
+    def blanked(self, text: str) -> str:
+        """``text`` without the items' names (:func:`_without_names`)."""
+        return _blanked(text, self.blank_names)
 
     @_once
     def names_low(self) -> set[str]:
-        return {n.lower() for n in self.fact_texts}
+        return {n for facts in self.item_facts for n in (facts.title, facts.name)}
 
     @_once
     def own_ids(self) -> set[str]:
@@ -281,9 +282,9 @@ class _Derived:
         return _allowed_numbers(self.ctx)
 
     @_once
-    def language_names(self) -> list[str]:
+    def language_names(self) -> tuple[str, ...]:
         names = {n for it in self.ctx.items for n in (it.title, it.display_name, it.brand) if n}
-        return sorted(names, key=len, reverse=True)
+        return tuple(sorted(names, key=len, reverse=True))
 
     @_once
     def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
@@ -294,13 +295,12 @@ class _Derived:
     @_once
     def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
-        return frozenset().union(*(_stems(t) for it in self.ctx.items
-                                   for t in (it.title, it.display_name, it.category, it.description, it.brand)))
+        return frozenset().union(*(facts.stems for facts in self.item_facts))
 
     @_once
     def bare_names(self) -> set[str]:
         """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
-        return {_bare(name) for name in self.fact_texts}
+        return {bare for facts in self.item_facts for bare in facts.bare}
 
     @_once
     def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -332,6 +332,12 @@ class _ItemFacts:
 
     title: str  # lower-cased
     name: str  # the display name lower-cased
+    texts: tuple[str, str]  # its title and display name as written (_Derived.fact_texts)
+    spaced: tuple[str, str]  # these lower-cased with runs of whitespace as one space (_Derived.spaced_facts)
+    bare: tuple[str, str]  # these without punctuation, symbols and spacing, lower-cased (_Derived.bare_names)
+    # the content words of its names together, of its display name and of its title (_Derived.item_words)
+    words: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]
+    stems: frozenset[str]  # of its names, category, description and brand (_Derived.sense_words)
     numbers: frozenset[str]  # of its title, display name, price and sale price, and its discount (check_facts)
     head: _NameHead | None  # its entry of _Derived.name_heads
     pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
@@ -345,7 +351,12 @@ def _item_facts(item: Item) -> _ItemFacts:
                                                            f"{item.price} {item.sale_price or ''}")), pct)
     one = "" if item.short_name else pack_singular(item.title, item.brand, item.category)
     pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
-    return _ItemFacts(item.title.lower(), name.lower(), numbers, _name_head(item.title, item.brand, name), pack)
+    texts = (item.title, name)
+    short_words, title_words = _name_words(name), _name_words(item.title)
+    stems = frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand)))
+    return _ItemFacts(item.title.lower(), name.lower(), texts, (_one_space(texts[0].lower()), _one_space(name.lower())),
+                      (_bare(texts[0]), _bare(name)), (frozenset(short_words + title_words), short_words, title_words),
+                      stems, numbers, _name_head(item.title, item.brand, name), pack)
 
 
 def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
@@ -1031,42 +1042,41 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
 def _without_names(text: str, ctx: GuardContext) -> str:
     """``text`` with the items' own titles and display names blanked (their model numbers and words are the
     catalog's, not the copy's)."""
-    return _derived(ctx).of_text("blanked", text, lambda t: _blanked(t, _derived(ctx).blank_names))
+    derived = _derived(ctx)
+    return derived.of_text("blanked", text, derived.blanked)
 
 
-def _blanked(text: str, names: list[str]) -> str:
+def _blanked(text: str, names: Sequence[str]) -> str:
     """``text`` with each occurrence of ``names`` (case-insensitive; at one place the first of them that is there)
     replaced by a space, as ``regex.sub`` of the names' alternation does, without compiling a pattern of each
-    user's names (milliseconds per user): the leftmost places any name is at, the first name in order at each."""
+    user's names (milliseconds per user): the leftmost places any name is at, the first name in order at each. Each
+    name's places (overlapping) are found by ``str.find`` for an ASCII name where case-insensitive is ``lower()``
+    (:func:`_ascii_folds`), else by one pattern per name (names recur)."""
     if not names:
         return text
-    first: dict[int, tuple[int, int]] = {}  # place -> (the first name there, its length)
-    for k, (at, length) in _name_places(text, names):
-        if at not in first or k < first[at][0]:
-            first[at] = (k, length)
+    ascii_folds, low = _ascii_folds(text), text.lower()
+    first: dict[int, int] = {}  # place -> the length of the first name there (the names are looked for in order)
+    for name, name_low in _name_keys(tuple(names)):
+        if ascii_folds and name_low is not None:
+            at = low.find(name_low)
+            while at >= 0:
+                first.setdefault(at, len(name_low))
+                at = low.find(name_low, at + 1)
+        else:
+            for m in _re(_escape(name), regex.I).finditer(text, overlapped=True):
+                first.setdefault(m.start(), m.end() - m.start())
     out, end = [], 0
     for at in sorted(first):
         if at >= end:
             out += [text[end:at], " "]
-            end = at + first[at][1]
+            end = at + first[at]
     return "".join(out) + text[end:]
 
 
-def _name_places(text: str, names: list[str]) -> Iterator[tuple[int, tuple[int, int]]]:
-    """Each place (start, length) of each name in ``text``, case-insensitive, overlapping, with the name's index:
-    by ``str.find`` for ASCII names where case-insensitive is ``lower()`` (:func:`_ascii_folds`), else by one pattern
-    per name (names recur)."""
-    ascii_folds, low = _ascii_folds(text), text.lower()
-    for k, name in enumerate(names):
-        if ascii_folds and name.isascii():
-            name = name.lower()
-            at = low.find(name)
-            while at >= 0:
-                yield k, (at, len(name))
-                at = low.find(name, at + 1)
-        else:
-            for m in _re(_escape(name), regex.I).finditer(text, overlapped=True):
-                yield k, (m.start(), m.end() - m.start())
+@lru_cache(maxsize=1 << 12)
+def _name_keys(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """Each name, with itself lower-cased where it is ASCII (:func:`_blanked`; a context's names recur per copy)."""
+    return tuple((name, name.lower() if name.isascii() else None) for name in names)
 
 
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -1252,7 +1262,7 @@ def _invented_number(text: str, ctx: GuardContext) -> str | None:
     """The first number of the copy (outside its amounts of money, percentages and words such as "3D") that is not
     a number of the items or the campaign, whole or as a date's parts (05.12.2026)."""
     allowed = _derived(ctx).allowed_numbers
-    words = [m.span() for m in _UNIT_WORD.finditer(text)] if any(w in text for w in _UNIT_WORDS) else []
+    words = [m.span() for m in _UNIT_WORD.finditer(text)] if any(map(text.__contains__, _UNIT_WORDS)) else []
     stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
     for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
         if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed
@@ -1333,7 +1343,11 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
         if item_id not in derived.own_ids and title not in derived.names_low and title not in derived.own_low:
             return CheckResult("facts", False, f"names another product {written!r}")
-    for found in set(_brands_in(low, index.brands)) if index.brands else ():
+    # the brands it names are among those the automaton finds anywhere (_brands_in keeps whole words, the longest):
+    # where the user's items have every one of these, it names no other
+    if index.brands is None or derived.own_brands.issuperset([brand for _, brand in index.brands.iter(low)]):
+        return passing("facts")
+    for found in set(_brands_in(low, index.brands)):
         if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
     return passing("facts")
