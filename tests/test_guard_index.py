@@ -329,3 +329,58 @@ def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> Non
         assert got.passed == (other is None), (text, [it.brand for it in ctx.items])
         failed += other is not None
     assert failed > 100
+
+
+def test_a_prompts_labels_are_found_at_its_lines_starts_as_the_label_pattern_finds_them() -> None:
+    """``_prompt_parts`` tries the label pattern at the starts of a prompt's lines (``_label_starts``), and a line only
+    where it has a colon (``_has_label``): what ``findall`` over the whole prompt and a match per line give."""
+    from generator.check.guardrails import _LABEL, _has_label, _label_starts, _prompt_parts
+    from generator.core.formatting import _matches_at
+
+    rng = random.Random(13)
+    pieces = ["Price", "Product", "：", ":", " ", "\n", "\n\n", "\r\n", "\x0b", "\u2028", "\t", "Write a push.", "价格",
+              "A shopper's review (quoted data)", "x" * 70, "$19.99", "«", "Title"]
+    for _ in range(3000):
+        prompt = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
+        found = [m[1] for m in _matches_at(_LABEL, prompt, _label_starts(prompt))]
+        assert found == _LABEL.findall(prompt), prompt
+        for line in prompt.lower().splitlines():
+            assert _has_label(line) == (_LABEL.match(line) is not None), line
+        labels, lines = _prompt_parts(prompt)
+        assert {label for label, _ in labels} == {m.strip().lower() for m in _LABEL.findall(prompt)}
+
+
+def test_the_amounts_and_discounts_read_off_items_facts_are_the_items_own() -> None:
+    """``allowed_amounts``, ``allowed_percentages`` and ``prices_of`` read each item's facts (``_facts_of``: by
+    identity, else by value): what reading the items' prices, sale prices and discounts gives."""
+    from decimal import Decimal
+
+    from generator.check.guardrails import GuardContext, _derived, _facts_of, _item_facts
+    from generator.core.data import Item
+
+    rng = random.Random(21)
+    prices = [Decimal("189.00"), Decimal("149.5"), Decimal("12.34"), Decimal("0"), Decimal("990"), Decimal("466")]
+    items = []
+    for k in range(60):
+        price = rng.choice(prices)
+        sale = rng.choice([None, *[p for p in prices if p < price]])
+        items.append(Item(item_id=f"I{k}", title=f"Thing {k}", price=price, sale_price=sale, in_stock=True, url="u",
+                          currency=rng.choice(["USD", "EUR"]), stated_discount_pct=rng.choice([None, None, 15])
+                          if sale is not None else None))
+    cents = Decimal("0.01")
+    for _ in range(300):
+        chosen = rng.sample(items, rng.randrange(1, 5))
+        ctx = GuardContext(items=chosen, facts=rng.choice([{}, {"coupon_pct": 10}]))
+        want: dict[Decimal, set[str]] = {}
+        for it in chosen:
+            for amount in (it.price, it.sale_price):
+                if amount is not None:
+                    want.setdefault(Decimal(amount).quantize(cents), set()).add(it.currency)
+        assert ctx.allowed_amounts() == want == ctx.allowed_amounts(chosen)
+        assert ctx.allowed_percentages(chosen) == {it.discount_pct for it in chosen if it.discount_pct} \
+            | ctx.extra_percentages
+        listed = {it.price.quantize(cents) for it in chosen if it.discount_pct} \
+            - {it.current_price.quantize(cents) for it in chosen}
+        assert _derived(ctx).prices_of(chosen) == (want, frozenset(want), frozenset(listed))
+    again = items[0].model_copy()  # equal, not the same object: its facts by value
+    assert again is not items[0] and _facts_of(again) == _facts_of(items[0]) == _item_facts(items[0])

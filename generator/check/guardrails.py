@@ -26,7 +26,14 @@ from generator.check.prefilter import BranchFilter, LiteralFilter
 from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
-from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
+from generator.core.formatting import (
+    _matches_at,
+    lower_is_exact,
+    mask,
+    money_mentions,
+    money_mentions_of_copy,
+    percent_mentions,
+)
 from generator.core.names import ends_plural, pack_singular
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
@@ -132,15 +139,15 @@ class GuardContext:
         return list(_derived(self).fact_texts)
 
     def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
+        """The items' prices and sale prices, to the cent, each with the currencies it is in."""
         out: dict[Decimal, set[str]] = {}
-        for it in self.items if items is None else items:
-            for amount in (it.price, it.sale_price):
-                if amount is not None:
-                    out.setdefault(Decimal(amount).quantize(Decimal("0.01")), set()).add(it.currency)
+        for facts in map(_facts_of, self.items if items is None else items):
+            for amount in facts.amounts:
+                out.setdefault(amount, set()).add(facts.currency)
         return out
 
     def allowed_percentages(self, items: Sequence[Item] | None = None) -> set[int]:
-        return {it.discount_pct for it in (self.items if items is None else items) if it.discount_pct} \
+        return {f.discount for f in map(_facts_of, self.items if items is None else items) if f.discount} \
             | self.extra_percentages
 
 
@@ -188,7 +195,7 @@ class _Derived:
 
     @_once
     def item_facts(self) -> list[_ItemFacts]:
-        return [_item_facts(it) for it in self.ctx.items]
+        return list(map(_facts_of, self.ctx.items))
 
     @_once
     def item_names(self) -> list[tuple[Item, str, str]]:
@@ -237,6 +244,12 @@ class _Derived:
         return [t for facts in self.item_facts for t in facts.spaced]
 
     @_once
+    def spaced_text(self) -> str:
+        """:attr:`spaced_facts` joined by newlines, which none of them has: a text without one is in this where it is
+        in one of them."""
+        return "\n".join(self.spaced_facts)
+
+    @_once
     def blank_names(self) -> tuple[str, ...]:
         """The names :func:`_without_names` blanks, longest first."""
         return tuple(sorted({n for n in self.fact_texts if n}, key=len, reverse=True))
@@ -272,8 +285,8 @@ class _Derived:
         the same few again and again)."""
         key = tuple(map(id, items))  # the context holds its items: no id is reused while it lives
         if key not in self._prices:
-            allowed = self.ctx.allowed_amounts(items)
-            listed = {_cents(it.price) for it in items if it.discount_pct} - {_cents(it.current_price) for it in items}
+            allowed, facts = self.ctx.allowed_amounts(items), list(map(_facts_of, items))
+            listed = {f.listed for f in facts if f.listed is not None} - {f.current for f in facts}
             self._prices[key] = (allowed, frozenset(allowed), frozenset(listed))
         return self._prices[key]
 
@@ -339,8 +352,27 @@ class _ItemFacts:
     words: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]
     stems: frozenset[str]  # of its names, category, description and brand (_Derived.sense_words)
     numbers: frozenset[str]  # of its title, display name, price and sale price, and its discount (check_facts)
+    currency: str
+    amounts: tuple[Decimal, ...]  # its price and sale price (where it has one), to the cent
+    current: Decimal  # its price now, to the cent
+    listed: Decimal | None  # its price before a discount, to the cent (None: not discounted)
+    discount: int | None  # its discount_pct
     head: _NameHead | None  # its entry of _Derived.name_heads
     pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
+
+
+def _facts_of(item: Item) -> _ItemFacts:
+    """:func:`_item_facts`, looked up by the item's identity first: a context's items are the shop's own objects,
+    which recur across its users, and hashing an item (the key of ``_item_facts``) hashes each of its fields."""
+    hit = _HELD_FACTS.get(id(item))
+    if hit is None or hit[0] is not item:
+        if len(_HELD_FACTS) >= 1 << 14:
+            _HELD_FACTS.clear()
+        hit = _HELD_FACTS[id(item)] = (item, _item_facts(item))
+    return hit[1]
+
+
+_HELD_FACTS: dict[int, tuple[Item, _ItemFacts]] = {}  # id -> the item (held: no other takes its id) and its facts
 
 
 @lru_cache(maxsize=1 << 14)
@@ -353,10 +385,15 @@ def _item_facts(item: Item) -> _ItemFacts:
     pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
     texts = (item.title, name)
     short_words, title_words = _name_words(name), _name_words(item.title)
-    stems = frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand)))
-    return _ItemFacts(item.title.lower(), name.lower(), texts, (_one_space(texts[0].lower()), _one_space(name.lower())),
-                      (_bare(texts[0]), _bare(name)), (frozenset(short_words + title_words), short_words, title_words),
-                      stems, numbers, _name_head(item.title, item.brand, name), pack)
+    return _ItemFacts(
+        title=item.title.lower(), name=name.lower(), texts=texts,
+        spaced=(_one_space(item.title.lower()), _one_space(name.lower())), bare=(_bare(item.title), _bare(name)),
+        words=(frozenset(short_words + title_words), short_words, title_words),
+        stems=frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand))),
+        numbers=numbers, currency=item.currency,
+        amounts=tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None),
+        current=_cents(item.current_price), listed=_cents(item.price) if item.discount_pct else None,
+        discount=item.discount_pct, head=_name_head(item.title, item.brand, name), pack=pack)
 
 
 def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
@@ -405,10 +442,23 @@ def _phrase_index(sets: Sequence[frozenset[str]]) -> tuple[frozenset[str], froze
 @lru_cache(maxsize=1 << 12)
 def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
     """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
-    labels = {m.strip().lower() for m in _LABEL.findall(prompt)}
+    labels = {m[1].strip().lower() for m in _matches_at(_LABEL, prompt, _label_starts(prompt))}
     lines = (line.strip() for line in prompt.lower().splitlines())
     return (tuple((label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels),
-            tuple(line for line in lines if len(line) >= 6 and not _LABEL.match(line)))
+            tuple(line for line in lines if len(line) >= 6 and not _has_label(line)))
+
+
+def _label_starts(text: str) -> list[int]:
+    """Where a match of :data:`_LABEL` may start in ``text``: at a line's start (its ``^``) before a colon (every match
+    ends on one; ``_LABEL.finditer`` tries every place of a prompt)."""
+    if ":" not in text and "：" not in text:
+        return []
+    return [0, *(at + 1 for at, ch in enumerate(text) if ch == "\n")]
+
+
+def _has_label(line: str) -> bool:
+    """Whether :data:`_LABEL` matches at the start of ``line`` (never without a colon, which every match ends on)."""
+    return (":" in line or "：" in line) and _LABEL.match(line) is not None
 
 
 @lru_cache(maxsize=1 << 12)
@@ -521,8 +571,8 @@ _JOINS = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=Regional_Indicator}\p{
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
     ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
-    needle = _one_space(matched.strip().lower())
-    return any(needle in t for t in _derived(ctx).spaced_facts)
+    needle = _one_space(matched.strip().lower())  # never empty (it has a digit) and without a newline
+    return needle in _derived(ctx).spaced_text
 
 
 def _one_space(text: str) -> str:
@@ -545,14 +595,15 @@ def _numbers_of(text: str) -> frozenset[str]:
 # --- checks -------------------------------------------------------------------------------------------------
 
 def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]:
-    limits = memo(ctx, "length_limits", lambda: _strictest(ctx.platforms))
+    limits = memo(ctx, "length_limits", lambda: _strictest(tuple(ctx.platforms)))
     n_title, n_body = graphemes(title), graphemes(body)
     if 0 < n_title <= limits.title and 0 < n_body <= limits.body:
         return [passing("title_length"), passing("body_length")]
     return [_length_result("title", n_title, limits.title), _length_result("body", n_body, limits.body)]
 
 
-def _strictest(platforms: Sequence[str]) -> PlatformLimits:
+@lru_cache(maxsize=64)  # a campaign's contexts share their platforms
+def _strictest(platforms: tuple[str, ...]) -> PlatformLimits:
     """The title and body limits that hold on every one of ``platforms``."""
     return PlatformLimits(title=min(PLATFORMS[p].title for p in platforms),
                           body=min(PLATFORMS[p].body for p in platforms))

@@ -303,7 +303,13 @@ def lower_is_exact(text: str) -> bool:
     """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
     characters matches there (and a pattern's cased character outside ASCII matches nothing): ASCII text, or text whose
     characters outside ASCII have no case (Han, currency signs, punctuation)."""
-    return text.isascii() or not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
+    return text.isascii() or _caseless_outside_ascii(text)
+
+
+@lru_cache(maxsize=4096)  # a copy is asked about by its amounts and several checks
+def _caseless_outside_ascii(text: str) -> bool:
+    """:func:`lower_is_exact` of a text that is not ASCII."""
+    return not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
 
 
 @lru_cache(maxsize=1)
@@ -414,8 +420,10 @@ def _may_hold_percent(text: str) -> bool:
 
 
 def mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
-    """``text`` with the given spans blanked (same length, so other spans keep their offsets)."""
-    chars = list(text)
+    """``text`` with the given spans blanked (same length, so other spans keep their offsets), each in turn: what
+    assigning spaces to the slices of a list of its characters gives, by slicing the string (a few spans of a short
+    text: no list of characters)."""
     for a, b in spans:
-        chars[a:b] = " " * (b - a)
-    return "".join(chars)
+        if a < b:  # an empty or reversed slice: nothing to blank
+            text = f"{text[:a]}{' ' * (b - a)}{text[b:]}"
+    return text
