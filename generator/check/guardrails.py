@@ -1712,7 +1712,10 @@ def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)
-        results.extend(r if isinstance(r, list) else [r])
+        if isinstance(r, list):
+            results += r
+        else:
+            results.append(r)
     return results
 
 

@@ -249,9 +249,14 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
         return [], spans
     before, after = _money_patterns()
     found: list[MoneyMention] = []
+    taken: list[tuple[int, int]] = []  # the spans of found
 
     def free(span: tuple[int, int]) -> bool:
-        return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
+        a, b = span
+        for x, y in taken:
+            if x < b and a < y:
+                return False
+        return True
 
     numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
     if lower_is_exact(text):
@@ -262,12 +267,14 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
         for m in _matches_at(pattern, text, starts):
             spans.append(m.span())
             amounts = _readings(m["num"].strip())
-            if amounts and free(m.span()):
-                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], m.span()))
+            if amounts and free(span := m.span()):
+                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], span))
+                taken.append(span)
     for m in _matches_at(_BARE, text, numbers):  # where a number may start: after no digit, point or comma
-        spans.append(m.span())
-        if free(m.span()):
-            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], m.span()))
+        spans.append(span := m.span())
+        if free(span):
+            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], span))
+            taken.append(span)
     if len(found) > 1:
         found.sort(key=lambda x: x.span)
     return found, spans
@@ -342,7 +349,10 @@ def _is_space(ch: str) -> bool:
 
 def _marker_at(low: str, at: int, markers: frozenset[str], heads: dict[str, tuple[int, ...]]) -> bool:
     """Whether one of ``markers`` begins at ``at`` of ``low`` (``heads``: their lengths by first character)."""
-    return any(low[at:at + n] in markers for n in heads.get(low[at:at + 1], ()))
+    for n in heads.get(low[at:at + 1], ()):
+        if low[at:at + n] in markers:
+            return True
+    return False
 
 
 def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
