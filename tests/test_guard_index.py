@@ -384,3 +384,22 @@ def test_the_amounts_and_discounts_read_off_items_facts_are_the_items_own() -> N
         assert _derived(ctx).prices_of(chosen) == (want, frozenset(want), frozenset(listed))
     again = items[0].model_copy()  # equal, not the same object: its facts by value
     assert again is not items[0] and _facts_of(again) == _facts_of(items[0]) == _item_facts(items[0])
+
+
+def test_a_runs_words_are_its_letters_and_digits_lower_cased_without_possessives() -> None:
+    """``_run_words`` (ASCII runs by ``str.lower`` and ``[a-z0-9]+``, the possessive removed only where there is one)
+    gives the words of the patterns it replaces, and ``_amount_spans`` (kept per title) a title's amounts' spans."""
+    import regex
+
+    from generator.check.guardrails import _amount_spans, _run_words
+    from generator.core.formatting import money_mentions, percent_mentions
+
+    rng = random.Random(17)
+    pieces = ["Harbor", "HOME", "o'Neil's", "Kid's", "KID'S", "5-Tier", "Über", "ſ", "\u212a", " ", "\n", "&", "'s",
+              "s'", "帐篷", "x2", "$5", "15%", "折"]
+    for _ in range(3000):
+        run = "".join(rng.choices(pieces, k=rng.randrange(0, 6)))
+        want = tuple(w.lower() for w in regex.findall(r"[\p{L}\p{N}]+", regex.sub(r"'s\b", "", run)))
+        assert _run_words.__wrapped__(run) == want, run
+        spans = [m.span for m in money_mentions(run)] + [m.span for m in percent_mentions(run)]
+        assert _amount_spans(run) == tuple(spans), run

@@ -902,12 +902,13 @@ def _bare_text(text: str) -> str:
     return _PUNCT_SPACE.sub(" ", text).strip().lower()
 
 
-def _amount_spans(title: str) -> list[tuple[int, int]]:
+@lru_cache(maxsize=4096)  # the title hook's and the language's
+def _amount_spans(title: str) -> tuple[tuple[int, int], ...]:
     """The spans of the amounts and percentages of a title (none without a digit: every one has one)."""
     if not _DIGIT.search(title):
-        return []
+        return ()
     pcts = percent_mentions(title) if _may_have_percent(title) else []
-    return [m.span for m in money_mentions(title)] + [m.span for m in pcts]
+    return tuple([m.span for m in money_mentions(title)] + [m.span for m in pcts])
 
 
 def _may_have_percent(text: str) -> bool:
@@ -1365,7 +1366,11 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
 @lru_cache(maxsize=1 << 14)
 def _run_words(run: str) -> tuple[str, ...]:
     """The words of a capitalised run before a head noun, lower-cased, without possessive 's (runs recur: names)."""
-    return tuple(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", run)))
+    if "'s" in run:  # in every match of the possessive
+        run = _re(r"'s\b").sub("", run)
+    if run.isascii():  # a letter or digit is one of a-z, A-Z, 0-9: lower-cased first, a-z or 0-9
+        return tuple(_ASCII_ALNUM.findall(run.lower()))
+    return tuple(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(run))
 
 
 def _made_up(words: tuple[str, ...], own: frozenset[str]) -> bool:
