@@ -403,3 +403,17 @@ def test_a_runs_words_are_its_letters_and_digits_lower_cased_without_possessives
         assert _run_words.__wrapped__(run) == want, run
         spans = [m.span for m in money_mentions(run)] + [m.span for m in percent_mentions(run)]
         assert _amount_spans(run) == tuple(spans), run
+
+
+def test_the_verb_phrases_and_language_names_read_off_items_facts_are_the_items_own() -> None:
+    """The plural check's phrases and the language check's names, read off the items' facts, are those of the fact
+    texts and of the items' titles, display names and brands."""
+    from generator.check.guardrails import GuardContext, _derived, _plural_with_verb, _verb_phrases
+
+    tent, mug = _tent_and_mug()
+    for items in ([tent], [mug, tent]):
+        ctx = GuardContext(items=items)
+        assert _plural_with_verb("nothing is here", ctx) is None
+        assert ctx.__dict__["_derived"]["verb_phrases"] == _verb_phrases(_derived(ctx).fact_texts)
+        want = sorted({n for it in items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
+        assert list(_derived(ctx).language_names) == want

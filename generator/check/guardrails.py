@@ -296,7 +296,8 @@ class _Derived:
 
     @_once
     def language_names(self) -> tuple[str, ...]:
-        names = {n for it in self.ctx.items for n in (it.title, it.display_name, it.brand) if n}
+        names = {n for facts, it in zip(self.item_facts, self.ctx.items, strict=True) for n in (*facts.texts, it.brand)
+                 if n}
         return tuple(sorted(names, key=len, reverse=True))
 
     @_once
@@ -357,6 +358,7 @@ class _ItemFacts:
     current: Decimal  # its price now, to the cent
     listed: Decimal | None  # its price before a discount, to the cent (None: not discounted)
     discount: int | None  # its discount_pct
+    verbs: tuple[tuple[str, str, str, str], ...]  # _verb_phrases of its texts (_plural_with_verb)
     head: _NameHead | None  # its entry of _Derived.name_heads
     pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
 
@@ -393,7 +395,8 @@ def _item_facts(item: Item) -> _ItemFacts:
         numbers=numbers, currency=item.currency,
         amounts=tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None),
         current=_cents(item.current_price), listed=_cents(item.price) if item.discount_pct else None,
-        discount=item.discount_pct, head=_name_head(item.title, item.brand, name), pack=pack)
+        discount=item.discount_pct, verbs=_verb_phrases(texts), head=_name_head(item.title, item.brand, name),
+        pack=pack)
 
 
 def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
@@ -848,7 +851,8 @@ def _plural_with_verb(low: str, ctx: GuardContext) -> str | None:
     ``low`` (a body lower-cased) has before "is" or "has", lower-cased."""
     if " is " not in low and " has " not in low:  # in every phrase looked for
         return None
-    for name, n, is_, has in memo(ctx, "verb_phrases", lambda: _verb_phrases(_derived(ctx).fact_texts)):
+    verbs = memo(ctx, "verb_phrases", lambda: tuple(v for f in _derived(ctx).item_facts for v in f.verbs))
+    for name, n, is_, has in verbs:  # _verb_phrases of the fact texts
         if (is_ in low or has in low) and ends_plural(name):
             return n
     return None
