@@ -417,3 +417,23 @@ def test_the_verb_phrases_and_language_names_read_off_items_facts_are_the_items_
         assert ctx.__dict__["_derived"]["verb_phrases"] == _verb_phrases(_derived(ctx).fact_texts)
         want = sorted({n for it in items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
         assert list(_derived(ctx).language_names) == want
+
+
+def test_new_copy_is_checked_without_its_contexts_fingerprint_and_kept_from_its_second_check() -> None:
+    """A copy never checked has no kept verdicts under any context: ``run_checks`` checks it without making its
+    context's fingerprint; from its second check its verdicts are kept, and an equal context gets them back."""
+    from generator.check.guardrails import _SEEN, _VERDICTS, DEFAULT_CHECKS, GuardContext, _run_checks, run_checks
+
+    tent, mug = _tent_and_mug()
+    ctx, same = GuardContext(items=[tent, mug]), GuardContext(items=[tent, mug])
+    title, body = "Your tent is waiting", "The Trailblazer tent is now $149.00, down from $189."
+    _SEEN.clear()
+    _VERDICTS.clear()
+    first = run_checks(title, body, ctx)
+    assert "fingerprint" not in ctx.__dict__.get("_derived", {}) and not _VERDICTS
+    second = run_checks(title, body, same)
+    assert len(_VERDICTS) == 1 and "fingerprint" in same.__dict__["_derived"]
+    kept = next(iter(_VERDICTS.values()))
+    third = run_checks(title, body, ctx)
+    assert first == second == third == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+    assert all(a is b for a, b in zip(third, kept, strict=True))  # given back from what was kept

@@ -1641,11 +1641,22 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
 def run_checks(title: str, body: str, ctx: GuardContext,
                checks: Sequence[Check] = DEFAULT_CHECKS) -> list[CheckResult]:
     """Run every check; the message passes when all results pass. The same copy under an equal context (the same
-    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is checked
-    once: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`."""
-    key = (title, body, checks, _fingerprint(ctx)) if isinstance(checks, tuple) else None
-    if key is None or key[3] is None:
+    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is not checked
+    again and again: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`, from the
+    second time the copy is checked (:data:`_SEEN`). Most copy is new (a model writes it per user): no verdict can be
+    kept for it, and its context's fingerprint, which costs more than some checks, is not made for it."""
+    if not isinstance(checks, tuple):
         return _run_checks(title, body, ctx, checks)
+    copy = (title, body, checks)
+    if copy not in _SEEN:
+        if len(_SEEN) >= _VERDICTS_MAX:
+            del _SEEN[next(iter(_SEEN))]  # the oldest
+        _SEEN[copy] = None
+        return _run_checks(title, body, ctx, checks)
+    number = _fingerprint(ctx)
+    if number is None:
+        return _run_checks(title, body, ctx, checks)
+    key = (title, body, checks, number)
     hit = _VERDICTS.get(key)
     if hit is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
@@ -1658,6 +1669,7 @@ def run_checks(title: str, body: str, ctx: GuardContext,
 
 # verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
+_SEEN: dict[tuple[str, str, tuple[Check, ...]], None] = {}  # copies checked at least once (title, body, checks)
 _VERDICTS_MAX = 1 << 15
 _CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
 _FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
