@@ -151,9 +151,9 @@ class GuardContext:
             | self.extra_percentages
 
 
+_T = TypeVar("_T")
 # what check_prices reads of some items (_Derived.prices_of): their amounts with their currencies, the amounts, and
 # their prices before a discount that are none of theirs now
-_T = TypeVar("_T")
 _Prices = tuple[dict[Decimal, set[str]], frozenset[Decimal], frozenset[Decimal]]
 
 
@@ -619,8 +619,6 @@ def _length_result(part: str, n: int, limit: int) -> CheckResult:
     if n > limit:
         return CheckResult(f"{part}_length", False, f"{part} has {n} characters, limit {limit}")
     return passing(f"{part}_length")
-
-
 
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
@@ -1405,7 +1403,7 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("facts", False, f"names another product {written!r}")
     # the brands it names are among those the automaton finds anywhere (_brands_in keeps whole words, the longest):
     # where the user's items have every one of these, it names no other
-    if index.brands is None or derived.own_brands.issuperset([brand for _, brand in index.brands.iter(low)]):
+    if not index.brands or derived.own_brands.issuperset([brand for _, brand in index.brands.iter(low)]):
         return passing("facts")
     for found in set(_brands_in(low, index.brands)):
         if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
