@@ -102,7 +102,8 @@ def _clear_caches() -> None:
         for value in list(vars(module).values()):
             if isinstance(value, functools._lru_cache_wrapper) and value.cache_info().maxsize != 1:
                 value.cache_clear()  # maxsize 1: a compiled word list, made once per process
-    for module, name in ((guardrails, "_VERDICTS"), (guardrails, "_FINGERPRINTS"), (formatting, "_PARTS")):
+    for module, name in ((guardrails, "_VERDICTS"), (guardrails, "_SEEN"), (guardrails, "_FINGERPRINTS"),
+                         (guardrails, "_HELD_FACTS"), (formatting, "_PARTS")):
         if hasattr(module, name):
             getattr(module, name).clear()
 

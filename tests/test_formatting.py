@@ -159,3 +159,44 @@ def test_the_copys_amounts_with_a_space_between_title_and_body_are_read_off_it(t
     fmt._money_mentions.cache_clear()
     fmt.money_mentions_of_copy(title, body)
     assert money_mentions(f"{title} {body}") == list(fmt._money_mentions(f"{title} {body}"))
+
+
+def test_mask_blanks_as_assigning_spaces_to_a_list_of_characters() -> None:
+    """``mask`` slices the string: what assigning spaces to the slices of its characters' list gives, spans in turn
+    (overlapping, empty, reversed and past the end included)."""
+    import random
+
+    from generator.core.formatting import mask
+
+    def by_list(text: str, spans: list[tuple[int, int]]) -> str:  # what mask did before
+        chars = list(text)
+        for a, b in spans:
+            chars[a:b] = " " * (b - a)
+        return "".join(chars)
+
+    rng = random.Random(2)
+    for _ in range(3000):
+        text = "".join(rng.choices("ab 帐篷$1.\n", k=rng.randrange(0, 12)))
+        spans = [(rng.randrange(0, 15), rng.randrange(0, 15)) for _ in range(rng.randrange(0, 4))]
+        assert mask(text, spans) == by_list(text, spans), (text, spans)
+        assert mask(text, iter(spans)) == by_list(text, spans)
+
+
+def test_an_amount_is_an_item_fact_where_a_fact_text_has_it() -> None:
+    """``_is_item_fact`` looks in the item facts joined by newlines: where one of them has the amount, spaced."""
+    import random
+
+    from generator.check.guardrails import _derived, _is_item_fact, _one_space
+
+    items = [Item(item_id=f"I{k}", title=title, brand="B", price=Decimal("5"), currency="USD", in_stock=True,
+                  url="u") for k, title in enumerate(["Scale 2.2 lbs", "Gauge +/- 2% Accuracy", "Caliper 0.03  mm",
+                                                       "Bag 40 L"])]
+    rng = random.Random(4)
+    ctx = GuardContext(items=items)
+    for _ in range(2000):
+        matched = "".join(rng.choices(["2", ".", "2 ", "lbs", "%", " ", "0.03", "mm", "\n", "40", "l", "\t"],
+                                      k=rng.randrange(1, 5)))
+        if not any(c.isdigit() for c in matched):
+            continue
+        needle = _one_space(matched.strip().lower())
+        assert _is_item_fact(matched, ctx) == any(needle in t for t in _derived(ctx).spaced_facts), matched

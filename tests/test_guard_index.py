@@ -180,3 +180,260 @@ def test_chinese_product_nouns_are_found_as_the_longest_first_alternation_finds_
     for _ in range(500):
         text = "".join(rng.choices(pieces, k=rng.randrange(0, 8)))
         assert list(nouns_in(text)) == [m[0] for m in pattern.finditer(text)], text
+
+
+def _tent_and_mug() -> tuple[object, object]:
+    from decimal import Decimal
+
+    from generator.core.data import Item
+
+    tent = Item(item_id="A1", title="Trailblazer 2-Person Backpacking Tent", brand="Trailblazer",
+                price=Decimal("189.00"), sale_price=Decimal("149.00"), currency="USD", in_stock=True, url="u")
+    mug = Item(item_id="B2", title="Aurora Ceramic Mug", brand="Aurora", price=Decimal("12.50"), currency="USD",
+               in_stock=True, url="u")
+    return tent, mug
+
+
+def test_a_passing_verdict_is_one_shared_result_equal_to_a_fresh_one() -> None:
+    """The checks give back one frozen passing result per name (``passing``): equal to what they built before."""
+    from generator.check.guardrails import DEFAULT_CHECKS, GuardContext
+    from generator.check.result import CheckResult, passing
+
+    tent, mug = _tent_and_mug()
+    ctx = GuardContext(items=[tent, mug], catalog=[tent, mug])
+    results = [r for check in DEFAULT_CHECKS
+               for r in (lambda got: got if isinstance(got, list) else [got])(
+                   check("Your tent is waiting", "The Trailblazer tent is now $149.00. Tap to see it.", ctx))]
+    assert all(r.passed for r in results) and len(results) == len(DEFAULT_CHECKS) + 1  # lengths gives two
+    for r in results:
+        assert r == CheckResult(r.name, True) and r is passing(r.name)
+    assert passing("prices") != passing("facts")
+
+
+def test_a_contexts_derived_values_are_made_once_and_equal_fresh_ones() -> None:
+    """``_Derived``'s values (``_once``, cached_property without its lock) are made at the first read, kept, and equal
+    to what a fresh ``_Derived`` makes; a field assigned anew drops them."""
+    from generator.check.guardrails import GuardContext, _Derived, _derived, _once
+
+    tent, mug = _tent_and_mug()
+    ctx = GuardContext(items=[tent, mug], catalog=[tent, mug], example_texts=["Title: Hi\nBody: a b c d e f g h"])
+    names = [n for n, v in vars(_Derived).items() if isinstance(v, _once)]
+    assert len(names) > 20 and isinstance(_Derived.item_names, _once)
+    first = _derived(ctx)
+    values = {n: getattr(first, n) for n in names}
+    assert all(getattr(first, n) is values[n] for n in names)  # kept, not made again
+    assert {n: getattr(_Derived(ctx), n) for n in names} == values
+    ctx.items = [mug]
+    assert _derived(ctx) is not first and _derived(ctx).fact_texts == (mug.title, mug.display_name)
+
+
+def test_a_contexts_fingerprint_is_its_fields_values() -> None:
+    """``_fingerprint``'s number is one per value of the fields ``dataclasses.fields`` lists, taken as before (dicts as
+    sorted reprs, models as their repr, sequences as tuples, the catalog by identity); None where one is unhashable."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    from generator.check.guardrails import BrandPolicy, GuardContext, _fingerprint, _make_fingerprint
+
+    def by_fields(ctx: GuardContext) -> tuple[object, ...]:  # what _make_fingerprint built before (the slow path)
+        parts: list[object] = [type(ctx)]
+        for f in dataclasses.fields(ctx):
+            value = getattr(ctx, f.name)
+            if f.name == "catalog":
+                value = id(value)
+            elif isinstance(value, dict):
+                value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
+            elif isinstance(value, BaseModel):
+                value = repr(value)
+            elif isinstance(value, list | tuple):
+                value = tuple(value)
+            parts.append(value)
+        return tuple(parts)
+
+    tent, mug = _tent_and_mug()
+    catalog = [tent, mug]
+    made = [GuardContext(items=items, locale=locale, facts=facts, catalog=catalog, quoted_texts=quoted,
+                         campaign_type=kind, policy=policy)
+            for items in ([tent], [tent, mug], (tent, mug)) for locale in ("en_US", "zh_CN")
+            for facts in ({}, {"coupon_pct": 10}) for quoted in ((), ["great"], [["unhashable"]])
+            for kind in ("", "price_drop") for policy in (BrandPolicy(), BrandPolicy(banned_words=["x"]))]
+    numbers: dict[tuple[object, ...], int | None] = {}
+    for ctx in made:
+        want = by_fields(ctx)
+        assert _make_fingerprint(ctx) == want
+        number = _fingerprint(ctx)
+        hashable = not any(isinstance(q, list) for q in ctx.quoted_texts)
+        assert (number is None) == (not hashable)
+        if hashable:
+            assert numbers.setdefault(want, number) == number  # equal values, one number
+    assert len(set(numbers.values())) == len(numbers) > 40  # unequal values, other numbers
+
+
+def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> None:
+    """What ``_Derived`` reads off each item's ``_ItemFacts`` (made once per item) is what reading the items gives."""
+    from generator.check.guardrails import (
+        GuardContext,
+        _bare,
+        _content_words,
+        _derived,
+        _name_words,
+        _one_space,
+        _stems,
+    )
+    from generator.core.data import Item
+
+    tent, mug = _tent_and_mug()
+    odd = Item(item_id="C3", title="Über  Lamp\tSet of 3 — Kelvin \u212a", brand="Über", price=1, currency="EUR",
+               in_stock=True, url="u", category="Lamps", description="Warm lamps, 3 of them", short_name="Lamp Set")
+    for items in ([tent], [tent, mug], [odd, tent, mug]):
+        derived = _derived(GuardContext(items=items))
+        texts = tuple(t for it in items for t in (it.title, it.display_name))
+        assert derived.fact_texts == texts
+        assert derived.spaced_facts == [_one_space(t.lower()) for t in texts]
+        assert derived.names_low == {t.lower() for t in texts}
+        assert derived.bare_names == {_bare(t) for t in texts}
+        assert derived.name_words == {w for it in items for w in _content_words(it.display_name)}
+        assert derived.sense_words == frozenset().union(*(_stems(t) for it in items for t in (
+            it.title, it.display_name, it.category, it.description, it.brand)))
+        for it, (every, short, title) in zip(items, derived.item_words, strict=True):
+            assert (short, title) == (_name_words(it.display_name), _name_words(it.title))
+            assert every == frozenset(short + title)
+
+
+def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> None:
+    """``_other_products`` passes a copy at once where the user's items have every brand its automaton finds anywhere
+    in it; every copy gets the verdict of looking at each whole-word brand it names."""
+    import regex
+
+    from generator.check.guard_index import titles_in
+    from generator.check.guardrails import GuardContext, _brands_in, _derived, _other_products, catalog_index
+    from generator.core.data import Item
+
+    brands = ["Ember & Oak", "Oak", "Summit", "Summit Ridge", "Ridge", "3M", "Über", "Aurora"]
+    catalog = [Item(item_id=f"I{k}", title=f"{b} Thing {k}", brand=b, price=5, currency="USD", in_stock=True,
+                    url="u") for k, b in enumerate(brands)]
+    rng = random.Random(9)
+    pieces = ["ember & oak", "Ember", "oak", "soak", "Summit Ridge", "summitridge", "ridge", "3M", "3m's", "über",
+              "überall", "aurora", "-", " ", "帐篷", "now $5", "Thing"]
+    failed = 0
+    for _ in range(1500):
+        ctx = GuardContext(items=rng.sample(catalog, rng.randrange(1, 3)), catalog=catalog)
+        text = " ".join(rng.choices(pieces, k=rng.randrange(0, 7)))
+        got = _other_products(text, ctx)
+        index, derived, low = catalog_index(catalog), _derived(ctx), text.lower()
+        if any(it_id not in derived.own_ids for it_id, _, _ in titles_in(index.titles, low)):
+            continue  # another product's title: decided before the brands
+        other = next((b for b in set(_brands_in(low, index.brands)) if b not in derived.own_brands
+                      and not regex.search(rf"(?<!\w){regex.escape(b)}(?!\w)", derived.own_low)), None)
+        assert got.passed == (other is None), (text, [it.brand for it in ctx.items])
+        failed += other is not None
+    assert failed > 100
+
+
+def test_a_prompts_labels_are_found_at_its_lines_starts_as_the_label_pattern_finds_them() -> None:
+    """``_prompt_parts`` tries the label pattern at the starts of a prompt's lines (``_label_starts``), and a line only
+    where it has a colon (``_has_label``): what ``findall`` over the whole prompt and a match per line give."""
+    from generator.check.guardrails import _LABEL, _has_label, _label_starts, _prompt_parts
+    from generator.core.formatting import _matches_at
+
+    rng = random.Random(13)
+    pieces = ["Price", "Product", "：", ":", " ", "\n", "\n\n", "\r\n", "\x0b", "\u2028", "\t", "Write a push.", "价格",
+              "A shopper's review (quoted data)", "x" * 70, "$19.99", "«", "Title"]
+    for _ in range(3000):
+        prompt = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
+        found = [m[1] for m in _matches_at(_LABEL, prompt, _label_starts(prompt))]
+        assert found == _LABEL.findall(prompt), prompt
+        for line in prompt.lower().splitlines():
+            assert _has_label(line) == (_LABEL.match(line) is not None), line
+        labels, lines = _prompt_parts(prompt)
+        assert {label for label, _ in labels} == {m.strip().lower() for m in _LABEL.findall(prompt)}
+
+
+def test_the_amounts_and_discounts_read_off_items_facts_are_the_items_own() -> None:
+    """``allowed_amounts``, ``allowed_percentages`` and ``prices_of`` read each item's facts (``_facts_of``: by
+    identity, else by value): what reading the items' prices, sale prices and discounts gives."""
+    from decimal import Decimal
+
+    from generator.check.guardrails import GuardContext, _derived, _facts_of, _item_facts
+    from generator.core.data import Item
+
+    rng = random.Random(21)
+    prices = [Decimal("189.00"), Decimal("149.5"), Decimal("12.34"), Decimal("0"), Decimal("990"), Decimal("466")]
+    items = []
+    for k in range(60):
+        price = rng.choice(prices)
+        sale = rng.choice([None, *[p for p in prices if p < price]])
+        items.append(Item(item_id=f"I{k}", title=f"Thing {k}", price=price, sale_price=sale, in_stock=True, url="u",
+                          currency=rng.choice(["USD", "EUR"]), stated_discount_pct=rng.choice([None, None, 15])
+                          if sale is not None else None))
+    cents = Decimal("0.01")
+    for _ in range(300):
+        chosen = rng.sample(items, rng.randrange(1, 5))
+        ctx = GuardContext(items=chosen, facts=rng.choice([{}, {"coupon_pct": 10}]))
+        want: dict[Decimal, set[str]] = {}
+        for it in chosen:
+            for amount in (it.price, it.sale_price):
+                if amount is not None:
+                    want.setdefault(Decimal(amount).quantize(cents), set()).add(it.currency)
+        assert ctx.allowed_amounts() == want == ctx.allowed_amounts(chosen)
+        assert ctx.allowed_percentages(chosen) == {it.discount_pct for it in chosen if it.discount_pct} \
+            | ctx.extra_percentages
+        listed = {it.price.quantize(cents) for it in chosen if it.discount_pct} \
+            - {it.current_price.quantize(cents) for it in chosen}
+        assert _derived(ctx).prices_of(chosen) == (want, frozenset(want), frozenset(listed))
+    again = items[0].model_copy()  # equal, not the same object: its facts by value
+    assert again is not items[0] and _facts_of(again) == _facts_of(items[0]) == _item_facts(items[0])
+
+
+def test_a_runs_words_are_its_letters_and_digits_lower_cased_without_possessives() -> None:
+    """``_run_words`` (ASCII runs by ``str.lower`` and ``[a-z0-9]+``, the possessive removed only where there is one)
+    gives the words of the patterns it replaces, and ``_amount_spans`` (kept per title) a title's amounts' spans."""
+    import regex
+
+    from generator.check.guardrails import _amount_spans, _run_words
+    from generator.core.formatting import money_mentions, percent_mentions
+
+    rng = random.Random(17)
+    pieces = ["Harbor", "HOME", "o'Neil's", "Kid's", "KID'S", "5-Tier", "Über", "ſ", "\u212a", " ", "\n", "&", "'s",
+              "s'", "帐篷", "x2", "$5", "15%", "折"]
+    for _ in range(3000):
+        run = "".join(rng.choices(pieces, k=rng.randrange(0, 6)))
+        want = tuple(w.lower() for w in regex.findall(r"[\p{L}\p{N}]+", regex.sub(r"'s\b", "", run)))
+        assert _run_words.__wrapped__(run) == want, run
+        spans = [m.span for m in money_mentions(run)] + [m.span for m in percent_mentions(run)]
+        assert _amount_spans(run) == tuple(spans), run
+
+
+def test_the_verb_phrases_and_language_names_read_off_items_facts_are_the_items_own() -> None:
+    """The plural check's phrases and the language check's names, read off the items' facts, are those of the fact
+    texts and of the items' titles, display names and brands."""
+    from generator.check.guardrails import GuardContext, _derived, _plural_with_verb, _verb_phrases
+
+    tent, mug = _tent_and_mug()
+    for items in ([tent], [mug, tent]):
+        ctx = GuardContext(items=items)
+        assert _plural_with_verb("nothing is here", ctx) is None
+        assert ctx.__dict__["_derived"]["verb_phrases"] == _verb_phrases(_derived(ctx).fact_texts)
+        want = sorted({n for it in items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
+        assert list(_derived(ctx).language_names) == want
+
+
+def test_new_copy_is_checked_without_its_contexts_fingerprint_and_kept_from_its_second_check() -> None:
+    """A copy never checked has no kept verdicts under any context: ``run_checks`` checks it without making its
+    context's fingerprint; from its second check its verdicts are kept, and an equal context gets them back."""
+    from generator.check.guardrails import _SEEN, _VERDICTS, DEFAULT_CHECKS, GuardContext, _run_checks, run_checks
+
+    tent, mug = _tent_and_mug()
+    ctx, same = GuardContext(items=[tent, mug]), GuardContext(items=[tent, mug])
+    title, body = "Your tent is waiting", "The Trailblazer tent is now $149.00, down from $189."
+    _SEEN.clear()
+    _VERDICTS.clear()
+    first = run_checks(title, body, ctx)
+    assert "fingerprint" not in ctx.__dict__.get("_derived", {}) and not _VERDICTS
+    second = run_checks(title, body, same)
+    assert len(_VERDICTS) == 1 and "fingerprint" in same.__dict__["_derived"]
+    kept = next(iter(_VERDICTS.values()))
+    third = run_checks(title, body, ctx)
+    assert first == second == third == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+    assert all(a is b for a, b in zip(third, kept, strict=True))  # given back from what was kept

@@ -124,3 +124,24 @@ def test_the_branch_filter_cuts_top_level_and_grouped_alternatives_only() -> Non
     assert flt.scans("xz q")[flt.patterns[2]].pattern == r"(?:x|yy)?z|q"
     assert flt.scans("most loved")[flt.patterns[0]].pattern == r"\b(?:most (?:loved|trusted))\b"
     assert all(p is q for p, q in flt.scans("İstanbul BEST").items())  # a cased letter outside ASCII: all whole
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + sorted(fmt._symbols()) + [m.upper() for m in fmt._symbols()]),
+                min_size=1, max_size=10))
+def test_the_money_scan_finds_what_scanning_every_place_finds(pieces: list[str]) -> None:
+    """``_money_scan`` (the patterns tried only where they may match, the found spans kept aside) gives the mentions
+    and match spans of ``finditer`` over the whole text, each match kept where it overlaps no mention found before."""
+    text = "".join(pieces)
+    before, after = fmt._money_patterns()
+    found: list[fmt.MoneyMention] = []
+    spans: list[tuple[int, int]] = []
+    for pattern in (before, after, fmt._BARE):
+        for m in pattern.finditer(text):
+            spans.append(m.span())
+            amounts = fmt._readings(m["num"].strip() if pattern is not fmt._BARE else m[0])
+            if (amounts or pattern is fmt._BARE) and not any(f.span[0] < m.end() and m.start() < f.span[1]
+                                                             for f in found):
+                found.append(fmt.MoneyMention(amounts, fmt.currencies_of(m["cur"]) if pattern is not fmt._BARE
+                                              else frozenset(), m[0], m.span()))
+    assert fmt._money_scan(text) == (sorted(found, key=lambda x: x.span), spans), text

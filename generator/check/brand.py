@@ -26,7 +26,7 @@ import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from generator.check.result import CheckResult
+from generator.check.result import CheckResult, passing
 from generator.core.errors import DataError
 
 GUIDELINES_FILE = "brand.yaml"
@@ -218,7 +218,7 @@ def check_brand(title: str, body: str, ctx: Any) -> Any:
     locale, disclaimer, capitalisation. Passes when the campaign has none."""
     g: BrandGuidelines | None = getattr(ctx.policy, "guidelines", None)
     if g is None:
-        return CheckResult("brand", True)
+        return passing("brand")
     rules, text = g.rules_for(ctx.locale), f"{title}\n{body}"
     n, most = emoji_count(text), g.max_emoji
     if most is not None and n > most:
@@ -233,4 +233,4 @@ def check_brand(title: str, body: str, ctx: Any) -> Any:
         return CheckResult("brand", False, f"missing the disclaimer {rules.disclaimer!r}")
     if g.capitalisation != "any" and (why := _capitalisation(title, body, g.capitalisation, _names(ctx, rules))):
         return CheckResult("brand", False, why)
-    return CheckResult("brand", True)
+    return passing("brand")

@@ -71,9 +71,13 @@ def memo(ctx: Any, key: str, make: Callable[[], T]) -> T:
     """What ``make()`` derives from a guard context, made once per context (a context serves all the candidates of
     its user and its fallback): patterns, phrase sets and allowed numbers are not rebuilt per candidate."""
     store: dict[str, Any] = ctx.__dict__.setdefault("_derived", {})
-    if key not in store:
-        store[key] = make()
-    return store[key]
+    found = store.get(key, _MISSING)
+    if found is _MISSING:
+        found = store[key] = make()
+    return found
+
+
+_MISSING = object()  # no value made yet (None is a value: a context whose fingerprint is unhashable)
 
 
 @lru_cache(maxsize=1 << 14)

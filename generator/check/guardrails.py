@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 import ahocorasick
 import regex
@@ -23,10 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from generator.check.brand import BrandGuidelines, check_brand
 from generator.check.guard_index import memo, shingles, titles_in, word_shingles
 from generator.check.prefilter import BranchFilter, LiteralFilter
-from generator.check.result import CheckResult
+from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
-from generator.core.formatting import lower_is_exact, mask, money_mentions, money_mentions_of_copy, percent_mentions
+from generator.core.formatting import (
+    _matches_at,
+    lower_is_exact,
+    mask,
+    money_mentions,
+    money_mentions_of_copy,
+    percent_mentions,
+)
 from generator.core.names import ends_plural, pack_singular
 from generator.core.payload import BUILDERS, MAX_PAYLOAD_BYTES, encoded_size, plain_push
 from generator.write.prompts import quote_user_text
@@ -106,7 +113,8 @@ class GuardContext:
         return _derived(self).of_text("named", text, self._named_items)
 
     def _named_items(self, text: str) -> Sequence[Item]:
-        names, words = _derived(self).item_names, _derived(self).item_words
+        derived = _derived(self)
+        names, words = derived.item_names, derived.item_words
         rest = text.lower()
         found = [n for n, (_, title, short) in enumerate(names) if title in rest or short in rest]
         for n in found:
@@ -119,9 +127,9 @@ class GuardContext:
                 continue
             if title in rest or short in rest:
                 named.append(it)
-            elif any(w in low for w in words[n][0]):  # else none of its words is present: it is not named in part
+            elif any(map(low.__contains__, words[n][0])):  # else none of its words is in it: it is not named in part
                 present = _word_set(rest) if present is None else present
-                if any(_half_of(present, w) for w in words[n][1:]):
+                if _half_of(present, words[n][1]) or _half_of(present, words[n][2]):
                     named.append(it)
         return named or self.items
 
@@ -131,21 +139,40 @@ class GuardContext:
         return list(_derived(self).fact_texts)
 
     def allowed_amounts(self, items: Sequence[Item] | None = None) -> dict[Decimal, set[str]]:
+        """The items' prices and sale prices, to the cent, each with the currencies it is in."""
         out: dict[Decimal, set[str]] = {}
-        for it in self.items if items is None else items:
-            for amount in (it.price, it.sale_price):
-                if amount is not None:
-                    out.setdefault(Decimal(amount).quantize(Decimal("0.01")), set()).add(it.currency)
+        for facts in map(_facts_of, self.items if items is None else items):
+            for amount in facts.amounts:
+                out.setdefault(amount, set()).add(facts.currency)
         return out
 
     def allowed_percentages(self, items: Sequence[Item] | None = None) -> set[int]:
-        return {it.discount_pct for it in (self.items if items is None else items) if it.discount_pct} \
+        return {f.discount for f in map(_facts_of, self.items if items is None else items) if f.discount} \
             | self.extra_percentages
 
 
+_T = TypeVar("_T")
 # what check_prices reads of some items (_Derived.prices_of): their amounts with their currencies, the amounts, and
 # their prices before a discount that are none of theirs now
 _Prices = tuple[dict[Decimal, set[str]], frozenset[Decimal], frozenset[Decimal]]
+
+
+class _once(Generic[_T]):  # noqa: N801 - a decorator, named as functools.cached_property is
+    """:class:`functools.cached_property` without its lock: made at the first read and kept in the instance's
+    ``__dict__``, where every later read finds it without this descriptor. Python 3.11's takes a lock at each first
+    read (3.12 dropped it as needless and slow), and a context's derived values are first read once per context."""
+
+    def __init__(self, make: Callable[[Any], _T]):
+        self.make, self.__doc__ = make, make.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # the class's attribute, as cached_property gives it
+        value = obj.__dict__[self.name] = self.make(obj)
+        return value
 
 
 class _Derived:
@@ -166,83 +193,89 @@ class _Derived:
             self._texts[key] = make(text)
         return self._texts[key]
 
-    @cached_property
+    @_once
     def item_facts(self) -> list[_ItemFacts]:
-        return [_item_facts(it) for it in self.ctx.items]
+        return list(map(_facts_of, self.ctx.items))
 
-    @cached_property
+    @_once
     def item_names(self) -> list[tuple[Item, str, str]]:
         """Each item with its title and display name lower-cased."""
         return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
 
-    @cached_property
-    def item_words(self) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
-        """Each item's content words (the names' together, once each), and those of its display name and its title
+    @_once
+    def item_words(self) -> list[tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]]:
+        """Each item's content words (the names' together), and those of its display name and its title
         (:func:`_names_item`), as ``item_names`` lists the items."""
-        out = []
-        for it, _, _ in self.item_names:
-            short, title = _name_words(it.display_name), _name_words(it.title)
-            out.append((tuple(dict.fromkeys(short + title)), short, title))
-        return out
+        return [facts.words for facts in self.item_facts]
 
-    @cached_property
+    @_once
     def name_words(self) -> set[str]:
         """The content words of the items' display names (a two-word title with one of them is about the item)."""
-        return {w for it in self.ctx.items for w in _content_words(it.display_name)}
+        return {w for facts in self.item_facts for w in facts.words[1]}
 
-    @cached_property
+    @_once
     def name_heads(self) -> list[_NameHead]:
         """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
         capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
         match has (None where a character of it has a case outside ASCII: no prefilter)."""
         return [facts.head for facts in self.item_facts if facts.head is not None]
 
-    @cached_property
+    @_once
     def fact_texts(self) -> tuple[str, ...]:
-        return tuple(t for it in self.ctx.items for t in (it.title, it.display_name))
+        return tuple(t for facts in self.item_facts for t in facts.texts)
 
-    @cached_property
+    @_once
     def own_text(self) -> str:
         return " ".join(self.fact_texts)
 
-    @cached_property
+    @_once
     def own_low(self) -> str:
         return self.own_text.lower()
 
-    @cached_property
+    @_once
     def own_lower_exact(self) -> bool:
         """Whether :attr:`own_low` is the items' own text as case-insensitive matching reads it
         (:func:`~generator.core.formatting.lower_is_exact`)."""
         return lower_is_exact(self.own_text)
 
-    @cached_property
+    @_once
     def spaced_facts(self) -> list[str]:
         """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
-        return [_one_space(t.lower()) for t in self.fact_texts]
+        return [t for facts in self.item_facts for t in facts.spaced]
 
-    @cached_property
-    def blank_names(self) -> list[str]:
+    @_once
+    def spaced_text(self) -> str:
+        """:attr:`spaced_facts` joined by newlines, which none of them has: a text without one is in this where it is
+        in one of them."""
+        return "\n".join(self.spaced_facts)
+
+    @_once
+    def blank_names(self) -> tuple[str, ...]:
         """The names :func:`_without_names` blanks, longest first."""
-        return sorted({n for n in self.fact_texts if n}, key=len, reverse=True)
+        return tuple(sorted({n for n in self.fact_texts if n}, key=len, reverse=True))
 
-    @cached_property
+    def blanked(self, text: str) -> str:
+        """``text`` without the items' names (:func:`_without_names`)."""
+        return _blanked(text, self.blank_names)
+
+    @_once
     def names_low(self) -> set[str]:
-        return {n.lower() for n in self.fact_texts}
+        return {n for facts in self.item_facts for n in (facts.title, facts.name)}
 
-    @cached_property
+    @_once
     def own_ids(self) -> set[str]:
         return {it.item_id for it in self.ctx.items}
 
-    @cached_property
+    @_once
     def own_brands(self) -> set[str]:
         """The items' brands lower-cased (:func:`_other_products`)."""
         return {it.brand.lower() for it in self.ctx.items if it.brand}
 
-    @cached_property
+    @_once
     def own_numbers(self) -> frozenset[str]:
         return _numbers_of(" ".join(self.fact_texts))
 
-    @cached_property
+    @_once
     def every_amount(self) -> dict[Decimal, set[str]]:
         return self.ctx.allowed_amounts()
 
@@ -252,52 +285,52 @@ class _Derived:
         the same few again and again)."""
         key = tuple(map(id, items))  # the context holds its items: no id is reused while it lives
         if key not in self._prices:
-            allowed = self.ctx.allowed_amounts(items)
-            listed = {_cents(it.price) for it in items if it.discount_pct} - {_cents(it.current_price) for it in items}
+            allowed, facts = self.ctx.allowed_amounts(items), list(map(_facts_of, items))
+            listed = {f.listed for f in facts if f.listed is not None} - {f.current for f in facts}
             self._prices[key] = (allowed, frozenset(allowed), frozenset(listed))
         return self._prices[key]
 
-    @cached_property
+    @_once
     def allowed_numbers(self) -> set[str]:
         return _allowed_numbers(self.ctx)
 
-    @cached_property
-    def language_names(self) -> list[str]:
-        names = {n for it in self.ctx.items for n in (it.title, it.display_name, it.brand) if n}
-        return sorted(names, key=len, reverse=True)
+    @_once
+    def language_names(self) -> tuple[str, ...]:
+        names = {n for facts, it in zip(self.item_facts, self.ctx.items, strict=True) for n in (*facts.texts, it.brand)
+                 if n}
+        return tuple(sorted(names, key=len, reverse=True))
 
-    @cached_property
+    @_once
     def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
         """Per item sold as a pack under a derived plural name, the singular it stands for and its pattern (the
         catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`)."""
         return [facts.pack for facts in self.item_facts if facts.pack is not None]
 
-    @cached_property
+    @_once
     def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
-        return frozenset().union(*(_stems(t) for it in self.ctx.items
-                                   for t in (it.title, it.display_name, it.category, it.description, it.brand)))
+        return frozenset().union(*(facts.stems for facts in self.item_facts))
 
-    @cached_property
+    @_once
     def bare_names(self) -> set[str]:
         """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
-        return {_bare(name) for name in self.fact_texts}
+        return {bare for facts in self.item_facts for bare in facts.bare}
 
-    @cached_property
+    @_once
     def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
         """The body phrases of the template's example answers, and their words (:func:`check_example_copy`)."""
         return _example_index(tuple(self.ctx.example_texts))
 
-    @cached_property
+    @_once
     def own_phrases(self) -> frozenset[str]:
         """The phrases copy may share with the examples: the items' titles', the brand's own copy's."""
         return _example_phrases(" ".join([*(it.title for it in self.ctx.items), *self.ctx.generic_texts]))
 
-    @cached_property
+    @_once
     def prompt_parts(self) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
         return _prompt_parts(self.ctx.prompt_text)
 
-    @cached_property
+    @_once
     def quoted_index(self) -> tuple[frozenset[str], frozenset[str]]:
         """The 5-shingles of the quoted reviews, and their words (:func:`check_injection`)."""
         return _quoted_index(tuple(self.ctx.quoted_texts))
@@ -313,9 +346,35 @@ class _ItemFacts:
 
     title: str  # lower-cased
     name: str  # the display name lower-cased
+    texts: tuple[str, str]  # its title and display name as written (_Derived.fact_texts)
+    spaced: tuple[str, str]  # these lower-cased with runs of whitespace as one space (_Derived.spaced_facts)
+    bare: tuple[str, str]  # these without punctuation, symbols and spacing, lower-cased (_Derived.bare_names)
+    # the content words of its names together, of its display name and of its title (_Derived.item_words)
+    words: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]
+    stems: frozenset[str]  # of its names, category, description and brand (_Derived.sense_words)
     numbers: frozenset[str]  # of its title, display name, price and sale price, and its discount (check_facts)
+    currency: str
+    amounts: tuple[Decimal, ...]  # its price and sale price (where it has one), to the cent
+    current: Decimal  # its price now, to the cent
+    listed: Decimal | None  # its price before a discount, to the cent (None: not discounted)
+    discount: int | None  # its discount_pct
+    verbs: tuple[tuple[str, str, str, str], ...]  # _verb_phrases of its texts (_plural_with_verb)
     head: _NameHead | None  # its entry of _Derived.name_heads
     pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
+
+
+def _facts_of(item: Item) -> _ItemFacts:
+    """:func:`_item_facts`, looked up by the item's identity first: a context's items are the shop's own objects,
+    which recur across its users, and hashing an item (the key of ``_item_facts``) hashes each of its fields."""
+    hit = _HELD_FACTS.get(id(item))
+    if hit is None or hit[0] is not item:
+        if len(_HELD_FACTS) >= 1 << 14:
+            _HELD_FACTS.clear()
+        hit = _HELD_FACTS[id(item)] = (item, _item_facts(item))
+    return hit[1]
+
+
+_HELD_FACTS: dict[int, tuple[Item, _ItemFacts]] = {}  # id -> the item (held: no other takes its id) and its facts
 
 
 @lru_cache(maxsize=1 << 14)
@@ -326,7 +385,18 @@ def _item_facts(item: Item) -> _ItemFacts:
                                                            f"{item.price} {item.sale_price or ''}")), pct)
     one = "" if item.short_name else pack_singular(item.title, item.brand, item.category)
     pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
-    return _ItemFacts(item.title.lower(), name.lower(), numbers, _name_head(item.title, item.brand, name), pack)
+    texts = (item.title, name)
+    short_words, title_words = _name_words(name), _name_words(item.title)
+    return _ItemFacts(
+        title=item.title.lower(), name=name.lower(), texts=texts,
+        spaced=(_one_space(item.title.lower()), _one_space(name.lower())), bare=(_bare(item.title), _bare(name)),
+        words=(frozenset(short_words + title_words), short_words, title_words),
+        stems=frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand))),
+        numbers=numbers, currency=item.currency,
+        amounts=tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None),
+        current=_cents(item.current_price), listed=_cents(item.price) if item.discount_pct else None,
+        discount=item.discount_pct, verbs=_verb_phrases(texts), head=_name_head(item.title, item.brand, name),
+        pack=pack)
 
 
 def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
@@ -375,10 +445,23 @@ def _phrase_index(sets: Sequence[frozenset[str]]) -> tuple[frozenset[str], froze
 @lru_cache(maxsize=1 << 12)
 def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
     """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
-    labels = {m.strip().lower() for m in _LABEL.findall(prompt)}
+    labels = {m[1].strip().lower() for m in _matches_at(_LABEL, prompt, _label_starts(prompt))}
     lines = (line.strip() for line in prompt.lower().splitlines())
     return (tuple((label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels),
-            tuple(line for line in lines if len(line) >= 6 and not _LABEL.match(line)))
+            tuple(line for line in lines if len(line) >= 6 and not _has_label(line)))
+
+
+def _label_starts(text: str) -> list[int]:
+    """Where a match of :data:`_LABEL` may start in ``text``: at a line's start (its ``^``) before a colon (every match
+    ends on one; ``_LABEL.finditer`` tries every place of a prompt)."""
+    if ":" not in text and "：" not in text:
+        return []
+    return [0, *(at + 1 for at, ch in enumerate(text) if ch == "\n")]
+
+
+def _has_label(line: str) -> bool:
+    """Whether :data:`_LABEL` matches at the start of ``line`` (never without a colon, which every match ends on)."""
+    return (":" in line or "：" in line) and _LABEL.match(line) is not None
 
 
 @lru_cache(maxsize=1 << 12)
@@ -468,7 +551,11 @@ def _shared_grams(runs: Sequence[str], n: int, phrases: frozenset[str]) -> Itera
 
 
 def _derived(ctx: GuardContext) -> _Derived:
-    return memo(ctx, "guardrails", lambda: _Derived(ctx))
+    """What the checks derive from ``ctx`` (:func:`memo`'s entry ``guardrails``), read straight off the context's store
+    when it is there: the checks ask for it some twenty times per copy."""
+    store = ctx.__dict__.get("_derived")
+    found = store.get("guardrails") if store is not None else None
+    return found if found is not None else memo(ctx, "guardrails", lambda: _Derived(ctx))
 
 
 def graphemes(text: str) -> int:
@@ -487,8 +574,8 @@ _JOINS = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=Regional_Indicator}\p{
 def _is_item_fact(matched: str, ctx: GuardContext) -> bool:
     """Whether a number-with-unit the parsers took for money or a percentage is written in an item's own title
     ("2.2 lbs", "+/- 2% Accuracy", "0.03 mm"): an item fact, not a price or a discount."""
-    needle = _one_space(matched.strip().lower())
-    return any(needle in t for t in _derived(ctx).spaced_facts)
+    needle = _one_space(matched.strip().lower())  # never empty (it has a digit) and without a newline
+    return needle in _derived(ctx).spaced_text
 
 
 def _one_space(text: str) -> str:
@@ -511,14 +598,15 @@ def _numbers_of(text: str) -> frozenset[str]:
 # --- checks -------------------------------------------------------------------------------------------------
 
 def check_lengths(title: str, body: str, ctx: GuardContext) -> list[CheckResult]:
-    limits = memo(ctx, "length_limits", lambda: _strictest(ctx.platforms))
+    limits = memo(ctx, "length_limits", lambda: _strictest(tuple(ctx.platforms)))
     n_title, n_body = graphemes(title), graphemes(body)
     if 0 < n_title <= limits.title and 0 < n_body <= limits.body:
-        return [_LENGTH_OK["title"], _LENGTH_OK["body"]]
+        return [passing("title_length"), passing("body_length")]
     return [_length_result("title", n_title, limits.title), _length_result("body", n_body, limits.body)]
 
 
-def _strictest(platforms: Sequence[str]) -> PlatformLimits:
+@lru_cache(maxsize=64)  # a campaign's contexts share their platforms
+def _strictest(platforms: tuple[str, ...]) -> PlatformLimits:
     """The title and body limits that hold on every one of ``platforms``."""
     return PlatformLimits(title=min(PLATFORMS[p].title for p in platforms),
                           body=min(PLATFORMS[p].body for p in platforms))
@@ -530,15 +618,7 @@ def _length_result(part: str, n: int, limit: int) -> CheckResult:
         return CheckResult(f"{part}_length", False, f"{part} is empty")
     if n > limit:
         return CheckResult(f"{part}_length", False, f"{part} has {n} characters, limit {limit}")
-    return _LENGTH_OK[part]
-
-
-# the passing verdicts of the checks below (results are frozen: one instance serves every copy)
-_LENGTH_OK = {"title": CheckResult("title_length", True), "body": CheckResult("body_length", True)}
-_PAYLOAD_OK = CheckResult("payload_size", True)
-_WELL_FORMED_OK = CheckResult("well_formed", True)
-_TITLE_HOOK_OK = CheckResult("title_hook", True)
-_LANGUAGE_OK = CheckResult("language", True)
+    return passing(f"{part}_length")
 
 
 def push_payloads(title: str, body: str, deep_link: str = "") -> dict[str, dict[str, object]]:
@@ -557,12 +637,12 @@ def check_payload_size(title: str, body: str, ctx: GuardContext, deep_link: str 
     # a byte of UTF-8 takes at most six in a JSON string (a control character as \uXXXX): copy far below the limit
     # fits without building its payloads
     if _payload_base(deep_link) + 6 * (len(title.encode("utf-8")) + len(body.encode("utf-8"))) <= MAX_PAYLOAD_BYTES:
-        return _PAYLOAD_OK
+        return passing("payload_size")
     sizes = {k: encoded_size(v) for k, v in push_payloads(title, body, deep_link).items()}
     worst = max(sizes, key=sizes.__getitem__)
     if sizes[worst] > MAX_PAYLOAD_BYTES:
         return CheckResult("payload_size", False, f"{worst} payload is {sizes[worst]} bytes, limit {MAX_PAYLOAD_BYTES}")
-    return _PAYLOAD_OK
+    return passing("payload_size")
 
 
 _WAS = regex.compile(r"(?:was|were|(?<!up )from|regular(?:ly)?|originally|list(?:ed)?(?: price)?|usually|instead of|"
@@ -575,7 +655,7 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     mentions = money_mentions(text)
     if not mentions:
-        return CheckResult("prices", True)
+        return passing("prices")
     derived = _derived(ctx)
     allowed, amounts, listed = derived.prices_of(ctx.named_items(text))
     for m in mentions:
@@ -597,7 +677,7 @@ def check_prices(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if not any(m.currencies & allowed[a] for a in hits):
             return CheckResult("prices", False,
                                f"price {m.text!r} has the wrong currency (item is in {sorted(allowed[min(hits)])[0]})")
-    return CheckResult("prices", True)
+    return passing("prices")
 
 
 _RISEN = regex.compile(r"\b(?:up|rose|risen|increased)\s+(?:from|to)\W*$|涨")
@@ -609,7 +689,7 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
     text = f"{title}\n{body}"
     mentions = percent_mentions(text)
     if not mentions:
-        return CheckResult("percentages", True)
+        return passing("percentages")
     allowed = ctx.allowed_percentages(ctx.named_items(text))
     for m in mentions:
         if _is_item_fact(m.text, ctx):
@@ -620,7 +700,7 @@ def check_percentages(title: str, body: str, ctx: GuardContext) -> CheckResult:
         vague = r"\b(?:up to|as much as|at least|over|more than)\s*$|最高|高达|至少"
         if _re(vague, regex.I).search(text[:m.span[0]][-16:]):
             return CheckResult("percentages", False, f"a vague discount around {m.text!r}: the item's is exact")
-    return CheckResult("percentages", True)
+    return passing("percentages")
 
 
 _STOP = {"the", "and", "for", "with", "set", "pack", "of", "in", "a", "an", "to", "by", "on"}
@@ -671,10 +751,10 @@ def check_mentions_item(title: str, body: str, ctx: GuardContext) -> CheckResult
     low, present = text.lower(), None
     for item, whole, short in _derived(ctx).item_names:  # mentions_item: a whole name first, its words when none is
         if whole in low or short in low:
-            return CheckResult("mentions_item", True)
+            return passing("mentions_item")
         present = _word_set(text) if present is None else present
         if _names_item(low, present, item, whole, short):
-            return CheckResult("mentions_item", True)
+            return passing("mentions_item")
     return CheckResult("mentions_item", False, "the copy names none of the user's ranked items")
 
 
@@ -710,7 +790,7 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
         return CheckResult("well_formed", False, slip)
     if ("{" in text or "}" in text or "[" in text or "<" in text) and _MARKUP.search(text):  # every match has one
         return CheckResult("well_formed", False, "contains template syntax or markup")
-    return _WELL_FORMED_OK
+    return passing("well_formed")
 
 
 def _repeated_word(text: str) -> str | None:
@@ -769,7 +849,8 @@ def _plural_with_verb(low: str, ctx: GuardContext) -> str | None:
     ``low`` (a body lower-cased) has before "is" or "has", lower-cased."""
     if " is " not in low and " has " not in low:  # in every phrase looked for
         return None
-    for name, n, is_, has in memo(ctx, "verb_phrases", lambda: _verb_phrases(_derived(ctx).fact_texts)):
+    verbs = memo(ctx, "verb_phrases", lambda: tuple(v for f in _derived(ctx).item_facts for v in f.verbs))
+    for name, n, is_, has in verbs:  # _verb_phrases of the fact texts
         if (is_ in low or has in low) and ends_plural(name):
             return n
     return None
@@ -805,7 +886,7 @@ def check_title_hook(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if 0 < len(words) <= 2 and not _DIGIT_OR_HAN.search(bare) and not _HOOK.search(bare) \
             and not set(words) & derived.name_words:
         return CheckResult("title_hook", False, f"{title!r} says nothing about the item or the offer")
-    return _TITLE_HOOK_OK
+    return passing("title_hook")
 
 
 _PUNCT_SPACE = regex.compile(r"[\p{P}\p{S}\s]+")
@@ -823,12 +904,13 @@ def _bare_text(text: str) -> str:
     return _PUNCT_SPACE.sub(" ", text).strip().lower()
 
 
-def _amount_spans(title: str) -> list[tuple[int, int]]:
+@lru_cache(maxsize=4096)  # the title hook's and the language's
+def _amount_spans(title: str) -> tuple[tuple[int, int], ...]:
     """The spans of the amounts and percentages of a title (none without a digit: every one has one)."""
     if not _DIGIT.search(title):
-        return []
+        return ()
     pcts = percent_mentions(title) if _may_have_percent(title) else []
-    return [m.span for m in money_mentions(title)] + [m.span for m in pcts]
+    return tuple([m.span for m in money_mentions(title)] + [m.span for m in pcts])
 
 
 def _may_have_percent(text: str) -> bool:
@@ -859,14 +941,14 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     if language_of(ctx.locale) != "zh":
         if han:
             return CheckResult("language", False, f"locale {ctx.locale} but the copy has {han} Han characters")
-        return _LANGUAGE_OK
+        return passing("language")
     if title.strip() and not _HAN.search(title):
         return CheckResult("language", False, f"locale {ctx.locale} needs a Chinese title")
     latin_words = _latin_words(title, body, ctx)  # an English product or brand name is normal in zh
     if han == 0 or han < 3 * latin_words:
         return CheckResult("language", False, f"locale {ctx.locale} needs Chinese copy: {han} Han characters, "
                                               f"{latin_words} Latin words")
-    return _LANGUAGE_OK
+    return passing("language")
 
 
 def _latin_words(title: str, body: str, ctx: GuardContext) -> int:
@@ -981,7 +1063,7 @@ def check_policy(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("policy", False, f"profanity {word!r}")
     if ctx.policy.required_disclaimer and ctx.policy.required_disclaimer not in body:
         return CheckResult("policy", False, f"missing the required disclaimer {ctx.policy.required_disclaimer!r}")
-    return CheckResult("policy", True)
+    return passing("policy")
 
 
 @lru_cache(maxsize=64)
@@ -1008,48 +1090,47 @@ def check_tone(title: str, body: str, ctx: GuardContext) -> CheckResult:
     m = scan.search(copy.text) if scan else None
     if m:
         return CheckResult("tone", False, f"speaks ill of the product: {m[0]!r}")
-    return CheckResult("tone", True)
+    return passing("tone")
 
 
 def _without_names(text: str, ctx: GuardContext) -> str:
     """``text`` with the items' own titles and display names blanked (their model numbers and words are the
     catalog's, not the copy's)."""
-    return _derived(ctx).of_text("blanked", text, lambda t: _blanked(t, _derived(ctx).blank_names))
+    derived = _derived(ctx)
+    return derived.of_text("blanked", text, derived.blanked)
 
 
-def _blanked(text: str, names: list[str]) -> str:
+def _blanked(text: str, names: Sequence[str]) -> str:
     """``text`` with each occurrence of ``names`` (case-insensitive; at one place the first of them that is there)
     replaced by a space, as ``regex.sub`` of the names' alternation does, without compiling a pattern of each
-    user's names (milliseconds per user): the leftmost places any name is at, the first name in order at each."""
+    user's names (milliseconds per user): the leftmost places any name is at, the first name in order at each. Each
+    name's places (overlapping) are found by ``str.find`` for an ASCII name where case-insensitive is ``lower()``
+    (:func:`_ascii_folds`), else by one pattern per name (names recur)."""
     if not names:
         return text
-    first: dict[int, tuple[int, int]] = {}  # place -> (the first name there, its length)
-    for k, (at, length) in _name_places(text, names):
-        if at not in first or k < first[at][0]:
-            first[at] = (k, length)
+    ascii_folds, low = _ascii_folds(text), text.lower()
+    first: dict[int, int] = {}  # place -> the length of the first name there (the names are looked for in order)
+    for name, name_low in _name_keys(tuple(names)):
+        if ascii_folds and name_low is not None:
+            at = low.find(name_low)
+            while at >= 0:
+                first.setdefault(at, len(name_low))
+                at = low.find(name_low, at + 1)
+        else:
+            for m in _re(_escape(name), regex.I).finditer(text, overlapped=True):
+                first.setdefault(m.start(), m.end() - m.start())
     out, end = [], 0
     for at in sorted(first):
         if at >= end:
             out += [text[end:at], " "]
-            end = at + first[at][1]
+            end = at + first[at]
     return "".join(out) + text[end:]
 
 
-def _name_places(text: str, names: list[str]) -> Iterator[tuple[int, tuple[int, int]]]:
-    """Each place (start, length) of each name in ``text``, case-insensitive, overlapping, with the name's index:
-    by ``str.find`` for ASCII names where case-insensitive is ``lower()`` (:func:`_ascii_folds`), else by one pattern
-    per name (names recur)."""
-    ascii_folds, low = _ascii_folds(text), text.lower()
-    for k, name in enumerate(names):
-        if ascii_folds and name.isascii():
-            name = name.lower()
-            at = low.find(name)
-            while at >= 0:
-                yield k, (at, len(name))
-                at = low.find(name, at + 1)
-        else:
-            for m in _re(_escape(name), regex.I).finditer(text, overlapped=True):
-                yield k, (m.start(), m.end() - m.start())
+@lru_cache(maxsize=1 << 12)
+def _name_keys(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """Each name, with itself lower-cased where it is ASCII (:func:`_blanked`; a context's names recur per copy)."""
+    return tuple((name, name.lower() if name.isascii() else None) for name in names)
 
 
 def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
@@ -1066,7 +1147,7 @@ def check_pii(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("pii", False, "contains a card-like number")
         if len(digits) >= 8:
             return CheckResult("pii", False, f"contains a phone-like number {m[0].strip()!r}")
-    return CheckResult("pii", True)
+    return passing("pii")
 
 
 
@@ -1086,7 +1167,7 @@ def check_injection(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if any(_shared_shingles(copy.words, 5, quoted, words)) \
                 or any(_shared_grams(["".join(copy.han_runs)], 10, quoted)):
             return CheckResult("injection", False, "copies shopper-written text from a review")
-    return CheckResult("injection", True)
+    return passing("injection")
 
 
 def _allowed_numbers(ctx: GuardContext) -> set[str]:
@@ -1235,7 +1316,7 @@ def _invented_number(text: str, ctx: GuardContext) -> str | None:
     """The first number of the copy (outside its amounts of money, percentages and words such as "3D") that is not
     a number of the items or the campaign, whole or as a date's parts (05.12.2026)."""
     allowed = _derived(ctx).allowed_numbers
-    words = [m.span() for m in _UNIT_WORD.finditer(text)] if any(w in text for w in _UNIT_WORDS) else []
+    words = [m.span() for m in _UNIT_WORD.finditer(text)] if any(map(text.__contains__, _UNIT_WORDS)) else []
     stripped = mask(text, [m.span for m in money_mentions(text)] + [m.span for m in percent_mentions(text)] + words)
     for m in _re(r"\d+(?:[.,:/]\d+)*").finditer(stripped):
         if not (_numbers_of(m[0]) <= allowed or _numbers_of(m[0].replace(",", "")) <= allowed
@@ -1287,7 +1368,11 @@ def _altered_name(text: str, ctx: GuardContext) -> str | None:
 @lru_cache(maxsize=1 << 14)
 def _run_words(run: str) -> tuple[str, ...]:
     """The words of a capitalised run before a head noun, lower-cased, without possessive 's (runs recur: names)."""
-    return tuple(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(_re(r"'s\b").sub("", run)))
+    if "'s" in run:  # in every match of the possessive
+        run = _re(r"'s\b").sub("", run)
+    if run.isascii():  # a letter or digit is one of a-z, A-Z, 0-9: lower-cased first, a-z or 0-9
+        return tuple(_ASCII_ALNUM.findall(run.lower()))
+    return tuple(w.lower() for w in _re(r"[\p{L}\p{N}]+").findall(run))
 
 
 def _made_up(words: tuple[str, ...], own: frozenset[str]) -> bool:
@@ -1311,15 +1396,19 @@ def _display_name_spans(low: str, ctx: GuardContext) -> list[tuple[int, int]]:
 
 def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     if not ctx.catalog:
-        return CheckResult("facts", True)
+        return passing("facts")
     index, derived, low = catalog_index(ctx.catalog), _derived(ctx), text.lower()
     for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
         if item_id not in derived.own_ids and title not in derived.names_low and title not in derived.own_low:
             return CheckResult("facts", False, f"names another product {written!r}")
-    for found in set(_brands_in(low, index.brands)) if index.brands else ():
+    # the brands it names are among those the automaton finds anywhere (_brands_in keeps whole words, the longest):
+    # where the user's items have every one of these, it names no other
+    if not index.brands or derived.own_brands.issuperset([brand for _, brand in index.brands.iter(low)]):
+        return passing("facts")
+    for found in set(_brands_in(low, index.brands)):
         if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
-    return CheckResult("facts", True)
+    return passing("facts")
 
 
 # claims a shop cannot back unless the campaign states them: superlatives and comparatives (never), urgency and
@@ -1401,14 +1490,14 @@ def check_claims(title: str, body: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("claims", False, f"unsupported value claim {m[0]!r}"
                                + ("" if pattern is _BUDGET else " (the item is not on sale)"))
     if not ctx.campaign_type:
-        return CheckResult("claims", True)
+        return passing("claims")
     for campaign_type, pattern in _EVENTS.items():
         scan = scans[pattern] if campaign_type != ctx.campaign_type else None
         m = scan.search(text) if scan else None
         if m and not _in_own_name(m[0].strip(), ctx):  # "New Balance"
             return CheckResult("claims", False, f"{m[0]!r} is not what happened: this is a "
                                f"{ctx.campaign_type.replace('_', ' ')} push")
-    return CheckResult("claims", True)
+    return passing("claims")
 
 
 _CLAIMS = ((_SUPERLATIVE, "superlative", ()), (_URGENCY, "urgency", ("ends_at",)),
@@ -1442,7 +1531,7 @@ def check_example_copy(title: str, body: str, ctx: GuardContext) -> CheckResult:
                                  _shared_shingles(copy.words, 7, phrases, words))
         if any(p not in derived.own_phrases for p in shared):
             return CheckResult("example_copy", False, "copies a phrase from the template's example answer")
-    return CheckResult("example_copy", True)
+    return passing("example_copy")
 
 
 _LABEL = regex.compile(r"(?m)^\s*([^\n:：]{1,60}?)\s*[:：]")
@@ -1460,7 +1549,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if (":" in part or "：" in part) and (m := _FIELD_LABEL.match(part)):  # every match ends on a colon
             return CheckResult("prompt_echo", False, f"opens on the label {m[0].strip().rstrip(':：').strip()!r}")
     if not ctx.prompt_text:
-        return CheckResult("prompt_echo", True)
+        return passing("prompt_echo")
     text = _copy(title, body).low
     labels, lines = _derived(ctx).prompt_parts
     for label, pattern in labels:
@@ -1469,7 +1558,7 @@ def check_prompt_echo(title: str, body: str, ctx: GuardContext) -> CheckResult:
     for line in lines:
         if line in text:
             return CheckResult("prompt_echo", False, f"repeats the prompt's line {line!r}")
-    return CheckResult("prompt_echo", True)
+    return passing("prompt_echo")
 
 
 def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
@@ -1519,7 +1608,7 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
             for w in words:
                 if w in forms and _stem(w) not in own_words:
                     return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
-    return CheckResult("sense", True)
+    return passing("sense")
 
 
 @lru_cache(maxsize=16)
@@ -1550,11 +1639,22 @@ DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_we
 def run_checks(title: str, body: str, ctx: GuardContext,
                checks: Sequence[Check] = DEFAULT_CHECKS) -> list[CheckResult]:
     """Run every check; the message passes when all results pass. The same copy under an equal context (the same
-    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is checked
-    once: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`."""
-    key = (title, body, checks, _fingerprint(ctx)) if isinstance(checks, tuple) else None
-    if key is None or key[3] is None:
+    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is not checked
+    again and again: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`, from the
+    second time the copy is checked (:data:`_SEEN`). Most copy is new (a model writes it per user): no verdict can be
+    kept for it, and its context's fingerprint, which costs more than some checks, is not made for it."""
+    if not isinstance(checks, tuple):
         return _run_checks(title, body, ctx, checks)
+    copy = (title, body, checks)
+    if copy not in _SEEN:
+        if len(_SEEN) >= _VERDICTS_MAX:
+            del _SEEN[next(iter(_SEEN))]  # the oldest
+        _SEEN[copy] = None
+        return _run_checks(title, body, ctx, checks)
+    number = _fingerprint(ctx)
+    if number is None:
+        return _run_checks(title, body, ctx, checks)
+    key = (title, body, checks, number)
     hit = _VERDICTS.get(key)
     if hit is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
@@ -1567,6 +1667,7 @@ def run_checks(title: str, body: str, ctx: GuardContext,
 
 # verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
+_SEEN: dict[tuple[str, str, tuple[Check, ...]], None] = {}  # copies checked at least once (title, body, checks)
 _VERDICTS_MAX = 1 << 15
 _CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
 _FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
@@ -1579,20 +1680,24 @@ def _fingerprint(ctx: GuardContext) -> int | None:
     as ``_Derived`` is (a field's assignment drops it); the catalog by identity (``catalog_index`` indexes it so)."""
     def number() -> int | None:
         value = _make_fingerprint(ctx)
-        if value is None:
+        try:
+            found = _FINGERPRINTS.get(value)  # the value is hashed here, once
+        except TypeError:  # a field's value is not hashable
             return None
-        if value not in _FINGERPRINTS:
-            _FINGERPRINTS[value] = next(_NUMBERS)
-        return _FINGERPRINTS[value]
+        if found is None:
+            found = _FINGERPRINTS[value] = next(_NUMBERS)
+        return found
 
     return memo(ctx, "fingerprint", number)
 
 
-def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
+def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...]:
+    """The fields' values (:func:`_fingerprint`), maybe unhashable: dicts as sorted pairs of reprs, models as their
+    repr, sequences as tuples, the catalog as its id."""
     parts: list[Any] = [type(ctx)]
-    for f in fields(ctx):
-        value = getattr(ctx, f.name)
-        if f.name == "catalog":
+    for name in _field_names(type(ctx)):
+        value = getattr(ctx, name)
+        if name == "catalog":
             if _CATALOGS.get(id(value)) is not value:
                 if len(_CATALOGS) >= 16:
                     _CATALOGS.clear()
@@ -1600,6 +1705,8 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
                     _FINGERPRINTS.clear()
                 _CATALOGS[id(value)] = value
             value = id(value)
+        elif type(value) in _PLAIN:
+            pass  # the common case: a string (strings are neither dicts, models nor sequences here)
         elif isinstance(value, dict):
             value = tuple(sorted((repr(k), repr(v)) for k, v in value.items()))
         elif isinstance(value, BaseModel):
@@ -1607,12 +1714,16 @@ def _make_fingerprint(ctx: GuardContext) -> tuple[Any, ...] | None:
         elif isinstance(value, list | tuple):
             value = tuple(value)
         parts.append(value)
-    out = tuple(parts)
-    try:
-        hash(out)
-    except TypeError:
-        return None
-    return out
+    return tuple(parts)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # field values kept as they are
+
+
+@lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A context class's field names, in order (``dataclasses.fields`` builds them at each call)."""
+    return tuple(f.name for f in fields(cls))
 
 
 def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
@@ -1620,7 +1731,10 @@ def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check
     results: list[CheckResult] = []
     for check in checks:
         r = check(title, body, ctx)
-        results.extend(r if isinstance(r, list) else [r])
+        if isinstance(r, list):
+            results += r
+        else:
+            results.append(r)
     return results
 
 

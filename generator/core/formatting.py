@@ -249,9 +249,14 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
         return [], spans
     before, after = _money_patterns()
     found: list[MoneyMention] = []
+    taken: list[tuple[int, int]] = []  # the spans of found
 
     def free(span: tuple[int, int]) -> bool:
-        return not any(f.span[0] < span[1] and span[0] < f.span[1] for f in found)
+        a, b = span
+        for x, y in taken:
+            if x < b and a < y:
+                return False
+        return True
 
     numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
     if lower_is_exact(text):
@@ -262,12 +267,14 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
         for m in _matches_at(pattern, text, starts):
             spans.append(m.span())
             amounts = _readings(m["num"].strip())
-            if amounts and free(m.span()):
-                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], m.span()))
+            if amounts and free(span := m.span()):
+                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], span))
+                taken.append(span)
     for m in _matches_at(_BARE, text, numbers):  # where a number may start: after no digit, point or comma
-        spans.append(m.span())
-        if free(m.span()):
-            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], m.span()))
+        spans.append(span := m.span())
+        if free(span):
+            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], span))
+            taken.append(span)
     if len(found) > 1:
         found.sort(key=lambda x: x.span)
     return found, spans
@@ -303,7 +310,13 @@ def lower_is_exact(text: str) -> bool:
     """Whether ``text.lower()`` holds, at each place, the one character a case-insensitive pattern of ASCII and caseless
     characters matches there (and a pattern's cased character outside ASCII matches nothing): ASCII text, or text whose
     characters outside ASCII have no case (Han, currency signs, punctuation)."""
-    return text.isascii() or not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
+    return text.isascii() or _caseless_outside_ascii(text)
+
+
+@lru_cache(maxsize=4096)  # a copy is asked about by its amounts and several checks
+def _caseless_outside_ascii(text: str) -> bool:
+    """:func:`lower_is_exact` of a text that is not ASCII."""
+    return not any(map(_has_case, {ch for ch in text if ch > "\x7f"}))
 
 
 @lru_cache(maxsize=1)
@@ -336,7 +349,10 @@ def _is_space(ch: str) -> bool:
 
 def _marker_at(low: str, at: int, markers: frozenset[str], heads: dict[str, tuple[int, ...]]) -> bool:
     """Whether one of ``markers`` begins at ``at`` of ``low`` (``heads``: their lengths by first character)."""
-    return any(low[at:at + n] in markers for n in heads.get(low[at:at + 1], ()))
+    for n in heads.get(low[at:at + 1], ()):
+        if low[at:at + n] in markers:
+            return True
+    return False
 
 
 def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
@@ -414,8 +430,10 @@ def _may_hold_percent(text: str) -> bool:
 
 
 def mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
-    """``text`` with the given spans blanked (same length, so other spans keep their offsets)."""
-    chars = list(text)
+    """``text`` with the given spans blanked (same length, so other spans keep their offsets), each in turn: what
+    assigning spaces to the slices of a list of its characters gives, by slicing the string (a few spans of a short
+    text: no list of characters)."""
     for a, b in spans:
-        chars[a:b] = " " * (b - a)
-    return "".join(chars)
+        if a < b:  # an empty or reversed slice: nothing to blank
+            text = f"{text[:a]}{' ' * (b - a)}{text[b:]}"
+    return text
