@@ -437,3 +437,23 @@ def test_new_copy_is_checked_without_its_contexts_fingerprint_and_kept_from_its_
     third = run_checks(title, body, ctx)
     assert first == second == third == _run_checks(title, body, ctx, DEFAULT_CHECKS)
     assert all(a is b for a, b in zip(third, kept, strict=True))  # given back from what was kept
+
+
+def test_the_capitalised_runs_of_ascii_copy_are_found_as_the_runs_pattern_finds_them() -> None:
+    """``_ascii_head_pattern`` (the ``re`` module, ASCII classes) finds in ASCII text the matches, and their runs, that
+    the pattern of ``_name_head`` finds; a head noun outside ASCII has none (the pattern of ``_name_head`` is used)."""
+    from generator.check.guardrails import _ascii_head_pattern, _name_head
+
+    assert _ascii_head_pattern("Café") is None
+    rng = random.Random(23)
+    pieces = ["Flask", "FLASKS", "flaskes", "Flat", "Bottom", "bottom", "The", "o'Neil's", "5-Tier", "A&B", "x2", "2L",
+              "-", "'", "&", " ", "  ", "\n", "\t", "\x0b", "\x0c", "\r", "\x1c", "\x1f", ".", ",", "!", "_", "Ss", "s",
+              "es", "(", "c++", "+", "Set", "set"]
+    for head in ("Flask", "flask", "Bottom", "S", "", "c++", "Set", "Ta(b", "s"):
+        name = f"Flat {head}s" if head else "Flat s"
+        _, pattern, _, fast = _name_head("Flat Bottom Boiling Flask", "Lab", name)
+        assert fast is not None and fast.pattern != pattern.pattern
+        for _ in range(1500):
+            text = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
+            assert [(m.span(), m[1]) for m in fast.finditer(text)] == \
+                [(m.span(), m[1]) for m in pattern.finditer(text)], (head, text)
