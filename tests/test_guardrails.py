@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import pytest
@@ -310,6 +311,13 @@ def test_repeated_word_is_the_patterns_first_match() -> None:
             text = f"{a} {b}"
             m = _TWICE.search(text)
             assert _repeated_word(text) == (m[0] if m else None), text
+    rng = random.Random(5)  # ASCII copy (found by another pattern in the text lower-cased)
+    pieces = ["Tent", "tent", "TENT", "te", "t", "Tents", "5", "x5", "_", "'", "-", " ", ",", ", ", "\n", "\t", "\x0b",
+              "\x0c", "\r", "\x1c", "\x1f", ".", "a", "A", "aa", "Aa"]
+    for _ in range(4000):
+        text = "".join(rng.choices(pieces, k=rng.randrange(0, 9)))
+        m = _TWICE.search(text)
+        assert _repeated_word(text) == (m[0] if m else None), text
 
 
 def test_amounts_of_title_and_body_joined_by_a_space() -> None:

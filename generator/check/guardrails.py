@@ -782,7 +782,6 @@ _CONTROL = regex.compile(r"[\p{Cc}\p{Cs}\p{Co}]")
 _TWICE = regex.compile(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I)
 _LETTER_RUN = regex.compile(r"\p{L}+")
 _HAN_RUN = regex.compile(r"\p{Han}+")
-_ASCII_LETTER_RUN = re.compile(r"[a-z]+")  # \p{L}+ in lower-cased ASCII text
 _SENTENCE_END = re.compile(r"[.!?。！？\n]+")
 _MARKUP = regex.compile(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>")
 
@@ -811,16 +810,22 @@ def check_well_formed(title: str, body: str, ctx: GuardContext) -> CheckResult:
 
 
 def _repeated_word(text: str) -> str | None:
-    """The first match of :data:`_TWICE` in ``text``, if any. Its two words are neighbouring runs of letters that
-    match case-insensitively: the pattern runs only where two neighbouring runs may (:func:`_may_match`)."""
-    if text.isascii():  # case-insensitive is lower() and \p{L} is [a-z]
-        runs = _ASCII_LETTER_RUN.findall(text.lower())
-        if not any(map(str.__eq__, runs, runs[1:])):
-            return None
-    elif not any(map(_may_match, (runs := _LETTER_RUN.findall(text)), runs[1:])):
+    """The first match of :data:`_TWICE` in ``text``, if any: in ASCII text, where it is the match of
+    :data:`_ASCII_TWICE` in the text lower-cased (at the same place); elsewhere, its two words are neighbouring runs
+    of letters that match case-insensitively: the pattern runs only where two neighbouring runs may
+    (:func:`_may_match`)."""
+    if text.isascii():
+        m = _ASCII_TWICE.search(text.lower())
+        return text[m.start():m.end()] if m else None
+    if not any(map(_may_match, (runs := _LETTER_RUN.findall(text)), runs[1:])):
         return None
     m = _TWICE.search(text)
     return m[0] if m else None
+
+
+# _TWICE in lower-cased ASCII text, in the re module: \p{L} is [a-z], \p{N} [0-9], \s one of _ASCII_SPACES, and two
+# words that match case-insensitively are equal
+_ASCII_TWICE = re.compile(rf"(?<![a-z0-9])([a-z]{{2,}})(?:{_ASCII_SPACES}|,)+\1(?![a-z0-9])")
 
 
 def _may_match(a: str, b: str) -> bool:
