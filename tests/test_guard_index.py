@@ -213,12 +213,12 @@ def test_a_passing_verdict_is_one_shared_result_equal_to_a_fresh_one() -> None:
 def test_a_contexts_derived_values_are_made_once_and_equal_fresh_ones() -> None:
     """``_Derived``'s values (``_once``, cached_property without its lock) are made at the first read, kept, and equal
     to what a fresh ``_Derived`` makes; a field assigned anew drops them."""
-    from generator.check.guardrails import GuardContext, _Derived, _derived, _once
+    from generator.check.guardrails import GuardContext, _Derived, _derived, _grouped, _once
 
     tent, mug = _tent_and_mug()
     ctx = GuardContext(items=[tent, mug], catalog=[tent, mug], example_texts=["Title: Hi\nBody: a b c d e f g h"])
-    names = [n for n, v in vars(_Derived).items() if isinstance(v, _once)]
-    assert len(names) > 20 and isinstance(_Derived.item_names, _once)
+    names = [n for n, v in vars(_Derived).items() if isinstance(v, _once | _grouped)]
+    assert len(names) > 20 and isinstance(_Derived.item_names, _grouped)
     first = _derived(ctx)
     values = {n: getattr(first, n) for n in names}
     assert all(getattr(first, n) is values[n] for n in names)  # kept, not made again
@@ -277,6 +277,7 @@ def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> 
         _bare,
         _content_words,
         _derived,
+        _facts_of,
         _name_words,
         _one_space,
         _stems,
@@ -299,6 +300,15 @@ def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> 
         for it, (every, short, title) in zip(items, derived.item_words, strict=True):
             assert (short, title) == (_name_words(it.display_name), _name_words(it.title))
             assert every == frozenset(short + title)
+        # the values made in one pass (_item_views) are those each value's own comprehension made
+        facts = [_facts_of(it) for it in items]
+        assert derived.item_names == [(it, it.title.lower(), it.display_name.lower()) for it in items]
+        assert derived.name_heads == [f.head for f in facts if f.head is not None] and derived.name_heads
+        assert derived.pack_singulars == [f.pack for f in facts if f.pack is not None]
+        assert derived.spaced_text == "\n".join(derived.spaced_facts)
+        assert derived.blank_names == tuple(sorted({n for n in texts if n}, key=len, reverse=True))
+        assert derived.own_ids == {it.item_id for it in items}
+        assert derived.own_brands == {it.brand.lower() for it in items if it.brand}
 
 
 def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> None:

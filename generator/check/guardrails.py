@@ -175,6 +175,24 @@ class _once(Generic[_T]):  # noqa: N801 - a decorator, named as functools.cached
         return value
 
 
+class _grouped:  # noqa: N801 - a descriptor, named as _once is
+    """A value made with others by one function (``make(obj)`` gives each by its name) at the first read of any of
+    them, each then kept in the instance's ``__dict__`` as :class:`_once` keeps its value: what several values read of
+    a context's items is read in one pass (a context's values are first read once per context)."""
+
+    def __init__(self, make: Callable[[Any], dict[str, Any]]):
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        obj.__dict__.update(self.make(obj))
+        return obj.__dict__[self.name]
+
+
 class _Derived:
     """What the checks derive from a guard context, made once per context (a context serves its user's candidates
     and fallback) instead of once per check and candidate; and what they derive from one copy under it (the items
@@ -197,32 +215,65 @@ class _Derived:
     def item_facts(self) -> list[_ItemFacts]:
         return list(map(_facts_of, self.ctx.items))
 
-    @_once
-    def item_names(self) -> list[tuple[Item, str, str]]:
-        """Each item with its title and display name lower-cased."""
-        return [(it, facts.title, facts.name) for it, facts in zip(self.ctx.items, self.item_facts, strict=True)]
+    def _item_views(self) -> dict[str, Any]:
+        """What the checks of every copy read of the items, made in one pass over the items' facts at the first read
+        of any of them (:class:`_grouped`):
 
-    @_once
-    def item_words(self) -> list[tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]]:
-        """Each item's content words (the names' together), and those of its display name and its title
-        (:func:`_names_item`), as ``item_names`` lists the items."""
-        return [facts.words for facts in self.item_facts]
+        - ``item_names``: each item with its title and display name lower-cased;
+        - ``item_words``: each item's content words (the names' together), and those of its display name and its title
+          (:func:`_names_item`), as ``item_names`` lists the items;
+        - ``name_heads``: per item with a Latin head noun, its own words (title, brand, display name), the pattern of a
+          capitalised run leading to its head noun (see ``_altered_name``), the head noun lower-cased, which every
+          match has (None where a character of it has a case outside ASCII: no prefilter), and the pattern for ASCII
+          copy;
+        - ``pack_singulars``: per item sold as a pack under a derived plural name, the singular it stands for and its
+          pattern (the catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`);
+        - ``fact_texts``: the items' titles and display names as written;
+        - ``spaced_facts``: these lower-cased with runs of whitespace as one space (:func:`_is_item_fact`), and
+          ``spaced_text``, them joined by newlines, which none of them has: a text without one is in it where it is in
+          one of them;
+        - ``blank_names``: the names :func:`_without_names` blanks, longest first;
+        - ``names_low``: the titles and display names lower-cased, and ``bare_names``: without punctuation, symbols and
+          spacing (:func:`check_title_hook`);
+        - ``own_ids`` and ``own_brands``: the items' ids, and their brands lower-cased (:func:`_other_products`)."""
+        item_names, item_words, heads, packs, texts, spaced = [], [], [], [], [], []
+        names_low, bare = set(), set()
+        for it, facts in zip(self.ctx.items, self.item_facts, strict=True):
+            item_names.append((it, facts.title, facts.name))
+            item_words.append(facts.words)
+            if facts.head is not None:
+                heads.append(facts.head)
+            if facts.pack is not None:
+                packs.append(facts.pack)
+            texts += facts.texts
+            spaced += facts.spaced
+            names_low.add(facts.title)
+            names_low.add(facts.name)
+            bare.update(facts.bare)
+        fact_texts = tuple(texts)
+        return {"item_names": item_names, "item_words": item_words, "name_heads": heads, "pack_singulars": packs,
+                "fact_texts": fact_texts, "spaced_facts": spaced, "spaced_text": "\n".join(spaced),
+                "blank_names": tuple(sorted({n for n in fact_texts if n}, key=len, reverse=True)),
+                "names_low": names_low, "bare_names": bare, "own_ids": {it.item_id for it in self.ctx.items},
+                "own_brands": {it.brand.lower() for it in self.ctx.items if it.brand}}
+
+    item_names = _grouped(_item_views)
+    item_words = _grouped(_item_views)
+    name_heads = _grouped(_item_views)
+    pack_singulars = _grouped(_item_views)
+    fact_texts = _grouped(_item_views)
+    spaced_facts = _grouped(_item_views)
+    spaced_text = _grouped(_item_views)
+    blank_names = _grouped(_item_views)
+    names_low = _grouped(_item_views)
+    bare_names = _grouped(_item_views)
+    own_ids = _grouped(_item_views)
+    own_brands = _grouped(_item_views)
 
     @_once
     def name_words(self) -> set[str]:
         """The content words of the items' display names (a two-word title with one of them is about the item)."""
         return {w for facts in self.item_facts for w in facts.words[1]}
-
-    @_once
-    def name_heads(self) -> list[_NameHead]:
-        """Per item with a Latin head noun: its own words (title, brand, display name), the pattern of a
-        capitalised run leading to its head noun (see ``_altered_name``) and the head noun lower-cased, which every
-        match has (None where a character of it has a case outside ASCII: no prefilter)."""
-        return [facts.head for facts in self.item_facts if facts.head is not None]
-
-    @_once
-    def fact_texts(self) -> tuple[str, ...]:
-        return tuple(t for facts in self.item_facts for t in facts.texts)
 
     @_once
     def own_text(self) -> str:
@@ -238,38 +289,9 @@ class _Derived:
         (:func:`~generator.core.formatting.lower_is_exact`)."""
         return lower_is_exact(self.own_text)
 
-    @_once
-    def spaced_facts(self) -> list[str]:
-        """The fact texts lower-cased with runs of whitespace as one space (:func:`_is_item_fact`)."""
-        return [t for facts in self.item_facts for t in facts.spaced]
-
-    @_once
-    def spaced_text(self) -> str:
-        """:attr:`spaced_facts` joined by newlines, which none of them has: a text without one is in this where it is
-        in one of them."""
-        return "\n".join(self.spaced_facts)
-
-    @_once
-    def blank_names(self) -> tuple[str, ...]:
-        """The names :func:`_without_names` blanks, longest first."""
-        return tuple(sorted({n for n in self.fact_texts if n}, key=len, reverse=True))
-
     def blanked(self, text: str) -> str:
         """``text`` without the items' names (:func:`_without_names`)."""
         return _blanked(text, self.blank_names)
-
-    @_once
-    def names_low(self) -> set[str]:
-        return {n for facts in self.item_facts for n in (facts.title, facts.name)}
-
-    @_once
-    def own_ids(self) -> set[str]:
-        return {it.item_id for it in self.ctx.items}
-
-    @_once
-    def own_brands(self) -> set[str]:
-        """The items' brands lower-cased (:func:`_other_products`)."""
-        return {it.brand.lower() for it in self.ctx.items if it.brand}
 
     @_once
     def own_numbers(self) -> frozenset[str]:
@@ -301,20 +323,9 @@ class _Derived:
         return tuple(sorted(names, key=len, reverse=True))
 
     @_once
-    def pack_singulars(self) -> list[tuple[str, regex.Pattern[str]]]:
-        """Per item sold as a pack under a derived plural name, the singular it stands for and its pattern (the
-        catalog's own ``short_name`` is what the shop calls it: none) (:func:`_pack_as_one`)."""
-        return [facts.pack for facts in self.item_facts if facts.pack is not None]
-
-    @_once
     def sense_words(self) -> frozenset[str]:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
         return frozenset().union(*(facts.stems for facts in self.item_facts))
-
-    @_once
-    def bare_names(self) -> set[str]:
-        """The items' names without punctuation, symbols and spacing, lower-cased (:func:`check_title_hook`)."""
-        return {bare for facts in self.item_facts for bare in facts.bare}
 
     @_once
     def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
