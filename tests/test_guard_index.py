@@ -297,6 +297,8 @@ def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> 
         assert derived.name_words == {w for it in items for w in _content_words(it.display_name)}
         assert derived.sense_words == frozenset().union(*(_stems(t) for it in items for t in (
             it.title, it.display_name, it.category, it.description, it.brand)))
+        for word in [*derived.sense_words, "lamp", "lamps", "tent", "mug", "über", "kelvin", "", "zzz", "3"]:
+            assert derived.has_sense_word(word) == (word in derived.sense_words), word
         for it, (every, short, title) in zip(items, derived.item_words, strict=True):
             assert (short, title) == (_name_words(it.display_name), _name_words(it.title))
             assert every == frozenset(short + title)

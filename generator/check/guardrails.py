@@ -327,6 +327,11 @@ class _Derived:
         """Stems of the items' own words: names, categories, descriptions, brands (:func:`check_sense`)."""
         return frozenset().union(*(facts.stems for facts in self.item_facts))
 
+    def has_sense_word(self, stem: str) -> bool:
+        """Whether :attr:`sense_words` has ``stem``, read off the items' own stems (their union, a few hundred words,
+        is made only where a check needs more than a few words of it)."""
+        return any(stem in facts.stems for facts in self.item_facts)
+
     @_once
     def example_index(self) -> tuple[frozenset[str], frozenset[str]]:
         """The body phrases of the template's example answers, and their words (:func:`check_example_copy`)."""
@@ -1627,21 +1632,21 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
     caliper: :mod:`generator.check.zh_products`), and no use that does not fit them ("Lace up now!" for anything
     without laces)."""
     text = f"{title}\n{body}"
-    own_words = _derived(ctx).sense_words
+    derived = _derived(ctx)
     residual = _without_names(text, ctx).lower()
     for n in sorted(_DOINGS_FILTER.candidates(residual)):
         m = _DOINGS_FILTER.patterns[n].search(residual)
-        if m and not any(f in w for f in _DOINGS_FITS[n] for w in own_words):
+        if m and not any(f in w for f in _DOINGS_FITS[n] for w in derived.sense_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
     if not residual.isascii() and _HAN.search(residual) \
-            and (noun := misnamed_product(residual, own_words)):  # "你的手电筒" on a caliper
+            and (noun := misnamed_product(residual, derived.sense_words)):  # "你的手电筒" on a caliper
         return CheckResult("sense", False, f"calls the item {noun!r}, which it is not")
     if ctx.catalog:
         forms = _word_forms(catalog_index(ctx.catalog).vocabulary)
         words = _ASCII_LONG_WORDS.findall(residual) if residual.isascii() else _LONG_WORDS.findall(residual)
         if not forms.isdisjoint(words):
             for w in words:
-                if w in forms and _stem(w) not in own_words:
+                if w in forms and not derived.has_sense_word(_stem(w)):
                     return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return passing("sense")
 
