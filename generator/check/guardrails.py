@@ -305,6 +305,8 @@ class _Derived:
         """What :func:`check_prices` reads of some of the context's items: ``allowed_amounts`` (read only), its amounts,
         and the items' prices before a discount that are none of theirs now; made once per set of items (copy names
         the same few again and again)."""
+        if len(items) == 1:  # copy names one item, mostly: what is read of it is made once per item
+            return _facts_of(items[0]).prices
         key = tuple(map(id, items))  # the context holds its items: no id is reused while it lives
         if key not in self._prices:
             allowed, facts = self.ctx.allowed_amounts(items), list(map(_facts_of, items))
@@ -378,6 +380,7 @@ class _ItemFacts:
     verbs: tuple[tuple[str, str, str, str], ...]  # _verb_phrases of its texts (_plural_with_verb)
     head: _NameHead | None  # its entry of _Derived.name_heads
     pack: tuple[str, regex.Pattern[str]] | None  # its entry of _Derived.pack_singulars
+    prices: _Prices  # _Derived.prices_of this item alone (read only: items recur across a shop's users)
 
 
 def _facts_of(item: Item) -> _ItemFacts:
@@ -404,16 +407,17 @@ def _item_facts(item: Item) -> _ItemFacts:
     pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
     texts = (item.title, name)
     short_words, title_words = _name_words(name), _name_words(item.title)
+    amounts = tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None)
+    current, listed = _cents(item.current_price), _cents(item.price) if item.discount_pct else None
     return _ItemFacts(
         title=item.title.lower(), name=name.lower(), texts=texts,
         spaced=(_one_space(item.title.lower()), _one_space(name.lower())), bare=(_bare(item.title), _bare(name)),
         words=(frozenset(short_words + title_words), short_words, title_words),
         stems=frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand))),
-        numbers=numbers, currency=item.currency,
-        amounts=tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None),
-        current=_cents(item.current_price), listed=_cents(item.price) if item.discount_pct else None,
+        numbers=numbers, currency=item.currency, amounts=amounts, current=current, listed=listed,
         discount=item.discount_pct, verbs=_verb_phrases(texts), head=_name_head(item.title, item.brand, name),
-        pack=pack)
+        pack=pack, prices=({a: {item.currency} for a in amounts}, frozenset(amounts),
+                           frozenset({listed} - {current} if listed is not None else ())))
 
 
 def _name_head(title: str, brand: str, display_name: str) -> _NameHead | None:
