@@ -422,12 +422,23 @@ def test_the_verb_phrases_and_language_names_read_off_items_facts_are_the_items_
     """The plural check's phrases and the language check's names, read off the items' facts, are those of the fact
     texts and of the items' titles, display names and brands."""
     from generator.check.guardrails import GuardContext, _derived, _plural_with_verb, _verb_phrases
+    from generator.core.data import Item
+    from generator.core.names import ends_plural
 
     tent, mug = _tent_and_mug()
-    for items in ([tent], [mug, tent]):
+    brads = Item(item_id="B7", title="Bostitch Brads 18GA", short_name="Bostitch Brads", brand="Bostitch",
+                 price=1, currency="USD", in_stock=True, url="u")
+    lugs = Item(item_id="L8", title="Copper Lugs", brand="", price=1, currency="USD", in_stock=True, url="u")
+    for items in ([tent], [mug, tent], [brads, tent, lugs], [lugs, brads]):
         ctx = GuardContext(items=items)
         assert _plural_with_verb("nothing is here", ctx) is None
-        assert ctx.__dict__["_derived"]["verb_phrases"] == _verb_phrases(_derived(ctx).fact_texts)
+        phrases = _verb_phrases(_derived(ctx).fact_texts)
+        assert ctx.__dict__["_derived"]["plural_verb_phrases"] == tuple(v for v in phrases if ends_plural(v[0]))
+        for low in ("the bostitch brads is here", "copper lugs has it", "bostitch brads 18ga is", "the tent is up",
+                    "copper lugs is and bostitch brads has", " is ", "copper lugs are"):
+            # every phrase tried, in order (as before only plural names' phrases were kept per context)
+            want = next((n for name, n, is_, has in phrases if (is_ in low or has in low) and ends_plural(name)), None)
+            assert _plural_with_verb(low, ctx) == want, (low, want)
         want = sorted({n for it in items for n in (it.title, it.display_name, it.brand) if n}, key=len, reverse=True)
         assert list(_derived(ctx).language_names) == want
 

@@ -891,11 +891,16 @@ def _plural_with_verb(low: str, ctx: GuardContext) -> str | None:
     ``low`` (a body lower-cased) has before "is" or "has", lower-cased."""
     if " is " not in low and " has " not in low:  # in every phrase looked for
         return None
-    verbs = memo(ctx, "verb_phrases", lambda: tuple(v for f in _derived(ctx).item_facts for v in f.verbs))
-    for name, n, is_, has in verbs:  # _verb_phrases of the fact texts
-        if (is_ in low or has in low) and ends_plural(name):
+    for _, n, is_, has in memo(ctx, "plural_verb_phrases", lambda: _plural_phrases(_derived(ctx).item_facts)):
+        if is_ in low or has in low:
             return n
     return None
+
+
+def _plural_phrases(facts: Sequence[_ItemFacts]) -> tuple[tuple[str, str, str, str], ...]:
+    """The items' :func:`_verb_phrases` (of their fact texts, in order) whose name ends in a plural noun: made once per
+    context (most items' names end in none), not looked for in every copy."""
+    return tuple(v for f in facts for v in f.verbs if ends_plural(v[0]))
 
 
 def _verb_phrases(names: Sequence[str]) -> tuple[tuple[str, str, str, str], ...]:
