@@ -481,3 +481,19 @@ def test_the_capitalised_runs_of_ascii_copy_are_found_as_the_runs_pattern_finds_
             text = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
             assert [(m.span(), m[1]) for m in fast.finditer(text)] == \
                 [(m.span(), m[1]) for m in pattern.finditer(text)], (head, text)
+
+
+def test_a_copys_letters_and_digits_are_its_words_split_at_apostrophes() -> None:
+    """``_Copy.alnum_words`` (ASCII copy: its words split at their apostrophes) is ``[a-z0-9]+`` of the copy
+    lower-cased."""
+    import re
+
+    from generator.check.guardrails import _Copy
+
+    rng = random.Random(29)
+    pieces = ["It", "'s", "'", "''", "don't", "O'Neil", "5", "x2", " ", "\n", "-", ".", "_", "é", "帐篷", "K", "\u212a",
+              "ſ", "Lumen Co.'s", "rock'n'roll"]
+    for _ in range(3000):
+        title, body = ("".join(rng.choices(pieces, k=rng.randrange(0, n))) for n in (5, 8))
+        copy = _Copy(title, body)
+        assert copy.alnum_words == re.findall(r"[a-z0-9]+", copy.low), copy.text

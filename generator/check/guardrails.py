@@ -541,10 +541,12 @@ class _Copy:
 
     @property
     def alnum_words(self) -> list[str]:
-        """The words (``[a-z0-9]+``) of the copy lower-cased: :attr:`words` where these are they (ASCII without
-        apostrophes)."""
+        """The words (``[a-z0-9]+``) of the copy lower-cased: in ASCII copy, :attr:`words` (``[a-z0-9']+``) split at
+        their apostrophes (each run of letters and digits lies in one of them, between its apostrophes)."""
         low = self.low
-        return self.words if low.isascii() and "'" not in low else _ASCII_ALNUM.findall(low)
+        if not low.isascii():
+            return _ASCII_ALNUM.findall(low)
+        return self.words if "'" not in low else " ".join(self.words).replace("'", " ").split()
 
     @property
     def han_runs(self) -> list[str]:
