@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from typing import Any
 
 from generator.campaign.spec import (
@@ -27,7 +29,7 @@ from generator.campaign.spec import (
 from generator.check.brand import policy_with_guidelines
 from generator.check.ctr import CtrModel, push_text
 from generator.check.facts import message_facts
-from generator.check.guard_index import NearDuplicates
+from generator.check.guard_index import NearDuplicates, memo
 from generator.check.guardrails import GuardContext, run_checks
 from generator.check.result import CheckResult
 from generator.core.config import get_settings
@@ -60,11 +62,15 @@ class Candidate(Draft):
 
     @property
     def passed(self) -> bool:
-        return self.checked and all(c["passed"] for c in self.checks)
+        return self.checked and all(map(_PASSED, self.checks))
 
     @classmethod
     def of(cls, draft: Draft) -> Candidate:
-        return cls(**{f.name: getattr(draft, f.name) for f in fields(Draft)}, checked=False)
+        return cls(**{name: getattr(draft, name) for name in _DRAFT_FIELDS}, checked=False)
+
+
+_PASSED = itemgetter("passed")
+_DRAFT_FIELDS = tuple(f.name for f in fields(Draft))
 
 
 log = logging.getLogger(__name__)
@@ -264,7 +270,8 @@ class CampaignRunner:
             self.write_and_check(campaign, plan, seed, progress)
             self.choose_copy(campaign, plan)
             job_id = self.save(campaign, plan, job_kind, job_id)
-        counts = {s: sum(m.status == s for m in plan.messages) for s in ("passed", "fallback", "flagged")}
+        statuses = Counter(m.status for m in plan.messages)
+        counts = {s: statuses[s] for s in ("passed", "fallback", "flagged")}
         log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(plan.messages), counts,
                  time.perf_counter() - t0)
         return job_id, plan.messages
@@ -452,10 +459,17 @@ def _agreed(cand: Candidate, ctx: GuardContext) -> Candidate:
     """English copy's verb after a plural product name made plural ("The Bostitch Brads are $12.49") and a
     sentence that opens on a brandless name given its article; ``raw`` keeps what the model wrote."""
     if language_of(ctx.locale) == "en":
-        names = [t for it in ctx.items for t in (it.display_name, it.title)]
+        names, subjects = memo(ctx, "agreement", lambda: _agreement_names(ctx))  # once per user, not per candidate
         cand.title, cand.body = plural_agreement(cand.title, names), plural_agreement(cand.body, names)
-        cand.body = with_article(cand.body, [(it.display_name, it.brand) for it in ctx.items])
+        cand.body = with_article(cand.body, subjects)
     return cand
+
+
+def _agreement_names(ctx: GuardContext) -> tuple[list[str], list[tuple[str, str]]]:
+    """The names :func:`_agreed` makes the verb agree with (display names and titles), and the (display name,
+    brand) pairs it gives an article."""
+    return ([t for it in ctx.items for t in (it.display_name, it.title)],
+            [(it.display_name, it.brand) for it in ctx.items])
 
 
 def _stage_hook(progress: ProgressHook | None, stage: str, total: int) -> Callable[[int], None] | None:
