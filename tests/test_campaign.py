@@ -285,3 +285,25 @@ def test_checking_in_forked_processes_gives_the_same_messages(tmp_path: Path,
     checked = [sum(c["checked"] for c in r["candidates"]) for r in records[2]]
     assert all(n == 3 for n, s in zip(checked, statuses, strict=True) if s == "fallback")
     assert any(n == 2 for n in checked)  # the superlative, then the first passing: the third left unchecked
+
+
+def test_a_run_leaves_no_guard_context_for_the_cyclic_collector() -> None:
+    """The checks' derived values refer back to their context weakly: a run's contexts go with it by reference
+    counting, not at the collector's next walk (which would walk them, and everything derived, with the chunk's
+    messages)."""
+    import gc
+
+    from generator.check.guardrails import GuardContext
+
+    shop = shop_with_reviews(["fine", "Great tent for two", "fine"])
+    runner = CampaignRunner(generator=MixedModel(), scorer=FixedScorer(), ctr=False)
+    gc.collect()
+    before = [o for o in gc.get_objects() if type(o) is GuardContext]  # other tests' (held: no id is reused)
+    gc.disable()
+    try:
+        _, msgs = runner.run(shop, Campaign(name="gc", type="price_drop", candidates=3))
+        alive = [o for o in gc.get_objects() if type(o) is GuardContext and all(o is not b for b in before)]
+    finally:
+        gc.enable()
+    assert [m.status for m in msgs] == ["passed"] * 3 and msgs[0].chosen.checks  # the checks did derive values
+    assert alive == []

@@ -37,7 +37,7 @@ from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.forked import forked_map
 from generator.core.links import deep_link
-from generator.core.names import plural_agreement, with_article
+from generator.core.names import brandless, ends_plural, plural_agreement, with_article
 from generator.db.jobs import create_job, set_job_status
 from generator.db.messages import save_messages
 from generator.db.store import Store
@@ -270,11 +270,14 @@ class CampaignRunner:
             self.write_and_check(campaign, plan, seed, progress)
             self.choose_copy(campaign, plan)
             job_id = self.save(campaign, plan, job_kind, job_id)
-        statuses = Counter(m.status for m in plan.messages)
+            messages = plan.messages
+            del plan, ranked  # the guard contexts, and all the checks derived from them, freed before the collector
+            # is back: its first collection walks every object the run left alive
+        statuses = Counter(m.status for m in messages)
         counts = {s: statuses[s] for s in ("passed", "fallback", "flagged")}
-        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(plan.messages), counts,
+        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(messages), counts,
                  time.perf_counter() - t0)
-        return job_id, plan.messages
+        return job_id, messages
 
     # -- the stages, in order --------------------------------------------------------------------------------
     def audience(self, shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None) -> list[str]:
@@ -466,10 +469,13 @@ def _agreed(cand: Candidate, ctx: GuardContext) -> Candidate:
 
 
 def _agreement_names(ctx: GuardContext) -> tuple[list[str], list[tuple[str, str]]]:
-    """The names :func:`_agreed` makes the verb agree with (display names and titles), and the (display name,
-    brand) pairs it gives an article."""
-    return ([t for it in ctx.items for t in (it.display_name, it.title)],
-            [(it.display_name, it.brand) for it in ctx.items])
+    """The names :func:`_agreed` makes the verb agree with (the plural ones of the items' display names and
+    titles: ``plural_agreement`` passes over the others), and the (display name, brand) pairs it may give an
+    article (those ``with_article`` finds brandless)."""
+    names = [t for it in ctx.items for t in (it.display_name, it.title)]
+    pairs = [(it.display_name, it.brand) for it in ctx.items]
+    return ([n for n in names if n and ends_plural(n)],
+            [(n, b) for n, b in pairs if brandless(n, b) and n])
 
 
 def _stage_hook(progress: ProgressHook | None, stage: str, total: int) -> Callable[[int], None] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -181,9 +182,17 @@ class _Derived:
     it names, the copy with the items' names blanked), made once per copy instead of once per check."""
 
     def __init__(self, ctx: GuardContext):
-        self.ctx = ctx
+        # the context holds this (its memo): held back weakly, so that no cycle keeps a chunk's contexts alive
+        # until the cyclic collector walks them (it walked every object the chunk made, at the end of each run)
+        self._ctx = weakref.ref(ctx)
         self._texts: dict[tuple[str, str], Any] = {}
         self._prices: dict[tuple[int, ...], _Prices] = {}
+
+    @property
+    def ctx(self) -> GuardContext:
+        ctx = self._ctx()
+        assert ctx is not None, "a context's derived values outlived it"
+        return ctx
 
     def of_text(self, kind: str, text: str, make: Callable[[str], Any]) -> Any:
         key = (kind, text)

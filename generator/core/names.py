@@ -245,10 +245,14 @@ def with_article(text: str, names: Iterable[tuple[str, str]]) -> str:
     Terminal Assortment is $293.99" -> "The Electrical Terminal Assortment is $293.99" ("Gorilla Glue is $5" keeps
     its brand as the subject). ``names`` are (display name, brand) pairs."""
     for name, brand in names:
-        brandless = not brand or not name.lower().startswith(brand.split()[0].lower())
-        if name and brandless and text.startswith(name) and _subject(name).match(text):
+        if brandless(name, brand) and name and text.startswith(name) and _subject(name).match(text):
             return f"The {text}"
     return text
+
+
+def brandless(name: str, brand: str) -> bool:
+    """Whether ``name`` does not open on its brand (copy that opens on it as a subject wants "The")."""
+    return not brand or not name.lower().startswith(brand.split()[0].lower())
 
 
 @lru_cache(maxsize=1 << 14)
