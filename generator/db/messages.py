@@ -110,16 +110,18 @@ def _insert_values(dialect: Dialect, fields: tuple[str, ...], batch: list[dict[s
     text)."""
     columns = [_TABLE.c[f] for f in fields]
     columns += [c for c in _TABLE.columns if c.name not in fields and c.default is not None]
-    convert = [_column_value(c, dialect) for c in columns]
-    names = [c.name for c in columns]
-    return columns, [tuple(f(row.get(name, _ABSENT)) for f, name in zip(convert, names, strict=True))
+    convert = [(c.name, _column_value(c, dialect)) for c in columns]
+    return columns, [tuple(row[name] if f is None else f(row.get(name, _ABSENT)) for name, f in convert)
                      for row in batch]
 
 
-def _column_value(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
-    """One column's value as an insert writes it (see :func:`_insert_values`); ``_ABSENT`` for a column not given."""
+def _column_value(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """One column's value as an insert writes it (see :func:`_insert_values`), from what was given (``_ABSENT`` for
+    a column not given); None for a column that takes what was given as it is (no default, no conversion)."""
     default, keeps_none = column.default, column.type.should_evaluate_none
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if default is None and process is None:
+        return None
 
     def value(v: Any) -> Any:
         if v is _ABSENT or (v is None and not keeps_none):
