@@ -42,7 +42,7 @@ from generator.db.jobs import create_job, set_job_status
 from generator.db.messages import save_messages
 from generator.db.store import Store
 from generator.db.suppression import targetable
-from generator.rank.scorer import RankedItem, RankRules, Scorer
+from generator.rank.scorer import RankedItem, RankRules, Scorer, item_record
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
 from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
 
@@ -106,8 +106,11 @@ class UserMessage:
             return ["no item to talk about (nothing ranked for this user)"]
         return [f"{c['name']}: {c['reason']}" for c in self.chosen.checks if not c["passed"]]
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, items: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The store's record; ``items``: ranked items' :func:`item_record` by ``id`` of the item, filled and
+        shared by the records of a chunk (whose users share items)."""
         c = self.chosen
+        items = {} if items is None else items
         return {
             "user_id": self.user.user_id,
             "variant": self.variant,
@@ -125,13 +128,16 @@ class UserMessage:
                             "checked": x.checked, "ctr": x.ctr,
                             "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks if not k["passed"]]}
                            for x in self.candidates],
-            "ranked_items": [r.to_dict() for r in self.ranked],
+            "ranked_items": [r.to_dict(items.get(id(r.item)) or items.setdefault(id(r.item), item_record(r.item)))
+                             for r in self.ranked],
         }
 
 
 def message_records(messages: Sequence[UserMessage]) -> list[dict[str, Any]]:
-    """The store's records of a chunk's messages."""
-    return [m.as_record() for m in messages]
+    """The store's records of a chunk's messages (each item's part made once: the messages hold the items, so
+    no ``id`` is reused meanwhile)."""
+    items: dict[int, dict[str, Any]] = {}
+    return [m.as_record(items) for m in messages]
 
 
 def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = (),
