@@ -38,6 +38,7 @@ from generator.core.errors import ModelNotAvailable
 from generator.core.forked import forked_map
 from generator.core.links import deep_link
 from generator.core.names import brandless, ends_plural, plural_agreement, with_article
+from generator.core.shop_index import users_by_id
 from generator.db.jobs import create_job, set_job_status
 from generator.db.messages import save_messages
 from generator.db.store import Store
@@ -314,7 +315,7 @@ class CampaignRunner:
         """Per user: the featured item's prompt, the facts its copy is held to (:func:`message_facts`), the
         generation request, and one :class:`UserMessage` per variant (one without items for an unranked user)."""
         plan = Plan()
-        users = {u.user_id: u for u in shop.users}
+        users = users_by_id(shop)
         for uid in audience:
             user, top = users[uid], list(ranked.get(uid, []))
             if not top:
