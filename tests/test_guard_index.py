@@ -120,6 +120,8 @@ def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
     _VERDICTS.clear()
     same_as_fresh()
     assert _VERDICTS  # verdicts were kept (and given back equal to fresh ones)
+    kept = [r for verdicts in _VERDICTS.values() for r in verdicts if r.passed and not r.reason]
+    assert len({id(r) for r in kept}) == len({r.name for r in kept})  # a plain pass: one object per check, kept
 
 
 def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> None:

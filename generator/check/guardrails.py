@@ -1670,10 +1670,19 @@ def run_checks(title: str, body: str, ctx: GuardContext,
             del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
         if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
             _FINGERPRINTS.clear()
-        hit = _VERDICTS[key] = tuple(_run_checks(title, body, ctx, checks))
+        hit = _VERDICTS[key] = tuple(map(_shared, _run_checks(title, body, ctx, checks)))
     return list(hit)
 
 
+def _shared(result: CheckResult) -> CheckResult:
+    """A plain pass (no reason) as one object per check name (results are frozen): the verdicts kept hold a few
+    objects, not one per check and copy, for the cyclic collector to walk."""
+    if not result.passed or result.reason:
+        return result
+    return _PASSES.setdefault(result.name, result)
+
+
+_PASSES: dict[str, CheckResult] = {}
 # verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
 _SEEN: dict[tuple[str, str, tuple[Check, ...]], None] = {}  # copies checked at least once (title, body, checks)
