@@ -289,7 +289,8 @@ def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> 
     odd = Item(item_id="C3", title="Über  Lamp\tSet of 3 — Kelvin \u212a", brand="Über", price=1, currency="EUR",
                in_stock=True, url="u", category="Lamps", description="Warm lamps, 3 of them", short_name="Lamp Set")
     for items in ([tent], [tent, mug], [odd, tent, mug]):
-        derived = _derived(GuardContext(items=items))
+        ctx = GuardContext(items=items)  # held: what is derived refers to its context weakly
+        derived = _derived(ctx)
         texts = tuple(t for it in items for t in (it.title, it.display_name))
         assert derived.fact_texts == texts
         assert derived.spaced_facts == [_one_space(t.lower()) for t in texts]
