@@ -285,3 +285,42 @@ def test_checking_in_forked_processes_gives_the_same_messages(tmp_path: Path,
     checked = [sum(c["checked"] for c in r["candidates"]) for r in records[2]]
     assert all(n == 3 for n, s in zip(checked, statuses, strict=True) if s == "fallback")
     assert any(n == 2 for n in checked)  # the superlative, then the first passing: the third left unchecked
+
+
+def test_a_run_leaves_no_guard_context_for_the_cyclic_collector() -> None:
+    """The checks' derived values refer back to their context weakly: a run's contexts go with it by reference
+    counting, not at the collector's next walk (which would walk them, and everything derived, with the chunk's
+    messages)."""
+    import gc
+
+    from generator.check.guardrails import GuardContext
+
+    shop = shop_with_reviews(["fine", "Great tent for two", "fine"])
+    runner = CampaignRunner(generator=MixedModel(), scorer=FixedScorer(), ctr=False)
+    gc.collect()
+    before = [o for o in gc.get_objects() if type(o) is GuardContext]  # other tests' (held: no id is reused)
+    gc.disable()
+    try:
+        _, msgs = runner.run(shop, Campaign(name="gc", type="price_drop", candidates=3))
+        alive = [o for o in gc.get_objects() if type(o) is GuardContext and all(o is not b for b in before)]
+    finally:
+        gc.enable()
+    assert [m.status for m in msgs] == ["passed"] * 3 and msgs[0].chosen.checks  # the checks did derive values
+    assert alive == []
+
+
+def test_a_chunks_records_share_each_items_part_and_keep_every_field() -> None:
+    from generator.campaign.runner import message_records
+
+    shop = shop_with_reviews(["fine", "Great tent for two", "fine"])
+    _, msgs = CampaignRunner(generator=MixedModel(), scorer=FixedScorer(), ctr=False).run(
+        shop, Campaign(name="records", type="price_drop", candidates=3))
+    records = message_records(msgs)
+    assert records == [m.as_record() for m in msgs]
+    for m, record in zip(msgs, records, strict=True):
+        assert record["ranked_items"] == [  # what a ranked item's record kept before its item's part was shared
+            {"item_id": r.item.item_id, "title": r.item.title, "price": str(r.item.current_price),
+             "list_price": str(r.item.price), "currency": r.item.currency, "discount_pct": r.item.discount_pct,
+             "image_url": r.item.image_url, "score": round(r.score, 6), "rank": r.rank, "why": list(r.why)}
+            for r in m.ranked]
+    assert records[0]["ranked_items"][0] is not records[1]["ranked_items"][0]  # no record shares a dict

@@ -120,6 +120,8 @@ def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
     _VERDICTS.clear()
     same_as_fresh()
     assert _VERDICTS  # verdicts were kept (and given back equal to fresh ones)
+    kept = [r for verdicts in _VERDICTS.values() for r in verdicts if r.passed and not r.reason]
+    assert len({id(r) for r in kept}) == len({r.name for r in kept})  # a plain pass: one object per check, kept
 
 
 def test_choosing_asks_about_fewer_texts_and_picks_as_the_full_order_does() -> None:
@@ -288,7 +290,8 @@ def test_a_contexts_values_read_off_its_items_facts_are_those_of_its_items() -> 
     odd = Item(item_id="C3", title="Über  Lamp\tSet of 3 — Kelvin \u212a", brand="Über", price=1, currency="EUR",
                in_stock=True, url="u", category="Lamps", description="Warm lamps, 3 of them", short_name="Lamp Set")
     for items in ([tent], [tent, mug], [odd, tent, mug]):
-        derived = _derived(GuardContext(items=items))
+        ctx = GuardContext(items=items)  # held: what is derived refers to its context weakly
+        derived = _derived(ctx)
         texts = tuple(t for it in items for t in (it.title, it.display_name))
         assert derived.fact_texts == texts
         assert derived.spaced_facts == [_one_space(t.lower()) for t in texts]

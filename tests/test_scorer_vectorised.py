@@ -16,7 +16,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from generator.core.data import Event, EventType, Item, Review, Shop, User, load_shop
-from generator.core.shop_index import user_ids_of
+from generator.core.shop_index import user_ids_of, users_by_id
 from generator.rank.history import EVENT_WEIGHTS, HistoryBatch
 from generator.rank.scorer import (
     DISCOUNT_CAMPAIGNS,
@@ -367,5 +367,8 @@ def test_ranking_is_the_per_user_ranking(rules: RankRules) -> None:
 def test_the_shops_user_ids_follow_its_user_list() -> None:
     shop = load_shop(SHOP)
     assert user_ids_of(shop) == {u.user_id for u in shop.users}
+    assert users_by_id(shop) == {u.user_id: u for u in shop.users}
     shop.users.append(User(user_id="late-comer"))
-    assert "late-comer" in user_ids_of(shop)
+    assert "late-comer" in user_ids_of(shop) and users_by_id(shop)["late-comer"] is shop.users[-1]
+    shop.users = [User(user_id=shop.users[0].user_id, locale="zh_CN"), *shop.users]  # a new list: a repeated id's last
+    assert users_by_id(shop) == {u.user_id: u for u in shop.users} and user_ids_of(shop) == set(users_by_id(shop))

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from generator.db.embeddings import get_embeddings, put_embeddings
 from generator.db.jobs import create_job, get_job, set_job_status
-from generator.db.messages import count_messages, list_messages, save_messages
-from generator.db.store import Store
+from generator.db.messages import MESSAGE_FIELDS, _save_rows, count_messages, list_messages, save_messages
+from generator.db.store import Store, json_text
 from generator.db.tables import Base, Message
 
 
@@ -77,3 +85,150 @@ def test_embedding_cache_round_trip(store: Store) -> None:
     got = get_embeddings(store, "minilm", ["h1", "h2"])
     assert list(got) == ["h1"] and np.array_equal(got["h1"], vec)
     assert get_embeddings(store, "other-model", ["h1"]) == {}
+
+
+# ---------------------------------------------------------------------------------------------- the write path
+
+def _orm_upsert(store: Store, job_id: str, messages: list[dict]) -> None:
+    """The write path save_messages replaced (the ORM's bulk ``INSERT .. ON CONFLICT DO UPDATE``, json.dumps for
+    the JSON columns): what it stored is what the new path must store."""
+    dialect = store.engine.dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    rows: dict = {}
+    for m in messages:
+        key = (m["user_id"], int(m.get("variant", 0)))
+        rows.setdefault(key, {"job_id": job_id, "user_id": key[0], "variant": key[1]}).update(
+            {f: m[f] for f in MESSAGE_FIELDS if f in m})
+    by_fields: dict = {}
+    for row in rows.values():
+        by_fields.setdefault(tuple(row), []).append(row)
+    required = {"job_id", "user_id", "title", "body", "template", "status"}
+    with store.session() as s:
+        for fields, batch in by_fields.items():
+            if not required <= set(fields):
+                _save_rows(s, job_id, batch)
+                continue
+            stmt = insert(Message)
+            updated = {f: stmt.excluded[f] for f in fields if f not in ("job_id", "user_id", "variant")}
+            s.execute(stmt.on_conflict_do_update(index_elements=["job_id", "user_id", "variant"], set_=updated), batch)
+
+
+def _stored(store: Store, job_id: str) -> list[tuple]:
+    """A job's rows, every column but the id and the time of writing."""
+    skip = {"id", "job_id", "created_at"}
+    with store.session() as s:
+        rows = s.scalars(select(Message).where(Message.job_id == job_id).order_by(Message.id))
+        return [tuple(getattr(m, c.key) for c in Message.__table__.columns if c.key not in skip) for m in rows]
+
+
+ODD = ["plain", "quote ' and \" both", "tab\there", "new\nline\r\n", "back\\slash \\N \\.", "emoji 🎉 中文 é",
+       "comma, semicolon; pipe |", "", "  spaced  ", "\\x00 spelt out", "\u2028line separator", "null"]
+
+
+def _message(i: int, text: str, **over) -> dict:
+    return {"user_id": f"u{i}", "title": f"{text} {i}", "body": text, "template": "t", "status": "passed",
+            "deep_link": f"https://x.example/p?q={text}", "item_ids": [text, f"A{i}"], "prompt": text,
+            "adapter": None if i % 2 else text, "ctr_score": None if i % 3 == 0 else i / 7,
+            "guardrails": [{"name": text, "passed": bool(i % 2), "reason": text}],
+            "candidates": [{"title": text, "ctr": -1.25e-7 * i, "reasons": [text], "n": 2 ** 40 + i}],
+            "ranked_items": [{"item_id": f"A{i}", "score": 0.1 * i, "why": [text, None, True]}], **over}
+
+
+def test_odd_text_and_json_round_trip_as_the_orm_path_stored_them(store: Store) -> None:
+    ours, theirs = (create_job(store, campaign_type="c", template="t", model="m") for _ in range(2))
+    messages = [_message(i, text) for i, text in enumerate(ODD)]
+    messages.append({**_message(99, "given none"), "prompt": None, "item_ids": None, "candidates": None})
+    if store.engine.dialect.name == "sqlite":  # PostgreSQL's text holds no NUL (both paths refuse it)
+        messages.append(_message(100, "nul \x00 inside"))
+    assert save_messages(store, ours.id, messages) == len(messages)
+    _orm_upsert(store, theirs.id, messages)
+    stored = _stored(store, ours.id)
+    assert stored == _stored(store, theirs.id)
+    rows = {m.user_id: m for m in list_messages(store, ours.id)}
+    assert rows["u1"].body == ODD[1] and rows["u4"].candidates[0]["reasons"] == [ODD[4]]
+    assert (rows["u99"].prompt, rows["u99"].item_ids, rows["u99"].candidates) == ("", None, None)
+
+
+def test_partial_and_repeated_writes_store_what_the_orm_path_stored(store: Store) -> None:
+    ours, theirs = (create_job(store, campaign_type="c", template="t", model="m") for _ in range(2))
+    first = [_message(i, ODD[i % len(ODD)], variant=i % 2) for i in range(40)]
+    later = [{"user_id": "u3", "variant": 1, "status": "flagged", "ctr_score": None},  # fields given only
+             {"user_id": "u4", "title": "first"}, {"user_id": "u4", "body": "merged"},  # one message given twice
+             {"user_id": "u5", "variant": 1},  # nothing but its key: left as it is
+             {**_message(77, "new one"), "variant": 3}, {"user_id": "partial-new", "title": "no body"}]
+    for job in (ours, theirs):
+        write = save_messages if job is ours else _orm_upsert
+        write(store, job.id, first)
+        if job is ours:
+            with pytest.raises(IntegrityError):  # a new message without its required fields, as before
+                save_messages(store, job.id, later)
+        else:
+            with pytest.raises(IntegrityError):
+                _orm_upsert(store, job.id, later)
+        write(store, job.id, later[:-1])
+        write(store, job.id, first[:5])  # a redelivered chunk: the same rows again
+    assert _stored(store, ours.id) == _stored(store, theirs.id)
+    assert count_messages(store, ours.id) == 41
+
+
+def test_erased_users_messages_are_skipped(store: Store) -> None:
+    from generator.db.suppression import user_ref
+    from generator.db.tables import Suppression
+
+    job = create_job(store, campaign_type="c", template="t", model="m")
+    with store.session() as s:
+        s.add(Suppression(user_ref=user_ref(store, "u2")))
+    assert save_messages(store, job.id, [_message(i, "x") for i in range(4)]) == 3
+    assert [m.user_id for m in list_messages(store, job.id)] == ["u0", "u1", "u3"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_messages_store_what_the_orm_path_stored(store: Store, data: st.DataObject) -> None:
+    nul = store.engine.dialect.name == "sqlite"
+    text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="" if nul else "\x00"),
+                   max_size=12)
+    leaf = st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | \
+        st.floats(allow_nan=False, allow_infinity=False) | text
+    json_value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner,
+                                                                                                  max_size=3),
+                              max_leaves=8)
+    value = {"title": text, "body": text, "template": text, "status": text, "prompt": text,
+             "deep_link": text | st.none(), "adapter": text | st.none(),
+             "ctr_score": st.floats(allow_nan=False) | st.none(),
+             "item_ids": json_value, "guardrails": json_value, "candidates": json_value, "ranked_items": json_value}
+    key = {"user_id": st.sampled_from(["a", "b", "c", "d"]), "variant": st.integers(0, 1)}
+    message = st.fixed_dictionaries(key, optional=value)  # any fields: a new one without all it needs is refused
+    full = st.fixed_dictionaries({**key, **{f: value[f] for f in ("title", "body", "template", "status")}},
+                                 optional={f: v for f, v in value.items() if f not in ("title", "body", "template",
+                                                                                        "status")})
+    writes = data.draw(st.lists(full, min_size=1, max_size=6)), data.draw(st.lists(message, max_size=6))
+    ours, theirs = (create_job(store, campaign_type="c", template="t", model="m") for _ in range(2))
+    for batch in writes:
+        outcomes = []
+        for job, write in ((ours, save_messages), (theirs, _orm_upsert)):
+            try:
+                write(store, job.id, batch)
+                outcomes.append(None)
+            except IntegrityError:  # a new message without its required fields: both refuse the whole batch
+                outcomes.append("refused")
+        assert outcomes[0] == outcomes[1]
+    assert _stored(store, ours.id) == _stored(store, theirs.id)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) |
+                     st.text(), lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner) |
+                     st.dictionaries(st.text() | st.integers() | st.booleans(), inner, max_size=4), max_leaves=12)
+
+
+@given(_JSON)
+def test_json_text_reads_back_as_json_dumps_did(value) -> None:
+    assert json.loads(json_text(value)) == json.loads(json.dumps(value))
+
+
+def test_json_text_refuses_what_json_dumps_refused() -> None:
+    from generator.check.result import CheckResult  # a dataclass
+
+    for value in (datetime.now(), CheckResult("n", True, ""), {"a": np.float32(1.5)}, {1, 2}):
+        with pytest.raises(TypeError):
+            json_text(value)

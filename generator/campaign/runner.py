@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from typing import Any
 
 from generator.campaign.spec import (
@@ -27,7 +29,7 @@ from generator.campaign.spec import (
 from generator.check.brand import policy_with_guidelines
 from generator.check.ctr import CtrModel, push_text
 from generator.check.facts import message_facts
-from generator.check.guard_index import NearDuplicates
+from generator.check.guard_index import NearDuplicates, memo
 from generator.check.guardrails import GuardContext, run_checks
 from generator.check.result import CheckResult
 from generator.core.config import get_settings
@@ -35,12 +37,13 @@ from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
 from generator.core.forked import forked_map
 from generator.core.links import deep_link
-from generator.core.names import plural_agreement, with_article
+from generator.core.names import brandless, ends_plural, plural_agreement, with_article
+from generator.core.shop_index import users_by_id
 from generator.db.jobs import create_job, set_job_status
 from generator.db.messages import save_messages
 from generator.db.store import Store
 from generator.db.suppression import targetable
-from generator.rank.scorer import RankedItem, RankRules, Scorer
+from generator.rank.scorer import RankedItem, RankRules, Scorer, item_record
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
 from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
 
@@ -60,11 +63,15 @@ class Candidate(Draft):
 
     @property
     def passed(self) -> bool:
-        return self.checked and all(c["passed"] for c in self.checks)
+        return self.checked and all(map(_PASSED, self.checks))
 
     @classmethod
     def of(cls, draft: Draft) -> Candidate:
-        return cls(**{f.name: getattr(draft, f.name) for f in fields(Draft)}, checked=False)
+        return cls(**{name: getattr(draft, name) for name in _DRAFT_FIELDS}, checked=False)
+
+
+_PASSED = itemgetter("passed")
+_DRAFT_FIELDS = tuple(f.name for f in fields(Draft))
 
 
 log = logging.getLogger(__name__)
@@ -100,8 +107,11 @@ class UserMessage:
             return ["no item to talk about (nothing ranked for this user)"]
         return [f"{c['name']}: {c['reason']}" for c in self.chosen.checks if not c["passed"]]
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, items: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The store's record; ``items``: ranked items' :func:`item_record` by ``id`` of the item, filled and
+        shared by the records of a chunk (whose users share items)."""
         c = self.chosen
+        items = {} if items is None else items
         return {
             "user_id": self.user.user_id,
             "variant": self.variant,
@@ -119,13 +129,16 @@ class UserMessage:
                             "checked": x.checked, "ctr": x.ctr,
                             "reasons": [f"{k['name']}: {k['reason']}" for k in x.checks if not k["passed"]]}
                            for x in self.candidates],
-            "ranked_items": [r.to_dict() for r in self.ranked],
+            "ranked_items": [r.to_dict(items.get(id(r.item)) or items.setdefault(id(r.item), item_record(r.item)))
+                             for r in self.ranked],
         }
 
 
 def message_records(messages: Sequence[UserMessage]) -> list[dict[str, Any]]:
-    """The store's records of a chunk's messages."""
-    return [m.as_record() for m in messages]
+    """The store's records of a chunk's messages (each item's part made once: the messages hold the items, so
+    no ``id`` is reused meanwhile)."""
+    items: dict[int, dict[str, Any]] = {}
+    return [m.as_record(items) for m in messages]
 
 
 def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicates = (),
@@ -264,10 +277,14 @@ class CampaignRunner:
             self.write_and_check(campaign, plan, seed, progress)
             self.choose_copy(campaign, plan)
             job_id = self.save(campaign, plan, job_kind, job_id)
-        counts = {s: sum(m.status == s for m in plan.messages) for s in ("passed", "fallback", "flagged")}
-        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(plan.messages), counts,
+            messages = plan.messages
+            del plan, ranked  # the guard contexts, and all the checks derived from them, freed before the collector
+            # is back: its first collection walks every object the run left alive
+        statuses = Counter(m.status for m in messages)
+        counts = {s: statuses[s] for s in ("passed", "fallback", "flagged")}
+        log.info("campaign %s: %d messages %s in %.1f s", campaign.name, len(messages), counts,
                  time.perf_counter() - t0)
-        return job_id, plan.messages
+        return job_id, messages
 
     # -- the stages, in order --------------------------------------------------------------------------------
     def audience(self, shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None) -> list[str]:
@@ -298,7 +315,7 @@ class CampaignRunner:
         """Per user: the featured item's prompt, the facts its copy is held to (:func:`message_facts`), the
         generation request, and one :class:`UserMessage` per variant (one without items for an unranked user)."""
         plan = Plan()
-        users = {u.user_id: u for u in shop.users}
+        users = users_by_id(shop)
         for uid in audience:
             user, top = users[uid], list(ranked.get(uid, []))
             if not top:
@@ -452,10 +469,20 @@ def _agreed(cand: Candidate, ctx: GuardContext) -> Candidate:
     """English copy's verb after a plural product name made plural ("The Bostitch Brads are $12.49") and a
     sentence that opens on a brandless name given its article; ``raw`` keeps what the model wrote."""
     if language_of(ctx.locale) == "en":
-        names = [t for it in ctx.items for t in (it.display_name, it.title)]
+        names, subjects = memo(ctx, "agreement", lambda: _agreement_names(ctx))  # once per user, not per candidate
         cand.title, cand.body = plural_agreement(cand.title, names), plural_agreement(cand.body, names)
-        cand.body = with_article(cand.body, [(it.display_name, it.brand) for it in ctx.items])
+        cand.body = with_article(cand.body, subjects)
     return cand
+
+
+def _agreement_names(ctx: GuardContext) -> tuple[list[str], list[tuple[str, str]]]:
+    """The names :func:`_agreed` makes the verb agree with (the plural ones of the items' display names and
+    titles: ``plural_agreement`` passes over the others), and the (display name, brand) pairs it may give an
+    article (those ``with_article`` finds brandless)."""
+    names = [t for it in ctx.items for t in (it.display_name, it.title)]
+    pairs = [(it.display_name, it.brand) for it in ctx.items]
+    return ([n for n in names if n and ends_plural(n)],
+            [(n, b) for n, b in pairs if brandless(n, b) and n])
 
 
 def _stage_hook(progress: ProgressHook | None, stage: str, total: int) -> Callable[[int], None] | None:

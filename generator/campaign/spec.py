@@ -15,6 +15,7 @@ from generator.core.data import Item, Shop, language_of
 from generator.core.errors import DataError, PushgenError
 from generator.core.inputs import MAX_INT, STRICT, check_locale, check_value, load_yaml_mapping
 from generator.core.payload import RichPush
+from generator.core.shop_index import user_ids_of
 
 AUTO = "auto"
 CAMPAIGN_TYPES = ("back_in_stock", "price_drop", "abandoned_cart", "new_arrivals", "coupon",
@@ -99,11 +100,11 @@ def campaign_type_for(campaign: Campaign, featured: Item) -> str:
 
 def select_audience(shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None = None) -> list[str]:
     """User ids to message: the given ones (or the campaign's), else opted-in users matching its filters."""
-    by_id = {u.user_id: u for u in shop.users}
+    known = user_ids_of(shop)
     given = user_ids if user_ids is not None else campaign.audience.user_ids
     if given is not None:  # explicit ids, even an empty list, are never widened to everyone
         ids = list(given)
-        unknown = [u for u in ids if u not in by_id]
+        unknown = [u for u in ids if u not in known]
         if unknown:
             raise PushgenError(f"unknown user ids: {unknown[:5]}")
         return ids

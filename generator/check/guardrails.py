@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -199,9 +200,17 @@ class _Derived:
     it names, the copy with the items' names blanked), made once per copy instead of once per check."""
 
     def __init__(self, ctx: GuardContext):
-        self.ctx = ctx
+        # the context holds this (its memo): held back weakly, so that no cycle keeps a chunk's contexts alive
+        # until the cyclic collector walks them (it walked every object the chunk made, at the end of each run)
+        self._ctx = weakref.ref(ctx)
         self._texts: dict[tuple[str, str], Any] = {}
         self._prices: dict[tuple[int, ...], _Prices] = {}
+
+    @property
+    def ctx(self) -> GuardContext:
+        ctx = self._ctx()
+        assert ctx is not None, "a context's derived values outlived it"
+        return ctx
 
     def of_text(self, kind: str, text: str, make: Callable[[str], Any]) -> Any:
         key = (kind, text)
@@ -1712,10 +1721,19 @@ def run_checks(title: str, body: str, ctx: GuardContext,
             del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
         if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
             _FINGERPRINTS.clear()
-        hit = _VERDICTS[key] = tuple(_run_checks(title, body, ctx, checks))
+        hit = _VERDICTS[key] = tuple(map(_shared, _run_checks(title, body, ctx, checks)))
     return list(hit)
 
 
+def _shared(result: CheckResult) -> CheckResult:
+    """A plain pass (no reason) as one object per check name (results are frozen): the verdicts kept hold a few
+    objects, not one per check and copy, for the cyclic collector to walk."""
+    if not result.passed or result.reason:
+        return result
+    return _PASSES.setdefault(result.name, result)
+
+
+_PASSES: dict[str, CheckResult] = {}
 # verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
 _SEEN: dict[tuple[str, str, tuple[Check, ...]], None] = {}  # copies checked at least once (title, body, checks)

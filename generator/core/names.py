@@ -221,10 +221,23 @@ _PLURAL_VERB = {"is": "are", "has": "have", "was": "were"}
 def plural_agreement(text: str, names: Iterable[str]) -> str:
     """``text`` with the verb after each plural name made plural: "The Bostitch Brads is $12.49" -> "The
     Bostitch Brads are $12.49" (a small model copies "The X is $Y" from its examples whatever X is)."""
-    for name in (n for n in names if n and ends_plural(n) and n.lower() in text.lower()):
-        text = regex.sub(rf"(?<![\p{{L}}\p{{N}}])({regex.escape(name)})\s+(is|has|was)\b",
-                         lambda m: f"{m[1]} {_PLURAL_VERB[m[2].lower()]}", text, flags=regex.I)
+    lower = text.lower()
+    for name in names:
+        if name and ends_plural(name) and name.lower() in lower:
+            agreed = _verb_after(name).sub(_plural_verb, text)
+            if agreed != text:
+                text, lower = agreed, agreed.lower()
     return text
+
+
+@lru_cache(maxsize=1 << 14)  # a user's item names, for each of the user's candidates
+def _verb_after(name: str) -> regex.Pattern[str]:
+    """``name`` (as a word) and the verb after it, in any case."""
+    return regex.compile(rf"(?<![\p{{L}}\p{{N}}])({regex.escape(name)})\s+(is|has|was)\b", flags=regex.I)
+
+
+def _plural_verb(m: regex.Match[str]) -> str:
+    return f"{m[1]} {_PLURAL_VERB[m[2].lower()]}"
 
 
 def with_article(text: str, names: Iterable[tuple[str, str]]) -> str:
@@ -232,10 +245,20 @@ def with_article(text: str, names: Iterable[tuple[str, str]]) -> str:
     Terminal Assortment is $293.99" -> "The Electrical Terminal Assortment is $293.99" ("Gorilla Glue is $5" keeps
     its brand as the subject). ``names`` are (display name, brand) pairs."""
     for name, brand in names:
-        brandless = not brand or not name.lower().startswith(brand.split()[0].lower())
-        if name and brandless and regex.match(rf"{regex.escape(name)}\s+(?:is|are)\b", text):
+        if brandless(name, brand) and name and text.startswith(name) and _subject(name).match(text):
             return f"The {text}"
     return text
+
+
+def brandless(name: str, brand: str) -> bool:
+    """Whether ``name`` does not open on its brand (copy that opens on it as a subject wants "The")."""
+    return not brand or not name.lower().startswith(brand.split()[0].lower())
+
+
+@lru_cache(maxsize=1 << 14)
+def _subject(name: str) -> regex.Pattern[str]:
+    """``name`` opening a text as the subject of "is" or "are"."""
+    return regex.compile(rf"{regex.escape(name)}\s+(?:is|are)\b")
 
 
 _TRADEMARK = regex.compile(r"^\p{Lu}?\p{Ll}+\p{Lu}\p{L}*$")  # a capital inside the word: KimWipes, PhysioGuard, iPad

@@ -9,10 +9,10 @@ review lists are the same objects of the same lengths (a changed shop is loaded 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from generator.core.data import Shop
+from generator.core.data import Shop, User
 
 T = TypeVar("T")
 _DERIVED: OrderedDict[tuple[int, str], tuple[tuple[Any, ...], Any]] = OrderedDict()
@@ -29,18 +29,29 @@ def per_shop(shop: Shop, name: str, make: Callable[[], T]) -> T:
     return hit[1]
 
 
-_USER_IDS: OrderedDict[int, tuple[list[Any], int, frozenset[str]]] = OrderedDict()
+_USERS: OrderedDict[int, tuple[list[User], int, frozenset[str], dict[str, User]]] = OrderedDict()
 
 
 def user_ids_of(shop: Shop) -> frozenset[str]:
     """The ids of the shop's users, made once per shop while its user list is the same object of the same length
     (a few shops are kept)."""
-    hit = _USER_IDS.get(id(shop))
+    return _users(shop)[2]
+
+
+def users_by_id(shop: Shop) -> Mapping[str, User]:
+    """The shop's users by id (the last of a repeated id), made and kept as :func:`user_ids_of` is: a campaign asks
+    for each chunk."""
+    return _users(shop)[3]
+
+
+def _users(shop: Shop) -> tuple[list[User], int, frozenset[str], dict[str, User]]:
+    hit = _USERS.get(id(shop))
     if hit is None or hit[0] is not shop.users or hit[1] != len(shop.users):
-        hit = _USER_IDS[id(shop)] = (shop.users, len(shop.users), frozenset(u.user_id for u in shop.users))
-        while len(_USER_IDS) > 16:
-            _USER_IDS.popitem(last=False)
-    return hit[2]
+        by_id = {u.user_id: u for u in shop.users}
+        hit = _USERS[id(shop)] = (shop.users, len(shop.users), frozenset(by_id), by_id)
+        while len(_USERS) > 16:
+            _USERS.popitem(last=False)
+    return hit
 
 
 def best_reviews(shop: Shop) -> dict[str, str]:

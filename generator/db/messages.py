@@ -6,10 +6,10 @@ chunk) leaves one row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Column, Connection, Dialect, func, select
 from sqlalchemy.orm import Session
 
 from generator.db.store import Store
@@ -24,8 +24,8 @@ def save_messages(store: Store, job_id: str, messages: Iterable[dict[str, Any]])
     """Insert or replace messages keyed by (job_id, user_id, variant) in one transaction; returns count.
     A message updates only the fields it has (the others keep their values, or their defaults when new). On
     SQLite and PostgreSQL the rows go in as batched ``INSERT .. ON CONFLICT DO UPDATE`` statements (one round
-    trip per thousand rows, not a query and a write per message). Users erased while their chunk ran are
-    skipped (not counted)."""
+    trip per set of fields given, not a query and a write per message): on PostgreSQL by COPY. Users erased
+    while their chunk ran are skipped (not counted)."""
     messages = list(messages)
     erased = suppressed(store, {m["user_id"] for m in messages})  # erased while their chunk ran
     messages = [m for m in messages if m["user_id"] not in erased]
@@ -67,11 +67,8 @@ def _save_rows(s: Session, job_id: str, messages: Iterable[dict[str, Any]]) -> N
 
 
 def _upsert(store: Store, job_id: str, messages: Iterable[dict[str, Any]]) -> int:
-    """Batched ``INSERT .. ON CONFLICT DO UPDATE``, one statement per set of fields given."""
-    if store.engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    """``INSERT .. ON CONFLICT DO UPDATE`` of the fields given, one statement per set of fields: on PostgreSQL
+    from a temporary table the rows are COPYed into, on SQLite one executemany."""
     rows: dict[tuple[str, int], dict[str, Any]] = {}  # a message given twice: the later fields win, as before
     n = 0
     for m in messages:
@@ -82,16 +79,79 @@ def _upsert(store: Store, job_id: str, messages: Iterable[dict[str, Any]]) -> in
     by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows.values():
         by_fields.setdefault(tuple(row), []).append(row)
-    required = {c.name for c in Message.__table__.columns
+    required = {c.name for c in _TABLE.columns
                 if not c.nullable and c.default is None and c.server_default is None and not c.primary_key}
     with store.session() as s:
+        conn = s.connection()
         for fields, batch in by_fields.items():
             if not required <= set(fields):  # not insertable as given: update row by row, as before
                 _save_rows(s, job_id, batch)
                 continue
-            stmt = insert(Message)
-            updated = {f: stmt.excluded[f] for f in fields if f not in ("job_id", "user_id", "variant")}
-            stmt = (stmt.on_conflict_do_update(index_elements=["job_id", "user_id", "variant"], set_=updated)
-                    if updated else stmt.on_conflict_do_nothing(index_elements=["job_id", "user_id", "variant"]))
-            s.execute(stmt, batch)
+            columns, values = _insert_values(conn.dialect, fields, batch)
+            if conn.dialect.name == "postgresql":
+                _copy_upsert(conn, columns, fields, values)
+            else:
+                conn.exec_driver_sql(_upsert_sql(conn.dialect, columns, fields,
+                                                 f"VALUES ({', '.join('?' * len(columns))})"), values)
     return n
+
+
+_TABLE = Message.__table__
+_KEY = ("job_id", "user_id", "variant")
+_ABSENT = object()
+
+
+def _insert_values(dialect: Dialect, fields: tuple[str, ...], batch: list[dict[str, Any]]
+                   ) -> tuple[list[Column[Any]], list[tuple[Any, ...]]]:
+    """The columns an insert of ``batch`` names (the fields given, then the others that have a default) and each
+    row's values as the database takes them: what the ORM's bulk insert wrote (a field given None takes its
+    column's default, save a JSON column's, which stores null; a column not given takes its default; each value
+    converted by its type for ``dialect``: JSON to text by :func:`generator.db.store.json_text`, a time to SQLite's
+    text)."""
+    columns = [_TABLE.c[f] for f in fields]
+    columns += [c for c in _TABLE.columns if c.name not in fields and c.default is not None]
+    convert = [(c.name, _column_value(c, dialect)) for c in columns]
+    return columns, [tuple(row[name] if f is None else f(row.get(name, _ABSENT)) for name, f in convert)
+                     for row in batch]
+
+
+def _column_value(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """One column's value as an insert writes it (see :func:`_insert_values`), from what was given (``_ABSENT`` for
+    a column not given); None for a column that takes what was given as it is (no default, no conversion)."""
+    default, keeps_none = column.default, column.type.should_evaluate_none
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if default is None and process is None:
+        return None
+
+    def value(v: Any) -> Any:
+        if v is _ABSENT or (v is None and not keeps_none):
+            v = None if default is None else default.arg(None) if default.is_callable else default.arg
+        return v if process is None else process(v)
+
+    return value
+
+
+def _upsert_sql(dialect: Dialect, columns: Sequence[Column[Any]], fields: tuple[str, ...], rows: str) -> str:
+    """``INSERT INTO messages (columns) <rows> ON CONFLICT (job, user, variant)`` updating the fields given."""
+    q = dialect.identifier_preparer.quote
+    updated = [q(f) for f in fields if f not in _KEY]
+    action = f"DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in updated)}" if updated else "DO NOTHING"
+    return (f"INSERT INTO {q(_TABLE.name)} ({', '.join(q(c.name) for c in columns)}) {rows} "
+            f"ON CONFLICT ({', '.join(map(q, _KEY))}) {action}")
+
+
+def _copy_upsert(conn: Connection, columns: Sequence[Column[Any]], fields: tuple[str, ...],
+                 values: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: the rows COPYed (in their order, ``n``) into a temporary table of the columns' types, then
+    inserted from it in one statement (COPY sends rows as a stream; an INSERT per row, even pipelined, costs the
+    client a parse and a bind each)."""
+    q = conn.dialect.identifier_preparer.quote
+    names = ", ".join(q(c.name) for c in columns)
+    with conn.connection.cursor() as cur:
+        cur.execute(f"CREATE TEMPORARY TABLE messages_in ON COMMIT DROP AS "
+                    f"SELECT {names}, 0 AS n FROM {q(_TABLE.name)} WITH NO DATA")
+        with cur.copy(f"COPY messages_in ({names}, n) FROM STDIN") as copy:
+            for i, row in enumerate(values):
+                copy.write_row((*row, i))
+        cur.execute(_upsert_sql(conn.dialect, columns, fields, f"SELECT {names} FROM messages_in ORDER BY n"))
+        cur.execute("DROP TABLE messages_in")

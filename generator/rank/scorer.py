@@ -93,11 +93,18 @@ class RankedItem:
     rank: int  # 1-based
     why: list[str]  # e.g. ["bought 'Trailblazer Tent' (0.62)", "review: 'great for camping…' (0.41)"]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"item_id": self.item.item_id, "title": self.item.title, "price": str(self.item.current_price),
-                "list_price": str(self.item.price), "currency": self.item.currency,
-                "discount_pct": self.item.discount_pct, "image_url": self.item.image_url,
-                "score": round(self.score, 6), "rank": self.rank, "why": list(self.why)}
+    def to_dict(self, item: dict[str, Any] | None = None) -> dict[str, Any]:
+        """As a message's record keeps it; ``item``: :func:`item_record` of the item, where the caller has it (the
+        users of a chunk share items: their records make each item's once)."""
+        return {**(item or item_record(self.item)), "score": round(self.score, 6), "rank": self.rank,
+                "why": list(self.why)}
+
+
+def item_record(item: Item) -> dict[str, Any]:
+    """What a ranked item's record keeps of the item."""
+    return {"item_id": item.item_id, "title": item.title, "price": str(item.current_price),
+            "list_price": str(item.price), "currency": item.currency, "discount_pct": item.discount_pct,
+            "image_url": item.image_url}
 
 
 @dataclass
