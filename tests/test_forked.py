@@ -73,3 +73,25 @@ def test_a_child_that_dies_has_its_slice_done_here(caplog: pytest.LogCaptureFixt
     assert forked_map(work, list(range(10)), 2, min_items=2) == [x * 10 for x in range(10)]
     assert "exit status 3" in caplog.text and "its 5 items run here" in caplog.text
     assert not _children()
+
+
+def test_a_child_ends_on_a_stop_signal_instead_of_running_the_callers_handler(caplog: pytest.LogCaptureFixture) -> None:
+    import signal
+
+    parent = os.getpid()
+
+    def shutdown(*_: object) -> None:  # as a worker's warm shutdown: it must not run in a child
+        raise SystemExit("the caller's handler ran")
+
+    def work(x: int) -> int:
+        if x == 8 and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return x + 1
+
+    before = signal.signal(signal.SIGTERM, shutdown)
+    try:
+        assert forked_map(work, list(range(10)), 2, min_items=2) == [x + 1 for x in range(10)]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert f"exit status {-signal.SIGTERM}" in caplog.text
+    assert not _children()

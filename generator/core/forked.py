@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -66,6 +67,8 @@ def _fork(fn: Callable[[T], R], part: Sequence[T], others: Sequence[int]) -> tup
         return pid, read_fd
     status = 0
     try:  # the child: nothing of the caller's runs here (no atexit hooks, no buffered output flushed twice)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # not the worker's handlers (a warm shutdown, run here):
+            signal.signal(sig, signal.SIG_DFL)  # stopped, a child just ends and the caller does its slice
         for fd in (read_fd, *others):
             os.close(fd)
         try:
