@@ -100,10 +100,9 @@ def campaign_type_for(campaign: Campaign, featured: Item) -> str:
 
 def select_audience(shop: Shop, campaign: Campaign, user_ids: Sequence[str] | None = None) -> list[str]:
     """User ids to message: the given ones (or the campaign's), else opted-in users matching its filters."""
-    known = user_ids_of(shop)
     given = user_ids if user_ids is not None else campaign.audience.user_ids
     if given is not None:  # explicit ids, even an empty list, are never widened to everyone
-        ids = list(given)
+        ids, known = list(given), user_ids_of(shop)
         unknown = [u for u in ids if u not in known]
         if unknown:
             raise PushgenError(f"unknown user ids: {unknown[:5]}")

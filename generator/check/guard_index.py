@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import ahocorasick
 import regex
 
-_WORDS = regex.compile(r"[\p{L}\p{N}']+")
+WORDS = regex.compile(r"[\p{L}\p{N}']+")  # a text's words as shingles and the guardrails read them
 _HAN_CHAR = regex.compile(r"\p{Han}")
 
 
@@ -155,7 +155,7 @@ class NearDuplicates:
 
 def word_shingles(text: str, n: int) -> set[str]:
     """Word n-grams of the lower-cased text."""
-    words = _WORDS.findall(text.lower())
+    words = WORDS.findall(text.lower())
     return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 

@@ -22,7 +22,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
-from generator.check.guard_index import memo, shingles, titles_in, word_shingles
+from generator.check.guard_index import WORDS, memo, shingles, titles_in, word_shingles
 from generator.check.prefilter import BranchFilter, LiteralFilter
 from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
@@ -120,7 +120,6 @@ class GuardContext:
         found = [n for n, (_, title, short) in enumerate(names) if title in rest or short in rest]
         for n in found:
             rest = rest.replace(names[n][1], " ").replace(names[n][2], " ")
-        low = rest.lower()  # what _word_set reads words off: it has each of them
         present: frozenset[str] | None = None
         named = [names[n][0] for n in found]
         for n, (it, title, short) in enumerate(names):
@@ -128,7 +127,7 @@ class GuardContext:
                 continue
             if title in rest or short in rest:
                 named.append(it)
-            elif any(map(low.__contains__, words[n][0])):  # else none of its words is in it: it is not named in part
+            elif any(map(rest.__contains__, words[n][0])):  # else none of its words is in it: it is not named in part
                 present = _word_set(rest) if present is None else present
                 if _half_of(present, words[n][1]) or _half_of(present, words[n][2]):
                     named.append(it)
@@ -524,7 +523,6 @@ def _quoted_index(quoted: tuple[str, ...]) -> tuple[frozenset[str], frozenset[st
 
 # guard_index's words (``[\p{L}\p{N}']+``) of a lower-cased text that is ASCII, where a letter is a-z and a digit 0-9
 _ASCII_WORDS = re.compile(r"[a-z0-9']+")
-_WORDS = regex.compile(r"[\p{L}\p{N}']+")
 _HAN_RUN = regex.compile(r"\p{Han}+")
 
 
@@ -545,7 +543,7 @@ class _Copy:
     def words(self) -> list[str]:
         """The words :func:`~generator.check.guard_index.word_shingles` joins, in order."""
         if self._words is None:
-            self._words = _ASCII_WORDS.findall(self.low) if self.low.isascii() else _WORDS.findall(self.low)
+            self._words = _ASCII_WORDS.findall(self.low) if self.low.isascii() else WORDS.findall(self.low)
         return self._words
 
     @property
@@ -812,7 +810,6 @@ _CONTROL = regex.compile(r"[\p{Cc}\p{Cs}\p{Co}]")
 # a word written twice in a row; both are whole runs of letters with only spaces and commas between them
 _TWICE = regex.compile(r"(?<![\p{L}\p{N}])(\p{L}{2,})[\s,]+\1(?![\p{L}\p{N}])", regex.I)
 _LETTER_RUN = regex.compile(r"\p{L}+")
-_HAN_RUN = regex.compile(r"\p{Han}+")
 _SENTENCE_END = re.compile(r"[.!?。！？\n]+")
 _MARKUP = regex.compile(r"\{\{|\}\}|\{%|%\}|\[/?[A-Za-z_]+\]|<[^>]+>")
 

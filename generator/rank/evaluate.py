@@ -24,7 +24,8 @@ import numpy as np
 from generator.core.data import Event, Item, load_table
 from generator.core.errors import DataError, PushgenError
 from generator.db.store import Store
-from generator.rank.scorer import EVENT_WEIGHTS, Scorer, _trained_folder
+from generator.rank.history import EVENT_WEIGHTS
+from generator.rank.scorer import Scorer, _trained_folder
 from generator.rank.signals import PopularityRanker, TextRanker, TransitionKNN
 
 if TYPE_CHECKING:

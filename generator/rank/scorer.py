@@ -50,6 +50,8 @@ EVENT_VERBS: dict[str, str] = {"purchase": "bought", "cart": "carted", "wishlist
                                "click": "clicked", "view": "viewed"}
 
 DISCOUNT_CAMPAIGNS = frozenset({"price_drop", "sale", "discount"})
+SIMS_MAX_ITEMS = 4096
+"""Items whose pairwise similarities diversification (MMR) takes from one matrix product; more: pair by pair."""
 """Campaign types that only recommend discounted items (boosted by their discount)."""
 
 
@@ -291,7 +293,7 @@ class Scorer:
     def _catalog_sims(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """:func:`catalog_sims` of a catalog's ``vecs`` when it has at most 4,096 items, else None; kept for the next
         call with the same vectors."""
-        if len(vecs) > 4096:
+        if len(vecs) > SIMS_MAX_ITEMS:
             return None
         if self._sims is None or not np.array_equal(self._sims[0], vecs):
             self._sims = (vecs.copy(), catalog_sims(vecs))
@@ -838,7 +840,7 @@ def _mmr_pick_array(idx: np.ndarray, rel: np.ndarray, vecs: np.ndarray, k: int, 
         norm2 = float(sims[1][idx].max())
     else:
         held, pos = np.unique(idx, return_inverse=True)
-        if len(held) > 4096:
+        if len(held) > SIMS_MAX_ITEMS:
             return _mmr_picks_exact(idx, r, vecs, steps_n, lam)
         pos = pos.reshape(idx.shape)
         own = vecs[held]
