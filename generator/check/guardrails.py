@@ -874,7 +874,7 @@ def _grammar_slip(title: str, body: str, ctx: GuardContext) -> str | None:
     amounts = [m.text for m in money_mentions(body)]
     if len(amounts) != len(set(amounts)):  # "dropped to $101.49, down to $101.49"
         return f"states the same amount twice: {amounts[0]!r}"
-    if _DIGIT.search(title) and _may_have_percent(title) and _may_have_percent(body):
+    if _DIGIT.search(title):  # percent_mentions rules out a text with no sign or word of a percentage
         pcts = {m.value for m in percent_mentions(title)} & {m.value for m in percent_mentions(body)}
         if pcts:  # "Now 50% off" / "... dropped to $164.49, 50% off."
             return f"the title and the body both give the {min(pcts)}% discount"
@@ -964,15 +964,7 @@ def _amount_spans(title: str) -> tuple[tuple[int, int], ...]:
     """The spans of the amounts and percentages of a title (none without a digit: every one has one)."""
     if not _DIGIT.search(title):
         return ()
-    pcts = percent_mentions(title) if _may_have_percent(title) else []
-    return tuple([m.span for m in money_mentions(title)] + [m.span for m in pcts])
-
-
-def _may_have_percent(text: str) -> bool:
-    """False only when ``text`` has no :func:`percent_mentions`: each has a sign (%, ％), 折, or percent, per cent
-    or pct, whose letters match only ASCII letters case-insensitively (in lower case in ``text.lower()``); and a
-    digit, which the callers test first."""
-    return "%" in text or "％" in text or "折" in text or "per" in (low := text.lower()) or "pct" in low
+    return tuple([m.span for m in money_mentions(title)] + [m.span for m in percent_mentions(title)])
 
 
 # words that make a two-word title a hook without the item's name or a number ("Price drop", "Good news")

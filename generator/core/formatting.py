@@ -260,7 +260,7 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
 
     numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
     if lower_is_exact(text):
-        before_starts, after_starts = _marked_starts(text, runs)
+        before_starts, after_starts = _marked_starts(text, runs, numbers)
     else:
         before_starts, after_starts = _marker_starts(text, runs), numbers
     for pattern, starts in ((before, before_starts), (after, after_starts)):
@@ -355,12 +355,12 @@ def _marker_at(low: str, at: int, markers: frozenset[str], heads: dict[str, tupl
     return False
 
 
-def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
+def _marked_starts(text: str, runs: list[int], numbers: list[int]) -> tuple[list[int], list[int]]:
     """Where the money patterns may match, for a text where :func:`lower_is_exact` (``runs``: where its runs of digits
-    begin): a currency marker written before a number ends where the number's digits begin, or one whitespace before;
-    one written after begins where the run of the number's digits and separators ends, or one whitespace after. A
-    superset of the places they match (the patterns decide), usually far fewer than every marker's first letter near a
-    digit."""
+    begin; ``numbers``: those that follow no point or comma, where a number may begin): a currency marker written
+    before a number ends where the number's digits begin, or one whitespace before; one written after begins where
+    the run of the number's digits and separators ends, or one whitespace after. A superset of the places they match
+    (the patterns decide), usually far fewer than every marker's first letter near a digit."""
     markers, heads, tails = _marker_table()
     low = text.lower()
     before = set()
@@ -370,12 +370,11 @@ def _marked_starts(text: str, runs: list[int]) -> tuple[list[int], list[int]]:
                 if n <= end and low[end - n:end] in markers:
                     before.add(end - n)
     after = []
-    for d in runs:
-        if d == 0 or text[d - 1] not in ".,":  # _NUMBER_START: a run's first digit follows no digit
-            end = _NUMBER_RUN.match(text, d).end()
-            if _marker_at(low, end, markers, heads) or (
-                    end < len(text) and _is_space(text[end]) and _marker_at(low, end + 1, markers, heads)):
-                after.append(d)
+    for d in numbers:
+        end = _NUMBER_RUN.match(text, d).end()
+        if _marker_at(low, end, markers, heads) or (
+                end < len(text) and _is_space(text[end]) and _marker_at(low, end + 1, markers, heads)):
+            after.append(d)
     return sorted(before), after
 
 
