@@ -1297,12 +1297,12 @@ def _automaton(words: Iterable[str]) -> Any:
     return automaton
 
 
-def _brands_in(low: str, brands: Any) -> list[str]:
-    """The brands (an automaton of them, :func:`_automaton`) a lowercased copy names, as ``findall`` of the pattern
-    ``(?<!\\w)(?:brand|...)(?!\\w)`` with the longest brands first finds them: whole words, at the leftmost place
-    one is, the longest there, the next from its end."""
+def _brands_in(low: str, hits: Iterable[tuple[int, str]]) -> list[str]:
+    """The brands a lowercased copy names, from ``hits`` (an automaton of them, :func:`_automaton`, iterated over
+    ``low``), as ``findall`` of the pattern ``(?<!\\w)(?:brand|...)(?!\\w)`` with the longest brands first finds
+    them: whole words, at the leftmost place one is, the longest there, the next from its end."""
     longest: dict[int, str] = {}  # start -> the longest brand there between word boundaries
-    for end, brand in brands.iter(low):
+    for end, brand in hits:
         start = end - len(brand) + 1
         if len(brand) > len(longest.get(start, "")) and not _is_word_char(low[end + 1:end + 2]) \
                 and not _is_word_char(low[start - 1:start] if start else ""):
@@ -1452,9 +1452,10 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
             return CheckResult("facts", False, f"names another product {written!r}")
     # the brands it names are among those the automaton finds anywhere (_brands_in keeps whole words, the longest):
     # where the user's items have every one of these, it names no other
-    if not index.brands or derived.own_brands.issuperset([brand for _, brand in index.brands.iter(low)]):
+    hits = list(index.brands.iter(low)) if index.brands else []
+    if derived.own_brands.issuperset([brand for _, brand in hits]):
         return passing("facts")
-    for found in set(_brands_in(low, index.brands)):
+    for found in set(_brands_in(low, hits)):
         if found not in derived.own_brands and not _re(rf"(?<!\w){_escape(found)}(?!\w)").search(derived.own_low):
             return CheckResult("facts", False, f"names another brand {index.brand_names[found]!r}")
     return passing("facts")
