@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -57,9 +58,9 @@ class HistoryBatch:
         """Events per user."""
         return np.diff(self.offsets)
 
-    @property
+    @cached_property
     def empty(self) -> np.ndarray:
-        """Per user: no event and no review."""
+        """Per user: no event and no review (made once: the user vectors and the ranking both ask)."""
         return (self.sizes == 0) & np.array([not r for r in self.reviews], dtype=bool)
 
     def rows(self, start: int, stop: int) -> HistoryBatch:
@@ -90,7 +91,7 @@ class HistoryBatch:
         names: dict[str, int] = {}
         sizes = [len(h.items) for h in histories]
         kinds = [names.setdefault(k, len(names)) for h in histories for k in h.kinds]
-        return cls(np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64),
+        return cls(offsets_of(sizes),
                    np.array([i for h in histories for i in h.items], dtype=np.int64),
                    np.array([w for h in histories for w in h.weights], dtype=np.float64),
                    np.array(kinds, dtype=np.int64), list(names), [list(h.reviews) for h in histories])
@@ -147,6 +148,11 @@ def _time_ordered(stamps: list[Any], by_user: list[int], start: list[int]) -> It
         yield from sorted(by_user[a:b], key=key)
 
 
+def offsets_of(sizes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of ``sizes`` begins, and the end of the last: ``0, s0, s0 + s1, ...``."""
+    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+
 def ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """``starts[r] + 0, 1, ..., sizes[r] - 1`` for every ``r``, concatenated."""
     total = int(sizes.sum())
@@ -170,7 +176,7 @@ def history_batch(shop: Shop, index: dict[str, int], user_ids: Sequence[str], re
     keep = items >= 0
     owner = np.repeat(np.arange(len(user_ids)), sizes)[keep]
     counts = np.bincount(owner, minlength=len(user_ids))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets = offsets_of(counts)
     powers = np.array([recency_decay ** m for m in range(int(counts.max(initial=0)))], dtype=np.float64)
     kinds = table.kind_code[at][keep]
     type_weight = np.array([EVENT_WEIGHTS.get(k, 0.5) for k in table.kind_names], dtype=np.float64)

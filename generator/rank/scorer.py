@@ -36,7 +36,7 @@ from generator.core.config import get_settings
 from generator.core.data import Item, Shop
 from generator.core.errors import ScorerError
 from generator.core.shop_index import per_shop, user_ids_of
-from generator.rank.history import EVENT_WEIGHTS, HistoryBatch, UserHistory, history_batch, ranges
+from generator.rank.history import EVENT_WEIGHTS, HistoryBatch, UserHistory, history_batch, offsets_of, ranges
 
 if TYPE_CHECKING:
     import torch
@@ -381,10 +381,10 @@ class Scorer:
         import torch
 
         rules = ctx.rules
-        uvecs = self.user_vectors(hs, ctx.vecs, [it.title for it in ctx.items], ctx.review_vecs)
         cols = np.flatnonzero(ctx.allowed)  # the columns ranked: every item the user-independent rules allow
         if not len(cols):
             return [[] for _ in range(len(hs))], [[] for _ in range(len(hs))]
+        uvecs = self.user_vectors(hs, ctx.vecs, [it.title for it in ctx.items], ctx.review_vecs)
         with torch.no_grad():
             scores = torch.from_numpy(uvecs) @ torch.from_numpy(ctx.vecs).T
             if self.collab is not None:
@@ -556,7 +556,7 @@ def explain_many(ranked: Sequence[list[int]], hs: Sequence[UserHistory] | Histor
 def _ranked_arrays(ranked: Sequence[list[int]], users: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The ranked items of ``users``, concatenated, and where each user's start (and the last ends)."""
     lists = [ranked[u] for u in users]
-    at = np.concatenate([[0], np.cumsum([len(r) for r in lists], dtype=np.int64)]).astype(np.int64)
+    at = offsets_of([len(r) for r in lists])
     return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=int(at[-1])), at
 
 
@@ -634,7 +634,7 @@ def _review_lines(whys: list[list[list[str]]], ranked: Sequence[list[int]],
     text_rank = np.empty(len(texts), dtype=np.int64)
     text_rank[sorted(range(len(texts)), key=texts.__getitem__)] = np.arange(len(texts))
     own = [reviews[u] for u in users]
-    right_at = np.concatenate([[0], np.cumsum([len(rs) for rs in own], dtype=np.int64)]).astype(np.int64)
+    right_at = offsets_of([len(rs) for rs in own])
     right = np.array([row_of[t] for rs in own for t, _, _ in rs], dtype=np.int64)
     weight = np.array([w for rs in own for _, w, _ in rs], dtype=np.float64)
     left, left_at = _ranked_arrays(ranked, users)
