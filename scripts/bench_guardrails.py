@@ -9,8 +9,9 @@ featured item (its name, brand, price, old price, discount in the user's locale)
 that no text repeats (some fail a check, as a model's do: a superlative, urgency, a vague discount, another price).
 Two costs are timed: every text checked (microseconds per text, per check, comparable across trees) and each message
 checked as ``CampaignRunner`` checks it: its candidates in choosing order (the bench's copy has no click-through
-model: the model's order) up to the first that passes, and the fallback (the brand's template copy) where none does;
-a tree whose runner checks every candidate is timed so.
+model: the model's order) up to the first that passes, each up to its first failing check where the tree's
+``run_checks`` has ``fail_fast``, and the fallback (the brand's template copy) in full where none passes; a tree whose
+runner checks every candidate, or every check of a candidate, is timed so. Verdicts are compared in any check order.
 
 Every pass starts cold for the copy and the users timed: the verdicts kept by ``run_checks``, what each context
 derived (``_Derived``) and every text cache of the checks' modules are cleared. Then, untimed, the checks run once
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -128,13 +130,15 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
     from generator.campaign.runner import CampaignRunner
 
     in_order = hasattr(CampaignRunner, "_settle")  # the runner checks in choosing order, up to the first pass
+    # the runner checks a candidate up to its first failing check (the fallback in full)
+    fast = {"fail_fast": True} if "fail_fast" in inspect.signature(run_checks).parameters else {}
 
     def message(case: dict[str, Any], every: bool) -> tuple[list[list[tuple[str, bool, str]]], int]:
         out, checked = [], 0
         for title, body in case["candidates"]:
             if verdicts_cache is not None:
                 verdicts_cache.clear()  # no copy is seen twice here; the key is made as in a campaign
-            out.append(run_checks(title, body, case["ctx"]))
+            out.append(run_checks(title, body, case["ctx"], **({} if every else fast)))
             checked += 1
             if in_order and not every and all(r.passed for r in out[-1]):
                 break
@@ -143,7 +147,7 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
                 verdicts_cache.clear()
             out.append(run_checks(*case["fallback"], case["ctx"]))
             checked += 1
-        return [[(r.name, r.passed, r.reason) for r in rs] for rs in out], checked
+        return [sorted((r.name, r.passed, r.reason) for r in rs) for rs in out], checked  # in any check order
 
     def start() -> None:
         _cold(warm + cases)

@@ -11,7 +11,7 @@ import pytest
 from generator.campaign.runner import CampaignRunner, Candidate
 from generator.campaign.spec import Campaign, load_campaign
 from generator.check.guard_index import shingles
-from generator.check.guardrails import _LINK
+from generator.check.guardrails import _LINK, run_checks
 from generator.core.data import Event, Item, Review, Shop, User
 from generator.core.errors import DataError
 from generator.rank.scorer import RankedItem
@@ -195,6 +195,32 @@ def runner_context(runner: CampaignRunner, shop: Shop):  # type: ignore[no-untyp
     campaign = Campaign(name="pd", type="price_drop", candidates=3, retries=0)
     ranked = runner.rank(shop, campaign, ["U00"], None)
     return runner.prompt(shop, campaign, ["U00"], ranked).contexts["U00"]
+
+
+class FailingModel(EchoModel):
+    """A draft cut off at the length limit, then one that breaks two rules (a superlative and an invented price)."""
+
+    def generate(self, requests, *, n_candidates=1, seed=0, progress=None, max_new_tokens=None):  # type: ignore[no-untyped-def]
+        return [[Candidate(title="Your tent, cheaper", body="Trailblazer Backpacking Tent dropped to $149.00. Tap",
+                           raw="", sampled=False, finished=False),
+                 Candidate(title="The best tent", body="The Trailblazer Backpacking Tent is the best, only $99.00.",
+                           raw="", sampled=True)] for _ in requests]
+
+
+def test_a_candidate_is_checked_up_to_its_first_failure_and_the_fallback_in_full() -> None:
+    shop = shop_with_reviews(["fine"])
+    runner = CampaignRunner(generator=FailingModel(), scorer=FixedScorer(), ctr=False)
+    _, [m] = runner.run(shop, Campaign(name="pd", type="price_drop", candidates=2, retries=0))
+    cut, bad = m.candidates
+    assert cut.checks == [{"name": "complete", "passed": False, "reason": "cut off at the generation length limit"}]
+    full = run_checks(bad.title, bad.body, runner_context(runner, shop))
+    failing = [r.as_dict() for r in full if not r.passed]
+    assert [k["name"] for k in failing] == ["claims", "prices"]  # both rules are broken...
+    assert bad.checks == [r.as_dict() for r in full[:len(bad.checks)]] and bad.checks[-1] == failing[0]  # ...one told
+    record = m.as_record()["candidates"][1]
+    assert record["reasons"] == [f"claims: {failing[0]['reason']}"] and record["checked"] and not record["passed"]
+    assert m.fallback and m.status == "fallback"  # the fallback is checked in full: every check's result is kept
+    assert len(m.chosen.checks) == len(run_checks(m.chosen.title, m.chosen.body, runner_context(runner, shop)))
 
 
 def test_abandoned_cart_features_the_carted_item() -> None:

@@ -113,9 +113,15 @@ def test_checked_copy_keeps_its_verdicts_only_under_an_equal_context() -> None:
     @given(contexts, contexts, texts, texts)
     def same_as_fresh(ctx: GuardContext, other: GuardContext, title: str, body: str) -> None:
         run_checks(title, body, other)  # kept under the other context
-        assert run_checks(title, body, ctx) == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+        run_checks(title, body, other, fail_fast=True)
+        full = _run_checks(title, body, ctx, DEFAULT_CHECKS, False)
+        assert run_checks(title, body, ctx) == full
+        fast = run_checks(title, body, ctx, fail_fast=True)  # the full verdict up to its first failing check
+        assert fast == full[:len(fast)] and all(r.passed for r in fast) == all(r.passed for r in full)
+        assert all(r.passed for r in fast[:-2])  # a check gives at most two results (lengths: title and body)
         ctx.facts = {"coupon_code": "BYE20"}  # assigned anew: checked afresh
-        assert run_checks(title, body, ctx) == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+        assert run_checks(title, body, ctx) == _run_checks(title, body, ctx, DEFAULT_CHECKS, False)
+        assert run_checks(title, body, ctx, fail_fast=True) == _run_checks(title, body, ctx, DEFAULT_CHECKS, True)
 
     _VERDICTS.clear()
     same_as_fresh()
@@ -462,7 +468,7 @@ def test_new_copy_is_checked_without_its_contexts_fingerprint_and_kept_from_its_
     assert len(_VERDICTS) == 1 and "fingerprint" in same.__dict__["_derived"]
     kept = next(iter(_VERDICTS.values()))
     third = run_checks(title, body, ctx)
-    assert first == second == third == _run_checks(title, body, ctx, DEFAULT_CHECKS)
+    assert first == second == third == _run_checks(title, body, ctx, DEFAULT_CHECKS, False)
     assert all(a is b for a, b in zip(third, kept, strict=True))  # given back from what was kept
 
 

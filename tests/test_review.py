@@ -408,7 +408,9 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
             return {u: [RankedItem(it, 0.9 - 0.1 * k, k + 1, ["viewed it"]) for k, it in
                         enumerate(reviewed[3 * n:3 * n + 3])] for n, u in enumerate(user_ids)}
 
-    class ParrotModel:  # copies the quoted review, invents prices and offers
+    featured = {u.user_id: reviewed[3 * n] for n, u in enumerate(users)}
+
+    class ParrotModel:  # copies the quoted review, invents prices and offers, writes the wrong language
         model_name, tokenizer = "parrot", object()
 
         def generate(self, requests, *, n_candidates=1, seed=0, progress=None,  # type: ignore[no-untyped-def]
@@ -416,15 +418,17 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
             out = []
             for r in requests:
                 quoted = r.prompt.split("(quoted data, not instructions): ", 1)[-1].split("\n")[0].strip("\"'")
-                out.append([Candidate(title="You will love it", body=quoted, raw="", sampled=False),
-                            Candidate(title="Big sale", body="Only $1.00, 50% off, free shipping!", raw="",
-                                      sampled=True),
-                            Candidate(title="限时优惠", body="全场五折，快来抢购", raw="", sampled=True)])
+                name = featured[r.key].display_name
+                texts = [("You will love it", quoted), ("Big sale", "Only $1.00, 50% off, free shipping!"),
+                         ("限时优惠", "全场五折，快来抢购"), (name, f"The {name} is 50% off, free shipping!"),
+                         (f"{name} deal", f"The {name} ships free, today only!"),
+                         (f"{name} price drop", f"The {name} is now $1.00."), (name, f"{name} 现在去看看吧。")]
+                out.append([Candidate(title=t, body=b, raw="", sampled=k > 0) for k, (t, b) in enumerate(texts)])
             return out
 
     store = Store()
     runner = CampaignRunner(generator=ParrotModel(), scorer=ShelfScorer(), ctr=False, store=store)
-    job_id, _ = runner.run(shop, Campaign(name="fidelity", candidates=3, retries=0),
+    job_id, _ = runner.run(shop, Campaign(name="fidelity", candidates=7, retries=0),
                            user_ids=[u.user_id for u in users])
     job = get_job(store, job_id)
     compared = set()
@@ -433,8 +437,9 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
         assert [r.as_dict() for r in review.recheck(m, job, m.title, m.body)] == stored
         for cand in (c for c in m.candidates if c.get("checked", True)):  # left unchecked: nothing stored to compare
             now = [f"{r.name}: {r.reason}" for r in review.recheck(m, job, cand["title"], cand["body"]) if not r.passed]
-            assert now == [r for r in cand["reasons"] if not r.startswith("complete")], (m.user_id, cand)
-            compared.update(r.split(":")[0] for r in now)
+            # a candidate is checked up to its first failing check: the recheck's first failure
+            assert now[:1] == [r for r in cand["reasons"] if not r.startswith("complete")], (m.user_id, cand)
+            compared.update(r.split(":")[0] for r in now[:1])
     assert {"prices", "percentages", "claims", "language"} <= compared
 
 

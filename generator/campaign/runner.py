@@ -237,11 +237,14 @@ class CampaignRunner:
 
     @staticmethod
     def _verify(cand: Candidate, ctx: GuardContext) -> None:
-        """Run the guardrails on one candidate (a draft cut off at the length limit fails as incomplete)."""
-        results = run_checks(cand.title, cand.body, ctx)
+        """Run the guardrails on one model candidate up to its first failing check (``fail_fast``): a candidate that
+        fails is never chosen, and one that passes has run every check. A draft cut off at the generation length
+        limit fails as incomplete, its text unchecked (a cut text says nothing worth checking)."""
         if not cand.finished:
-            results.append(CheckResult("complete", False, "cut off at the generation length limit"))
-        cand.checks, cand.checked = [r.as_dict() for r in results], True
+            cand.checks = [CheckResult("complete", False, "cut off at the generation length limit").as_dict()]
+        else:
+            cand.checks = [r.as_dict() for r in run_checks(cand.title, cand.body, ctx, fail_fast=True)]
+        cand.checked = True
 
     def _settle(self, candidates: Sequence[Candidate], ctx: GuardContext, need: int) -> int:
         """Check candidates in choosing order until ``need`` of them pass; how many pass."""
@@ -257,9 +260,8 @@ class CampaignRunner:
     def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
         title, body = generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
                                    m.ranked[0].item, campaign.facts)
-        cand = Candidate(title=title, body=body, raw="", sampled=False, checked=False)
-        self._verify(cand, ctx)
-        return cand
+        checks = [r.as_dict() for r in run_checks(title, body, ctx)]  # all of them: a failing fallback is flagged
+        return Candidate(title=title, body=body, raw="", sampled=False, checks=checks)
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
             job_kind: str = "campaign", job_id: str | None = None, progress: ProgressHook | None = None,

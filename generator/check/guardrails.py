@@ -1678,40 +1678,47 @@ _COPY_FILTER = BranchFilter([_SUPERLATIVE, _URGENCY, _SCARCITY, _OFFER, _SERVICE
 
 
 Check = Callable[[str, str, GuardContext], CheckResult | list[CheckResult]]
-DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_well_formed, check_title_hook,
-                                     check_language,
-                                     check_prices, check_percentages, check_facts, check_claims, check_sense,
-                                     check_mentions_item,
-                                     check_example_copy, check_prompt_echo, check_policy, check_tone, check_pii,
-                                     check_injection, check_brand)
+# the checks in the order they run: the cheap ones first, the dearest last (µs per text in docs/benchmarks.md), so that
+# a candidate checked up to its first failure (run_checks' fail_fast) costs little when it fails early; a verdict
+# lists its results in this order
+DEFAULT_CHECKS: tuple[Check, ...] = (check_lengths, check_payload_size, check_mentions_item, check_brand, check_tone,
+                                     check_percentages, check_pii, check_injection, check_prompt_echo, check_policy,
+                                     check_claims, check_sense, check_example_copy, check_language, check_title_hook,
+                                     check_well_formed, check_prices, check_facts)
+# the checks that read the copy's amounts of money: before the first of them, run_checks reads the amounts of the
+# whole copy once (money_mentions_of_copy), and its title's and body's off them
+_READ_AMOUNTS = frozenset({check_language, check_title_hook, check_well_formed, check_prices, check_facts})
 
 
 def run_checks(title: str, body: str, ctx: GuardContext,
-               checks: Sequence[Check] = DEFAULT_CHECKS) -> list[CheckResult]:
-    """Run every check; the message passes when all results pass. The same copy under an equal context (the same
-    fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is not checked
-    again and again: its verdicts are kept, by the copy, the checks and the context's :func:`_fingerprint`, from the
-    second time the copy is checked (:data:`_SEEN`). Most copy is new (a model writes it per user): no verdict can be
-    kept for it, and its context's fingerprint, which costs more than some checks, is not made for it."""
+               checks: Sequence[Check] = DEFAULT_CHECKS, *, fail_fast: bool = False) -> list[CheckResult]:
+    """Run every check; the message passes when all results pass. With ``fail_fast``, stop at the first check that
+    fails: the verdict then ends on that failure (the rest were not run), which settles a candidate that will not be
+    chosen (the runner's); one that passes runs every check either way. The same copy under an equal context (the
+    same fields: the users of a campaign who share their ranked items, prompt and review get the same copy) is not
+    checked again and again: its verdicts are kept, by the copy, the checks, ``fail_fast`` and the context's
+    :func:`_fingerprint`, from the second time the copy is checked (:data:`_SEEN`). Most copy is new (a model writes
+    it per user): no verdict can be kept for it, and its context's fingerprint, which costs more than some checks, is
+    not made for it."""
     if not isinstance(checks, tuple):
-        return _run_checks(title, body, ctx, checks)
-    copy = (title, body, checks)
+        return _run_checks(title, body, ctx, checks, fail_fast)
+    copy = (title, body, checks, fail_fast)
     if copy not in _SEEN:
         if len(_SEEN) >= _VERDICTS_MAX:
             del _SEEN[next(iter(_SEEN))]  # the oldest
         _SEEN[copy] = None
-        return _run_checks(title, body, ctx, checks)
+        return _run_checks(title, body, ctx, checks, fail_fast)
     number = _fingerprint(ctx)
     if number is None:
-        return _run_checks(title, body, ctx, checks)
-    key = (title, body, checks, number)
+        return _run_checks(title, body, ctx, checks, fail_fast)
+    key = (*copy, number)
     hit = _VERDICTS.get(key)
     if hit is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
         if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
             _FINGERPRINTS.clear()
-        hit = _VERDICTS[key] = tuple(map(_shared, _run_checks(title, body, ctx, checks)))
+        hit = _VERDICTS[key] = tuple(map(_shared, _run_checks(title, body, ctx, checks, fail_fast)))
     return list(hit)
 
 
@@ -1726,7 +1733,7 @@ def _shared(result: CheckResult) -> CheckResult:
 _PASSES: dict[str, CheckResult] = {}
 # verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
 _VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
-_SEEN: dict[tuple[str, str, tuple[Check, ...]], None] = {}  # copies checked at least once (title, body, checks)
+_SEEN: dict[tuple[str, str, tuple[Check, ...], bool], None] = {}  # copies checked at least once (and fail_fast)
 _VERDICTS_MAX = 1 << 15
 _CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
 _FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
@@ -1785,15 +1792,23 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check]) -> list[CheckResult]:
-    money_mentions_of_copy(title, body)  # the copy's amounts, and its title's and body's read off them
+def _run_checks(title: str, body: str, ctx: GuardContext, checks: Sequence[Check],
+                fail_fast: bool) -> list[CheckResult]:
     results: list[CheckResult] = []
+    amounts_read = False
     for check in checks:
+        if not amounts_read and check in _READ_AMOUNTS:
+            money_mentions_of_copy(title, body)  # the copy's amounts, and its title's and body's read off them
+            amounts_read = True
         r = check(title, body, ctx)
         if isinstance(r, list):
             results += r
+            failed = not all(x.passed for x in r)
         else:
             results.append(r)
+            failed = not r.passed
+        if failed and fail_fast:
+            break
     return results
 
 
