@@ -506,3 +506,45 @@ def test_a_copys_letters_and_digits_are_its_words_split_at_apostrophes() -> None
         title, body = ("".join(rng.choices(pieces, k=rng.randrange(0, n))) for n in (5, 8))
         copy = _Copy(title, body)
         assert copy.alnum_words == re.findall(r"[a-z0-9]+", copy.low), copy.text
+
+
+def test_the_catalogs_titles_and_brands_are_found_in_one_pass_as_in_two() -> None:
+    """``_named_in`` (one automaton of titles and brands) gives the titles ``titles_in`` gives, in catalog order, and
+    the hits of the brands' own automaton: titles equal to a brand, to each other, nested in one another included."""
+    from generator.check.guard_index import titles_in
+    from generator.check.guardrails import CatalogIndex, _automaton, _named_in, _names_automaton
+
+    names = ["Summit Tent", "Summit Tent 2P", "Oak", "Ember & Oak Mug", "Summit Tent", "Ridge", "über Kettle", "3M"]
+    titles = tuple((f"I{i}", t.lower(), t) for i, t in enumerate(names))
+    rng = random.Random(31)
+    pieces = ["summit tent", "summit tent 2p", "oak", "ember & oak", "ember & oak mug", "soak", "ridge", "über",
+              "über kettle", "3m", "tent", " ", "-", "\n", "帐篷"]
+    for brands in ([], ["oak", "ember & oak", "summit", "ridge", "über", "3m"], ["summit tent"]):
+        index = CatalogIndex(titles=titles, brands=_automaton(brands) if brands else None, brand_names={},
+                             vocabulary=frozenset(), names=_names_automaton(titles, brands))
+        for _ in range(800):
+            low = rng.choice(["", " "]).join(rng.choices(pieces, k=rng.randrange(0, 7)))
+            found, hits = _named_in(index, low)
+            assert found == titles_in(titles, low), low
+            assert sorted(hits) == sorted(index.brands.iter(low) if brands else []), low
+
+
+def test_a_coupon_code_like_token_is_found_as_with_the_word_boundary_before_it() -> None:
+    """``_CODE_LIKE`` (the word boundary before a token's first letter as a lookbehind after it) finds what the pattern
+    with ``\\b`` first finds, in any text."""
+    import regex
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from generator.check.guardrails import _CODE_LIKE
+
+    slow = regex.compile(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b")
+    pieces = st.sampled_from(["SAVE10", "AB12", "X", "ABCD", "1", "9", "_", "a", "é", "É", "ǅ", "\u0301", "-", " ",
+                              "\n", "$", "CODE2024X", "帐", "٣", "\u200d"])
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.lists(pieces | st.characters(), max_size=10).map("".join))
+    def same(text: str) -> None:
+        assert [m.span() for m in _CODE_LIKE.finditer(text)] == [m.span() for m in slow.finditer(text)], text
+
+    same()

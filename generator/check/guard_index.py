@@ -1,7 +1,8 @@
 """Indexes that let the guardrails and choosing answer per candidate without scanning everything.
 
-- :func:`titles_in`: the catalog titles a text contains (the facts check's test for other products), found in
-  one Aho-Corasick pass instead of testing every title of a catalog of thousands per candidate;
+- :func:`titles_in`: the catalog titles a text contains (what the facts check's test for other products finds, in
+  the one pass of its automaton of titles and brands), found in one Aho-Corasick pass instead of testing every title
+  of a catalog of thousands per candidate;
 - :func:`memo`: data a check derives from a guard context, made once per context;
 - :class:`NearDuplicates`: whether a text is a near-duplicate of copy already chosen, without comparing it with
   every text chosen.

@@ -22,7 +22,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.check.brand import BrandGuidelines, check_brand
-from generator.check.guard_index import WORDS, memo, shingles, titles_in, word_shingles
+from generator.check.guard_index import WORDS, memo, shingles, word_shingles
 from generator.check.prefilter import BranchFilter, LiteralFilter
 from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
@@ -452,7 +452,10 @@ def _ascii_head_pattern(head: str) -> re.Pattern[str] | None:
     case-insensitively. None where ``head`` is not ASCII."""
     if not head.isascii():
         return None
-    return re.compile(rf"(?<![A-Za-z0-9'-])((?:[A-Z0-9][A-Za-z0-9'&-]*{_ASCII_SPACES}+)+)"
+    # the lookbehind after the run's first character (where the character before it is not part of a run if it is
+    # not one of the class), which the pattern then opens on: ``re`` skips to the characters of that class
+    word = f"[A-Za-z0-9'&-]*{_ASCII_SPACES}+"
+    return re.compile(rf"([A-Z0-9](?<![A-Za-z0-9'-][A-Z0-9]){word}(?:[A-Z0-9]{word})*)"
                       rf"(?i:{re.escape(head)}(?:e?s)?)(?![A-Za-z0-9])")
 
 
@@ -1238,6 +1241,42 @@ class CatalogIndex:
     brands: Any  # an Aho-Corasick automaton of the lowercased brands (:func:`_brands_in`), None when there is none
     brand_names: dict[str, str]  # lowercased brand -> as the catalog writes it
     vocabulary: frozenset[str]  # product words of the catalog's titles (in 2+ titles, not generic copy words)
+    # the lowercased titles and the brands of ``brands`` in one Aho-Corasick automaton, each with the positions in
+    # ``titles`` of the titles equal to it and the brand (None: no brand) (:func:`_named_in`)
+    names: Any = None
+    empty_titles: tuple[int, ...] = ()  # the positions of the titles that are empty lowercased ("" is in every text)
+
+
+def _names_automaton(titles: Sequence[tuple[str, str, str]], brands: Iterable[str]) -> Any:
+    """:attr:`CatalogIndex.names` of ``titles`` and ``brands``, None when it would hold no word."""
+    values: dict[str, tuple[tuple[int, ...], str | None]] = {}
+    for pos, (_, title, _) in enumerate(titles):
+        if title:
+            values[title] = ((*values.get(title, ((), None))[0], pos), None)
+    for brand in brands:
+        values[brand] = (values.get(brand, ((), None))[0], brand)
+    if not values:
+        return None
+    automaton = ahocorasick.Automaton()
+    for word, value in values.items():
+        automaton.add_word(word, value)
+    automaton.make_automaton()
+    return automaton
+
+
+def _named_in(index: CatalogIndex, low: str) -> tuple[list[tuple[str, str, str]], list[tuple[int, str]]]:
+    """What ``titles_in(index.titles, low)`` and ``list(index.brands.iter(low))`` give (the catalog's titles that a
+    lowercased copy has, in catalog order; and each place a brand ends in it, with the brand), from one pass of
+    :attr:`CatalogIndex.names` over it instead of two (the brands' hits in the order of that pass: per end, as the
+    brands' own automaton gives them, longest first)."""
+    found, hits = set(index.empty_titles), []
+    if index.names is not None:
+        for end, (where, brand) in index.names.iter(low):
+            if where:
+                found.update(where)
+            if brand is not None:
+                hits.append((end, brand))
+    return [index.titles[pos] for pos in sorted(found)], hits
 
 
 _INDEXES: dict[int, tuple[Sequence[Item], CatalogIndex]] = {}
@@ -1279,9 +1318,10 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
             if found != it.brand.lower():
                 others[found] += 1
     distinct = {b: names[b] for b, n in others.items() if n < 3}
-    index = CatalogIndex(titles=tuple((it.item_id, it.title.lower(), it.title) for it in catalog),
-                         brands=_automaton(distinct) if distinct else None, brand_names=distinct,
-                         vocabulary=_product_vocabulary(catalog))
+    titles = tuple((it.item_id, it.title.lower(), it.title) for it in catalog)
+    index = CatalogIndex(titles=titles, brands=_automaton(distinct) if distinct else None, brand_names=distinct,
+                         vocabulary=_product_vocabulary(catalog), names=_names_automaton(titles, distinct),
+                         empty_titles=tuple(pos for pos, (_, title, _) in enumerate(titles) if not title))
     if len(_INDEXES) > 16:
         _INDEXES.clear()
     _INDEXES[id(catalog)] = (catalog, index)
@@ -1353,7 +1393,10 @@ def check_facts(title: str, body: str, ctx: GuardContext) -> CheckResult:
     return _other_products(text, ctx)
 
 
-_CODE_LIKE = regex.compile(r"\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b")  # a coupon-code-like token
+# a coupon-code-like token: ``\b[A-Z][A-Z0-9]{3,}\d+[A-Z0-9]*\b``, with the word boundary before its first letter as
+# a lookbehind after it (a letter is a word character: a boundary before it is no word character before it), so that
+# the pattern opens on a letter, which the scan skips to
+_CODE_LIKE = regex.compile(r"[A-Z](?<!\w[A-Z])[A-Z0-9]{3,}\d+[A-Z0-9]*\b")
 # "3D", "4K", "5G" are words, not numbers of the copy; every match is one of _UNIT_WORDS
 _UNIT_WORD = regex.compile(r"(?<![\w.])(?:[234]D|[48]K|[345]G)(?!\w)")
 _UNIT_WORDS = ("2D", "3D", "4D", "4K", "8K", "3G", "4G", "5G")
@@ -1447,12 +1490,12 @@ def _other_products(text: str, ctx: GuardContext) -> CheckResult:
     if not ctx.catalog:
         return passing("facts")
     index, derived, low = catalog_index(ctx.catalog), _derived(ctx), text.lower()
-    for item_id, title, written in titles_in(index.titles, low):  # those of index.titles in low, in order
+    titles, hits = _named_in(index, low)  # those of index.titles in low, in order; where the brands are in it
+    for item_id, title, written in titles:
         if item_id not in derived.own_ids and title not in derived.names_low and title not in derived.own_low:
             return CheckResult("facts", False, f"names another product {written!r}")
     # the brands it names are among those the automaton finds anywhere (_brands_in keeps whole words, the longest):
     # where the user's items have every one of these, it names no other
-    hits = list(index.brands.iter(low)) if index.brands else []
     if derived.own_brands.issuperset([brand for _, brand in hits]):
         return passing("facts")
     for found in set(_brands_in(low, hits)):
