@@ -260,3 +260,20 @@ def test_the_ascii_money_scan_finds_what_scanning_every_place_finds(text: str) -
     for pattern, a, b in zip((before, after, fmt._BARE), fast or (), slow or (), strict=True):
         assert a == sorted(a) and [m.span() for m in fmt._matches_at(pattern, text, a)] == \
             [m.span() for m in fmt._matches_at(pattern, text, b)], text
+
+
+def test_a_mention_made_without_the_dataclass_init_is_the_dataclasss() -> None:
+    """``_mention`` fills the fields ``MoneyMention.__init__`` sets, and that ``__init__`` does nothing more."""
+    import dataclasses
+
+    import generator.core.formatting as fmt
+
+    assert [f.name for f in dataclasses.fields(fmt.MoneyMention)] == ["amounts", "currencies", "text", "span"]
+    assert not hasattr(fmt.MoneyMention, "__post_init__")
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(fmt.MoneyMention))
+    args = (frozenset({Decimal("19.99")}), frozenset({"USD"}), "$19.99", (3, 9))
+    made, slow = fmt._mention(*args), fmt.MoneyMention(*args)
+    assert made == slow and hash(made) == hash(slow) and vars(made) == vars(slow) and repr(made) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.text = "x"  # type: ignore[misc]

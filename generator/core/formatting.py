@@ -220,6 +220,23 @@ class MoneyMention:
     span: tuple[int, int]
 
 
+def _mention(amounts: frozenset[Decimal], currencies: frozenset[str], text: str,
+             span: tuple[int, int]) -> MoneyMention:
+    """``MoneyMention(amounts, currencies, text, span)``, its fields put straight into the new instance's ``__dict__``
+    (the frozen dataclass's ``__init__`` sets each through ``object.__setattr__``, at three times the cost; it does
+    nothing else: no ``__post_init__``, no defaults)."""
+    m = _new(MoneyMention)
+    fields = m.__dict__
+    fields["amounts"] = amounts
+    fields["currencies"] = currencies
+    fields["text"] = text
+    fields["span"] = span
+    return m
+
+
+_new = object.__new__
+
+
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
     or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
@@ -240,17 +257,33 @@ def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
     to every pattern but as a number's separator between two digits."""
     text = f"{title}\n{body}"
     found, spans = _money_scan(text)
+    whole = tuple(found)
     at = len(title)
-    if not any(a <= at < b for a, b in spans):
+    for a, b in spans:
+        if a <= at < b:
+            break
+    else:  # no match holds the newline: each mention is the title's (before it) or the body's (after it), in order
         if len(_PARTS) >= 4096:
             _PARTS.clear()
-        _PARTS[title] = tuple(m for m in found if m.span[1] <= at)
-        _PARTS[body] = tuple(MoneyMention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
-                             for m in found if m.span[0] > at)
-        if not _DIGIT_JOIN.match(text, max(at - 1, 0)):
-            _PARTS[f"{title} {body}"] = tuple(found)
-    _PARTS[text] = tuple(found)
-    return list(found)
+        k = 0
+        while k < len(found) and found[k].span[1] <= at:
+            k += 1
+        _PARTS[title] = whole[:k]
+        _PARTS[body] = tuple([_mention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
+                              for m in found[k:]])
+        if not _digits_join(title, body):
+            _PARTS[f"{title} {body}"] = whole
+    _PARTS[text] = whole
+    return found
+
+
+def _digits_join(title: str, body: str) -> bool:
+    """Whether ``_DIGIT_JOIN`` matches ``title\\nbody`` at the newline less one: the title ends and the body begins
+    with a digit (for two ASCII characters, one of ``0-9``)."""
+    a, b = title[-1:], body[:1]
+    if a.isascii() and b.isascii():
+        return a.isdigit() and b.isdigit()
+    return _DIGIT_JOIN.match(f"{a}\n{b}") is not None
 
 
 @lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
@@ -282,12 +315,12 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
             spans.append(m.span())
             amounts = _readings(m["num"].strip())
             if amounts and free(span := m.span()):
-                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], span))
+                found.append(_mention(amounts, currencies_of(m["cur"]), m[0], span))
                 taken.append(span)
     for m in _matches_at(bare, text, bare_starts):
         spans.append(span := m.span())
         if free(span):
-            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], span))
+            found.append(_mention(_readings(m[0]), _NO_CURRENCY, m[0], span))
             taken.append(span)
     if len(found) > 1:
         found.sort(key=lambda x: x.span)
@@ -299,6 +332,7 @@ def _readings(number: str) -> frozenset[Decimal]:
     return frozenset(readings(number))
 
 
+_NO_CURRENCY: frozenset[str] = frozenset()  # a bare number's currencies
 _Starts = tuple[list[int], list[int], list[int]]
 
 
