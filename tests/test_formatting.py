@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generator.check.guardrails import GuardContext, check_percentages, check_prices
 from generator.core.data import Item
@@ -200,3 +202,78 @@ def test_an_amount_is_an_item_fact_where_a_fact_text_has_it() -> None:
             continue
         needle = _one_space(matched.strip().lower())
         assert _is_item_fact(matched, ctx) == any(needle in t for t in _derived(ctx).spaced_facts), matched
+
+
+_ASCII_NUMBERS = ["1", "5", "19.99", "1,399", "1 399,50", "1.399", "1,23,456", "05", "2.5", "3,942"]
+_ASCII_GAPS = [" ", "  ", "\n", "\t", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "'", ".", ",", "-", "_", "%", ""]
+_ASCII_WORDS = ["now", "was", "Save", "off", "k", "s", "a", "per", "cent"]
+
+
+def _ascii_texts() -> st.SearchStrategy[str]:
+    """ASCII texts of numbers, markers (in any case), words and what may come between them, each kind as likely."""
+    import generator.core.formatting as fmt
+
+    markers = sorted(m for m in fmt._symbols() if m.isascii())
+    piece = st.one_of(st.sampled_from(_ASCII_NUMBERS), st.sampled_from(_ASCII_GAPS), st.sampled_from(_ASCII_WORDS),
+                      st.sampled_from(markers + [m.upper() for m in markers] + [m.title() for m in markers]))
+    return st.lists(piece, min_size=1, max_size=12).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_ascii_texts())
+def test_the_ascii_money_patterns_match_as_the_regex_modules_do(text: str) -> None:
+    """``re`` versions of the money patterns give an ASCII text the matches (spans and groups) of the regex module's,
+    at every place."""
+    import generator.core.formatting as fmt
+
+    for fast, slow in zip(fmt._ascii_patterns(), (*fmt._money_patterns(), fmt._BARE), strict=True):
+        assert [(m.span(), m.groupdict()) for m in fast.finditer(text)] == \
+            [(m.span(), m.groupdict()) for m in slow.finditer(text)], (text, slow.pattern[:40])
+        for at in range(len(text) + 1):
+            assert bool(fast.match(text, at)) is bool(slow.match(text, at)), (text, at)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_ascii_texts())
+def test_the_ascii_money_scan_finds_what_scanning_every_place_finds(text: str) -> None:
+    """``_money_scan`` of an ASCII text (runs of digits found by ``bytes.find``, ``_BARE`` tried only before a point
+    or comma, the ``re`` patterns) gives the mentions and match spans of the regex module's ``finditer`` over the
+    whole text, and the places :func:`_starts` (the path of other text) gives lead to the same matches."""
+    import generator.core.formatting as fmt
+
+    before, after = fmt._money_patterns()
+    found: list[fmt.MoneyMention] = []
+    spans: list[tuple[int, int]] = []
+    for pattern in (before, after, fmt._BARE):
+        for m in pattern.finditer(text):
+            spans.append(m.span())
+            amounts = fmt._readings(m["num"].strip() if pattern is not fmt._BARE else m[0])
+            if (amounts or pattern is fmt._BARE) and not any(f.span[0] < m.end() and m.start() < f.span[1]
+                                                             for f in found):
+                found.append(fmt.MoneyMention(amounts, fmt.currencies_of(m["cur"]) if pattern is not fmt._BARE
+                                              else frozenset(), m[0], m.span()))
+    assert fmt._money_scan(text) == (sorted(found, key=lambda x: x.span), spans), text
+    fast, slow = fmt._ascii_starts(text), fmt._starts(text)
+    assert (fast is None) is (slow is None)
+    if fast is None or slow is None:
+        return
+    for pattern, a, b in zip((before, after, fmt._BARE), fast or (), slow or (), strict=True):
+        assert a == sorted(a) and [m.span() for m in fmt._matches_at(pattern, text, a)] == \
+            [m.span() for m in fmt._matches_at(pattern, text, b)], text
+
+
+def test_a_mention_made_without_the_dataclass_init_is_the_dataclasss() -> None:
+    """``_mention`` fills the fields ``MoneyMention.__init__`` sets, and that ``__init__`` does nothing more."""
+    import dataclasses
+
+    import generator.core.formatting as fmt
+
+    assert [f.name for f in dataclasses.fields(fmt.MoneyMention)] == ["amounts", "currencies", "text", "span"]
+    assert not hasattr(fmt.MoneyMention, "__post_init__")
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(fmt.MoneyMention))
+    args = (frozenset({Decimal("19.99")}), frozenset({"USD"}), "$19.99", (3, 9))
+    made, slow = fmt._mention(*args), fmt.MoneyMention(*args)
+    assert made == slow and hash(made) == hash(slow) and vars(made) == vars(slow) and repr(made) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.text = "x"  # type: ignore[misc]

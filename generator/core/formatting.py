@@ -15,6 +15,7 @@ Unknown locales fall back to the shop's default (``Settings.default_locale``) wi
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -171,6 +172,22 @@ def _money_patterns() -> tuple[regex.Pattern[str], regex.Pattern[str]]:
     return before, after
 
 
+@lru_cache(maxsize=1)
+def _ascii_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The money patterns and ``_BARE`` in the ``re`` module (a match costs half the regex module's), for ASCII text,
+    where they match as the regex module's do: ``\\s`` written as the ASCII characters it matches (``re``'s matches
+    more), and no character of a marker outside ASCII matching an ASCII one case-insensitively
+    (:func:`_marker_table`); ``\\d``, ``\\w`` and ``\\b`` read ASCII alike."""
+    spaces = "[" + "".join(map(re.escape, sorted(_ASCII_SPACE))) + "]"
+    for ch in {ch for m in _symbols() for ch in m if not ch.isascii()}:
+        assert not any(re.fullmatch(re.escape(ch), chr(c), re.I) for c in range(128)), ch
+    out = []
+    for p in (*_money_patterns(), _BARE):
+        assert "\\\\" not in p.pattern  # every \s is the class
+        out.append(re.compile(p.pattern.replace(r"\s", spaces), re.I if p.flags & regex.I else 0))
+    return out[0], out[1], out[2]
+
+
 def readings(number: str) -> set[Decimal]:
     """Every amount a written number may mean in some locale: ``1.399`` is 1399 (de) or not money with three
     decimals; ``1,399`` is 1399; ``13,99`` is 13.99; ``1,23,456`` is 123456; ``1 399,50`` is 1399.50."""
@@ -203,6 +220,23 @@ class MoneyMention:
     span: tuple[int, int]
 
 
+def _mention(amounts: frozenset[Decimal], currencies: frozenset[str], text: str,
+             span: tuple[int, int]) -> MoneyMention:
+    """``MoneyMention(amounts, currencies, text, span)``, its fields put straight into the new instance's ``__dict__``
+    (the frozen dataclass's ``__init__`` sets each through ``object.__setattr__``, at three times the cost; it does
+    nothing else: no ``__post_init__``, no defaults)."""
+    m = _new(MoneyMention)
+    fields = m.__dict__
+    fields["amounts"] = amounts
+    fields["currencies"] = currencies
+    fields["text"] = text
+    fields["span"] = span
+    return m
+
+
+_new = object.__new__
+
+
 def money_mentions(text: str) -> list[MoneyMention]:
     """Every amount of money in ``text``, in any locale's notation: a number with a currency marker before
     or after it, or a bare number that looks like a price (``now 19.99``, ``3,942``)."""
@@ -223,17 +257,33 @@ def money_mentions_of_copy(title: str, body: str) -> list[MoneyMention]:
     to every pattern but as a number's separator between two digits."""
     text = f"{title}\n{body}"
     found, spans = _money_scan(text)
+    whole = tuple(found)
     at = len(title)
-    if not any(a <= at < b for a, b in spans):
+    for a, b in spans:
+        if a <= at < b:
+            break
+    else:  # no match holds the newline: each mention is the title's (before it) or the body's (after it), in order
         if len(_PARTS) >= 4096:
             _PARTS.clear()
-        _PARTS[title] = tuple(m for m in found if m.span[1] <= at)
-        _PARTS[body] = tuple(MoneyMention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
-                             for m in found if m.span[0] > at)
-        if not _DIGIT_JOIN.match(text, max(at - 1, 0)):
-            _PARTS[f"{title} {body}"] = tuple(found)
-    _PARTS[text] = tuple(found)
-    return list(found)
+        k = 0
+        while k < len(found) and found[k].span[1] <= at:
+            k += 1
+        _PARTS[title] = whole[:k]
+        _PARTS[body] = tuple([_mention(m.amounts, m.currencies, m.text, (m.span[0] - at - 1, m.span[1] - at - 1))
+                              for m in found[k:]])
+        if not _digits_join(title, body):
+            _PARTS[f"{title} {body}"] = whole
+    _PARTS[text] = whole
+    return found
+
+
+def _digits_join(title: str, body: str) -> bool:
+    """Whether ``_DIGIT_JOIN`` matches ``title\\nbody`` at the newline less one: the title ends and the body begins
+    with a digit (for two ASCII characters, one of ``0-9``)."""
+    a, b = title[-1:], body[:1]
+    if a.isascii() and b.isascii():
+        return a.isdigit() and b.isdigit()
+    return _DIGIT_JOIN.match(f"{a}\n{b}") is not None
 
 
 @lru_cache(maxsize=4096)  # the guardrails read a copy's amounts in several checks
@@ -244,10 +294,11 @@ def _money_mentions(text: str) -> tuple[MoneyMention, ...]:
 def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
     """The mentions, and the span of every match the patterns gave (kept or not)."""
     spans: list[tuple[int, int]] = []
-    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
-    if not runs:  # every pattern needs a digit: skip their scans over hundreds of markers
+    is_ascii = text.isascii()
+    starts = _ascii_starts(text) if is_ascii else _starts(text)
+    if starts is None:  # every pattern needs a digit: skip their scans over hundreds of markers
         return [], spans
-    before, after = _money_patterns()
+    before, after, bare = _ascii_patterns() if is_ascii else (*_money_patterns(), _BARE)
     found: list[MoneyMention] = []
     taken: list[tuple[int, int]] = []  # the spans of found
 
@@ -258,22 +309,18 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
                 return False
         return True
 
-    numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
-    if lower_is_exact(text):
-        before_starts, after_starts = _marked_starts(text, runs, numbers)
-    else:
-        before_starts, after_starts = _marker_starts(text, runs), numbers
-    for pattern, starts in ((before, before_starts), (after, after_starts)):
-        for m in _matches_at(pattern, text, starts):
+    before_starts, after_starts, bare_starts = starts
+    for pattern, at in ((before, before_starts), (after, after_starts)):
+        for m in _matches_at(pattern, text, at):
             spans.append(m.span())
             amounts = _readings(m["num"].strip())
             if amounts and free(span := m.span()):
-                found.append(MoneyMention(amounts, currencies_of(m["cur"]), m[0], span))
+                found.append(_mention(amounts, currencies_of(m["cur"]), m[0], span))
                 taken.append(span)
-    for m in _matches_at(_BARE, text, numbers):  # where a number may start: after no digit, point or comma
+    for m in _matches_at(bare, text, bare_starts):
         spans.append(span := m.span())
         if free(span):
-            found.append(MoneyMention(_readings(m[0]), frozenset(), m[0], span))
+            found.append(_mention(_readings(m[0]), _NO_CURRENCY, m[0], span))
             taken.append(span)
     if len(found) > 1:
         found.sort(key=lambda x: x.span)
@@ -283,6 +330,68 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
 @lru_cache(maxsize=4096)  # a shop's prices recur across its users' copy
 def _readings(number: str) -> frozenset[Decimal]:
     return frozenset(readings(number))
+
+
+_NO_CURRENCY: frozenset[str] = frozenset()  # a bare number's currencies
+_Starts = tuple[list[int], list[int], list[int]]
+
+
+def _starts(text: str) -> _Starts | None:
+    """Where the patterns before, after and ``_BARE`` may match in ``text`` (each a superset of the places they match,
+    ascending); None where the text has no digit (every match has one)."""
+    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
+    if not runs:
+        return None
+    numbers = [d for d in runs if not d or text[d - 1] not in ".,"]  # _NUMBER_START: a run follows no digit
+    if lower_is_exact(text):
+        return (*_marked_starts(text, runs, numbers), numbers)  # _BARE: where a number may start
+    return _marker_starts(text, runs), numbers, numbers
+
+
+# in ASCII text (bytes.translate): each character \d matches to b"0", any other to b"a"; and each one _NUMBER_RUN
+# matches ([\d,.\u00a0\u202f'’ ]: ASCII digits, the comma, point, apostrophe and space) to b"0", any other to b"a"
+_ASCII_DIGIT_BYTES = bytes(48 if regex.match(r"\d", chr(c)) else 97 for c in range(256))
+_ASCII_NUMBER_BYTES = bytes(48 if c < 128 and regex.match(r"[\d,.\u00a0\u202f'’ ]", chr(c)) else 97 for c in range(256))
+_ASCII_SPACE = frozenset(chr(c) for c in range(128) if regex.match(r"\s", chr(c)))  # what \s matches of ASCII
+
+
+def _ascii_starts(text: str) -> _Starts | None:
+    """:func:`_starts` of an ASCII text (which :func:`lower_is_exact` holds for), in one pass over its runs of digits,
+    each found with its end by ``bytes.find`` on the text translated to digits and others: ``_BARE`` is tried only where
+    a number's run of digits is followed by a point or a comma (each of its branches has a run of digits then one of
+    them, and a run is read whole: no digit follows it)."""
+    raw = text.encode("ascii")
+    digits = raw.translate(_ASCII_DIGIT_BYTES)
+    d = digits.find(48)
+    if d < 0:
+        return None
+    numeric = raw.translate(_ASCII_NUMBER_BYTES)
+    markers, heads, tails = _marker_table()
+    low = text.lower()
+    size = len(text)
+    before: list[int] = []
+    after: list[int] = []
+    bare: list[int] = []
+    while d >= 0:  # _marked_starts, at each run of digits d:e
+        e = digits.find(97, d)
+        e = size if e < 0 else e
+        prev = text[d - 1] if d else ""
+        for end in (d, d - 1) if prev in _ASCII_SPACE else (d,):
+            for n in tails.get(low[end - 1], ()) if end else ():
+                if n <= end and low[end - n:end] in markers:
+                    before.append(end - n)
+        if prev != "." and prev != ",":  # a number may start here
+            if text[e:e + 1] in (".", ","):
+                bare.append(d)
+            stop = numeric.find(97, e)
+            stop = size if stop < 0 else stop
+            if _marker_at(low, stop, markers, heads) or (
+                    text[stop:stop + 1] in _ASCII_SPACE and _marker_at(low, stop + 1, markers, heads)):
+                after.append(d)
+        d = digits.find(48, e)
+    if len(before) > 1:
+        before.sort()
+    return before, after, bare
 
 
 _DIGIT_RUN = regex.compile(r"(?<!\d)\d")
