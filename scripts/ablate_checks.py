@@ -17,16 +17,30 @@ import csv
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.db.messages import list_messages
+from generator.db.jobs import get_job  # noqa: E402
+from generator.db.messages import list_messages  # noqa: E402
 from generator.db.store import Store  # noqa: E402
 from generator.report import MESSAGE_COLUMNS  # noqa: E402
+from generator.review import recheck  # noqa: E402
 
 
-def _failed(candidate: dict) -> set[str]:
-    return {r.split(":", 1)[0] for r in candidate.get("reasons", [])}
+def _failed(message: Any, job: Any, candidate: dict) -> list[str]:
+    """Every check a candidate fails, as ``name: reason``: the runner stops at a candidate's first failing check, so
+    the checks are run again here against the facts it was held to (``review.recheck``); a draft cut off at the
+    length limit fails as incomplete, unchecked."""
+    cut = [r for r in candidate.get("reasons", []) if r.startswith("complete:")]
+    if cut:
+        return cut
+    return [f"{r.name}: {r.reason}" for r in recheck(message, job, candidate["title"], candidate["body"])
+            if not r.passed]
+
+
+def _names(reasons: list[str]) -> set[str]:
+    return {r.split(":", 1)[0] for r in reasons}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,27 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     ignored = set(args.without)
     store = Store(args.database_url)
+    job = get_job(store, args.job)
+    if job is None:
+        raise SystemExit(f"error: no job {args.job!r} in the store")
     rows = {(r["user_id"], r["variant"]): r for r in csv.DictReader(args.messages.open(encoding="utf-8"))}
     alone: Counter[str] = Counter()
     changed, out = 0, []
     for m in list_messages(store, args.job):
         cands = m.candidates or []
-        for c in cands:
-            fails = _failed(c)
+        reasons = [_failed(m, job, c) for c in cands]
+        for fails in map(_names, reasons):
             if fails and fails <= ignored:
                 alone.update(fails)
         # the first candidate that would pass, in generation order (greedy first), as the runner picks without a
         # click-through model
-        ok = [c for c in cands if _failed(c) <= ignored and "complete" not in _failed(c)]
+        ok = [(c, r) for c, r in zip(cands, reasons, strict=True)
+              if _names(r) <= ignored and "complete" not in _names(r)]
         if not ok or m.variant != 0:
             continue
-        best = ok[0]
+        best, best_reasons = ok[0]
         if (best["title"], best["body"]) == (m.title, m.body):
             continue
         changed += 1
         base = rows.get((m.user_id, str(m.variant)), {})
         out.append({**{k: base.get(k, "") for k in MESSAGE_COLUMNS}, "title": best["title"], "body": best["body"],
-                    "status": "passed", "reasons": "; ".join(best.get("reasons", []))})
+                    "status": "passed", "reasons": "; ".join(best_reasons)})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(MESSAGE_COLUMNS))

@@ -420,7 +420,7 @@ def test_recheck_reproduces_the_verdicts_the_generator_got() -> None:
                 quoted = r.prompt.split("(quoted data, not instructions): ", 1)[-1].split("\n")[0].strip("\"'")
                 name = featured[r.key].display_name
                 texts = [("You will love it", quoted), ("Big sale", "Only $1.00, 50% off, free shipping!"),
-                         ("限时优惠", "全场五折，快来抢购"), (name, f"The {name} is 50% off, free shipping!"),
+                         ("限时优惠", "全场五折，快来抢购"), (f"{name} sale", f"The {name} is 50% off now."),
                          (f"{name} deal", f"The {name} ships free, today only!"),
                          (f"{name} price drop", f"The {name} is now $1.00."), (name, f"{name} 现在去看看吧。")]
                 out.append([Candidate(title=t, body=b, raw="", sampled=k > 0) for k, (t, b) in enumerate(texts)])
