@@ -10,8 +10,8 @@ besides the model. Each stage is timed where the runner calls it (the functions 
   rendering     the template, the chat prompt (``prompt_parts``), the fallback copy, the review lookup
   generation    ``Generator.generate``: the null model's host path, 3 candidates per user
   guardrails    ``CampaignRunner.check``: each user's candidates checked in click-through order until one passes,
-                in ``--check-processes`` processes (forked per round: their CPU time is counted here), and
-                ``run_checks`` on fallbacks
+                each up to its first failing check, in ``--check-processes`` processes (forked per round: their CPU
+                time is counted here), and the fallbacks rendered and checked in full
   click-through ``CtrModel.score`` of candidates' texts with a stand-in encoder; MiniLM on ``--minilm-users``
   choosing      ``choose`` (passing first, no near-duplicate of copy already chosen, predicted click-through)
   store         the message records and ``generator.db.messages.save_messages`` into SQLite (the run) and
@@ -24,8 +24,8 @@ user's locale (:func:`distinct_copy`: no text repeats in the run, and some fail 
 vague discount), so the guardrails and what follows them handle copy of a real model's shape and variety and no
 verdict kept for one user's copy answers for another's; ``--copy null`` keeps the null model's words (every user
 then gets the fallback). The campaign has ``retries: 0`` (a retry would run the same candidates again). The runner
-scores every candidate's click-through and checks them in that order, up to the first that passes. Writes a table
-and JSON.
+scores every candidate's click-through and checks them in that order, up to the first that passes (each candidate up
+to its first failing check). Writes a table and JSON.
 
   python scripts/bench_campaign.py --users 100000 --json docs/bench/cpu-bench_campaign.json
 """
