@@ -548,3 +548,33 @@ def test_a_coupon_code_like_token_is_found_as_with_the_word_boundary_before_it()
         assert [m.span() for m in _CODE_LIKE.finditer(text)] == [m.span() for m in slow.finditer(text)], text
 
     same()
+
+
+def test_han_characters_are_counted_off_their_runs() -> None:
+    """check_language counts the copy's Han characters as the lengths of its runs of them: what counting each
+    character (``len(findall(r"\\p{Han}"))``) gives, in any mix of scripts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from generator.check.guardrails import _HAN, _HAN_RUN
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(list("价格降了 Oak 3D，。¥$%\n") + ["\u3400", "\U00020000", "々", "〇"])))
+    def same(text: str) -> None:
+        assert sum(map(len, _HAN_RUN.findall(text))) == len(_HAN.findall(text))
+
+    same()
+
+
+def test_the_sense_words_are_made_only_where_a_chinese_product_noun_reads_them() -> None:
+    """check_sense hands misnamed_product the items' stems lazily: the same verdict, the union made only where the
+    copy names a Chinese product noun."""
+    from generator.check.guardrails import GuardContext, _derived, check_sense
+
+    tent, mug = _tent_and_mug()
+    ctx = GuardContext(items=[tent, mug], locale="zh_CN")
+    assert check_sense("为你推荐", "现在降价了，快来看看。", ctx).passed
+    assert "sense_words" not in vars(_derived(ctx))
+    failed = check_sense("为你推荐", "你的手电筒现在降价了。", ctx)
+    assert not failed.passed and "手电筒" in (failed.reason or "")
+    assert "sense_words" in vars(_derived(ctx))

@@ -244,8 +244,8 @@ class _Derived:
         - ``names_low``: the titles and display names lower-cased, and ``bare_names``: without punctuation, symbols and
           spacing (:func:`check_title_hook`);
         - ``own_ids`` and ``own_brands``: the items' ids, and their brands lower-cased (:func:`_other_products`)."""
-        item_names, item_words, heads, packs, texts, spaced = [], [], [], [], [], []
-        names_low, bare = set(), set()
+        item_names, item_words, heads, packs, texts, spaced, lows = [], [], [], [], [], [], []
+        bare, ids, brands = set(), set(), set()
         for it, facts in zip(self.ctx.items, self.item_facts, strict=True):
             item_names.append((it, facts.title, facts.name))
             item_words.append(facts.words)
@@ -255,15 +255,16 @@ class _Derived:
                 packs.append(facts.pack)
             texts += facts.texts
             spaced += facts.spaced
-            names_low.add(facts.title)
-            names_low.add(facts.name)
+            lows += facts.lows
             bare.update(facts.bare)
+            ids.add(it.item_id)
+            if facts.brand:
+                brands.add(facts.brand)
         fact_texts = tuple(texts)
         return {"item_names": item_names, "item_words": item_words, "name_heads": heads, "pack_singulars": packs,
                 "fact_texts": fact_texts, "spaced_facts": spaced, "spaced_text": "\n".join(spaced),
-                "blank_names": tuple(sorted({n for n in fact_texts if n}, key=len, reverse=True)),
-                "names_low": names_low, "bare_names": bare, "own_ids": {it.item_id for it in self.ctx.items},
-                "own_brands": {it.brand.lower() for it in self.ctx.items if it.brand}}
+                "blank_names": tuple(sorted(set(fact_texts).difference(("",)), key=len, reverse=True)),
+                "names_low": set(lows), "bare_names": bare, "own_ids": ids, "own_brands": brands}
 
     item_names = _grouped(_item_views)
     item_words = _grouped(_item_views)
@@ -373,6 +374,8 @@ class _ItemFacts:
 
     title: str  # lower-cased
     name: str  # the display name lower-cased
+    lows: tuple[str, str]  # these two (_Derived.names_low)
+    brand: str  # its brand lower-cased (_Derived.own_brands)
     texts: tuple[str, str]  # its title and display name as written (_Derived.fact_texts)
     spaced: tuple[str, str]  # these lower-cased with runs of whitespace as one space (_Derived.spaced_facts)
     bare: tuple[str, str]  # these without punctuation, symbols and spacing, lower-cased (_Derived.bare_names)
@@ -413,13 +416,13 @@ def _item_facts(item: Item) -> _ItemFacts:
                                                            f"{item.price} {item.sale_price or ''}")), pct)
     one = "" if item.short_name else pack_singular(item.title, item.brand, item.category)
     pack = (one, _re(rf"(?<![\p{{L}}\p{{N}}]){_escape(one)}(?![\p{{L}}\p{{N}}])", regex.I)) if one else None
-    texts = (item.title, name)
+    texts, lows = (item.title, name), (item.title.lower(), name.lower())
     short_words, title_words = _name_words(name), _name_words(item.title)
     amounts = tuple(_cents(a) for a in (item.price, item.sale_price) if a is not None)
     current, listed = _cents(item.current_price), _cents(item.price) if item.discount_pct else None
     return _ItemFacts(
-        title=item.title.lower(), name=name.lower(), texts=texts,
-        spaced=(_one_space(item.title.lower()), _one_space(name.lower())), bare=(_bare(item.title), _bare(name)),
+        title=lows[0], name=lows[1], lows=lows, brand=item.brand.lower(), texts=texts,
+        spaced=(_one_space(lows[0]), _one_space(lows[1])), bare=(_bare(item.title), _bare(name)),
         words=(frozenset(short_words + title_words), short_words, title_words),
         stems=frozenset().union(*(_stems(t) for t in (*texts, item.category, item.description, item.brand))),
         numbers=numbers, currency=item.currency, amounts=amounts, current=current, listed=listed,
@@ -987,7 +990,8 @@ def check_language(title: str, body: str, ctx: GuardContext) -> CheckResult:
     spans = _amount_spans(title)
     if title.strip() and not _LETTER.search(mask(title, spans) if spans else title):  # empty: check_lengths' to report
         return CheckResult("language", False, "the title has no words, only numbers or symbols")
-    han = 0 if title.isascii() and body.isascii() else len(_HAN.findall(f"{title} {body}"))
+    # the Han characters, counted off their runs (a list of a few runs, not one string per character)
+    han = 0 if title.isascii() and body.isascii() else sum(map(len, _HAN_RUN.findall(f"{title} {body}")))
     if language_of(ctx.locale) != "zh":
         if han:
             return CheckResult("language", False, f"locale {ctx.locale} but the copy has {han} Han characters")
@@ -1692,7 +1696,7 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
         if m and not any(f in w for f in _DOINGS_FITS[n] for w in derived.sense_words):
             return CheckResult("sense", False, f"{m[0]!r} does not fit this product")
     if not residual.isascii() and _HAN.search(residual) \
-            and (noun := misnamed_product(residual, derived.sense_words)):  # "你的手电筒" on a caliper
+            and (noun := misnamed_product(residual, _sense_words(derived))):  # "你的手电筒" on a caliper
         return CheckResult("sense", False, f"calls the item {noun!r}, which it is not")
     if ctx.catalog:
         forms = _word_forms(catalog_index(ctx.catalog).vocabulary)
@@ -1702,6 +1706,12 @@ def check_sense(title: str, body: str, ctx: GuardContext) -> CheckResult:
                 if w in forms and not derived.has_sense_word(_stem(w)):
                     return CheckResult("sense", False, f"talks about {w!r}, which this product is not")
     return passing("sense")
+
+
+def _sense_words(derived: _Derived) -> Iterator[str]:
+    """:attr:`_Derived.sense_words`, made at the first read of this iterator: :func:`misnamed_product` reads them only
+    where the copy has a Chinese product noun (the union of the items' stems is made for most Chinese copy else)."""
+    yield from derived.sense_words
 
 
 @lru_cache(maxsize=16)
