@@ -373,3 +373,19 @@ def test_the_plans_fallback_copy_is_the_fallback_rendered_anew(locale: str, ctyp
             again = generic_copy(runner.prompts, campaign.locale or m.user.locale, m.campaign_type, m.ranked[0].item,
                                  campaign.facts)
             assert plan.fallback_copy[m.user.user_id] == tuple(again)
+
+
+def test_a_verdicts_dicts_are_its_results_as_dicts_plain_passes_shared() -> None:
+    from generator.campaign.runner import _as_dicts
+    from generator.check.result import CheckResult, passing
+
+    shop = shop_with_reviews(["fine"])
+    ctx = runner_context(CampaignRunner(generator=GoodModel(), scorer=FixedScorer(), ctr=False), shop)
+    texts = [("Camp for less", "The Trailblazer Backpacking Tent is now $149.00, 21% off."),
+             ("The best tent", "The Trailblazer Backpacking Tent is the best, only $99.00.")]
+    extra = [CheckResult("x", True), CheckResult("x", True, "a note"), CheckResult("x", False, "why"), passing("x")]
+    for results in [*(run_checks(t, b, ctx) for t, b in texts), extra, extra]:
+        got = _as_dicts(results)
+        assert got == [r.as_dict() for r in results]
+    first, again = _as_dicts([passing("x"), CheckResult("x", True)]), _as_dicts([passing("x"), CheckResult("x", True)])
+    assert first[0] is again[0] and first[1] is not again[1]  # only passing()'s own result has one dict

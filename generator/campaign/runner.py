@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from typing import Any
@@ -32,6 +32,7 @@ from generator.check.facts import message_facts
 from generator.check.guard_index import NearDuplicates, memo
 from generator.check.guardrails import GuardContext, run_checks
 from generator.check.result import CheckResult
+from generator.check.result import passing as passing_result
 from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
@@ -166,6 +167,25 @@ def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicate
     return next((c for c in failing if not seen.near(f"{c.title} {c.body}")), failing[0])
 
 
+def _as_dicts(results: Iterable[CheckResult]) -> list[dict[str, Any]]:
+    """The results as a candidate keeps them (:meth:`CheckResult.as_dict`); a plain pass (:func:`passing`'s, one
+    result per check name) as one dict per check name, shared by every candidate that passes the check: a verdict's
+    dicts are read (and stored as JSON), never changed, and most of a passing candidate's are plain passes."""
+    return [_PASS_DICTS.get(id(r)) or _as_dict(r) for r in results]
+
+
+def _as_dict(result: CheckResult) -> dict[str, Any]:
+    d = result.as_dict()
+    if result.passed and not result.reason and result is passing_result(result.name):
+        _HELD.append(result)
+        _PASS_DICTS[id(result)] = d
+    return d
+
+
+_PASS_DICTS: dict[int, dict[str, Any]] = {}  # passing()'s results' dicts, by the result's id
+_HELD: list[CheckResult] = []  # those results, held here too: no id of _PASS_DICTS is reused, whatever clears passing()
+
+
 def _choosing_order(candidates: Sequence[Candidate]) -> Callable[[Candidate], tuple[float, int]]:
     """Higher predicted click-through first, then the model's order (greedy first)."""
     position = {id(c): i for i, c in enumerate(candidates)}
@@ -243,7 +263,7 @@ class CampaignRunner:
         if not cand.finished:
             cand.checks = [CheckResult("complete", False, "cut off at the generation length limit").as_dict()]
         else:
-            cand.checks = [r.as_dict() for r in run_checks(cand.title, cand.body, ctx, fail_fast=True)]
+            cand.checks = _as_dicts(run_checks(cand.title, cand.body, ctx, fail_fast=True))
         cand.checked = True
 
     def _settle(self, candidates: Sequence[Candidate], ctx: GuardContext, need: int) -> int:
@@ -263,7 +283,7 @@ class CampaignRunner:
         rendered them (:attr:`Plan.fallback_copy`), else rendered here."""
         title, body = copy or generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
                                            m.ranked[0].item, campaign.facts)
-        checks = [r.as_dict() for r in run_checks(title, body, ctx)]  # all of them: a failing fallback is flagged
+        checks = _as_dicts(run_checks(title, body, ctx))  # all of them: a failing fallback is flagged
         return Candidate(title=title, body=body, raw="", sampled=False, checks=checks)
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
