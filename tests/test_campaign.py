@@ -350,3 +350,42 @@ def test_a_chunks_records_share_each_items_part_and_keep_every_field() -> None:
              "image_url": r.item.image_url, "score": round(r.score, 6), "rank": r.rank, "why": list(r.why)}
             for r in m.ranked]
     assert records[0]["ranked_items"][0] is not records[1]["ranked_items"][0]  # no record shares a dict
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE", "zh_CN", "ja_JP"])
+@pytest.mark.parametrize("ctype", ["auto", "price_drop", "coupon", "content_recommendation", "abandoned_cart"])
+def test_the_plans_fallback_copy_is_the_fallback_rendered_anew(locale: str, ctype: str) -> None:
+    """The fallback a user short of passing copy gets is the copy the prompt stage rendered (the context's generic
+    copy), not rendered again: it is what generic_copy gives for the user's featured item."""
+    from generator.write.prompts import generic_copy
+
+    users = [User(user_id=f"U{i}", locale=loc) for i, loc in enumerate([locale, "en_GB", "zh_TW"])]
+    events = [Event(user_id=u.user_id, item_id="A1", event_type="cart", timestamp=T0) for u in users]
+    shop = Shop(items=[TENT, MUG], users=users, events=events, reviews=[], pushes=[])
+    facts = {"coupon_code": "TENT15", "coupon_pct": 15} if ctype == "coupon" else {}
+    for campaign in (Campaign(name="c", type=ctype, facts=facts), Campaign(name="c", type=ctype, locale=locale,
+                                                                           facts=facts)):
+        runner = CampaignRunner(generator=GoodModel(), scorer=FixedScorer(), ctr=False)
+        ids = [u.user_id for u in users]
+        plan = runner.prompt(shop, campaign, ids, runner.rank(shop, campaign, ids, None))
+        assert plan.fallback_copy.keys() == plan.contexts.keys() and plan.fallback_copy
+        for m in plan.messages:
+            again = generic_copy(runner.prompts, campaign.locale or m.user.locale, m.campaign_type, m.ranked[0].item,
+                                 campaign.facts)
+            assert plan.fallback_copy[m.user.user_id] == tuple(again)
+
+
+def test_a_verdicts_dicts_are_its_results_as_dicts_plain_passes_shared() -> None:
+    from generator.campaign.runner import _as_dicts
+    from generator.check.result import CheckResult, passing
+
+    shop = shop_with_reviews(["fine"])
+    ctx = runner_context(CampaignRunner(generator=GoodModel(), scorer=FixedScorer(), ctr=False), shop)
+    texts = [("Camp for less", "The Trailblazer Backpacking Tent is now $149.00, 21% off."),
+             ("The best tent", "The Trailblazer Backpacking Tent is the best, only $99.00.")]
+    extra = [CheckResult("x", True), CheckResult("x", True, "a note"), CheckResult("x", False, "why"), passing("x")]
+    for results in [*(run_checks(t, b, ctx) for t, b in texts), extra, extra]:
+        got = _as_dicts(results)
+        assert got == [r.as_dict() for r in results]
+    first, again = _as_dicts([passing("x"), CheckResult("x", True)]), _as_dicts([passing("x"), CheckResult("x", True)])
+    assert first[0] is again[0] and first[1] is not again[1]  # only passing()'s own result has one dict

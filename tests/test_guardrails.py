@@ -6,10 +6,16 @@ import random
 from decimal import Decimal
 
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generator.check.guardrails import (
+    _JOINS,
     BrandPolicy,
     GuardContext,
+    _bmp_joins,
+    _joins,
     check_lengths,
     check_mentions_item,
     check_payload_size,
@@ -29,6 +35,24 @@ CTX = GuardContext(items=[TENT, MUG])
 
 def test_graphemes_count_emoji_and_chinese_as_one() -> None:
     assert graphemes("👍🏽") == 1 and graphemes("👨‍👩‍👧") == 1 and graphemes("帐篷") == 2 and graphemes("e\u0301") == 1
+
+
+def test_the_plain_set_of_joining_characters_is_the_property_patterns() -> None:
+    """_joins reads a set of code points made from _JOINS: it has every BMP character _JOINS matches and no other,
+    and every character beyond the BMP (where _JOINS itself decides)."""
+    bmp = _bmp_joins()
+    assert [c for c in range(0x10000) if (bmp.search(chr(c)) is None) != (_JOINS.search(chr(c)) is None)] == []
+    assert all(bmp.search(chr(c)) for c in (0x10000, 0x1F3FB, 0x1F600, 0xE0020, 0x10FFFF))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "\r\n", "\n", "帐篷", "e\u0301", "👍🏽", "👨‍👩‍👧", "🇩🇪", "🏕️", "\u0e33", "각",
+                                 "\u1100\u1161", "\U0001d165", "\u0903", "\u200d", "$", "😀"]), max_size=12)
+       .map("".join) | st.text(max_size=20))
+def test_graphemes_with_the_plain_set_count_as_the_property_pattern_does(text: str) -> None:
+    slow = len(text) - text.count("\r\n") if text.isascii() or not _JOINS.search(text) else \
+        len(regex.findall(r"\X", text))
+    assert _joins(text) is (_JOINS.search(text) is not None) and graphemes(text) == slow
 
 
 @pytest.mark.parametrize(("title", "ok"), [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from typing import Any
@@ -32,6 +32,7 @@ from generator.check.facts import message_facts
 from generator.check.guard_index import NearDuplicates, memo
 from generator.check.guardrails import GuardContext, run_checks
 from generator.check.result import CheckResult
+from generator.check.result import passing as passing_result
 from generator.core.config import get_settings
 from generator.core.data import EventType, Shop, User, language_of
 from generator.core.errors import ModelNotAvailable
@@ -166,6 +167,25 @@ def choose(candidates: Sequence[Candidate], taken: Sequence[str] | NearDuplicate
     return next((c for c in failing if not seen.near(f"{c.title} {c.body}")), failing[0])
 
 
+def _as_dicts(results: Iterable[CheckResult]) -> list[dict[str, Any]]:
+    """The results as a candidate keeps them (:meth:`CheckResult.as_dict`); a plain pass (:func:`passing`'s, one
+    result per check name) as one dict per check name, shared by every candidate that passes the check: a verdict's
+    dicts are read (and stored as JSON), never changed, and most of a passing candidate's are plain passes."""
+    return [_PASS_DICTS.get(id(r)) or _as_dict(r) for r in results]
+
+
+def _as_dict(result: CheckResult) -> dict[str, Any]:
+    d = result.as_dict()
+    if result.passed and not result.reason and result is passing_result(result.name):
+        _HELD.append(result)
+        _PASS_DICTS[id(result)] = d
+    return d
+
+
+_PASS_DICTS: dict[int, dict[str, Any]] = {}  # passing()'s results' dicts, by the result's id
+_HELD: list[CheckResult] = []  # those results, held here too: no id of _PASS_DICTS is reused, whatever clears passing()
+
+
 def _choosing_order(candidates: Sequence[Candidate]) -> Callable[[Candidate], tuple[float, int]]:
     """Higher predicted click-through first, then the model's order (greedy first)."""
     position = {id(c): i for i, c in enumerate(candidates)}
@@ -243,7 +263,7 @@ class CampaignRunner:
         if not cand.finished:
             cand.checks = [CheckResult("complete", False, "cut off at the generation length limit").as_dict()]
         else:
-            cand.checks = [r.as_dict() for r in run_checks(cand.title, cand.body, ctx, fail_fast=True)]
+            cand.checks = _as_dicts(run_checks(cand.title, cand.body, ctx, fail_fast=True))
         cand.checked = True
 
     def _settle(self, candidates: Sequence[Candidate], ctx: GuardContext, need: int) -> int:
@@ -257,10 +277,13 @@ class CampaignRunner:
             passing += c.passed
         return passing
 
-    def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext) -> Candidate:
-        title, body = generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
-                                   m.ranked[0].item, campaign.facts)
-        checks = [r.as_dict() for r in run_checks(title, body, ctx)]  # all of them: a failing fallback is flagged
+    def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext,
+                  copy: tuple[str, str] | None = None) -> Candidate:
+        """The user's template-only message, checked in full; ``copy``: its title and body as the prompt stage
+        rendered them (:attr:`Plan.fallback_copy`), else rendered here."""
+        title, body = copy or generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
+                                           m.ranked[0].item, campaign.facts)
+        checks = _as_dicts(run_checks(title, body, ctx))  # all of them: a failing fallback is flagged
         return Candidate(title=title, body=body, raw="", sampled=False, checks=checks)
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
@@ -347,6 +370,9 @@ class CampaignRunner:
                                              prompt=shared + own, variant=v, deep_link=link, quoted=facts.quoted,
                                              adapter=adapter))
         plan.contexts[user.user_id] = facts.context
+        # the context's generic copy is the fallback (generic_copy of these very arguments): kept, not rendered again
+        fallback_title, fallback_body = facts.context.generic_texts
+        plan.fallback_copy[user.user_id] = (fallback_title, fallback_body)
         plan.requests.append(GenerationRequest(key=user.user_id, prompt=own, prefix=shared, adapter=adapter))
         plan.model_of[user.user_id] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
 
@@ -384,7 +410,8 @@ class CampaignRunner:
             m, ctx = by_user[req.key][0], plan.contexts[req.key]
             unchecked = [i for i, c in enumerate(m.candidates) if not c.checked]
             passing = self._settle(m.candidates, ctx, campaign.variants)
-            fallback = self._fallback(m, campaign, ctx) if last and passing < campaign.variants else None
+            fallback = self._fallback(m, campaign, ctx, plan.fallback_copy.get(req.key)) \
+                if last and passing < campaign.variants else None
             return passing, [(i, m.candidates[i].checks) for i in unchecked if m.candidates[i].checked], fallback
 
         short = []
@@ -422,7 +449,8 @@ class CampaignRunner:
                 m.candidates = list(pool) if m.variant == 0 else []
                 best = choose(pool, taken, verify=lambda c, ctx=plan.contexts[uid]: self._verify(c, ctx))
                 if best is None or not best.passed:  # the fallback checked with the last round's, else now
-                    m.chosen = plan.fallbacks.pop(uid, None) or self._fallback(m, campaign, plan.contexts[uid])
+                    m.chosen = plan.fallbacks.pop(uid, None) or self._fallback(
+                        m, campaign, plan.contexts[uid], plan.fallback_copy.get(uid))
                     m.fallback = True
                 else:
                     m.chosen = best
@@ -459,6 +487,9 @@ class Plan:
     model_of: dict[str, tuple[Generator, int | None]] = field(default_factory=dict)
     fallbacks: dict[str, Candidate] = field(default_factory=dict)
     """Users short of passing candidates after the last round: their fallback, checked (one variant's)."""
+    fallback_copy: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Per user: the fallback's title and body (the brand's template-only copy for the featured item), rendered with
+    the prompt (the guard context's ``generic_texts``): a user short of passing copy gets it without a second render."""
 
     def by_user(self) -> dict[str, list[UserMessage]]:
         out: dict[str, list[UserMessage]] = {}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, reduce
+from operator import itemgetter, or_
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover
     import sre_parse as _p  # type: ignore[no-redef]
 
 _CAP = 32  # the most strings a node's exact set may hold (the cross products of a sequence grow)
+_VALUE = itemgetter(1)  # of an automaton's hit, (end, value)
 
 
 
@@ -275,8 +277,11 @@ class BranchFilter:
         self.patterns = tuple(patterns)
         self._units: list[list[str]] = []
         self._trees: list[_Branches | None] = []
-        self._always: set[tuple[int, int]] = set()  # (pattern, unit) without literals
-        owners: dict[tuple[bool, str], set[tuple[int, int]]] = {}
+        # each (pattern, unit) a bit of a mask, in order: a text's set of units is an int, which its automaton hits
+        # are or'ed into (no Python loop per hit, no tuples hashed), and which keys what the set makes
+        self._bits: list[tuple[int, int]] = []
+        always = 0  # the units without literals
+        owners: dict[tuple[bool, str], int] = {}
         for n, pattern in enumerate(self.patterns):
             units: list[str] = []
             whole = bool(pattern.flags & regex.VERBOSE) or _WHOLE.search(pattern.pattern) is not None
@@ -286,35 +291,39 @@ class BranchFilter:
             self._trees.append(tree)
             fold = bool(pattern.flags & re.IGNORECASE)
             for k, unit in enumerate(units):
+                bit = 1 << len(self._bits)
+                self._bits.append((n, k))
                 lits = _unit_literals(unit, pattern.flags)
                 if lits is None:
-                    self._always.add((n, k))
+                    always |= bit
                 for lit in lits or ():
-                    owners.setdefault((fold, lit), set()).add((n, k))
+                    owners[fold, lit] = owners.get((fold, lit), 0) | bit
+        self._always = always
         self._automata: dict[bool, Any] = {}
         for (fold, lit), who in owners.items():
-            self._automata.setdefault(fold, ahocorasick.Automaton()).add_word(lit, tuple(who))
+            self._automata.setdefault(fold, ahocorasick.Automaton()).add_word(lit, who)
         for automaton in self._automata.values():
             automaton.make_automaton()
-        self._by_found: dict[frozenset[tuple[int, int]], Mapping[regex.Pattern[str], regex.Pattern[str] | None]] = {}
+        self._by_found: dict[int, Mapping[regex.Pattern[str], regex.Pattern[str] | None]] = {}
         self._whole = MappingProxyType({pattern: pattern for pattern in self.patterns})
         self._cut: dict[tuple[int, frozenset[int]], regex.Pattern[str] | None] = {}
 
-    def scans(self, text: str) -> Mapping[regex.Pattern[str], regex.Pattern[str] | None]:
-        """Each pattern mapped to None where it cannot match ``text``, else to what to scan ``text`` with."""
-        found = set(self._always)
+    def scans(self, text: str, low: str | None = None) -> Mapping[regex.Pattern[str], regex.Pattern[str] | None]:
+        """Each pattern mapped to None where it cannot match ``text``, else to what to scan ``text`` with (``low``:
+        ``text.lower()``, where the caller has it)."""
+        found = self._always
         for fold, automaton in self._automata.items():
             if fold and not lower_is_exact(text):
                 return self._whole
-            for _, who in automaton.iter(text.lower() if fold else text):
-                found.update(who)
-        key = frozenset(found)
-        hit = self._by_found.get(key)
+            hits = automaton.iter((text.lower() if low is None else low) if fold else text)
+            found = reduce(or_, map(_VALUE, hits), found)  # the mask of every unit a literal of is in the text
+        hit = self._by_found.get(found)
         if hit is None:
             if len(self._by_found) >= self._MOST:
                 self._by_found.clear()
-            hit = self._by_found[key] = MappingProxyType({
-                pattern: self._pattern(n, frozenset(k for m, k in key if m == n))
+            alive = [self._bits[i] for i in range(found.bit_length()) if found >> i & 1]
+            hit = self._by_found[found] = MappingProxyType({
+                pattern: self._pattern(n, frozenset(k for m, k in alive if m == n))
                 for n, pattern in enumerate(self.patterns)})
         return hit
 
