@@ -273,7 +273,7 @@ class Stages:
         import generator.campaign.runner as campaign_module
 
         for name, stage in (("select_audience", "audience"), ("prompt_parts", "rendering"),
-                            ("generic_copy", "rendering"), ("message_facts", "rendering"),
+                            ("message_facts", "rendering"),  # the fallback's copy too (the context's generic copy)
                             ("run_checks", "guardrails"), ("choose", "choosing"), ("save_messages", "store")):
             self.wrap(campaign_module, name, stage)
         self.wrap(runner.scorer, "rank", "ranking")

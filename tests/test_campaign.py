@@ -354,7 +354,7 @@ def test_a_chunks_records_share_each_items_part_and_keep_every_field() -> None:
 
 @pytest.mark.parametrize("locale", ["en_US", "de_DE", "zh_CN", "ja_JP"])
 @pytest.mark.parametrize("ctype", ["auto", "price_drop", "coupon", "content_recommendation", "abandoned_cart"])
-def test_the_plans_fallback_copy_is_the_fallback_rendered_anew(locale: str, ctype: str) -> None:
+def test_the_contexts_generic_copy_is_the_fallback_rendered_anew(locale: str, ctype: str) -> None:
     """The fallback a user short of passing copy gets is the copy the prompt stage rendered (the context's generic
     copy), not rendered again: it is what generic_copy gives for the user's featured item."""
     from generator.write.prompts import generic_copy
@@ -368,11 +368,12 @@ def test_the_plans_fallback_copy_is_the_fallback_rendered_anew(locale: str, ctyp
         runner = CampaignRunner(generator=GoodModel(), scorer=FixedScorer(), ctr=False)
         ids = [u.user_id for u in users]
         plan = runner.prompt(shop, campaign, ids, runner.rank(shop, campaign, ids, None))
-        assert plan.fallback_copy.keys() == plan.contexts.keys() and plan.fallback_copy
+        assert plan.messages
         for m in plan.messages:
             again = generic_copy(runner.prompts, campaign.locale or m.user.locale, m.campaign_type, m.ranked[0].item,
                                  campaign.facts)
-            assert plan.fallback_copy[m.user.user_id] == tuple(again)
+            assert list(plan.contexts[m.user.user_id].generic_texts) == again
+            assert runner._fallback(plan.contexts[m.user.user_id]).title == again[0]
 
 
 def test_a_verdicts_dicts_are_its_results_as_dicts_plain_passes_shared() -> None:

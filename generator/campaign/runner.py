@@ -46,7 +46,7 @@ from generator.db.store import Store
 from generator.db.suppression import targetable
 from generator.rank.scorer import RankedItem, RankRules, Scorer, item_record
 from generator.write.generate import Draft, GenerationRequest, Generator, gc_paused
-from generator.write.prompts import PromptLibrary, default_library, generic_copy, prompt_parts
+from generator.write.prompts import PromptLibrary, default_library, prompt_parts
 
 ProgressHook = Callable[[str, int, int], None]
 """Hears ``(stage, done, total)``: ``done`` more users ranked or written in ``stage`` (0 when it starts)."""
@@ -277,14 +277,12 @@ class CampaignRunner:
             passing += c.passed
         return passing
 
-    def _fallback(self, m: UserMessage, campaign: Campaign, ctx: GuardContext,
-                  copy: tuple[str, str] | None = None) -> Candidate:
-        """The user's template-only message, checked in full; ``copy``: its title and body as the prompt stage
-        rendered them (:attr:`Plan.fallback_copy`), else rendered here."""
-        title, body = copy or generic_copy(self.prompts, campaign.locale or m.user.locale, m.campaign_type,
-                                           m.ranked[0].item, campaign.facts)
-        checks = _as_dicts(run_checks(title, body, ctx))  # all of them: a failing fallback is flagged
-        return Candidate(title=title, body=body, raw="", sampled=False, checks=checks)
+    @staticmethod
+    def _fallback(ctx: GuardContext) -> Candidate:
+        """The user's template-only message, checked in full (a failing fallback is flagged with every reason): the
+        context's generic copy, which the prompt stage rendered (``generic_copy`` of the user's featured item)."""
+        title, body = ctx.generic_texts
+        return Candidate(title=title, body=body, raw="", sampled=False, checks=_as_dicts(run_checks(title, body, ctx)))
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
             job_kind: str = "campaign", job_id: str | None = None, progress: ProgressHook | None = None,
@@ -370,9 +368,6 @@ class CampaignRunner:
                                              prompt=shared + own, variant=v, deep_link=link, quoted=facts.quoted,
                                              adapter=adapter))
         plan.contexts[user.user_id] = facts.context
-        # the context's generic copy is the fallback (generic_copy of these very arguments): kept, not rendered again
-        fallback_title, fallback_body = facts.context.generic_texts
-        plan.fallback_copy[user.user_id] = (fallback_title, fallback_body)
         plan.requests.append(GenerationRequest(key=user.user_id, prompt=own, prefix=shared, adapter=adapter))
         plan.model_of[user.user_id] = (gen, get_settings().language_max_new_tokens.get(language_of(locale)))
 
@@ -410,8 +405,7 @@ class CampaignRunner:
             m, ctx = by_user[req.key][0], plan.contexts[req.key]
             unchecked = [i for i, c in enumerate(m.candidates) if not c.checked]
             passing = self._settle(m.candidates, ctx, campaign.variants)
-            fallback = self._fallback(m, campaign, ctx, plan.fallback_copy.get(req.key)) \
-                if last and passing < campaign.variants else None
+            fallback = self._fallback(ctx) if last and passing < campaign.variants else None
             return passing, [(i, m.candidates[i].checks) for i in unchecked if m.candidates[i].checked], fallback
 
         short = []
@@ -449,8 +443,7 @@ class CampaignRunner:
                 m.candidates = list(pool) if m.variant == 0 else []
                 best = choose(pool, taken, verify=lambda c, ctx=plan.contexts[uid]: self._verify(c, ctx))
                 if best is None or not best.passed:  # the fallback checked with the last round's, else now
-                    m.chosen = plan.fallbacks.pop(uid, None) or self._fallback(
-                        m, campaign, plan.contexts[uid], plan.fallback_copy.get(uid))
+                    m.chosen = plan.fallbacks.pop(uid, None) or self._fallback(plan.contexts[uid])
                     m.fallback = True
                 else:
                     m.chosen = best
@@ -487,9 +480,6 @@ class Plan:
     model_of: dict[str, tuple[Generator, int | None]] = field(default_factory=dict)
     fallbacks: dict[str, Candidate] = field(default_factory=dict)
     """Users short of passing candidates after the last round: their fallback, checked (one variant's)."""
-    fallback_copy: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """Per user: the fallback's title and body (the brand's template-only copy for the featured item), rendered with
-    the prompt (the guard context's ``generic_texts``): a user short of passing copy gets it without a second render."""
 
     def by_user(self) -> dict[str, list[UserMessage]]:
         out: dict[str, list[UserMessage]] = {}
