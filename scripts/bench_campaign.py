@@ -50,6 +50,10 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# BLAS in one thread, as torch (set_num_threads(1) below): numpy's OpenBLAS otherwise keeps a second thread spinning
+# after each product (the click-through scoring's), whose CPU time landed in the next stage's (0.5 s of 4 in the
+# guardrails at 20,000 users), though it cost that stage no wall time
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
@@ -480,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             "whole_run_seconds": round(run["seconds"], 2),
             "whole_run_messages_per_s": round(n / run["seconds"], 1), "statuses": run["statuses"], "minilm": minilm,
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": 1,
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "load_average": os.getloadavg()[0], "gc_freeze": not args.no_freeze}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "stages": rows}, indent=2), encoding="utf-8")
