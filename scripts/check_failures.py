@@ -4,8 +4,9 @@ Runs a campaign with the configured model (the packaged SmolLM2 by default) on a
 runner checks with every guardrail (the runner stops at a candidate's first failing check; this runs them all). Prints,
 per check, the share of candidates that fail it and how many fail it first in ``DEFAULT_CHECKS``' order; writes JSON.
 
-    python scripts/check_failures.py --users 40 --json out/check_failures_demo.json
-    python scripts/check_failures.py --shop out/amazon --users 40 --json out/check_failures_amazon.json
+    python scripts/check_failures.py --users 40 --json docs/bench/check_failures_demo.json
+    python scripts/make_amazon_shop.py ../shared/data/amazon_scientific --out out/amazon --users 300 --zh-share 0.2
+    python scripts/check_failures.py --shop out/amazon --users 40 --json docs/bench/check_failures_amazon.json
 """
 
 from __future__ import annotations
