@@ -22,6 +22,7 @@ from generator.core.formatting import (
     percent_mentions,
     resolve_locale,
 )
+from tests.test_prefilter import money_scan_by_finditer
 
 LOCALES = ("en_US", "en_GB", "en_IN", "de_DE", "fr_FR", "ja_JP", "zh_CN", "es_ES", "hi_IN")
 CURRENCIES = ("USD", "EUR", "INR", "CNY")
@@ -242,17 +243,7 @@ def test_the_ascii_money_scan_finds_what_scanning_every_place_finds(text: str) -
     import generator.core.formatting as fmt
 
     before, after = fmt._money_patterns()
-    found: list[fmt.MoneyMention] = []
-    spans: list[tuple[int, int]] = []
-    for pattern in (before, after, fmt._BARE):
-        for m in pattern.finditer(text):
-            spans.append(m.span())
-            amounts = fmt._readings(m["num"].strip() if pattern is not fmt._BARE else m[0])
-            if (amounts or pattern is fmt._BARE) and not any(f.span[0] < m.end() and m.start() < f.span[1]
-                                                             for f in found):
-                found.append(fmt.MoneyMention(amounts, fmt.currencies_of(m["cur"]) if pattern is not fmt._BARE
-                                              else frozenset(), m[0], m.span()))
-    assert fmt._money_scan(text) == (sorted(found, key=lambda x: x.span), spans), text
+    assert fmt._money_scan(text) == money_scan_by_finditer(text), text
     fast, slow = fmt._ascii_starts(text), fmt._starts(text)
     assert (fast is None) is (slow is None)
     if fast is None or slow is None:

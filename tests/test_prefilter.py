@@ -133,6 +133,12 @@ def test_the_money_scan_finds_what_scanning_every_place_finds(pieces: list[str])
     """``_money_scan`` (the patterns tried only where they may match, the found spans kept aside) gives the mentions
     and match spans of ``finditer`` over the whole text, each match kept where it overlaps no mention found before."""
     text = "".join(pieces)
+    assert fmt._money_scan(text) == money_scan_by_finditer(text), text
+
+
+def money_scan_by_finditer(text: str) -> tuple[list[fmt.MoneyMention], list[tuple[int, int]]]:
+    """What ``_money_scan`` must give: ``finditer`` of each pattern over the whole text, each match kept where it
+    overlaps no mention found before; the mentions in order, and every match's span."""
     before, after = fmt._money_patterns()
     found: list[fmt.MoneyMention] = []
     spans: list[tuple[int, int]] = []
@@ -144,4 +150,4 @@ def test_the_money_scan_finds_what_scanning_every_place_finds(pieces: list[str])
                                                              for f in found):
                 found.append(fmt.MoneyMention(amounts, fmt.currencies_of(m["cur"]) if pattern is not fmt._BARE
                                               else frozenset(), m[0], m.span()))
-    assert fmt._money_scan(text) == (sorted(found, key=lambda x: x.span), spans), text
+    return sorted(found, key=lambda x: x.span), spans
