@@ -3,19 +3,7 @@
 from __future__ import annotations
 
 import random
-
-
-def test_titles_in_finds_every_title_a_text_contains_in_catalog_order() -> None:
-    from generator.check.guard_index import titles_in
-
-    names = ["Summit Tent", "Summit Tent 2P", "Mug", "Aurora Kettle", "Ox", "Trail Chair", "Summit Tent", "Tent"]
-    titles = tuple((f"I{i}", t.lower(), t) for i, t in enumerate(names))
-    rng = random.Random(3)
-    pieces = ["summit tent", "summit tent 2p", "mug", "aurora", "kettle", "ox", "trail chair", "xsummit tent",
-              "tents", "the", "new", "mugs"]
-    for _ in range(500):
-        low = " ".join(rng.choices(pieces, k=rng.randrange(1, 6)))
-        assert titles_in(titles, low) == [t for t in titles if t[1] in low], low  # what testing each title finds
+from collections.abc import Iterable
 
 
 def test_the_profanity_prefilter_never_hides_a_match() -> None:
@@ -163,18 +151,18 @@ def test_brands_are_found_as_the_brands_pattern_finds_them() -> None:
     first) between word boundaries finds, in its order: overlapping, nested and glued brands included."""
     import regex
 
-    from generator.check.guardrails import _automaton, _brands_in
+    from generator.check.guardrails import CatalogIndex, _brands_in, _named_in, _names_automaton
 
     brands = ["ember & oak", "oak", "ember", "summit", "summit ridge", "ridge", "3m", "über"]
     pattern = regex.compile(r"(?<!\w)(?:" + "|".join(regex.escape(b) for b in sorted(brands, key=len, reverse=True))
                             + r")(?!\w)")
-    automaton = _automaton(brands)
+    index = CatalogIndex(titles=(), brand_names={}, vocabulary=frozenset(), names=_names_automaton((), brands))
     rng = random.Random(5)
     pieces = ["ember & oak", "ember", "oak", "soak", "summit ridge", "summitridge", "ridge", "3m", "3m's", "über",
               "überall", "_oak", "oak_", "-", "&", " ", "\n", "帐篷", "é"]
     for _ in range(2000):
         low = rng.choice(["", " "]).join(rng.choices(pieces, k=rng.randrange(0, 8)))
-        assert _brands_in(low, automaton.iter(low)) == pattern.findall(low), low
+        assert _brands_in(low, _named_in(index, low)[1]) == pattern.findall(low), low
 
 
 def test_chinese_product_nouns_are_found_as_the_longest_first_alternation_finds_them() -> None:
@@ -327,7 +315,6 @@ def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> Non
     in it; every copy gets the verdict of looking at each whole-word brand it names."""
     import regex
 
-    from generator.check.guard_index import titles_in
     from generator.check.guardrails import GuardContext, _brands_in, _derived, _other_products, catalog_index
     from generator.core.data import Item
 
@@ -343,9 +330,9 @@ def test_the_brand_pretest_gives_the_facts_verdict_of_every_brand_found() -> Non
         text = " ".join(rng.choices(pieces, k=rng.randrange(0, 7)))
         got = _other_products(text, ctx)
         index, derived, low = catalog_index(catalog), _derived(ctx), text.lower()
-        if any(it_id not in derived.own_ids for it_id, _, _ in titles_in(index.titles, low)):
+        if any(it_id not in derived.own_ids for it_id, title, _ in index.titles if title in low):
             continue  # another product's title: decided before the brands
-        other = next((b for b in set(_brands_in(low, index.brands.iter(low))) if b not in derived.own_brands
+        other = next((b for b in set(_brands_in(low, brand_hits(low, index.brand_names))) if b not in derived.own_brands
                       and not regex.search(rf"(?<!\w){regex.escape(b)}(?!\w)", derived.own_low)), None)
         assert got.passed == (other is None), (text, [it.brand for it in ctx.items])
         failed += other is not None
@@ -508,11 +495,16 @@ def test_a_copys_letters_and_digits_are_its_words_split_at_apostrophes() -> None
         assert copy.alnum_words == re.findall(r"[a-z0-9]+", copy.low), copy.text
 
 
-def test_the_catalogs_titles_and_brands_are_found_in_one_pass_as_in_two() -> None:
-    """``_named_in`` (one automaton of titles and brands) gives the titles ``titles_in`` gives, in catalog order, and
-    the hits of the brands' own automaton: titles equal to a brand, to each other, nested in one another included."""
-    from generator.check.guard_index import titles_in
-    from generator.check.guardrails import CatalogIndex, _automaton, _named_in, _names_automaton
+def brand_hits(low: str, brands: Iterable[str]) -> list[tuple[int, str]]:
+    """Each place a brand ends in ``low``, with the brand (overlapping ones too), found by testing every place."""
+    return [(i + len(b) - 1, b) for b in brands for i in range(len(low)) if b and low.startswith(b, i)]
+
+
+def test_the_catalogs_titles_and_brands_are_found_in_one_pass() -> None:
+    """``_named_in`` (one automaton of titles and brands) gives the titles a copy has, in catalog order, and every
+    place a brand ends in it, as testing each title and each place finds them: titles equal to a brand, to each
+    other, nested in one another included."""
+    from generator.check.guardrails import CatalogIndex, _named_in, _names_automaton
 
     names = ["Summit Tent", "Summit Tent 2P", "Oak", "Ember & Oak Mug", "Summit Tent", "Ridge", "über Kettle", "3M"]
     titles = tuple((f"I{i}", t.lower(), t) for i, t in enumerate(names))
@@ -520,13 +512,13 @@ def test_the_catalogs_titles_and_brands_are_found_in_one_pass_as_in_two() -> Non
     pieces = ["summit tent", "summit tent 2p", "oak", "ember & oak", "ember & oak mug", "soak", "ridge", "über",
               "über kettle", "3m", "tent", " ", "-", "\n", "帐篷"]
     for brands in ([], ["oak", "ember & oak", "summit", "ridge", "über", "3m"], ["summit tent"]):
-        index = CatalogIndex(titles=titles, brands=_automaton(brands) if brands else None, brand_names={},
-                             vocabulary=frozenset(), names=_names_automaton(titles, brands))
+        index = CatalogIndex(titles=titles, brand_names={}, vocabulary=frozenset(),
+                             names=_names_automaton(titles, brands))
         for _ in range(800):
             low = rng.choice(["", " "]).join(rng.choices(pieces, k=rng.randrange(0, 7)))
             found, hits = _named_in(index, low)
-            assert found == titles_in(titles, low), low
-            assert sorted(hits) == sorted(index.brands.iter(low) if brands else []), low
+            assert found == [t for t in titles if t[1] in low], low
+            assert sorted(hits) == sorted(brand_hits(low, brands)), low
 
 
 def test_a_coupon_code_like_token_is_found_as_with_the_word_boundary_before_it() -> None:

@@ -1,8 +1,5 @@
 """Indexes that let the guardrails and choosing answer per candidate without scanning everything.
 
-- :func:`titles_in`: the catalog titles a text contains (what the facts check's test for other products finds, in
-  the one pass of its automaton of titles and brands), found in one Aho-Corasick pass instead of testing every title
-  of a catalog of thousands per candidate;
 - :func:`memo`: data a check derives from a guard context, made once per context;
 - :class:`NearDuplicates`: whether a text is a near-duplicate of copy already chosen, without comparing it with
   every text chosen.
@@ -13,56 +10,14 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-import ahocorasick
 import regex
 
 WORDS = regex.compile(r"[\p{L}\p{N}']+")  # a text's words as shingles and the guardrails read them
 _HAN_CHAR = regex.compile(r"\p{Han}")
-
-
-class TitleIndex:
-    """Lower-cased titles in one Aho-Corasick automaton (made at the first look-up): the titles a text contains, found
-    in one pass over the text instead of a test per title of a catalog of thousands (equal titles: all of them)."""
-
-    def __init__(self, titles: Sequence[tuple[str, str, str]]):
-        self.titles = titles
-        self._automaton: Any = None
-        self._empty = [pos for pos, (_, title, _) in enumerate(titles) if not title]  # "" is in every text
-
-    def contained(self, low: str) -> list[tuple[str, str, str]]:
-        """The entries whose lower-cased title is in ``low``, in their order."""
-        if self._automaton is None:
-            positions: dict[str, list[int]] = {}
-            for pos, (_, title, _) in enumerate(self.titles):
-                if title:
-                    positions.setdefault(title, []).append(pos)
-            self._automaton = ahocorasick.Automaton()
-            for title, where in positions.items():
-                self._automaton.add_word(title, where)
-            self._automaton.make_automaton()
-        found = set(self._empty)
-        if len(self._automaton):
-            found.update(pos for _, where in self._automaton.iter(low) for pos in where)
-        return [self.titles[pos] for pos in sorted(found)]
-
-
-_INDEXES: OrderedDict[int, TitleIndex] = OrderedDict()
-
-
-def titles_in(titles: Sequence[tuple[str, str, str]], low: str) -> list[tuple[str, str, str]]:
-    """The ``(item_id, lower-cased title, title)`` entries of a catalog's ``titles`` whose title ``low`` contains,
-    in catalog order: what testing every title finds (the index is built once per titles object)."""
-    hit = _INDEXES.get(id(titles))
-    if hit is None or hit.titles is not titles:
-        hit = _INDEXES[id(titles)] = TitleIndex(titles)
-        while len(_INDEXES) > 4:
-            _INDEXES.popitem(last=False)
-    return hit.contained(low)
 
 
 T = TypeVar("T")

@@ -1267,11 +1267,10 @@ class CatalogIndex:
     and not a word that many other brands' titles use, as "fits Dremel" is in a dozen accessories' titles)."""
 
     titles: tuple[tuple[str, str, str], ...]  # (item_id, lowercased title, title)
-    brands: Any  # an Aho-Corasick automaton of the lowercased brands (:func:`_brands_in`), None when there is none
     brand_names: dict[str, str]  # lowercased brand -> as the catalog writes it
     vocabulary: frozenset[str]  # product words of the catalog's titles (in 2+ titles, not generic copy words)
-    # the lowercased titles and the brands of ``brands`` in one Aho-Corasick automaton, each with the positions in
-    # ``titles`` of the titles equal to it and the brand (None: no brand) (:func:`_named_in`)
+    # the lowercased titles and the brands of ``brand_names`` in one Aho-Corasick automaton, each with the positions
+    # in ``titles`` of the titles equal to it and the brand (None: no brand) (:func:`_named_in`); None when empty
     names: Any = None
     empty_titles: tuple[int, ...] = ()  # the positions of the titles that are empty lowercased ("" is in every text)
 
@@ -1294,10 +1293,9 @@ def _names_automaton(titles: Sequence[tuple[str, str, str]], brands: Iterable[st
 
 
 def _named_in(index: CatalogIndex, low: str) -> tuple[list[tuple[str, str, str]], list[tuple[int, str]]]:
-    """What ``titles_in(index.titles, low)`` and ``list(index.brands.iter(low))`` give (the catalog's titles that a
-    lowercased copy has, in catalog order; and each place a brand ends in it, with the brand), from one pass of
-    :attr:`CatalogIndex.names` over it instead of two (the brands' hits in the order of that pass: per end, as the
-    brands' own automaton gives them, longest first)."""
+    """The catalog's titles that a lowercased copy has, in catalog order, and each place a brand ends in it, with the
+    brand (overlapping hits, per end the longest first): one pass of :attr:`CatalogIndex.names` over the copy
+    instead of a test per title of a catalog of thousands."""
     found, hits = set(index.empty_titles), []
     if index.names is not None:
         for end, (where, brand) in index.names.iter(low):
@@ -1348,7 +1346,7 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
                 others[found] += 1
     distinct = {b: names[b] for b, n in others.items() if n < 3}
     titles = tuple((it.item_id, it.title.lower(), it.title) for it in catalog)
-    index = CatalogIndex(titles=titles, brands=_automaton(distinct) if distinct else None, brand_names=distinct,
+    index = CatalogIndex(titles=titles, brand_names=distinct,
                          vocabulary=_product_vocabulary(catalog), names=_names_automaton(titles, distinct),
                          empty_titles=tuple(pos for pos, (_, title, _) in enumerate(titles) if not title))
     if len(_INDEXES) > 16:
@@ -1357,19 +1355,10 @@ def catalog_index(catalog: Sequence[Item]) -> CatalogIndex:
     return index
 
 
-def _automaton(words: Iterable[str]) -> Any:
-    """An Aho-Corasick automaton of ``words``, each its own value."""
-    automaton = ahocorasick.Automaton()
-    for word in words:
-        automaton.add_word(word, word)
-    automaton.make_automaton()
-    return automaton
-
-
 def _brands_in(low: str, hits: Iterable[tuple[int, str]]) -> list[str]:
-    """The brands a lowercased copy names, from ``hits`` (an automaton of them, :func:`_automaton`, iterated over
-    ``low``), as ``findall`` of the pattern ``(?<!\\w)(?:brand|...)(?!\\w)`` with the longest brands first finds
-    them: whole words, at the leftmost place one is, the longest there, the next from its end."""
+    """The brands a lowercased copy names, from ``hits`` (where each brand ends in ``low``: :func:`_named_in`), as
+    ``findall`` of the pattern ``(?<!\\w)(?:brand|...)(?!\\w)`` with the longest brands first finds them: whole
+    words, at the leftmost place one is, the longest there, the next from its end."""
     longest: dict[int, str] = {}  # start -> the longest brand there between word boundaries
     for end, brand in hits:
         start = end - len(brand) + 1
