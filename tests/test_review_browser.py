@@ -137,7 +137,8 @@ def test_an_edit_that_fails_a_guardrail_cannot_be_approved_and_a_fixed_one_can(l
     expect(card.locator(".push-body")).to_have_text(fixed)
     events = card.locator("li.event")
     expect(events).to_have_count(3)
-    expect(events.nth(0)).to_contain_text("failed checks: prices")
+    expect(events.nth(0)).to_contain_text("failed checks: ")  # every check the edit failed, the price among them
+    expect(events.nth(0)).to_contain_text("prices: price '$1.00' matches no item's price")
     expect(events.nth(0).locator(".old")).to_contain_text("55% off today only")
     expect(events.nth(1).locator(".new")).to_contain_text(fixed)
     expect(events.nth(2).locator(".action")).to_have_text("approve")
