@@ -190,7 +190,8 @@ def time_tree(warm: list[dict[str, Any]], cases: list[dict[str, Any]], repeat: i
     per_check = {k: statistics.median(r[k] for r in per_check_runs) for k in per_check}
     return {"messages": len(cases), "texts_checked": checked["every"], "pass_seconds": totals["every"],
             "runner_texts_checked": checked["runner"], "runner_pass_seconds": totals["runner"],
-            "in_choosing_order": in_order, "per_check_seconds": per_check, "verdicts": verdicts}
+            "in_choosing_order": in_order, "fail_fast": bool(fast), "per_check_seconds": per_check,
+            "verdicts": verdicts}
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         return {"commit": r["commit"], "cpu_seconds": round(cpu, 4), "passes": [round(s, 4) for s in r["pass_seconds"]],
                 "us_per_text": round(cpu / r["texts_checked"] * 1e6, 1),
                 "messages_per_cpu_s_every_text": round(r["messages"] / cpu, 1),
-                "runner": "in choosing order, up to the first pass" if r["in_choosing_order"] else "every candidate",
+                "runner": ("in choosing order, up to the first pass" if r["in_choosing_order"] else "every candidate")
+                + (", each up to its first failing check" if r.get("fail_fast") else ""),
                 "runner_texts_per_message": round(r["runner_texts_checked"] / r["messages"], 2),
                 "runner_passes": [round(s, 4) for s in r["runner_pass_seconds"]],
                 "messages_per_cpu_s": round(r["messages"] / runner_cpu, 1),
