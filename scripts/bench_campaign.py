@@ -46,6 +46,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,11 @@ STAGES = ("audience", "ranking", "rendering", "generation", "guardrails", "click
 def synthetic_shop(users: int, items: int, sample: Path) -> Any:
     """A shop of ``users`` users and ``items`` items grown from the sample shop: user ``k`` has the locale, events
     and reviews of sample user ``k % 100`` on the catalog slice ``k // 100 % (items // 200)`` (item ``j`` of a slice
-    is sample item ``j % 200`` under a series name), so histories, reviews and locales keep the sample's shape."""
-    from generator.core.data import Event, Item, Review, Shop, User, load_shop
+    is sample item ``j % 200`` under a series name), so histories, reviews and locales keep the sample's shape; and
+    one view of its own, of an item of its slice picked by its number, so that no two users share a history (as in
+    the Amazon catalogue's, where 9 of 8,442 users do): users with one history would share their ranked items, prompt
+    and fallback, whose verdicts the guardrails then keep for them all, which real shops rarely allow."""
+    from generator.core.data import Event, EventType, Item, Review, Shop, User, load_shop
 
     base = load_shop(sample)
     n_base_items = len(base.items)
@@ -83,6 +87,7 @@ def synthetic_shop(users: int, items: int, sample: Path) -> Any:
             item_id = f"{it.item_id}-S{s}"
             catalog.append(it.model_copy(update={"item_id": item_id, "title": f"{it.title} Series {s + 1}",
                                                  "url": f"https://shop.example.com/p/{item_id}"}))
+    last, step = max(e.timestamp for e in base.events), timedelta(hours=1)  # a user's own view: after its history
     events_of: dict[str, list[Event]] = defaultdict(list)
     for e in base.events:
         events_of[e.user_id].append(e)
@@ -97,8 +102,13 @@ def synthetic_shop(users: int, items: int, sample: Path) -> Any:
         suffix = f"-S{s}" if s else ""
         out_users.append(User.model_construct(user_id=uid, locale=src.locale, timezone=src.timezone,
                                               push_opt_in=src.push_opt_in))
-        out_events += [Event.model_construct(**{**e.__dict__, "user_id": uid, "item_id": e.item_id + suffix})
-                       for e in events_of[src.user_id]]
+        own = [Event.model_construct(**{**e.__dict__, "user_id": uid, "item_id": e.item_id + suffix})
+               for e in events_of[src.user_id]]
+        seen = base.items[k // (len(base.users) * slices) % n_base_items]  # the users sharing k's sample user and
+        # slice are k's clones: each views another item (distinct up to 200 clones: 400,000 users on 10 slices)
+        own.append(Event.model_construct(user_id=uid, item_id=seen.item_id + suffix, event_type=EventType.view,
+                                         timestamp=max((e.timestamp for e in own), default=last) + step))
+        out_events += own
         out_reviews += [Review.model_construct(**{**r.__dict__, "user_id": uid, "item_id": r.item_id + suffix})
                         for r in reviews_of[src.user_id]]
     assert all(isinstance(i, Item) for i in catalog)
