@@ -223,6 +223,30 @@ def test_a_candidate_is_checked_up_to_its_first_failure_and_the_fallback_in_full
     assert len(m.chosen.checks) == len(run_checks(m.chosen.title, m.chosen.body, runner_context(runner, shop)))
 
 
+def test_the_fallback_is_held_to_its_featured_item_not_to_the_prompt_or_the_review() -> None:
+    """The template-only fallback is checked against its user's context cut to the featured item (no prompt, review or
+    examples: template copy cannot echo or copy them): a review that happens to share its words does not fail it, and
+    users who share the featured item share one context, so one verdict."""
+    from generator.check.guardrails import GuardContext, _fingerprint
+
+    title, body = "Price drop", "The Trailblazer Backpacking Tent is now $149.00."
+
+    def ctx(review: str, others: list[Item]) -> GuardContext:
+        return GuardContext(items=[TENT, *others], quoted_texts=[review], prompt_text="Price: $149.00\nWrite a push.",
+                            example_texts=["An example answer."], generic_texts=[title, body],
+                            campaign_type="price_drop", facts={"ends_at": "Sunday"})
+
+    shared = ctx("the trailblazer backpacking tent is now $149.00. love it", [MUG])
+    assert not all(r.passed for r in run_checks(title, body, shared))  # the review's words: copied, to the checks
+    held = shared.for_template_copy()
+    assert all(r.passed for r in run_checks(title, body, held))
+    assert (held.items, held.quoted_texts, held.prompt_text, held.example_texts) == ([TENT], (), "", ())
+    assert (held.locale, held.facts, held.catalog, held.generic_texts, held.campaign_type, held.policy) == \
+        (shared.locale, shared.facts, shared.catalog, shared.generic_texts, shared.campaign_type, shared.policy)
+    other = ctx("fine", [])
+    assert _fingerprint(other.for_template_copy()) == _fingerprint(held) != _fingerprint(shared)
+
+
 def test_abandoned_cart_features_the_carted_item() -> None:
     users = [User(user_id="U1"), User(user_id="U2")]
     events = [Event(user_id="U1", item_id="B2", event_type="cart", timestamp=T0),

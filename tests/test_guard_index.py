@@ -570,3 +570,15 @@ def test_the_sense_words_are_made_only_where_a_chinese_product_noun_reads_them()
     failed = check_sense("为你推荐", "你的手电筒现在降价了。", ctx)
     assert not failed.passed and "手电筒" in (failed.reason or "")
     assert "sense_words" in vars(_derived(ctx))
+
+
+def test_the_kept_verdicts_drop_their_oldest_copy_when_full(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import generator.check.guardrails as guardrails
+    from generator.check.guardrails import GuardContext, run_checks
+
+    monkeypatch.setattr(guardrails, "_VERDICTS_MAX", 3)
+    guardrails._SEEN.clear()
+    ctx = GuardContext(items=[])
+    for n in range(5):
+        run_checks(f"Title {n}", "Body", ctx)
+    assert [title for title, *_ in guardrails._SEEN] == ["Title 2", "Title 3", "Title 4"]

@@ -282,7 +282,8 @@ class CampaignRunner:
         """The user's template-only message, checked in full (a failing fallback is flagged with every reason): the
         context's generic copy, which the prompt stage rendered (``generic_copy`` of the user's featured item)."""
         title, body = ctx.generic_texts
-        return Candidate(title=title, body=body, raw="", sampled=False, checks=_as_dicts(run_checks(title, body, ctx)))
+        checks = _as_dicts(run_checks(title, body, ctx.for_template_copy()))
+        return Candidate(title=title, body=body, raw="", sampled=False, checks=checks)
 
     def run(self, shop: Shop, campaign: Campaign, *, user_ids: Sequence[str] | None = None,
             job_kind: str = "campaign", job_id: str | None = None, progress: ProgressHook | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -96,6 +96,16 @@ class GuardContext:
     def __setattr__(self, name: str, value: object) -> None:
         self.__dict__.pop("_derived", None)  # what the checks derived from the old value (guard_index.memo)
         object.__setattr__(self, name, value)
+
+    def for_template_copy(self) -> GuardContext:
+        """What the brand's template-only copy (the fallback: :attr:`generic_texts`) is held to: this context cut to
+        the featured item, without the prompt, the quoted reviews and the few-shot examples. Template copy says what
+        its template and the featured item's facts put in it: it names no other ranked item, and cannot echo the
+        prompt or copy a shopper's review or an example answer (what those checks catch a model doing). Users who
+        share their featured item (and locale, campaign and policy) get equal contexts, so the fallback's verdict
+        is kept for them all (:func:`run_checks`)."""
+        return GuardContext(items=list(self.items[:1]), locale=self.locale, facts=self.facts, catalog=self.catalog,
+                            generic_texts=self.generic_texts, campaign_type=self.campaign_type, policy=self.policy)
 
     @property
     def platforms(self) -> Sequence[str]:
@@ -1773,7 +1783,7 @@ def run_checks(title: str, body: str, ctx: GuardContext,
     copy = (title, body, checks, fail_fast)
     if copy not in _SEEN:
         if len(_SEEN) >= _VERDICTS_MAX:
-            del _SEEN[next(iter(_SEEN))]  # the oldest
+            _SEEN.popitem(last=False)  # the oldest
         _SEEN[copy] = None
         return _run_checks(title, body, ctx, checks, fail_fast)
     number = _fingerprint(ctx)
@@ -1783,7 +1793,7 @@ def run_checks(title: str, body: str, ctx: GuardContext,
     hit = _VERDICTS.get(key)
     if hit is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
-            del _VERDICTS[next(iter(_VERDICTS))]  # the oldest
+            _VERDICTS.popitem(last=False)  # the oldest
         if len(_FINGERPRINTS) >= _VERDICTS_MAX:  # equal contexts made later get a new number
             _FINGERPRINTS.clear()
         hit = _VERDICTS[key] = tuple(map(_shared, _run_checks(title, body, ctx, checks, fail_fast)))
@@ -1799,9 +1809,11 @@ def _shared(result: CheckResult) -> CheckResult:
 
 
 _PASSES: dict[str, CheckResult] = {}
-# verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own
-_VERDICTS: dict[tuple[Any, ...], tuple[CheckResult, ...]] = {}
-_SEEN: dict[tuple[str, str, tuple[Check, ...], bool], None] = {}  # copies checked at least once (and fail_fast)
+# verdicts of copies already checked (run_checks): CheckResults are frozen, each caller gets a list of its own. Both
+# tables drop their oldest entry when full, as OrderedDicts do in O(1) (a dict's first entry, after many deleted ahead
+# of it, is found by skipping them: 6 µs per new copy once the table was full)
+_VERDICTS: OrderedDict[tuple[Any, ...], tuple[CheckResult, ...]] = OrderedDict()
+_SEEN: OrderedDict[tuple[str, str, tuple[Check, ...], bool], None] = OrderedDict()  # copies checked (and fail_fast)
 _VERDICTS_MAX = 1 << 15
 _CATALOGS: dict[int, Sequence[Item]] = {}  # catalogs a fingerprint names by id, held so that no id is reused
 _FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each context's fields once, numbered (a key hashes a number)
