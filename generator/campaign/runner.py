@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
@@ -171,19 +172,13 @@ def _as_dicts(results: Iterable[CheckResult]) -> list[dict[str, Any]]:
     """The results as a candidate keeps them (:meth:`CheckResult.as_dict`); a plain pass (:func:`passing`'s, one
     result per check name) as one dict per check name, shared by every candidate that passes the check: a verdict's
     dicts are read (and stored as JSON), never changed, and most of a passing candidate's are plain passes."""
-    return [_PASS_DICTS.get(id(r)) or _as_dict(r) for r in results]
+    return [_pass_dict(r.name) if r.passed and not r.reason and r is passing_result(r.name) else r.as_dict()
+            for r in results]
 
 
-def _as_dict(result: CheckResult) -> dict[str, Any]:
-    d = result.as_dict()
-    if result.passed and not result.reason and result is passing_result(result.name):
-        _HELD.append(result)
-        _PASS_DICTS[id(result)] = d
-    return d
-
-
-_PASS_DICTS: dict[int, dict[str, Any]] = {}  # passing()'s results' dicts, by the result's id
-_HELD: list[CheckResult] = []  # those results, held here too: no id of _PASS_DICTS is reused, whatever clears passing()
+@cache
+def _pass_dict(name: str) -> dict[str, Any]:
+    return passing_result(name).as_dict()
 
 
 def _choosing_order(candidates: Sequence[Candidate]) -> Callable[[Candidate], tuple[float, int]]:
