@@ -37,7 +37,6 @@ import functools
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -60,6 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from scripts.bench_machine import describe, machine  # noqa: E402
 
 STAGES = ("audience", "ranking", "rendering", "generation", "guardrails", "click-through", "choosing", "store", "other")
 
@@ -453,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     console = Console()
+    host = machine()  # how fast this machine runs such work, and what two processes gain here
+    console.print(describe(host))
     t0 = time.perf_counter()
     shop = synthetic_shop(args.users, args.items, Path(__file__).resolve().parent.parent / "examples" / "shop")
     console.print(f"synthetic shop: {len(shop.users)} users, {len(shop.items)} items, {len(shop.events)} events, "
@@ -493,9 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             "check_processes": args.check_processes,
             "whole_run_seconds": round(run["seconds"], 2),
             "whole_run_messages_per_s": round(n / run["seconds"], 1), "statuses": run["statuses"], "minilm": minilm,
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": 1,
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "load_average": os.getloadavg()[0], "gc_freeze": not args.no_freeze}
+            "machine": host, "torch_threads": 1, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "gc_freeze": not args.no_freeze}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "stages": rows}, indent=2), encoding="utf-8")
     console.print(f"wrote {args.json}")

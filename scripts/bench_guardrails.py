@@ -34,7 +34,6 @@ import gc
 import inspect
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -245,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    sys.path.insert(0, str(HERE))
+    from bench_machine import describe, machine
+
     console = Console()
+    host = machine(pair=False)  # how fast this machine runs such work (the baseline's figures compare within it)
+    console.print(describe(host))
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-guardrails-") as tmp:
         if args.baseline:
@@ -303,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"users": args.users, "warm_users": args.warm_users, "items": args.items, "messages": now["messages"],
             "texts_checked": n_texts,
             "distinct_texts": len({tuple(t) for ts in now["texts"] for t in ts}), "repeat": args.repeat,
-            "verdicts_identical": same, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_average": os.getloadavg()[0]}
+            "verdicts_identical": same, "machine": host}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, **sums}, indent=2, ensure_ascii=False), encoding="utf-8")
     console.print(f"wrote {args.json}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from scripts.bench_campaign import HashEncoder, fresh_pg, synthetic_shop  # noqa: E402
+from scripts.bench_machine import describe, machine  # noqa: E402
 
 CAMPAIGN = {"name": "bench-scaleout", "type": "auto", "candidates": 3, "retries": 0}
 
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     console = Console()
+    host = machine()  # what two processes can gain over one here, measured before the workers start
+    console.print(describe(host))
     shop = synthetic_shop(args.users, args.items, Path(__file__).resolve().parent.parent / "examples" / "shop")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp_dir:
@@ -212,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['chunk_run_s']:.2f}",
                       f"{r['chunk_bookkeeping_s']:.3f}", f"{r['between_tasks_s_per_chunk']:.3f}")
     console.print(table)
+    console.print(f"two processes of the reference workload ran at {host['pair_speedup']:.2f}x one on this machine "
+                  "(scripts/bench_machine.py): the most two workers can gain here")
     meta = {"users": args.users, "items": args.items, "chunk_size": args.chunk_size, "broker": "redis",
-            "store": "postgresql", "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-            "load_average": os.getloadavg()[0]}
+            "store": "postgresql", "machine": host}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
     console.print(f"wrote {args.json}")
