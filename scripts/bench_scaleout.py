@@ -11,6 +11,10 @@ between tasks (broker round trips, waiting) is what is left of the workers' wall
 cores are busy with other work, two workers share what is free: a chunk's CPU seconds staying the same while its
 wall-clock time grows says the limit is the cores, not the queue.
 
+Virtual machines' speed drifts by a quarter within minutes (their neighbours' load), so each worker count runs
+``--repeat`` times, the counts in turn (1, 2, 2, 1, 1, 2), and each count's median run is reported. Two processes of a
+fixed workload (:mod:`scripts.bench_machine`) are timed first: the most two workers can gain on this machine.
+
   python scripts/bench_scaleout.py --users 8000 --chunk-size 400 --json docs/bench/cpu-bench_scaleout.json
 """
 
@@ -117,20 +121,21 @@ def run_job(args: argparse.Namespace, shop: Any, shop_dir: Path, workers: int, t
            "PUSHGEN_CHUNK_SIZE": str(args.chunk_size), "PUSHGEN_RECOVER_EVERY": "0",
            "PUSHGEN_CTR_DIR": str(tmp / "no-ctr"), "PUSHGEN_LOCALE_MODELS": "{}", "PYTHONUNBUFFERED": "1",
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    timings = tmp / f"timings-{workers}.jsonl"
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{workers}-", dir=tmp))  # this run's timings, logs, ready files
+    timings = run_dir / "timings.jsonl"
     procs = []
     try:
         store = Store(url)  # migrates the fresh database before any worker connects
         for w in range(workers):
-            ready = tmp / f"ready-{workers}-{w}"
-            with (tmp / f"worker-{workers}-{w}.log").open("w") as log:
+            ready = run_dir / f"ready-{w}"
+            with (run_dir / f"worker-{w}.log").open("w") as log:
                 procs.append((subprocess.Popen([sys.executable, __file__, "--serve-worker", f"bench{w}", str(timings),
                                                 str(ready)], env={**os.environ, **env}, start_new_session=True,
                                                stdout=subprocess.DEVNULL, stderr=log), ready))
         deadline = time.monotonic() + 600
         while not all(r.exists() for _, r in procs):
             if time.monotonic() > deadline or any(p.poll() is not None for p, _ in procs):
-                raise SystemExit(f"a worker did not start; see {tmp}/worker-*.log")
+                raise SystemExit(f"a worker did not start; see {run_dir}/worker-*.log")
             time.sleep(0.5)
         os.environ.update(env)
         get_settings.cache_clear()
@@ -177,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--chunk-size", type=int, default=400, help="users per chunk (one queued task each)")
     ap.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per worker count, in turn; each count's median run is reported (all in the JSON)")
     ap.add_argument("--broker", default="redis://127.0.0.1:6379/14", help="Redis broker; this database is emptied")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="a PostgreSQL database; a fresh one is made beside it per run")
@@ -194,8 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         shop_dir.mkdir()
         write_shop(shop, shop_dir)
         (tmp / "no-ctr").mkdir()
-        for workers in [int(w) for w in args.workers.split(",")]:
-            results.append(run_job(args, shop, shop_dir, workers, tmp, console))
+        counts = [int(w) for w in args.workers.split(",")]
+        runs: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
+        for k in range(args.repeat):  # in turn, the order reversed every other round: a machine whose speed drifts
+            for workers in counts if k % 2 == 0 else counts[::-1]:  # favours no worker count
+                runs[workers].append(run_job(args, shop, shop_dir, workers, tmp, console))
+        for workers in counts:  # each count's median run (of an even number, the faster middle one)
+            done = sorted(runs[workers], key=lambda r: r["seconds"])
+            results.append({**done[(len(done) - 1) // 2], "runs_seconds": [round(r["seconds"], 3) for r in
+                                                                            runs[workers]]})
     one = next((r for r in results if r["workers"] == 1), results[0])
     for r in results:
         r["messages_per_s"] = round(r["messages"] / r["seconds"], 1)
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                   "between_tasks_s_per_chunk"):
             r[k] = round(r[k], 3)
     table = Table(title=f"one job, {args.users} users ({one['messages']} messages), chunks of {args.chunk_size}, "
-                        "null model, Redis + PostgreSQL")
+                        f"null model, Redis + PostgreSQL; the median of {args.repeat} runs each")
     for col in ("workers", "s", "msg/s", "speed-up", "chunks", "task s/chunk", "task CPU s", "runner s",
                 "bookkeeping s", "between s"):
         table.add_column(col, justify="right")
@@ -216,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print(f"two processes of the reference workload ran at {host['pair_speedup']:.2f}x one on this machine "
                   "(scripts/bench_machine.py): the most two workers can gain here")
-    meta = {"users": args.users, "items": args.items, "chunk_size": args.chunk_size, "broker": "redis",
-            "store": "postgresql", "machine": host}
+    meta = {"users": args.users, "items": args.items, "chunk_size": args.chunk_size, "repeat": args.repeat,
+            "broker": "redis", "store": "postgresql", "machine": host}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
     console.print(f"wrote {args.json}")
