@@ -249,8 +249,8 @@ def test_the_ascii_money_scan_finds_what_scanning_every_place_finds(text: str) -
     if fast is None or slow is None:
         return
     for pattern, a, b in zip((before, after, fmt._BARE), fast or (), slow or (), strict=True):
-        assert a == sorted(a) and [m.span() for m in fmt._matches_at(pattern, text, a)] == \
-            [m.span() for m in fmt._matches_at(pattern, text, b)], text
+        assert a == sorted(a) and [m.span() for m in fmt.matches_at(pattern, text, a)] == \
+            [m.span() for m in fmt.matches_at(pattern, text, b)], text
 
 
 def test_a_mention_made_without_the_dataclass_init_is_the_dataclasss() -> None:

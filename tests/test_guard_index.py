@@ -343,14 +343,14 @@ def test_a_prompts_labels_are_found_at_its_lines_starts_as_the_label_pattern_fin
     """``_prompt_parts`` tries the label pattern at the starts of a prompt's lines (``_label_starts``), and a line only
     where it has a colon (``_has_label``): what ``findall`` over the whole prompt and a match per line give."""
     from generator.check.guardrails import _LABEL, _has_label, _label_starts, _prompt_parts
-    from generator.core.formatting import _matches_at
+    from generator.core.formatting import matches_at
 
     rng = random.Random(13)
     pieces = ["Price", "Product", "：", ":", " ", "\n", "\n\n", "\r\n", "\x0b", "\u2028", "\t", "Write a push.", "价格",
               "A shopper's review (quoted data)", "x" * 70, "$19.99", "«", "Title"]
     for _ in range(3000):
         prompt = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
-        found = [m[1] for m in _matches_at(_LABEL, prompt, _label_starts(prompt))]
+        found = [m[1] for m in matches_at(_LABEL, prompt, _label_starts(prompt))]
         assert found == _LABEL.findall(prompt), prompt
         for line in prompt.lower().splitlines():
             assert _has_label(line) == (_LABEL.match(line) is not None), line

@@ -68,8 +68,8 @@ def test_money_is_found_where_it_was_found_trying_every_marker_opening(pieces: l
     every = [fmt._marker_starts(text, runs), [d for d in runs if fmt._NUMBER_START.match(text, d)]]
     marked = fmt._marked_starts(text, runs, every[1])
     for pattern, a, b in zip((before, after), every, marked, strict=True):
-        assert [m.span() for m in fmt._matches_at(pattern, text, a)] == \
-            [m.span() for m in fmt._matches_at(pattern, text, b)]
+        assert [m.span() for m in fmt.matches_at(pattern, text, a)] == \
+            [m.span() for m in fmt.matches_at(pattern, text, b)]
 
 
 @settings(max_examples=300, deadline=None)

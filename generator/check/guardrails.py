@@ -28,9 +28,9 @@ from generator.check.result import CheckResult, passing
 from generator.check.zh_products import misnamed_product
 from generator.core.data import Item, language_of
 from generator.core.formatting import (
-    _matches_at,
     lower_is_exact,
     mask,
+    matches_at,
     money_mentions,
     money_mentions_of_copy,
     percent_mentions,
@@ -506,7 +506,7 @@ def _phrase_index(sets: Sequence[frozenset[str]]) -> tuple[frozenset[str], froze
 @lru_cache(maxsize=1 << 12)
 def _prompt_parts(prompt: str) -> tuple[tuple[tuple[str, regex.Pattern[str]], ...], tuple[str, ...]]:
     """A prompt's fact labels with their patterns, and its unlabelled lines (:func:`check_prompt_echo`)."""
-    labels = {m[1].strip().lower() for m in _matches_at(_LABEL, prompt, _label_starts(prompt))}
+    labels = {m[1].strip().lower() for m in matches_at(_LABEL, prompt, _label_starts(prompt))}
     lines = (line.strip() for line in prompt.lower().splitlines())
     return (tuple((label, _re(rf"(?<!\w){_escape(label)}\s*[:：]")) for label in labels),
             tuple(line for line in lines if len(line) >= 6 and not _has_label(line)))

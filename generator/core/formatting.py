@@ -311,13 +311,13 @@ def _money_scan(text: str) -> tuple[list[MoneyMention], list[tuple[int, int]]]:
 
     before_starts, after_starts, bare_starts = starts
     for pattern, at in ((before, before_starts), (after, after_starts)):
-        for m in _matches_at(pattern, text, at):
+        for m in matches_at(pattern, text, at):
             spans.append(m.span())
             amounts = _readings(m["num"].strip())
             if amounts and free(span := m.span()):
                 found.append(_mention(amounts, currencies_of(m["cur"]), m[0], span))
                 taken.append(span)
-    for m in _matches_at(bare, text, bare_starts):
+    for m in matches_at(bare, text, bare_starts):
         spans.append(span := m.span())
         if free(span):
             found.append(_mention(_readings(m[0]), _NO_CURRENCY, m[0], span))
@@ -487,7 +487,7 @@ def _marked_starts(text: str, runs: list[int], numbers: list[int]) -> tuple[list
     return sorted(before), after
 
 
-def _matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:
+def matches_at(pattern: regex.Pattern[str], text: str, starts: list[int]) -> Iterator[regex.Match[str]]:
     """``pattern.finditer(text)`` for a pattern every match of which starts at one of ``starts`` (ascending): the
     pattern is tried at those places only, instead of at every place of the text (hundreds of markers each)."""
     end = 0
