@@ -18,7 +18,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import time
@@ -93,7 +92,9 @@ def profile_table(gen: Any, reqs: list[Any], candidates: int) -> str:
 def main_null(args: argparse.Namespace) -> int:
     from generator.write.generate import GenerationRequest, Generator
     from scripts.bench_generate import add_adapters, build_model, prompts
+    from scripts.bench_machine import describe, machine
 
+    host = machine()  # how fast this machine runs Python work (the host path is Python work)
     torch.set_num_threads(args.threads or 1)
     device = torch.device("cpu")
     base, tok = build_model("null", args.tokenizer, device, args.new_tokens)
@@ -102,6 +103,7 @@ def main_null(args: argparse.Namespace) -> int:
     prompt_tokens = sum(len(tok(a + b, add_special_tokens=False).input_ids) for a, b in parts[:512]) / min(
         512, len(parts))
     console, results = Console(), []
+    console.print(describe(host))
     load = [os.getloadavg()[0]]
     for n_adapters in [int(x) for x in args.adapters.split(",")]:
         model = add_adapters(base, n_adapters) if n_adapters else base
@@ -156,8 +158,8 @@ def main_null(args: argparse.Namespace) -> int:
         table.add_row(r["method"], str(r["batch_size"]), str(r["adapters"]), f"{r['messages_per_s']:,.0f}",
                       f"{r['messages_per_cpu_s']:,.0f}", str(r["x_naive"]), str(r["vs_one_adapter"]))
     console.print(table)
-    meta = {"device": "cpu", "device_name": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "model": "null", "users": args.users,
+    meta = {"device": "cpu", "machine": host, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "model": "null", "users": args.users,
             "candidates": args.candidates, "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt_tokens, 1),
             "distinct_prompts": len(set(parts)), "repeat": args.repeat, "load_average": load}
     args.json.parent.mkdir(parents=True, exist_ok=True)
