@@ -18,7 +18,6 @@ benchmarks' JSON:
 from __future__ import annotations
 
 import os
-import pickle
 import platform
 import re
 import statistics
@@ -49,23 +48,13 @@ def workload(rounds: int = 2) -> float:
 
 
 def _pair() -> float:
-    """Two processes' throughput at once over one's: the workload here and in a forked child, at the same time."""
+    """Two processes' throughput at once over one's: the workload here and in a forked child, at the same time
+    (:func:`~generator.core.forked.forked_map`, as the runner checks in forked processes), against the workload
+    alone just before."""
+    from generator.core.forked import forked_map
+
     solo = min(workload() for _ in range(2))
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its time through the pipe, then out
-        os.close(read_fd)
-        try:
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(pickle.dumps(workload()))
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    mine = workload()
-    with os.fdopen(read_fd, "rb") as pipe:
-        theirs = pickle.loads(pipe.read())
-    os.waitpid(pid, 0)
-    return 2 * solo / max(mine, theirs)
+    return 2 * solo / max(forked_map(lambda _: workload(), [0, 1], 2, min_items=1))
 
 
 def cpu_model() -> str:
